@@ -1,0 +1,19 @@
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Geometry + QA synthesis throughput (images/s per core).
+    Synth(super::bench_synth::Args),
+    /// Model forward+backward time against PyTorch on the same config.
+    Model(super::bench_model::Args),
+    /// Training-loop throughput (samples/s, tokens/s, pad fraction, peak memory).
+    Train(super::bench_train::Args),
+}
+
+pub fn run(bench: Bench) -> anyhow::Result<()> {
+    match bench {
+        Bench::Synth(a) => super::bench_synth::run(a),
+        Bench::Model(a) => super::bench_model::run(a),
+        Bench::Train(a) => super::bench_train::run(a),
+    }
+}

@@ -1,0 +1,8 @@
+// Placeholder until this subcommand lands; it refuses to run rather than pretend.
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`svlm reward` is not implemented yet")
+}

@@ -1,0 +1,72 @@
+//! `svlm`: one binary for spatial VQA synthesis, co-training, evaluation, reasoning and reward annotation.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "svlm", version, about = "Teach vision-language models metric spatial reasoning (after SpatialVLM).")]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render procedural scenes: RGB, metric depth, instance masks and exact object truth.
+    World(cmd::world::Args),
+    /// Synthesize spatial VQA (JSONL / Parquet shards) from procedural scenes, RGB-D folders or photos.
+    Synth(cmd::synth::Args),
+    /// Train (co-train) a VLM from a run config.
+    Train(cmd::train::Args),
+    /// Run a grid of training runs and summarize them.
+    Sweep(cmd::sweep::Args),
+    /// Export a run or checkpoint as a Hugging Face model folder.
+    Export(cmd::export::Args),
+    /// Evaluate a model on a spatial VQA set.
+    Eval(cmd::eval::Args),
+    /// Ask a model a question about an image.
+    Ask(cmd::ask::Args),
+    /// Answer a multi-step spatial question with an LLM orchestrating the VLM.
+    Reason(cmd::reason::Args),
+    /// Annotate dense rewards from estimated distances over a frame sequence.
+    Reward(cmd::reward::Args),
+    /// The whole pipeline in miniature on the CPU: world -> synth -> co-train at several ratios -> eval -> report.
+    Quickstart(cmd::quickstart::Args),
+    /// Benchmarks that print ratios against a reference.
+    #[command(subcommand)]
+    Bench(cmd::bench::Bench),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let default_level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+
+    match cli.command {
+        Command::World(a) => cmd::world::run(a),
+        Command::Synth(a) => cmd::synth::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Sweep(a) => cmd::sweep::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Ask(a) => cmd::ask::run(a),
+        Command::Reason(a) => cmd::reason::run(a),
+        Command::Reward(a) => cmd::reward::run(a),
+        Command::Quickstart(a) => cmd::quickstart::run(a),
+        Command::Bench(b) => cmd::bench::run(b),
+    }
+}

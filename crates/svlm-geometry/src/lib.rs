@@ -1,0 +1,1 @@
+//! svlm-geometry
