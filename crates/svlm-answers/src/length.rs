@@ -285,7 +285,28 @@ fn length_in_words<R: Rng>(
 /// "between 2 and 3 meters" (-> midpoint, with `low_m`/`high_m`). Hedges and other words around it are ignored.
 /// A number without a unit is not a length: "2" alone is `None` (an invalid-format answer, not a guess).
 /// "in" followed by an article or "front" ("2 in the box") is read as the preposition, not inches.
+///
+/// Q-Spatial-Bench's answer format, `\scalar{1.5} \distance_unit{meter}`, is read from its last `\scalar{}` and
+/// last `\distance_unit{}` (as that benchmark's own evaluator does) before anything else.
 pub fn parse_length(text: &str) -> Option<Length> {
+    if let (Some(scalar), Some(unit)) = (
+        last_braced(text, "scalar{"),
+        last_braced(text, "distance_unit{"),
+    ) && let Some(length) = parse_length_plain(&format!("{scalar} {unit}"))
+    {
+        return Some(length);
+    }
+    parse_length_plain(text)
+}
+
+/// The contents of the last `key...}` in `text`.
+fn last_braced<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    let start = text.rfind(key)? + key.len();
+    let len = text[start..].find('}')?;
+    Some(&text[start..start + len])
+}
+
+fn parse_length_plain(text: &str) -> Option<Length> {
     let toks = tokenize(text);
     (0..toks.len()).find_map(|i| length_at(&toks, i))
 }
@@ -538,6 +559,23 @@ mod tests {
         assert_eq!(parse_length(""), None);
         assert_eq!(parse_length("far away"), None);
         assert_eq!(parse_length("a few feet"), None);
+    }
+
+    #[test]
+    fn reads_the_qspatial_answer_format() {
+        let answer = "First \\scalar{3} \\distance_unit{feet}... so the answer is \\scalar{1} \\distance_unit{meter}";
+        assert!(close(meters(answer), 1.0));
+        assert!(close(meters("\\scalar{1-2} \\distance_unit{m}"), 1.5));
+        assert!(close(
+            meters("\\scalar{45} \\distance_unit{centimeters}"),
+            0.45
+        ));
+        // a broken box falls back to the plain reading
+        assert!(close(
+            meters("\\scalar{x} \\distance_unit{m}, about 2 m"),
+            2.0
+        ));
+        assert_eq!(parse_length("\\scalar{2}"), None);
     }
 
     #[test]
