@@ -1,1 +1,31 @@
-//! svlm-geometry
+//! Metric 3D geometry for spatial VQA synthesis: depth -> points, voxel grid, statistical outlier removal,
+//! DBSCAN, RANSAC planes, the gravity-aligned canonical frame, axis-aligned and oriented boxes.
+//!
+//! Conventions (see `docs/ARCHITECTURE.md`): camera frame is OpenCV (x right, y down, z forward, metres);
+//! depth maps hold z-depth in metres, `<= 0`/NaN/inf invalid; the canonical frame has Z up on the ground plane.
+//! The point-cloud operations follow open3d's semantics and are checked against open3d in
+//! `tests/open3d_parity.rs`.
+
+mod boxes;
+mod camera;
+mod cloud;
+mod cluster;
+mod error;
+mod frame;
+mod kdtree;
+mod plane;
+
+pub use boxes::{Aabb, Obb};
+pub use camera::{
+    DepthMap, Intrinsics, LiftStats, Mask, depth_to_instance_points, depth_to_points,
+};
+pub use cloud::{PointCloud, remove_statistical_outliers, voxel_downsample};
+pub use cluster::{dbscan, largest_cluster};
+pub use error::GeometryError;
+pub use frame::{CanonicalFrame, canonical_frame};
+pub use kdtree::closest_distance;
+pub use plane::{
+    GroundPlaneParams, Plane, find_ground_plane, fit_plane_least_squares, segment_plane,
+};
+
+pub use nalgebra::{Isometry3, Point3, Rotation3, Unit, Vector3};
