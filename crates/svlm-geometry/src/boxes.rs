@@ -1,4 +1,7 @@
-use nalgebra::{Point3, Rotation3, Vector3};
+use nalgebra::{Matrix3, Point2, Point3, Rotation3, SymmetricEigen, Unit, Vector2, Vector3};
+
+use crate::hull::{convex_hull_2d, convex_hull_vertices};
+use crate::plane::mean_and_covariance;
 
 /// Axis-aligned box in the frame of the points it was made from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,16 +56,168 @@ impl Obb {
         e.x * e.y * e.z
     }
 
-    /// open3d `get_oriented_bounding_box`: PCA axes of the convex hull's vertices, extents of the points along them.
+    /// open3d `get_oriented_bounding_box` (PCA): axes = eigenvectors of the covariance of the convex hull's
+    /// vertices, largest spread first (third axis = first x second), box = extents of the points along them.
+    /// Flat or collinear sets (no 3D hull) use the covariance of all points. `None` when empty.
     pub fn from_points_pca(points: &[Point3<f64>]) -> Option<Self> {
-        let _ = points;
-        todo!("implemented in the next commit")
+        if points.is_empty() {
+            return None;
+        }
+        let hull: Vec<Point3<f64>> = match convex_hull_vertices(points) {
+            Some(indices) => indices.iter().map(|&i| points[i]).collect(),
+            None => points.to_vec(),
+        };
+        let (mean, cov) = mean_and_covariance(&hull)?;
+        let eigen = SymmetricEigen::new(cov);
+        let mut order = [0usize, 1, 2];
+        order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
+        let axis0 = eigen.eigenvectors.column(order[0]).normalize();
+        let axis1 = eigen.eigenvectors.column(order[1]).normalize();
+        let axis2 = axis0.cross(&axis1);
+        let rotation =
+            Rotation3::from_matrix_unchecked(Matrix3::from_columns(&[axis0, axis1, axis2]));
+        let local: Vec<Point3<f64>> = hull
+            .iter()
+            .map(|p| Point3::from(rotation.inverse() * (p - mean)))
+            .collect();
+        let local_box = Aabb::from_points(&local)?;
+        Some(Self {
+            center: mean + rotation * local_box.center().coords,
+            rotation,
+            half_extents: local_box.extent() / 2.0,
+        })
     }
 
     /// Gravity-aligned box: the minimum-area rectangle of the points projected onto the plane perpendicular to
-    /// `up`, and the extent along `up`. Axes: x = longer horizontal side, y = shorter, z = `up` (right-handed).
+    /// `up`, and the extent along `up`. Axes (rotation columns): x = the rectangle's longer side, y = its shorter
+    /// side, z = `up`, right-handed; x is chosen in the half-turn `[0, 180)` degrees measured from
+    /// [`horizontal_basis`]`(up).0` towards `.1`. `None` when empty or `up` is zero/non-finite.
     pub fn from_points_upright(points: &[Point3<f64>], up: &Vector3<f64>) -> Option<Self> {
-        let _ = (points, up);
-        todo!("implemented in the next commit")
+        if points.is_empty() {
+            return None;
+        }
+        let up = Unit::try_new(*up, 1e-12)?;
+        if !up.iter().all(|c| c.is_finite()) {
+            return None;
+        }
+        let (e1, e2) = horizontal_basis(&up);
+        let mut low = f64::INFINITY;
+        let mut high = f64::NEG_INFINITY;
+        let flat: Vec<Point2<f64>> = points
+            .iter()
+            .map(|p| {
+                let h = p.coords.dot(&up);
+                low = low.min(h);
+                high = high.max(h);
+                Point2::new(p.coords.dot(&e1), p.coords.dot(&e2))
+            })
+            .collect();
+        let hull = convex_hull_2d(&flat);
+        let (dir, min_a, max_a, min_b, max_b) = min_area_rectangle(&hull);
+        // dir is the rectangle's first side; make it the longer one.
+        let (mut long_dir, long_half, short_half, center_2d) = {
+            let (len_a, len_b) = (max_a - min_a, max_b - min_b);
+            let perp = Vector2::new(-dir.y, dir.x);
+            let center = dir * ((min_a + max_a) / 2.0) + perp * ((min_b + max_b) / 2.0);
+            if len_a >= len_b {
+                (dir, len_a / 2.0, len_b / 2.0, center)
+            } else {
+                (perp, len_b / 2.0, len_a / 2.0, center)
+            }
+        };
+        if long_dir.y < 0.0 || (long_dir.y == 0.0 && long_dir.x < 0.0) {
+            long_dir = -long_dir;
+        }
+        let x_axis = e1 * long_dir.x + e2 * long_dir.y;
+        let y_axis = up.cross(&x_axis);
+        let rotation = Rotation3::from_matrix_unchecked(Matrix3::from_columns(&[
+            x_axis,
+            y_axis,
+            up.into_inner(),
+        ]));
+        let center = e1 * center_2d.x + e2 * center_2d.y + up.into_inner() * ((low + high) / 2.0);
+        Some(Self {
+            center: Point3::from(center),
+            rotation,
+            half_extents: Vector3::new(long_half, short_half, (high - low) / 2.0),
+        })
     }
+
+    /// Angle in degrees, in `[0, 180)`, of the box's x axis around `up`, measured from
+    /// [`horizontal_basis`]`(up).0` towards `.1` (for Z up: from +X towards +Y).
+    pub fn yaw_deg(&self, up: &Vector3<f64>) -> f64 {
+        let Some(up) = Unit::try_new(*up, 1e-12) else {
+            return 0.0;
+        };
+        let (e1, e2) = horizontal_basis(&up);
+        let x = self.rotation.matrix().column(0).into_owned();
+        let yaw = x.dot(&e2).atan2(x.dot(&e1)).to_degrees();
+        yaw.rem_euclid(180.0)
+    }
+
+    /// The eight corners.
+    pub fn corners(&self) -> [Point3<f64>; 8] {
+        let mut corners = [Point3::origin(); 8];
+        for (i, corner) in corners.iter_mut().enumerate() {
+            let sign = Vector3::new(
+                if i & 1 == 0 { -1.0 } else { 1.0 },
+                if i & 2 == 0 { -1.0 } else { 1.0 },
+                if i & 4 == 0 { -1.0 } else { 1.0 },
+            );
+            *corner = self.center + self.rotation * self.half_extents.component_mul(&sign);
+        }
+        corners
+    }
+}
+
+/// Two unit vectors spanning the plane perpendicular to `up`, with `(e1, e2, up)` right-handed. For `up` = +Z
+/// this is (+X, +Y); otherwise e1 is the projection of +X (or +Y when `up` is nearly parallel to X).
+pub fn horizontal_basis(up: &Unit<Vector3<f64>>) -> (Vector3<f64>, Vector3<f64>) {
+    let reference = if up.x.abs() < 0.9 {
+        Vector3::x()
+    } else {
+        Vector3::y()
+    };
+    let e1 = (reference - up.into_inner() * up.dot(&reference)).normalize();
+    let e2 = up.cross(&e1);
+    (e1, e2)
+}
+
+/// Minimum-area enclosing rectangle of a convex polygon, trying each edge direction (a rectangle of minimum area
+/// has a side on a hull edge). Returns the side direction and the point extents along it and its
+/// perpendicular.
+fn min_area_rectangle(hull: &[Point2<f64>]) -> (Vector2<f64>, f64, f64, f64, f64) {
+    let extents = |dir: Vector2<f64>| {
+        let perp = Vector2::new(-dir.y, dir.x);
+        let (mut min_a, mut max_a, mut min_b, mut max_b) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for p in hull {
+            let (a, b) = (p.coords.dot(&dir), p.coords.dot(&perp));
+            min_a = min_a.min(a);
+            max_a = max_a.max(a);
+            min_b = min_b.min(b);
+            max_b = max_b.max(b);
+        }
+        (dir, min_a, max_a, min_b, max_b)
+    };
+    let mut best = extents(Vector2::x());
+    let mut best_area = (best.2 - best.1) * (best.4 - best.3);
+    for i in 0..hull.len() {
+        let edge = hull[(i + 1) % hull.len()] - hull[i];
+        let length = edge.norm();
+        if length <= 0.0 {
+            continue;
+        }
+        let candidate = extents(edge / length);
+        let area = (candidate.2 - candidate.1) * (candidate.4 - candidate.3);
+        if area < best_area {
+            best = candidate;
+            best_area = area;
+        }
+    }
+    best
 }

@@ -1,4 +1,12 @@
-use nalgebra::Point3;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::num::NonZeroUsize;
+
+use nalgebra::{Point3, Vector3};
+use rayon::prelude::*;
+
+use crate::boxes::Aabb;
+use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS};
 
 /// Camera-frame (or any-frame) points with optional per-point RGB colours (same length when present).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,18 +58,153 @@ pub(crate) fn centroid(points: &[Point3<f64>]) -> Option<Point3<f64>> {
     Some(Point3::from(sum / points.len() as f64))
 }
 
-/// open3d `voxel_down_sample`: one point per occupied voxel, the mean of its points (and colours).
-pub fn voxel_downsample(cloud: &PointCloud, voxel_size: f64) -> PointCloud {
-    let _ = (cloud, voxel_size);
-    todo!("implemented in the next commit")
+/// Multiplicative hash for packed voxel keys: std's SipHash costs more than the whole voxel loop.
+#[derive(Default)]
+pub(crate) struct VoxelKeyHasher(u64);
+
+impl Hasher for VoxelKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        self.0 ^= self.0 >> 32;
+    }
 }
 
-/// open3d `remove_statistical_outlier`: returns the kept cloud and the kept indices into `cloud`.
+pub(crate) type VoxelMap<V> = HashMap<u64, V, BuildHasherDefault<VoxelKeyHasher>>;
+
+/// open3d `voxel_down_sample`: one point per occupied voxel, the mean of its points (and colours). Voxels are
+/// anchored at `min_bound - voxel_size / 2` as in open3d; output order is the order voxels are first hit.
+/// A non-positive or non-finite `voxel_size` returns the cloud unchanged.
+pub fn voxel_downsample(cloud: &PointCloud, voxel_size: f64) -> PointCloud {
+    let Some(bounds) = Aabb::from_points(&cloud.points) else {
+        return PointCloud {
+            points: Vec::new(),
+            colors: cloud.colors.as_ref().map(|_| Vec::new()),
+        };
+    };
+    if !voxel_size.is_finite() || voxel_size <= 0.0 {
+        return cloud.clone();
+    }
+    let origin = bounds.min - Vector3::repeat(voxel_size * 0.5);
+    let inv = 1.0 / voxel_size;
+    let cells = (bounds.extent() * inv).map(|e| e.floor() + 2.0);
+    // Keys pack three 21-bit cell indices; larger grids (kilometres at millimetre voxels) use a wider map.
+    const MAX_CELLS: f64 = (1u64 << 21) as f64;
+    if cells.x >= MAX_CELLS || cells.y >= MAX_CELLS || cells.z >= MAX_CELLS {
+        return voxel_downsample_wide(cloud, origin, inv);
+    }
+    let mut slot_of_key: VoxelMap<u32> = VoxelMap::default();
+    slot_of_key.reserve(cloud.points.len() / 4);
+    let mut sums: Vec<(Vector3<f64>, u32)> = Vec::new();
+    let mut slots = Vec::with_capacity(cloud.points.len());
+    for p in &cloud.points {
+        let r = (p - origin) * inv;
+        let key = ((r.x as u64) << 42) | ((r.y as u64) << 21) | (r.z as u64);
+        let next = sums.len() as u32;
+        let slot = *slot_of_key.entry(key).or_insert(next);
+        if slot == next {
+            sums.push((Vector3::zeros(), 0));
+        }
+        let entry = &mut sums[slot as usize];
+        entry.0 += p.coords;
+        entry.1 += 1;
+        slots.push(slot);
+    }
+    finish_voxels(cloud, &sums, &slots)
+}
+
+fn voxel_downsample_wide(cloud: &PointCloud, origin: Point3<f64>, inv: f64) -> PointCloud {
+    let mut slot_of_key: HashMap<[i64; 3], u32> = HashMap::new();
+    let mut sums: Vec<(Vector3<f64>, u32)> = Vec::new();
+    let mut slots = Vec::with_capacity(cloud.points.len());
+    for p in &cloud.points {
+        let r = (p - origin) * inv;
+        let key = [r.x.floor() as i64, r.y.floor() as i64, r.z.floor() as i64];
+        let next = sums.len() as u32;
+        let slot = *slot_of_key.entry(key).or_insert(next);
+        if slot == next {
+            sums.push((Vector3::zeros(), 0));
+        }
+        let entry = &mut sums[slot as usize];
+        entry.0 += p.coords;
+        entry.1 += 1;
+        slots.push(slot);
+    }
+    finish_voxels(cloud, &sums, &slots)
+}
+
+fn finish_voxels(cloud: &PointCloud, sums: &[(Vector3<f64>, u32)], slots: &[u32]) -> PointCloud {
+    let points = sums
+        .iter()
+        .map(|(sum, n)| Point3::from(sum / *n as f64))
+        .collect();
+    let colors = cloud.colors.as_ref().map(|colors| {
+        let mut color_sums = vec![[0u32; 3]; sums.len()];
+        for (&slot, c) in slots.iter().zip(colors) {
+            let s = &mut color_sums[slot as usize];
+            for k in 0..3 {
+                s[k] += c[k] as u32;
+            }
+        }
+        color_sums
+            .iter()
+            .zip(sums)
+            .map(|(s, (_, n))| {
+                let n = *n as f64;
+                [0, 1, 2].map(|k| (s[k] as f64 / n).round().clamp(0.0, 255.0) as u8)
+            })
+            .collect()
+    });
+    PointCloud { points, colors }
+}
+
+/// open3d `remove_statistical_outlier`: a point is kept when the mean distance to its `nb_neighbors` nearest
+/// points (itself included) is below `mean + std_ratio * std` of those means over the cloud (sample std).
+/// As in open3d, points whose mean distance is exactly 0 (duplicates) are dropped. Returns the kept cloud and
+/// the kept indices into `cloud`. `nb_neighbors == 0` or a non-positive `std_ratio` keep everything.
 pub fn remove_statistical_outliers(
     cloud: &PointCloud,
     nb_neighbors: usize,
     std_ratio: f64,
 ) -> (PointCloud, Vec<usize>) {
-    let _ = (cloud, nb_neighbors, std_ratio);
-    todo!("implemented in the next commit")
+    let n = cloud.points.len();
+    let (Some(k), true) = (NonZeroUsize::new(nb_neighbors), std_ratio > 0.0) else {
+        return (cloud.clone(), (0..n).collect());
+    };
+    let Some(index) = KdIndex::new(&cloud.points) else {
+        return (cloud.clone(), Vec::new());
+    };
+    let mean_distance = |p: &Point3<f64>| {
+        let d = index.nearest_k_sq_distances(p, k);
+        d.iter().map(|d2| d2.sqrt()).sum::<f64>() / d.len() as f64
+    };
+    let means: Vec<f64> = if n >= PARALLEL_MIN_POINTS {
+        cloud.points.par_iter().map(mean_distance).collect()
+    } else {
+        cloud.points.iter().map(mean_distance).collect()
+    };
+    // open3d counts every point in the denominator but sums only positive means.
+    let cloud_mean = means.iter().filter(|&&m| m > 0.0).sum::<f64>() / n as f64;
+    let sq_sum: f64 = means
+        .iter()
+        .filter(|&&m| m > 0.0)
+        .map(|m| (m - cloud_mean) * (m - cloud_mean))
+        .sum();
+    let std_dev = if n > 1 {
+        (sq_sum / (n - 1) as f64).sqrt()
+    } else {
+        0.0
+    };
+    let threshold = cloud_mean + std_ratio * std_dev;
+    let kept: Vec<usize> = (0..n)
+        .filter(|&i| means[i] > 0.0 && means[i] < threshold)
+        .collect();
+    (cloud.select(&kept), kept)
 }

@@ -1,15 +1,93 @@
 use nalgebra::Point3;
+use rayon::prelude::*;
 
 use crate::cloud::PointCloud;
+use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS};
 
-/// open3d `cluster_dbscan`: label per point, `None` for noise; clusters numbered in order of discovery.
+/// open3d `cluster_dbscan`: label per point, `None` for noise. A point is core when at least `min_points`
+/// points (itself included) lie strictly within `eps`; clusters are numbered in order of their first core
+/// point's index, and a border point joins the first cluster that reaches it.
 pub fn dbscan(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Option<usize>> {
-    let _ = (points, eps, min_points);
-    todo!("implemented in the next commit")
+    let n = points.len();
+    let Some(index) = KdIndex::new(points) else {
+        return Vec::new();
+    };
+    if !eps.is_finite() || eps <= 0.0 {
+        // No point has a neighbour other than itself.
+        return (0..n).map(|i| (min_points <= 1).then_some(i)).collect();
+    }
+    let neighbours_of = |p: &Point3<f64>| index.within(p, eps);
+    let neighbours: Vec<Vec<u32>> = if n >= PARALLEL_MIN_POINTS {
+        points.par_iter().map(neighbours_of).collect()
+    } else {
+        points.iter().map(neighbours_of).collect()
+    };
+    const UNDEFINED: i64 = -2;
+    const NOISE: i64 = -1;
+    let mut labels = vec![UNDEFINED; n];
+    let mut cluster = 0i64;
+    let mut stack: Vec<u32> = Vec::new();
+    for seed in 0..n {
+        if labels[seed] != UNDEFINED {
+            continue;
+        }
+        if neighbours[seed].len() < min_points {
+            labels[seed] = NOISE;
+            continue;
+        }
+        labels[seed] = cluster;
+        stack.clear();
+        stack.extend_from_slice(&neighbours[seed]);
+        while let Some(nb) = stack.pop() {
+            let nb = nb as usize;
+            if labels[nb] >= 0 {
+                continue;
+            }
+            labels[nb] = cluster;
+            if neighbours[nb].len() >= min_points {
+                stack.extend(
+                    neighbours[nb]
+                        .iter()
+                        .copied()
+                        .filter(|&q| labels[q as usize] < 0),
+                );
+            }
+        }
+        cluster += 1;
+    }
+    labels
+        .into_iter()
+        .map(|l| (l >= 0).then_some(l as usize))
+        .collect()
 }
 
-/// The points of the largest DBSCAN cluster (ties: the first found); empty when every point is noise.
+/// The points of the largest DBSCAN cluster (ties: the lower label); empty when every point is noise.
 pub fn largest_cluster(cloud: &PointCloud, eps: f64, min_points: usize) -> PointCloud {
-    let _ = (cloud, eps, min_points);
-    todo!("implemented in the next commit")
+    let labels = dbscan(&cloud.points, eps, min_points);
+    let Some(best) = largest_label(&labels) else {
+        return cloud.select(&[]);
+    };
+    let indices: Vec<usize> = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l == Some(best))
+        .map(|(i, _)| i)
+        .collect();
+    cloud.select(&indices)
+}
+
+/// The label held by the most points (ties: the lower label); `None` when all are noise.
+pub fn largest_label(labels: &[Option<usize>]) -> Option<usize> {
+    let count = labels.iter().flatten().max().map(|m| m + 1)?;
+    let mut sizes = vec![0usize; count];
+    for l in labels.iter().flatten() {
+        sizes[*l] += 1;
+    }
+    // max_by_key returns the last maximum; iterate in reverse so ties go to the lower label.
+    (0..count).rev().max_by_key(|&l| sizes[l])
+}
+
+/// Number of clusters in a DBSCAN labelling.
+pub fn cluster_count(labels: &[Option<usize>]) -> usize {
+    labels.iter().flatten().max().map_or(0, |m| m + 1)
 }

@@ -12,17 +12,18 @@ mod cloud;
 mod cluster;
 mod error;
 mod frame;
+mod hull;
 mod kdtree;
 mod plane;
 
-pub use boxes::{Aabb, Obb};
+pub use boxes::{Aabb, Obb, horizontal_basis};
 pub use camera::{
     DepthMap, Intrinsics, LiftStats, Mask, depth_to_instance_points, depth_to_points,
 };
 pub use cloud::{PointCloud, remove_statistical_outliers, voxel_downsample};
-pub use cluster::{dbscan, largest_cluster};
+pub use cluster::{cluster_count, dbscan, largest_cluster, largest_label};
 pub use error::GeometryError;
-pub use frame::{CanonicalFrame, canonical_frame};
+pub use frame::{CanonicalFrame, canonical_frame, up_for_pitch};
 pub use kdtree::closest_distance;
 pub use plane::{
     GroundPlaneParams, Plane, find_ground_plane, fit_plane_least_squares, segment_plane,

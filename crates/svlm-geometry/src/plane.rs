@@ -1,6 +1,10 @@
-use nalgebra::{Point3, Unit, Vector3};
+use nalgebra::{Matrix3, Point3, SymmetricEigen, Unit, Vector3};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
-use crate::cloud::PointCloud;
+use crate::cloud::{PointCloud, centroid};
+use crate::kdtree::PARALLEL_MIN_POINTS;
 
 /// Plane `normal . p + d = 0`, `normal` unit length.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,8 +66,11 @@ impl Default for GroundPlaneParams {
     }
 }
 
-/// open3d `segment_plane`: RANSAC over `ransac_n`-point samples, best by inlier count then RMSE, then a
-/// least-squares refit on the inliers. `None` when there are fewer than `ransac_n` points.
+/// open3d `segment_plane`: RANSAC over `ransac_n`-point samples (`ransac_n >= 3`), the best sample plane by
+/// inlier count then inlier RMSE, inliers = points strictly closer than `distance_threshold` to it, and the
+/// returned plane refit by least squares on those inliers. Iterations stop early as in open3d (probability
+/// 0.99999999 of having seen an all-inlier sample). Deterministic for a given `seed`, with or without threads.
+/// `None` when there are fewer than `ransac_n` points or no sample spans a plane.
 pub fn segment_plane(
     points: &[Point3<f64>],
     distance_threshold: f64,
@@ -71,20 +78,213 @@ pub fn segment_plane(
     iterations: usize,
     seed: u64,
 ) -> Option<(Plane, Vec<usize>)> {
-    let _ = (points, distance_threshold, ransac_n, iterations, seed);
-    todo!("implemented in the next commit")
+    segment_plane_with_probability(
+        points,
+        distance_threshold,
+        ransac_n,
+        iterations,
+        0.999_999_99,
+        seed,
+    )
+}
+
+/// [`segment_plane`] with open3d's `probability` (early stop once
+/// `log(1 - probability) / log(1 - fitness^ransac_n)` iterations have run).
+pub fn segment_plane_with_probability(
+    points: &[Point3<f64>],
+    distance_threshold: f64,
+    ransac_n: usize,
+    iterations: usize,
+    probability: f64,
+    seed: u64,
+) -> Option<(Plane, Vec<usize>)> {
+    let n = points.len();
+    let ransac_n = ransac_n.max(3);
+    if n < ransac_n || iterations == 0 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let samples: Vec<Vec<usize>> = (0..iterations)
+        .map(|_| sample_distinct(&mut rng, n, ransac_n))
+        .collect();
+    let evaluate = |sample: &Vec<usize>| -> Option<(Plane, usize, f64)> {
+        let plane = if ransac_n == 3 {
+            plane_through(&points[sample[0]], &points[sample[1]], &points[sample[2]])?
+        } else {
+            let chosen: Vec<Point3<f64>> = sample.iter().map(|&i| points[i]).collect();
+            fit_plane_least_squares(&chosen)?
+        };
+        let (count, sse) = score_plane(points, &plane, distance_threshold);
+        Some((plane, count, sse))
+    };
+    // Samples run in chunks; the early-stop test happens between chunks, so the result does not depend on
+    // thread timing. One sample per chunk on small clouds reproduces open3d's sequential behaviour exactly.
+    let chunk = if n >= PARALLEL_MIN_POINTS {
+        rayon::current_num_threads().max(1) * 2
+    } else {
+        1
+    };
+    let mut best: Option<(Plane, usize, f64)> = None;
+    let mut break_iteration = f64::INFINITY;
+    let mut done = 0usize;
+    for batch in samples.chunks(chunk) {
+        if done as f64 > break_iteration {
+            break;
+        }
+        let results: Vec<Option<(Plane, usize, f64)>> = if chunk > 1 {
+            batch.par_iter().map(evaluate).collect()
+        } else {
+            batch.iter().map(evaluate).collect()
+        };
+        for (plane, count, sse) in results.into_iter().flatten() {
+            let rmse = if count > 0 {
+                (sse / count as f64).sqrt()
+            } else {
+                0.0
+            };
+            let better = match &best {
+                None => count > 0,
+                Some((_, best_count, best_sse)) => {
+                    let best_rmse = if *best_count > 0 {
+                        (best_sse / *best_count as f64).sqrt()
+                    } else {
+                        0.0
+                    };
+                    count > *best_count || (count == *best_count && rmse < best_rmse)
+                }
+            };
+            if better {
+                best = Some((plane, count, sse));
+                let fitness = count as f64 / n as f64;
+                break_iteration = if fitness < 1.0 {
+                    ((1.0 - probability).ln() / (1.0 - fitness.powi(ransac_n as i32)).ln())
+                        .min(iterations as f64)
+                } else {
+                    0.0
+                };
+            }
+        }
+        done += batch.len();
+    }
+    let (sample_plane, _, _) = best?;
+    let inliers: Vec<usize> = (0..n)
+        .filter(|&i| sample_plane.signed_distance(&points[i]).abs() < distance_threshold)
+        .collect();
+    let inlier_points: Vec<Point3<f64>> = inliers.iter().map(|&i| points[i]).collect();
+    let refined = fit_plane_least_squares(&inlier_points).unwrap_or(sample_plane);
+    Some((refined, inliers))
+}
+
+fn sample_distinct(rng: &mut ChaCha8Rng, n: usize, k: usize) -> Vec<usize> {
+    let mut chosen = Vec::with_capacity(k);
+    while chosen.len() < k {
+        let i = rng.random_range(0..n);
+        if !chosen.contains(&i) {
+            chosen.push(i);
+        }
+    }
+    chosen
+}
+
+fn plane_through(a: &Point3<f64>, b: &Point3<f64>, c: &Point3<f64>) -> Option<Plane> {
+    let normal = (b - a).cross(&(c - a));
+    let length = normal.norm();
+    if !(length > 0.0 && length.is_finite()) {
+        return None;
+    }
+    let normal = Unit::new_unchecked(normal / length);
+    Some(Plane {
+        normal,
+        d: -normal.dot(&a.coords),
+    })
+}
+
+/// Inlier count and sum of squared inlier distances (strict `<`, as open3d).
+fn score_plane(points: &[Point3<f64>], plane: &Plane, threshold: f64) -> (usize, f64) {
+    let (nx, ny, nz, d) = (plane.normal.x, plane.normal.y, plane.normal.z, plane.d);
+    let mut count = 0usize;
+    let mut sse = 0.0;
+    for p in points {
+        let dist = (nx * p.x + ny * p.y + nz * p.z + d).abs();
+        if dist < threshold {
+            count += 1;
+            sse += dist * dist;
+        }
+    }
+    (count, sse)
 }
 
 /// Least-squares plane (smallest-eigenvalue direction of the covariance); `None` for < 3 points or a
 /// degenerate (collinear) set.
 pub fn fit_plane_least_squares(points: &[Point3<f64>]) -> Option<Plane> {
-    let _ = points;
-    todo!("implemented in the next commit")
+    if points.len() < 3 {
+        return None;
+    }
+    let (mean, cov) = mean_and_covariance(points)?;
+    let eigen = SymmetricEigen::new(cov);
+    let mut order = [0usize, 1, 2];
+    order.sort_by(|&a, &b| eigen.eigenvalues[a].total_cmp(&eigen.eigenvalues[b]));
+    // Collinear or coincident points: the two largest spreads are not both positive.
+    if eigen.eigenvalues[order[1]]
+        <= f64::EPSILON * eigen.eigenvalues[order[2]].abs().max(f64::MIN_POSITIVE)
+    {
+        return None;
+    }
+    let normal = Unit::try_new(eigen.eigenvectors.column(order[0]).into_owned(), 1e-12)?;
+    Some(Plane {
+        normal,
+        d: -normal.dot(&mean.coords),
+    })
 }
 
-/// The ground: the largest RANSAC plane whose normal lies within `max_tilt_deg` of the camera's up (-y), with
-/// the normal oriented towards the camera (so `d > 0` is the camera height).
+/// Mean and (biased, 1/n) covariance, as open3d's `ComputeMeanAndCovariance`; `None` when empty or non-finite.
+pub(crate) fn mean_and_covariance(points: &[Point3<f64>]) -> Option<(Point3<f64>, Matrix3<f64>)> {
+    let mean = centroid(points)?;
+    let mut cov = Matrix3::zeros();
+    for p in points {
+        let r = p - mean;
+        cov += r * r.transpose();
+    }
+    cov /= points.len() as f64;
+    cov.iter().all(|c| c.is_finite()).then_some((mean, cov))
+}
+
+/// The ground: the largest RANSAC plane whose normal lies within `max_tilt_deg` of the camera's up (-y) and
+/// that lies below the camera, holding at least `min_inlier_fraction` of the cloud. Planes are peeled off
+/// largest first (at most `max_planes`) until one qualifies. The returned normal points up (towards the
+/// camera side), so `d > 0` is the camera height above the plane.
 pub fn find_ground_plane(cloud: &PointCloud, params: &GroundPlaneParams) -> Option<Plane> {
-    let _ = (cloud, params);
-    todo!("implemented in the next commit")
+    let total = cloud.points.len();
+    let min_inliers = ((params.min_inlier_fraction * total as f64).ceil() as usize).max(3);
+    let camera_up = Vector3::new(0.0, -1.0, 0.0);
+    let cos_max_tilt = params.max_tilt_deg.to_radians().cos();
+    let mut remaining: Vec<Point3<f64>> = cloud.points.clone();
+    for round in 0..params.max_planes.max(1) {
+        let seed = params.seed.wrapping_add(round as u64);
+        let (plane, inliers) = segment_plane(
+            &remaining,
+            params.distance_threshold,
+            3,
+            params.iterations,
+            seed,
+        )?;
+        if inliers.len() < min_inliers {
+            return None;
+        }
+        let plane = if plane.normal.dot(&camera_up) < 0.0 {
+            plane.flipped()
+        } else {
+            plane
+        };
+        if plane.normal.dot(&camera_up) >= cos_max_tilt && plane.d > 0.0 {
+            return Some(plane);
+        }
+        let mut is_inlier = vec![false; remaining.len()];
+        for &i in &inliers {
+            is_inlier[i] = true;
+        }
+        let mut keep = is_inlier.iter().map(|&inlier| !inlier);
+        remaining.retain(|_| keep.next().unwrap_or(true));
+    }
+    None
 }
