@@ -221,3 +221,131 @@ fn min_area_rectangle(hull: &[Point2<f64>]) -> (Vector2<f64>, f64, f64, f64, f64
     }
     best
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Points on the surface of a box with the given full extents, yawed about Z, then tilted/offset.
+    fn box_surface(
+        rng: &mut ChaCha8Rng,
+        extents: Vector3<f64>,
+        rotation: &Rotation3<f64>,
+        center: Vector3<f64>,
+    ) -> Vec<Point3<f64>> {
+        (0..4000)
+            .map(|i| {
+                let mut local = Vector3::from_fn(|r, _| rng.random_range(-0.5..0.5) * extents[r]);
+                let axis = i % 3;
+                local[axis] = if i % 2 == 0 { 0.5 } else { -0.5 } * extents[axis];
+                Point3::from(center + rotation * local)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn upright_box_recovers_extents_and_yaw() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for yaw in [0.0f64, 30.0, 95.0, 172.0] {
+            let rotation = Rotation3::from_axis_angle(&Vector3::z_axis(), yaw.to_radians());
+            let center = Vector3::new(2.0, -1.0, 0.4);
+            let points = box_surface(&mut rng, Vector3::new(1.2, 0.5, 0.8), &rotation, center);
+            let obb = Obb::from_points_upright(&points, &Vector3::z()).unwrap();
+            assert!(
+                (obb.extent() - Vector3::new(1.2, 0.5, 0.8)).norm() < 0.01,
+                "yaw {yaw}: {}",
+                obb.extent()
+            );
+            let error = (obb.yaw_deg(&Vector3::z()) - yaw).rem_euclid(180.0);
+            assert!(
+                error.min(180.0 - error) < 0.5,
+                "yaw {yaw}: got {}",
+                obb.yaw_deg(&Vector3::z())
+            );
+            assert!((obb.center - Point3::from(center)).norm() < 0.01);
+            assert!((obb.rotation.matrix().determinant() - 1.0).abs() < 1e-9);
+            assert_eq!(obb.rotation * Vector3::z(), Vector3::z());
+        }
+    }
+
+    #[test]
+    fn upright_box_along_a_tilted_up_keeps_up_as_its_third_axis() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let up = Vector3::new(0.0, -0.8, -0.6); // a camera-frame up
+        let (e1, e2) = horizontal_basis(&Unit::new_normalize(up));
+        let rotation = Rotation3::from_matrix(&Matrix3::from_columns(&[e1, e2, up.normalize()]))
+            * Rotation3::from_axis_angle(&Vector3::z_axis(), 0.7);
+        let points = box_surface(
+            &mut rng,
+            Vector3::new(0.3, 0.9, 0.4),
+            &rotation,
+            Vector3::new(0.1, 0.2, 3.0),
+        );
+        let obb = Obb::from_points_upright(&points, &up).unwrap();
+        assert!(
+            (obb.extent() - Vector3::new(0.9, 0.3, 0.4)).norm() < 0.01,
+            "{}",
+            obb.extent()
+        );
+        assert!((obb.rotation.matrix().column(2) - up.normalize()).norm() < 1e-12);
+    }
+
+    #[test]
+    fn pca_box_of_an_elongated_rotated_box() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let rotation = Rotation3::from_euler_angles(0.3, -0.5, 1.1);
+        let points = box_surface(
+            &mut rng,
+            Vector3::new(2.0, 1.0, 0.3),
+            &rotation,
+            Vector3::new(0.0, 1.0, 5.0),
+        );
+        let obb = Obb::from_points_pca(&points).unwrap();
+        // PCA axes of the hull vertices are close to, not exactly, the box axes.
+        let relative =
+            obb.extent().component_div(&Vector3::new(2.0, 1.0, 0.3)) - Vector3::repeat(1.0);
+        assert!(relative.amax() < 0.1, "{}", obb.extent());
+        for p in &points {
+            let local = obb.rotation.inverse() * (p - obb.center);
+            assert!(
+                local
+                    .iter()
+                    .zip(obb.half_extents.iter())
+                    .all(|(l, h)| l.abs() <= h + 1e-9)
+            );
+        }
+        let long_axis = obb.rotation.matrix().column(0).into_owned();
+        assert!(long_axis.dot(&(rotation * Vector3::x())).abs() > 0.99);
+        assert!(
+            obb.corners()
+                .iter()
+                .all(|c| (c - obb.center).norm() <= obb.half_extents.norm() + 1e-9)
+        );
+    }
+
+    #[test]
+    fn degenerate_inputs() {
+        assert!(Aabb::from_points(&[]).is_none());
+        assert!(Obb::from_points_pca(&[]).is_none());
+        assert!(Obb::from_points_upright(&[], &Vector3::z()).is_none());
+        let single = [Point3::new(1.0, 2.0, 3.0)];
+        let obb = Obb::from_points_upright(&single, &Vector3::z()).unwrap();
+        assert_eq!(obb.half_extents, Vector3::zeros());
+        assert!(Obb::from_points_upright(&single, &Vector3::zeros()).is_none());
+        // A flat square: no 3D hull, PCA over all points still gives its sides.
+        let flat: Vec<Point3<f64>> = (0..100)
+            .map(|i| Point3::new((i % 10) as f64, (i / 10) as f64 * 0.5, 0.0))
+            .collect();
+        let obb = Obb::from_points_pca(&flat).unwrap();
+        assert!(
+            (obb.extent() - Vector3::new(9.0, 4.5, 0.0)).norm() < 1e-9,
+            "{}",
+            obb.extent()
+        );
+        let aabb = Aabb::from_points(&flat).unwrap();
+        assert_eq!(aabb.extent(), Vector3::new(9.0, 4.5, 0.0));
+        assert_eq!(aabb.center(), Point3::new(4.5, 2.25, 0.0));
+    }
+}

@@ -330,3 +330,193 @@ pub fn depth_to_instance_points(
         .map(|(id, cloud, stats)| (id, (cloud, stats)))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intrinsics() -> Intrinsics {
+        Intrinsics {
+            fx: 500.0,
+            fy: 480.0,
+            cx: 319.5,
+            cy: 240.2,
+            width: 640,
+            height: 480,
+        }
+    }
+
+    #[test]
+    fn project_unproject_round_trip() {
+        let k = intrinsics();
+        for &(u, v, z) in &[
+            (0.0, 0.0, 0.5),
+            (639.0, 479.0, 7.25),
+            (100.3, 377.9, 2.0),
+            (-20.0, 500.0, 1.0),
+        ] {
+            let p = k.unproject(u, v, z);
+            assert_eq!(p.z, z);
+            let (pu, pv) = k.project(&p).unwrap();
+            assert!(
+                (pu - u).abs() < 1e-9 && (pv - v).abs() < 1e-9,
+                "({u}, {v}) -> ({pu}, {pv})"
+            );
+        }
+        assert_eq!(k.project(&Point3::new(1.0, 1.0, 0.0)), None);
+        assert_eq!(k.project(&Point3::new(1.0, 1.0, -2.0)), None);
+        assert_eq!(k.project(&Point3::new(f64::NAN, 1.0, 2.0)), None);
+    }
+
+    #[test]
+    fn horizontal_fov_round_trips_and_centres_the_principal_point() {
+        let k = Intrinsics::from_horizontal_fov(640, 480, 60.0);
+        assert!((k.horizontal_fov_deg() - 60.0).abs() < 1e-9);
+        assert_eq!((k.cx, k.cy), (319.5, 239.5));
+        // The left edge of the image (u = -0.5) sits at half the field of view.
+        let p = k.unproject(-0.5, k.cy, 1.0);
+        assert!((p.x.atan2(p.z).to_degrees() + 30.0).abs() < 1e-9);
+        k.validate().unwrap();
+        let half = k.scaled(0.5);
+        assert_eq!((half.width, half.height), (320, 240));
+        assert!((half.horizontal_fov_deg() - 60.0).abs() < 1e-9);
+        assert_eq!((half.cx, half.cy), (159.5, 119.5));
+    }
+
+    #[test]
+    fn lift_skips_and_counts_invalid_depth() {
+        let k = Intrinsics {
+            fx: 2.0,
+            fy: 2.0,
+            cx: 1.0,
+            cy: 0.5,
+            width: 3,
+            height: 2,
+        };
+        let depth =
+            DepthMap::new(3, 2, vec![1.0, f32::NAN, 0.0, f32::INFINITY, -1.0, 2.0]).unwrap();
+        let (cloud, stats) = depth_to_points(&depth, &k, None).unwrap();
+        assert_eq!(
+            stats,
+            LiftStats {
+                valid: 2,
+                invalid: 4
+            }
+        );
+        assert_eq!(
+            cloud.points,
+            vec![Point3::new(-0.5, -0.25, 1.0), Point3::new(1.0, 0.5, 2.0)]
+        );
+        assert_eq!(depth.get(1, 0), None);
+        assert_eq!(depth.get(2, 1), Some(2.0));
+    }
+
+    #[test]
+    fn size_mismatch_errors_name_both_sizes() {
+        let k = intrinsics();
+        let depth = DepthMap::new(320, 240, vec![1.0; 320 * 240]).unwrap();
+        let message = depth_to_points(&depth, &k, None).unwrap_err().to_string();
+        assert!(
+            message.contains("320x240") && message.contains("640x480"),
+            "{message}"
+        );
+
+        let k = Intrinsics {
+            width: 320,
+            height: 240,
+            ..k
+        };
+        let mask = Mask::new(32, 24, vec![true; 32 * 24]).unwrap();
+        let message = depth_to_points(&depth, &k, Some(&mask))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("320x240") && message.contains("32x24") && message.contains("mask"),
+            "{message}"
+        );
+
+        let message = DepthMap::new(4, 4, vec![1.0; 15]).unwrap_err().to_string();
+        assert!(
+            message.contains("4x4") && message.contains("15") && message.contains("16"),
+            "{message}"
+        );
+        let ids = vec![0u16; 10];
+        let message = depth_to_instance_points(&depth, &k, &ids, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("instance image"), "{message}");
+    }
+
+    #[test]
+    fn bad_intrinsics_are_rejected() {
+        let depth = DepthMap::new(640, 480, vec![1.0; 640 * 480]).unwrap();
+        for bad in [
+            Intrinsics {
+                fx: 0.0,
+                ..intrinsics()
+            },
+            Intrinsics {
+                fy: f64::NAN,
+                ..intrinsics()
+            },
+            Intrinsics {
+                cx: f64::INFINITY,
+                ..intrinsics()
+            },
+        ] {
+            let error = depth_to_points(&depth, &bad, None).unwrap_err();
+            assert!(matches!(error, GeometryError::BadIntrinsics(_)), "{error}");
+        }
+    }
+
+    #[test]
+    fn empty_mask_gives_no_points() {
+        let k = intrinsics();
+        let depth = DepthMap::new(640, 480, vec![2.0; 640 * 480]).unwrap();
+        let mask = Mask::new(640, 480, vec![false; 640 * 480]).unwrap();
+        let (cloud, stats) = depth_to_points(&depth, &k, Some(&mask)).unwrap();
+        assert!(cloud.is_empty());
+        assert_eq!(stats, LiftStats::default());
+    }
+
+    #[test]
+    fn instance_lift_matches_mask_lift() {
+        let k = Intrinsics {
+            fx: 50.0,
+            fy: 50.0,
+            cx: 15.5,
+            cy: 11.5,
+            width: 32,
+            height: 24,
+        };
+        let depth: Vec<f32> = (0..32 * 24)
+            .map(|i| {
+                if i % 7 == 0 {
+                    0.0
+                } else {
+                    1.0 + (i % 13) as f32 * 0.1
+                }
+            })
+            .collect();
+        let ids: Vec<u16> = (0..32 * 24)
+            .map(|i| ((i / 32) / 8 * 2 + (i % 32) / 16) as u16)
+            .collect();
+        let depth = DepthMap::new(32, 24, depth).unwrap();
+        let by_instance = depth_to_instance_points(&depth, &k, &ids, 1).unwrap();
+        assert_eq!(
+            by_instance.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+        for (&id, (cloud, stats)) in &by_instance {
+            let mask = Mask::from_instance_ids(32, 24, &ids, id).unwrap();
+            let (expected, expected_stats) = depth_to_points(&depth, &k, Some(&mask)).unwrap();
+            assert_eq!(cloud.points, expected.points);
+            assert_eq!(*stats, expected_stats);
+            assert_eq!(stats.valid + stats.invalid, mask.count());
+        }
+        let strided = depth_to_instance_points(&depth, &k, &ids, 2).unwrap();
+        let total: usize = strided.values().map(|(_, s)| s.valid + s.invalid).sum();
+        // Background (id 0) is rows 0..8 x columns 0..16: 4 x 8 of the 12 x 16 sampled pixels.
+        assert_eq!(total, 12 * 16 - 4 * 8);
+    }
+}

@@ -208,3 +208,110 @@ pub fn remove_statistical_outliers(
         .collect();
     (cloud.select(&kept), kept)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn voxel_downsample_averages_points_and_colours_per_voxel() {
+        // Bounds min = (0,0,0), so voxels of 1.0 are anchored at -0.5: [-0.5, 0.5), [0.5, 1.5), ...
+        let cloud = PointCloud {
+            points: vec![
+                Point3::new(0.0, 0.0, 0.0),
+                Point3::new(0.4, 0.2, 0.0),
+                Point3::new(0.6, 0.0, 0.0),
+                Point3::new(2.0, 2.0, 2.0),
+            ],
+            colors: Some(vec![[0, 0, 0], [255, 100, 10], [1, 2, 3], [9, 9, 9]]),
+        };
+        let down = voxel_downsample(&cloud, 1.0);
+        assert_eq!(
+            down.points,
+            vec![
+                Point3::new(0.2, 0.1, 0.0),
+                Point3::new(0.6, 0.0, 0.0),
+                Point3::new(2.0, 2.0, 2.0)
+            ]
+        );
+        assert_eq!(down.colors, Some(vec![[128, 50, 5], [1, 2, 3], [9, 9, 9]]));
+        assert!(voxel_downsample(&PointCloud::default(), 0.1).is_empty());
+    }
+
+    fn brute_force_voxel_count(points: &[Point3<f64>], voxel: f64) -> usize {
+        let min = Aabb::from_points(points).unwrap().min - Vector3::repeat(voxel / 2.0);
+        let cells: std::collections::BTreeSet<[i64; 3]> = points
+            .iter()
+            .map(|p| ((p - min) / voxel).map(|c| c.floor() as i64).into())
+            .collect();
+        cells.len()
+    }
+
+    #[test]
+    fn voxel_downsample_counts_occupied_voxels_on_both_key_paths() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let small: Vec<Point3<f64>> = (0..20_000)
+            .map(|_| Point3::from(Vector3::from_fn(|_, _| rng.random_range(-1.0..1.0))))
+            .collect();
+        // Kilometre spread at millimetre voxels: more than 2^21 cells per axis, the wide-key path.
+        let wide: Vec<Point3<f64>> = (0..5_000)
+            .map(|_| Point3::from(Vector3::from_fn(|_, _| rng.random_range(-5000.0..5000.0))))
+            .collect();
+        for (points, voxel) in [
+            (&small, 0.1),
+            (&small, 0.37),
+            (&wide, 0.001),
+            (&wide, 2000.0),
+        ] {
+            let down = voxel_downsample(&PointCloud::new(points.clone()), voxel);
+            assert_eq!(
+                down.len(),
+                brute_force_voxel_count(points, voxel),
+                "voxel {voxel}"
+            );
+        }
+    }
+
+    #[test]
+    fn statistical_outliers_are_removed() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut points: Vec<Point3<f64>> = (0..2000)
+            .map(|_| {
+                Point3::new(
+                    rng.random_range(0.0..1.0),
+                    rng.random_range(0.0..1.0),
+                    rng.random_range(0.0..0.05),
+                )
+            })
+            .collect();
+        let outliers = [
+            Point3::new(3.0, 3.0, 3.0),
+            Point3::new(-2.0, 0.5, 1.0),
+            Point3::new(0.5, 0.5, 2.0),
+        ];
+        points.extend_from_slice(&outliers);
+        let cloud = PointCloud::new(points);
+        let (kept, indices) = remove_statistical_outliers(&cloud, 20, 2.0);
+        assert_eq!(kept.len(), indices.len());
+        for i in 2000..2003 {
+            assert!(!indices.contains(&i), "outlier {i} kept");
+        }
+        assert!(indices.len() > 1900, "kept only {}", indices.len());
+        assert!(indices.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn statistical_outliers_drop_exact_duplicates_like_open3d() {
+        let mut points: Vec<Point3<f64>> = (0..50)
+            .map(|i| Point3::new(i as f64 * 0.01, 0.0, 0.0))
+            .collect();
+        points.push(Point3::new(0.2, 0.0, 0.0));
+        points.push(Point3::new(0.2, 0.0, 0.0));
+        let (_, indices) = remove_statistical_outliers(&PointCloud::new(points), 2, 2.0);
+        // Point 20 and the two copies of it have a zero mean distance to their 2 nearest (themselves).
+        assert!(!indices.contains(&20) && !indices.contains(&50) && !indices.contains(&51));
+        assert!(indices.contains(&19) && indices.contains(&21));
+    }
+}

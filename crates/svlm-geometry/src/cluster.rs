@@ -91,3 +91,60 @@ pub fn largest_label(labels: &[Option<usize>]) -> Option<usize> {
 pub fn cluster_count(labels: &[Option<usize>]) -> usize {
     labels.iter().flatten().max().map_or(0, |m| m + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::Vector3;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn blob(rng: &mut ChaCha8Rng, center: Vector3<f64>, radius: f64, n: usize) -> Vec<Point3<f64>> {
+        (0..n)
+            .map(|_| {
+                Point3::from(center + Vector3::from_fn(|_, _| rng.random_range(-radius..radius)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn planted_clusters_are_found_and_noise_is_labelled() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut points = blob(&mut rng, Vector3::new(0.0, 0.0, 0.0), 0.1, 300);
+        points.extend(blob(&mut rng, Vector3::new(1.0, 0.0, 0.0), 0.1, 200));
+        points.extend(blob(&mut rng, Vector3::new(0.0, 1.0, 1.0), 0.1, 500));
+        let noise = [Point3::new(5.0, 5.0, 5.0), Point3::new(-3.0, 0.0, 0.0)];
+        points.extend_from_slice(&noise);
+        let labels = dbscan(&points, 0.05, 5);
+        assert_eq!(cluster_count(&labels), 3);
+        assert_eq!(labels[1000], None);
+        assert_eq!(labels[1001], None);
+        // Each blob is one label, numbered in order of discovery.
+        for (range, label) in [(0..300, 0), (300..500, 1), (500..1000, 2)] {
+            let in_blob = labels[range.clone()]
+                .iter()
+                .filter(|l| **l == Some(label))
+                .count();
+            assert!(
+                in_blob as f64 >= 0.97 * range.len() as f64,
+                "blob {label}: {in_blob}"
+            );
+        }
+        let largest = largest_cluster(&PointCloud::new(points.clone()), 0.05, 5);
+        assert!(largest.len() >= 485 && largest.len() <= 500);
+        assert!(largest.points.iter().all(|p| p.z > 0.5));
+    }
+
+    #[test]
+    fn border_points_join_and_min_points_counts_the_point_itself() {
+        // A chain with spacing 1: with eps 1.5 every inner point has 3 neighbours (itself included).
+        let points: Vec<Point3<f64>> = (0..5).map(|i| Point3::new(i as f64, 0.0, 0.0)).collect();
+        assert_eq!(dbscan(&points, 1.5, 3), vec![Some(0); 5]);
+        // Ends have 2 neighbours: border points of the cluster, still labelled.
+        assert_eq!(dbscan(&points, 1.5, 4), vec![None; 5]);
+        // eps is strict: at exactly 1.0 no other point is a neighbour.
+        assert_eq!(dbscan(&points, 1.0, 2), vec![None; 5]);
+        assert!(dbscan(&[], 1.0, 2).is_empty());
+        assert!(largest_cluster(&PointCloud::new(points), 1.0, 2).is_empty());
+    }
+}

@@ -81,3 +81,37 @@ pub fn closest_distance(a: &[Point3<f64>], b: &[Point3<f64>]) -> f64 {
 /// Below this many points, per-point loops stay on the calling thread: synthesis already runs one image per
 /// core, and rayon's fork/join costs more than it saves on per-object clouds.
 pub(crate) const PARALLEL_MIN_POINTS: usize = 20_000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn closest_distance_matches_brute_force() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let mut cloud = |n: usize, offset: f64| -> Vec<Point3<f64>> {
+            (0..n)
+                .map(|_| {
+                    Point3::new(
+                        rng.random_range(0.0..1.0) + offset,
+                        rng.random_range(0.0..1.0),
+                        rng.random_range(0.0..1.0),
+                    )
+                })
+                .collect()
+        };
+        let a = cloud(500, 0.0);
+        let b = cloud(300, 1.3);
+        let brute = a
+            .iter()
+            .flat_map(|p| b.iter().map(move |q| (p - q).norm()))
+            .fold(f64::INFINITY, f64::min);
+        assert!((closest_distance(&a, &b) - brute).abs() < 1e-12);
+        assert!((closest_distance(&b, &a) - brute).abs() < 1e-12);
+        assert!(brute > 0.2);
+        assert_eq!(closest_distance(&a, &[]), f64::INFINITY);
+        assert_eq!(closest_distance(&a, &a[..1]), 0.0);
+    }
+}

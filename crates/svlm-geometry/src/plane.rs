@@ -288,3 +288,117 @@ pub fn find_ground_plane(cloud: &PointCloud, params: &GroundPlaneParams) -> Opti
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Points on `n . p + d = 0` (n normalised inside), with uniform noise of `noise` along n.
+    fn plane_points(
+        rng: &mut ChaCha8Rng,
+        n: Vector3<f64>,
+        d: f64,
+        count: usize,
+        noise: f64,
+    ) -> Vec<Point3<f64>> {
+        let n = n.normalize();
+        let a = n.cross(&Vector3::new(0.3, 0.5, 0.7)).normalize();
+        let b = n.cross(&a);
+        (0..count)
+            .map(|_| {
+                let s: f64 = rng.random_range(-2.0..2.0);
+                let t: f64 = rng.random_range(-2.0..2.0);
+                let e: f64 = if noise > 0.0 {
+                    rng.random_range(-noise..noise)
+                } else {
+                    0.0
+                };
+                Point3::from(-n * d + a * s + b * t + n * e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ransac_recovers_a_planted_plane_with_noise_and_outliers() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let normal = Vector3::new(0.1, -1.0, 0.25).normalize();
+        let mut points = plane_points(&mut rng, normal, 1.4, 3000, 0.01);
+        points.extend(
+            (0..1500).map(|_| Point3::from(Vector3::from_fn(|_, _| rng.random_range(-3.0..3.0)))),
+        );
+        let (plane, inliers) = segment_plane(&points, 0.02, 3, 200, 1).unwrap();
+        let truth = Plane {
+            normal: Unit::new_normalize(normal),
+            d: 1.4,
+        };
+        assert!(
+            plane.angle_deg(&truth) < 0.5,
+            "angle {}",
+            plane.angle_deg(&truth)
+        );
+        let aligned = if plane.normal.dot(&truth.normal) < 0.0 {
+            plane.flipped()
+        } else {
+            plane
+        };
+        assert!((aligned.d - 1.4).abs() < 0.01, "d {}", aligned.d);
+        assert!(
+            inliers.len() >= 3000 && inliers.len() < 3150,
+            "{} inliers",
+            inliers.len()
+        );
+        // The inliers come from the best 3-point sample plane (as open3d), slightly off the truth at the far corners.
+        assert!(inliers.iter().filter(|&&i| i < 3000).count() >= 2970);
+        // Same seed, same answer.
+        assert_eq!(segment_plane(&points, 0.02, 3, 200, 1).unwrap().1, inliers);
+        assert!(segment_plane(&points[..2], 0.02, 3, 10, 1).is_none());
+    }
+
+    #[test]
+    fn least_squares_plane_is_exact_on_planar_points_and_rejects_lines() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let points = plane_points(&mut rng, Vector3::new(1.0, 2.0, 3.0), -0.5, 50, 0.0);
+        let plane = fit_plane_least_squares(&points).unwrap();
+        assert!(points.iter().all(|p| plane.signed_distance(p).abs() < 1e-9));
+        let line: Vec<Point3<f64>> = (0..10)
+            .map(|i| Point3::new(i as f64, 2.0 * i as f64, 0.0))
+            .collect();
+        assert!(fit_plane_least_squares(&line).is_none());
+    }
+
+    #[test]
+    fn ground_plane_is_the_floor_not_a_bigger_wall() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        // Camera frame: floor 1.5 m below (y = 1.5, normal -y up), a larger wall 3 m ahead (z = 3).
+        let mut points = plane_points(&mut rng, Vector3::new(0.0, -1.0, 0.05), 1.5, 2000, 0.005);
+        points.extend(plane_points(
+            &mut rng,
+            Vector3::new(0.0, 0.0, 1.0),
+            -3.0,
+            4000,
+            0.005,
+        ));
+        let ground = find_ground_plane(
+            &PointCloud::new(points.clone()),
+            &GroundPlaneParams::default(),
+        )
+        .unwrap();
+        assert!(ground.normal.y < -0.99, "{:?}", ground.normal);
+        assert!((ground.d - 1.5).abs() < 0.02, "height {}", ground.d);
+        // Only the wall: no ground.
+        let wall = PointCloud::new(points[2000..].to_vec());
+        assert!(find_ground_plane(&wall, &GroundPlaneParams::default()).is_none());
+        // A ceiling (plane above the camera) is not ground either.
+        let ceiling = PointCloud::new(plane_points(
+            &mut rng,
+            Vector3::new(0.0, 1.0, 0.0),
+            1.0,
+            1000,
+            0.0,
+        ));
+        assert!(ceiling.points.iter().all(|p| (p.y + 1.0).abs() < 1e-9));
+        assert!(find_ground_plane(&ceiling, &GroundPlaneParams::default()).is_none());
+    }
+}
