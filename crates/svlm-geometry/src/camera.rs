@@ -166,6 +166,13 @@ pub struct LiftStats {
     pub invalid: usize,
 }
 
+/// `(du * z / fx, dv * z / fy, z)` in exactly open3d's operation order, so lifted points are bit-identical to
+/// `create_from_depth_image` and voxel assignments agree at cell boundaries.
+#[inline(always)]
+fn lift(du: f64, dv: f64, z: f64, fx: f64, fy: f64) -> Point3<f64> {
+    Point3::new(du * z / fx, dv * z / fy, z)
+}
+
 #[inline]
 pub(crate) fn is_valid_depth(z: f32) -> bool {
     z.is_finite() && z > 0.0
@@ -237,18 +244,14 @@ pub fn depth_to_points(
         )?;
     }
     let width = depth.width as usize;
-    let (inv_fx, inv_fy) = (1.0 / intrinsics.fx, 1.0 / intrinsics.fy);
-    // Per-column factors hoisted out of the pixel loop: x = (u - cx) / fx * z.
-    let x_factor: Vec<f64> = (0..width)
-        .map(|u| (u as f64 - intrinsics.cx) * inv_fx)
-        .collect();
+    let (fx, fy, cx, cy) = (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy);
     let mut points = Vec::with_capacity(match mask {
         Some(_) => 0,
         None => depth.data.len(),
     });
     let mut stats = LiftStats::default();
     for (v, row) in depth.data.chunks_exact(width).enumerate() {
-        let y_factor = (v as f64 - intrinsics.cy) * inv_fy;
+        let dv = v as f64 - cy;
         let mask_row = mask.map(|m| &m.data[v * width..(v + 1) * width]);
         for (u, &z) in row.iter().enumerate() {
             if let Some(mask_row) = mask_row
@@ -257,8 +260,7 @@ pub fn depth_to_points(
                 continue;
             }
             if is_valid_depth(z) {
-                let z = z as f64;
-                points.push(Point3::new(x_factor[u] * z, y_factor * z, z));
+                points.push(lift(u as f64 - cx, dv, z as f64, fx, fy));
                 stats.valid += 1;
             } else {
                 stats.invalid += 1;
@@ -291,12 +293,12 @@ pub fn depth_to_instance_points(
     )?;
     let stride = stride.max(1);
     let width = depth.width as usize;
-    let (inv_fx, inv_fy) = (1.0 / intrinsics.fx, 1.0 / intrinsics.fy);
+    let (fx, fy, cx, cy) = (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy);
     // Dense per-id slots: ids are u16, scenes hold few objects, so a lookup table beats a map in the pixel loop.
     let mut slot_of_id = vec![u32::MAX; 1 << 16];
     let mut slots: Vec<(u16, PointCloud, LiftStats)> = Vec::new();
     for v in (0..depth.height as usize).step_by(stride) {
-        let y_factor = (v as f64 - intrinsics.cy) * inv_fy;
+        let dv = v as f64 - cy;
         let row = &depth.data[v * width..(v + 1) * width];
         let ids = &instance_ids[v * width..(v + 1) * width];
         for u in (0..width).step_by(stride) {
@@ -313,12 +315,10 @@ pub fn depth_to_instance_points(
             let entry = &mut slots[slot as usize];
             let z = row[u];
             if is_valid_depth(z) {
-                let z = z as f64;
-                entry.1.points.push(Point3::new(
-                    (u as f64 - intrinsics.cx) * inv_fx * z,
-                    y_factor * z,
-                    z,
-                ));
+                entry
+                    .1
+                    .points
+                    .push(lift(u as f64 - cx, dv, z as f64, fx, fy));
                 entry.2.valid += 1;
             } else {
                 entry.2.invalid += 1;

@@ -93,19 +93,19 @@ pub fn voxel_downsample(cloud: &PointCloud, voxel_size: f64) -> PointCloud {
         return cloud.clone();
     }
     let origin = bounds.min - Vector3::repeat(voxel_size * 0.5);
-    let inv = 1.0 / voxel_size;
-    let cells = (bounds.extent() * inv).map(|e| e.floor() + 2.0);
+    // Division (not a reciprocal multiply) keeps cell boundaries bit-identical to open3d.
+    let cells = (bounds.extent() / voxel_size).map(|e| e.floor() + 2.0);
     // Keys pack three 21-bit cell indices; larger grids (kilometres at millimetre voxels) use a wider map.
     const MAX_CELLS: f64 = (1u64 << 21) as f64;
     if cells.x >= MAX_CELLS || cells.y >= MAX_CELLS || cells.z >= MAX_CELLS {
-        return voxel_downsample_wide(cloud, origin, inv);
+        return voxel_downsample_wide(cloud, origin, voxel_size);
     }
     let mut slot_of_key: VoxelMap<u32> = VoxelMap::default();
     slot_of_key.reserve(cloud.points.len() / 4);
     let mut sums: Vec<(Vector3<f64>, u32)> = Vec::new();
     let mut slots = Vec::with_capacity(cloud.points.len());
     for p in &cloud.points {
-        let r = (p - origin) * inv;
+        let r = (p - origin) / voxel_size;
         let key = ((r.x as u64) << 42) | ((r.y as u64) << 21) | (r.z as u64);
         let next = sums.len() as u32;
         let slot = *slot_of_key.entry(key).or_insert(next);
@@ -120,12 +120,12 @@ pub fn voxel_downsample(cloud: &PointCloud, voxel_size: f64) -> PointCloud {
     finish_voxels(cloud, &sums, &slots)
 }
 
-fn voxel_downsample_wide(cloud: &PointCloud, origin: Point3<f64>, inv: f64) -> PointCloud {
+fn voxel_downsample_wide(cloud: &PointCloud, origin: Point3<f64>, voxel_size: f64) -> PointCloud {
     let mut slot_of_key: HashMap<[i64; 3], u32> = HashMap::new();
     let mut sums: Vec<(Vector3<f64>, u32)> = Vec::new();
     let mut slots = Vec::with_capacity(cloud.points.len());
     for p in &cloud.points {
-        let r = (p - origin) * inv;
+        let r = (p - origin) / voxel_size;
         let key = [r.x.floor() as i64, r.y.floor() as i64, r.z.floor() as i64];
         let next = sums.len() as u32;
         let slot = *slot_of_key.entry(key).or_insert(next);

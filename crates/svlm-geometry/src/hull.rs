@@ -200,13 +200,37 @@ pub(crate) fn convex_hull_vertices(points: &[Point3<f64>]) -> Option<Vec<usize>>
         }
         pending.extend(first_new..faces.len());
     }
-    let mut vertices: Vec<usize> = faces
-        .iter()
-        .filter(|f| f.alive)
-        .flat_map(|f| f.vertices)
+    // Triangulating flat patches leaves points that lie in a flat face or on a straight edge as triangle
+    // corners. qhull merges such facets; here a vertex is kept only where at least three distinct planes meet.
+    let mut incident: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (f, face) in faces.iter().enumerate().filter(|(_, f)| f.alive) {
+        for v in face.vertices {
+            incident.entry(v).or_default().push(f);
+        }
+    }
+    let same_plane = |a: &Face, b: &Face| {
+        a.normal.dot(&b.normal) > 0.0
+            && b.vertices
+                .iter()
+                .all(|&v| a.distance(&points[v]).abs() <= eps)
+    };
+    let mut vertices: Vec<usize> = incident
+        .into_iter()
+        .filter(|(_, around)| {
+            let mut planes: Vec<&Face> = Vec::with_capacity(3);
+            for &f in around {
+                if !planes.iter().any(|p| same_plane(p, &faces[f])) {
+                    planes.push(&faces[f]);
+                    if planes.len() >= 3 {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+        .map(|(v, _)| v)
         .collect();
     vertices.sort_unstable();
-    vertices.dedup();
     Some(vertices)
 }
 
