@@ -151,7 +151,11 @@ impl Processor {
                         format!("expected \"default\" or \"full\", got {strategy:?}"),
                     ));
                 }
-                let image_token = pfile.str_or("image_token", "<image>")?;
+                // As LlavaProcessor: the tokenizer's own `image_token` wins over the processor config.
+                let image_token = match tokenizer.special_tokens().named.get("image_token") {
+                    Some(t) => t.clone(),
+                    None => pfile.str_or("image_token", "<image>")?,
+                };
                 if tokenizer.token_to_id(&image_token).is_none() {
                     return Err(ProcessorError::Tokenizer {
                         path: dir.join("tokenizer.json"),
@@ -222,16 +226,30 @@ impl Processor {
         self.process_with(text, images, true)
     }
 
-    /// Renders the chat template and processes the result, as
-    /// `processor(text=processor.apply_chat_template(messages, add_generation_prompt=...), images=images)`.
+    /// `processor.apply_chat_template(messages, add_generation_prompt=..., tokenize=True)` with `images` in the
+    /// order of the messages' image parts. As transformers does, special tokens are not added when the rendered
+    /// prompt already starts with the BOS token.
     pub fn process_chat(
         &self,
         messages: &[ChatMessage],
         images: &[Rgb8],
         add_generation_prompt: bool,
     ) -> Result<ProcessedInputs> {
+        let in_messages: usize = messages.iter().map(ChatMessage::image_count).sum();
+        if in_messages != images.len() {
+            return Err(ProcessorError::Invalid(format!(
+                "the messages have {in_messages} image part(s) but {} image(s) were given",
+                images.len()
+            )));
+        }
         let text = self.apply_chat_template(messages, add_generation_prompt)?;
-        self.process_with(&text, images, true)
+        let starts_with_bos = self
+            .tokenizer
+            .special_tokens()
+            .bos
+            .as_deref()
+            .is_some_and(|bos| text.starts_with(bos));
+        self.process_with(&text, images, !starts_with_bos)
     }
 
     pub fn process_with(
@@ -297,17 +315,19 @@ impl Processor {
                     .iter()
                     .map(|img| processor.preprocess(img))
                     .collect::<Result<Vec<_>>>()?;
-                let prompt = match tiles.first() {
-                    Some(first) => {
-                        let mut n = (first.height / patch_size) * (first.width / patch_size)
+                // transformers 5 expands each image by its own processed size.
+                let image_strings: Vec<String> = tiles
+                    .iter()
+                    .map(|t| {
+                        let mut n = (t.height / patch_size) * (t.width / patch_size)
                             + num_additional_image_tokens;
                         if vision_feature_select_strategy == "default" {
                             n = n.saturating_sub(1);
                         }
-                        text.replace(image_token.as_str(), &image_token.repeat(n))
-                    }
-                    None => text.to_string(),
-                };
+                        image_token.repeat(n)
+                    })
+                    .collect();
+                let prompt = interleave(text, image_token, &image_strings);
                 stack_tiles(prompt, &tiles)?
             }
             _ => {

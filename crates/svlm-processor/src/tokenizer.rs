@@ -34,6 +34,8 @@ pub struct SpecialTokens {
     pub cls: Option<String>,
     pub mask: Option<String>,
     pub additional: Vec<String>,
+    /// Named extra tokens (`extra_special_tokens` as a mapping in transformers 5, e.g. `image_token`).
+    pub named: BTreeMap<String, String>,
 }
 
 impl SpecialTokens {
@@ -58,11 +60,21 @@ impl SpecialTokens {
             }
         }
         for key in ["additional_special_tokens", "extra_special_tokens"] {
-            if let Some(list) = value.get(key).and_then(Value::as_array) {
-                let tokens: Vec<String> = list.iter().filter_map(token_content).collect();
-                if !tokens.is_empty() {
-                    self.additional = tokens;
+            match value.get(key) {
+                Some(Value::Array(list)) => {
+                    let tokens: Vec<String> = list.iter().filter_map(token_content).collect();
+                    if !tokens.is_empty() {
+                        self.additional = tokens;
+                    }
                 }
+                Some(Value::Object(map)) => {
+                    for (name, v) in map {
+                        if let Some(t) = token_content(v) {
+                            self.named.insert(name.clone(), t);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -78,6 +90,9 @@ impl SpecialTokens {
         }
         if !self.additional.is_empty() {
             out.insert("additional_special_tokens".into(), json!(self.additional));
+        }
+        for (name, token) in &self.named {
+            out.insert(name.clone(), json!(token));
         }
         out
     }
@@ -373,9 +388,33 @@ impl Tokenizer {
         if let Some(n) = self.model_max_length {
             config.insert("model_max_length".into(), json!(n));
         }
-        let vars = self.special.template_variables();
-        for (k, v) in &vars {
-            config.insert(k.clone(), v.clone());
+        let mut roles = self.special.clone();
+        let mut role_map = serde_json::Map::new();
+        for (key, slot) in roles.slots() {
+            match slot.take() {
+                Some(t) => {
+                    config.insert(key.to_string(), json!(t));
+                    role_map.insert(key.to_string(), json!(t));
+                }
+                None => {
+                    config.remove(key);
+                }
+            }
+        }
+        config.remove("additional_special_tokens");
+        if !self.special.named.is_empty() {
+            config.insert("extra_special_tokens".into(), json!(self.special.named));
+        } else if !self.special.additional.is_empty() {
+            config.insert(
+                "extra_special_tokens".into(),
+                json!(self.special.additional),
+            );
+        }
+        if !self.special.additional.is_empty() {
+            role_map.insert(
+                "additional_special_tokens".into(),
+                json!(self.special.additional),
+            );
         }
         match &self.chat_template {
             Some(t) => config.insert("chat_template".into(), json!(t)),
@@ -384,7 +423,7 @@ impl Tokenizer {
         write_json_atomic(&dir.join("tokenizer_config.json"), &Value::Object(config))?;
         write_json_atomic(
             &dir.join("special_tokens_map.json"),
-            &Value::Object(vars.into_iter().collect()),
+            &Value::Object(role_map),
         )?;
         Ok(())
     }

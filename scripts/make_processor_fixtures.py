@@ -1,0 +1,356 @@
+#!/usr/bin/env python3
+"""Reference fixtures for crates/svlm-processor (HF parity tests). Needs torch, transformers 5.23, tokenizers,
+Pillow, numpy, scikit-image; no network, no hub.
+
+Builds small processor folders with `save_pretrained` -- an `Idefics3Processor` (SmolVLM's real chat template, a tiny
+byte-level BPE with the Idefics3 special tokens) and a `LlavaProcessor` (CLIP image processor at 224, llava-1.5-hf's
+real chat template, a tiny BPE with a Llama-style BOS post-processor) -- plus image-processor-only configs (CLIP and
+SigLIP at small sizes, Idefics3 without splitting), and records what transformers computes for real photos
+(scikit-image's astronaut and coffee, resized/cropped small) and a set of strings and chats: token ids, decoded text,
+rendered and expanded prompts, pixel values (.npy, float32), pixel attention masks, tile grids.
+
+Without torchvision installed, transformers 5 falls back to the PIL backend of each image processor
+(`Idefics3ImageProcessorPil`, ...); the Rust crate reproduces that backend. This script refuses to run with
+torchvision present so the fixtures always come from the PIL backend.
+
+Run:  python3 scripts/make_processor_fixtures.py
+Writes: crates/svlm-processor/tests/fixtures/
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import skimage
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    CLIPImageProcessorPil,
+    Idefics3ImageProcessorPil,
+    Idefics3Processor,
+    LlavaProcessor,
+    PreTrainedTokenizerFast,
+    SiglipImageProcessorPil,
+)
+from transformers.utils import is_torchvision_available
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "crates" / "svlm-processor" / "tests" / "fixtures"
+
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+CORPUS = [
+    "The red cube is about 1.2 metres to the left of the blue sphere.",
+    "How far is the chair from the table? The chair is roughly 3 feet away.",
+    "Is the lamp taller than the bookshelf? No, the lamp is shorter.",
+    "An astronaut in a white suit stands in front of a flag; a cup of coffee sits on a saucer.",
+    "Über die Brücke gehen 12 Menschen, café crème, naïve résumé — 東京 タワー 🙂",
+    "Answer with a number in metres: 0.5, 1.75, 2-3 m, about 40 cm.",
+    "What is the distance between the sofa and the TV? Around 2.4 m.",
+    "def depth_to_points(depth, fx, fy): return [(u - cx) * z / fx for u in range(w)]",
+] * 20
+
+STRINGS = [
+    "Hello world",
+    "  leading and trailing spaces  ",
+    "How far is the red cube from the blue sphere?",
+    "Über café naïve — 東京 🙂 emoji 👩‍🚀",
+    "numbers 3.14 and 1,000,000 m\nnew line\ttab",
+    "<image> inline special <end_of_utterance> tokens",
+    "",
+]
+
+IDEFICS3_SPECIALS = (
+    ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>",
+     "<global-img>"]
+    + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+)
+LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
+
+
+def train_bpe(specials, vocab_size, bos_template=None):
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    if bos_template is not None:
+        bos_id = tok.token_to_id(bos_template)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos_template} $A", pair=f"{bos_template} $A {bos_template} $B",
+            special_tokens=[(bos_template, bos_id)],
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tok
+
+
+def save_image(img, name):
+    path = OUT / "images" / name
+    img.save(path, optimize=True)
+    return Image.open(path)  # what the Rust side decodes
+
+
+def make_images():
+    data = Path(skimage.__file__).parent / "data"
+    (OUT / "images").mkdir(parents=True)
+    astronaut = Image.open(data / "astronaut.png").convert("RGB").resize((128, 128), Image.Resampling.LANCZOS)
+    coffee = Image.open(data / "coffee.png").convert("RGB")  # 600x400
+    coffee_wide = coffee.crop((60, 120, 510, 270)).resize((150, 50), Image.Resampling.LANCZOS)
+    camera = Image.open(data / "camera.png")  # 8-bit grayscale
+    gray = camera.crop((200, 60, 296, 124)).resize((48, 32), Image.Resampling.BILINEAR)
+    rgba = astronaut.crop((30, 20, 70, 50)).convert("RGBA")
+    alpha = np.tile(np.linspace(0, 255, 40).astype(np.uint8), (30, 1))
+    alpha[:5] = 255
+    alpha[-3:] = 0
+    rgba.putalpha(Image.fromarray(alpha))
+    return {
+        "astronaut.png": save_image(astronaut, "astronaut.png"),
+        "coffee_wide.png": save_image(coffee_wide, "coffee_wide.png"),
+        "gray.png": save_image(gray, "gray.png"),
+        "rgba.png": save_image(rgba, "rgba.png"),
+    }
+
+
+def npy(rel, array):
+    path = OUT / "reference" / rel
+    np.save(path, array)
+    return rel
+
+
+def expanded_prompts(processor, prompts, images_nested):
+    """The text after image-token expansion, through the processor's own replacement code."""
+    kwargs = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs)
+    _, replacements = processor._process_images(images_nested, **kwargs["images_kwargs"])
+    text, _ = processor.get_text_with_replacements(list(prompts), images_replacements=replacements)
+    return text
+
+
+def tokenizer_cases(tok):
+    cases = []
+    for s in STRINGS:
+        with_special = tok(s, add_special_tokens=True)["input_ids"]
+        without = tok(s, add_special_tokens=False)["input_ids"]
+        cases.append({
+            "text": s,
+            "ids": with_special,
+            "ids_no_special": without,
+            "decoded": tok.decode(with_special, skip_special_tokens=False),
+            "decoded_skip_special": tok.decode(with_special, skip_special_tokens=True),
+        })
+    return cases
+
+
+def image_processor_cases(name, proc, images):
+    cases = []
+    for fname, img in images.items():
+        extra = {"return_row_col_info": True} if isinstance(proc, Idefics3ImageProcessorPil) else {}
+        out = proc(img, return_tensors="np", **extra)
+        pv = np.asarray(out["pixel_values"], dtype=np.float32)
+        case = {"image": fname, "pixel_values": npy(f"{name}_{fname[:-4]}.npy", pv), "shape": list(pv.shape)}
+        if "pixel_attention_mask" in out:
+            case["pixel_attention_mask"] = npy(f"{name}_{fname[:-4]}_mask.npy",
+                                               np.asarray(out["pixel_attention_mask"]).astype(np.uint8))
+        if "rows" in out:
+            case["rows"] = [int(r) for r in np.asarray(out["rows"]).reshape(-1)]
+            case["cols"] = [int(c) for c in np.asarray(out["cols"]).reshape(-1)]
+        cases.append(case)
+    return cases
+
+
+def chat_case(processor, name, messages, images, add_generation_prompt, store_pixels=True):
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    with_images = json.loads(json.dumps(messages))
+    it = iter(images)
+    for m in with_images:
+        for part in m["content"]:
+            if part["type"] == "image":
+                part["image"] = next(it)
+    out = processor.apply_chat_template(with_images, add_generation_prompt=add_generation_prompt, tokenize=True,
+                                        return_dict=True, return_tensors="np")
+    ids = [int(i) for i in np.asarray(out["input_ids"])[0]]
+    # The 224x224 CLIP tensors are large; chats that skip them still compare shapes and ids, and the same images'
+    # pixels are compared through the image-processor cases.
+    # Same result through the plain call, and the add_special_tokens rule of apply_chat_template.
+    bos = processor.tokenizer.bos_token
+    add_special = not (bos is not None and prompt.startswith(bos))
+    direct = processor(text=prompt, images=[images] if images else None, add_special_tokens=add_special,
+                       return_tensors="np")
+    assert [int(i) for i in direct["input_ids"][0]] == ids, name
+    case = {
+        "name": name,
+        "messages": messages,
+        "add_generation_prompt": add_generation_prompt,
+        "images": [getattr(img, "fixture_name") for img in images],
+        "prompt": prompt,
+        "expanded_prompt": expanded_prompts(processor, [prompt], [images])[0] if images else prompt,
+        "add_special_tokens": add_special,
+        "input_ids": ids,
+    }
+    if images:
+        pv = np.asarray(out["pixel_values"], dtype=np.float32)
+        case["pixel_shape"] = list(pv.shape)
+        if store_pixels:
+            case["pixel_values"] = npy(f"{name}_pixels.npy", pv)
+        if "pixel_attention_mask" in out:
+            case["pixel_attention_mask"] = npy(f"{name}_mask.npy", np.asarray(out["pixel_attention_mask"]).astype(np.uint8))
+    return case
+
+
+def batch_case(processor, name, prompts, images_nested, padding_side, store_pixels=True):
+    processor.tokenizer.padding_side = padding_side
+    out = processor(text=prompts, images=images_nested, padding=True, return_tensors="np")
+    processor.tokenizer.padding_side = "right"
+    case = {
+        "name": name,
+        "prompts": prompts,
+        "images": [[img.fixture_name for img in imgs] for imgs in images_nested],
+        "padding_side": padding_side,
+        "input_ids": np.asarray(out["input_ids"]).tolist(),
+        "attention_mask": np.asarray(out["attention_mask"]).tolist(),
+        "pixel_shape": list(np.asarray(out["pixel_values"]).shape),
+    }
+    if store_pixels:
+        case["pixel_values"] = npy(f"{name}_pixels.npy", np.asarray(out["pixel_values"], dtype=np.float32))
+    if "pixel_attention_mask" in out:
+        case["pixel_attention_mask"] = npy(f"{name}_mask.npy", np.asarray(out["pixel_attention_mask"]).astype(np.uint8))
+    return case
+
+
+def main():
+    assert transformers.__version__ == "5.23.0", transformers.__version__
+    assert not is_torchvision_available(), "uninstall torchvision: the fixtures record the PIL backend"
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    (OUT / "reference").mkdir(parents=True)
+    images = make_images()
+    for name, img in images.items():
+        img.fixture_name = name
+    astronaut, coffee, gray, rgba = (images[k] for k in ["astronaut.png", "coffee_wide.png", "gray.png", "rgba.png"])
+
+    # --- SmolVLM / Idefics3 -------------------------------------------------------------------------------
+    smol_tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_bpe(IDEFICS3_SPECIALS, 700),
+        bos_token="<|im_start|>", eos_token="<end_of_utterance>", pad_token="<|im_end|>", unk_token="<|endoftext|>",
+    )
+    idefics_ip = Idefics3ImageProcessorPil(
+        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, resample=Image.Resampling.LANCZOS,
+        do_image_splitting=True,
+    )
+    smol = Idefics3Processor(image_processor=idefics_ip, tokenizer=smol_tok, image_seq_len=4,
+                             chat_template=SMOLVLM_CHAT_TEMPLATE)
+    smol.save_pretrained(OUT / "smolvlm")
+
+    # --- LLaVA (CLIP 224) ---------------------------------------------------------------------------------
+    llava_tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_bpe(LLAVA_SPECIALS, 600, bos_template="<s>"),
+        bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+    )
+    clip_ip = CLIPImageProcessorPil(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}, resample=Image.Resampling.BICUBIC,
+        do_center_crop=True, image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    llava = LlavaProcessor(image_processor=clip_ip, tokenizer=llava_tok, patch_size=14,
+                           vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                           chat_template=LLAVA_CHAT_TEMPLATE)
+    llava.save_pretrained(OUT / "llava")
+
+    # --- image-processor-only configs ---------------------------------------------------------------------
+    small = {
+        "clip_small": CLIPImageProcessorPil(size={"shortest_edge": 48}, crop_size={"height": 40, "width": 40},
+                                            resample=Image.Resampling.BICUBIC, do_center_crop=True),
+        "siglip_small": SiglipImageProcessorPil(size={"height": 32, "width": 48},
+                                                resample=Image.Resampling.BILINEAR),
+        "idefics3_nosplit": Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
+                                                      do_image_splitting=False),
+        "idefics3_split": idefics_ip,
+    }
+    image_cases = {}
+    for name, proc in small.items():
+        proc.save_pretrained(OUT / "image_processors" / name)
+        image_cases[name] = image_processor_cases(name, proc, images)
+
+    # --- chats ----------------------------------------------------------------------------------------------
+    def user(text, n_images=0, images_first=True):
+        parts = [{"type": "image"}] * n_images
+        t = [{"type": "text", "text": text}]
+        return {"role": "user", "content": parts + t if images_first else t + parts}
+
+    def assistant(text):
+        return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+    def system(text):
+        return {"role": "system", "content": [{"type": "text", "text": text}]}
+
+    smol_chats = [
+        chat_case(smol, "smol_one_image", [user("How far is the flag from the astronaut?", 1)], [astronaut], True),
+        chat_case(smol, "smol_two_images_multiturn",
+                  [user("Compare these two images.", 2), assistant("The first shows an astronaut."),
+                   user("Which one is wider?", 0)], [astronaut, coffee], True),
+        chat_case(smol, "smol_text_only", [user("Über café — 東京 🙂")], [], False),
+        chat_case(smol, "smol_image_after_text", [user("Describe:", 1, images_first=False)], [gray], True),
+    ]
+    llava_chats = [
+        chat_case(llava, "llava_one_image", [user("What is in the image?", 1)], [astronaut], True),
+        chat_case(llava, "llava_system_multiturn",
+                  [system("You are a spatial reasoning assistant."), user("How wide is the cup?", 1),
+                   assistant("About 10 cm."), user("And how tall?")], [coffee], True, store_pixels=False),
+        chat_case(llava, "llava_rgba", [user("What do you see?", 1)], [rgba], False, store_pixels=False),
+    ]
+    batches = [
+        batch_case(smol, "smol_batch_left", ["<image>Describe the scene.", "Short <image> caption"],
+                   [[astronaut], [coffee]], "left"),
+        batch_case(llava, "llava_batch_right", ["USER: <image>\nWhat? ASSISTANT:", "USER: <image>\nA longer question here? ASSISTANT:"],
+                   [[gray], [astronaut]], "right", store_pixels=False),
+    ]
+
+    reference = {
+        "transformers": transformers.__version__,
+        "image_backend": "pil",
+        "tokenizers": {"smolvlm": tokenizer_cases(smol.tokenizer), "llava": tokenizer_cases(llava.tokenizer)},
+        "chats": {"smolvlm": smol_chats, "llava": llava_chats},
+        "batches": batches,
+        "image_processors": image_cases,
+        "special_ids": {
+            "smolvlm": {t: smol.tokenizer.convert_tokens_to_ids(t) for t in
+                        ["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", "<|im_start|>"]},
+            "llava": {t: llava.tokenizer.convert_tokens_to_ids(t) for t in ["<image>", "<s>", "</s>", "<pad>"]},
+        },
+        "vocab_size": {"smolvlm": len(smol.tokenizer), "llava": len(llava.tokenizer)},
+    }
+    with open(OUT / "reference.json", "w") as f:
+        json.dump(reference, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
+    print(f"wrote {OUT} ({total / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
