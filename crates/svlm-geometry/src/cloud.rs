@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::num::NonZeroUsize;
 
 use nalgebra::{Point3, Vector3};
 use rayon::prelude::*;
@@ -175,20 +174,29 @@ pub fn remove_statistical_outliers(
     std_ratio: f64,
 ) -> (PointCloud, Vec<usize>) {
     let n = cloud.points.len();
-    let (Some(k), true) = (NonZeroUsize::new(nb_neighbors), std_ratio > 0.0) else {
+    if nb_neighbors == 0 || std_ratio <= 0.0 || std_ratio.is_nan() {
         return (cloud.clone(), (0..n).collect());
-    };
+    }
     let Some(index) = KdIndex::new(&cloud.points) else {
         return (cloud.clone(), Vec::new());
     };
-    let mean_distance = |p: &Point3<f64>| {
-        let d = index.nearest_k_sq_distances(p, k);
-        d.iter().map(|d2| d2.sqrt()).sum::<f64>() / d.len() as f64
+    let mean_distance = |scratch: &mut Vec<(f64, u32)>, p: &Point3<f64>| {
+        index.nearest_k(p, nb_neighbors, scratch);
+        scratch.iter().map(|(d2, _)| d2.sqrt()).sum::<f64>() / scratch.len() as f64
     };
     let means: Vec<f64> = if n >= PARALLEL_MIN_POINTS {
-        cloud.points.par_iter().map(mean_distance).collect()
+        cloud
+            .points
+            .par_iter()
+            .map_init(Vec::new, mean_distance)
+            .collect()
     } else {
-        cloud.points.iter().map(mean_distance).collect()
+        let mut scratch = Vec::with_capacity(nb_neighbors + 1);
+        cloud
+            .points
+            .iter()
+            .map(|p| mean_distance(&mut scratch, p))
+            .collect()
     };
     // open3d counts every point in the denominator but sums only positive means.
     let cloud_mean = means.iter().filter(|&&m| m > 0.0).sum::<f64>() / n as f64;

@@ -16,12 +16,33 @@ pub fn dbscan(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Option
         // No point has a neighbour other than itself.
         return (0..n).map(|i| (min_points <= 1).then_some(i)).collect();
     }
-    let neighbours_of = |p: &Point3<f64>| index.within(p, eps);
-    let neighbours: Vec<Vec<u32>> = if n >= PARALLEL_MIN_POINTS {
-        points.par_iter().map(neighbours_of).collect()
+    // Neighbour lists in one flat buffer (CSR): `flat[offsets[i]..offsets[i + 1]]` are the neighbours of i.
+    let (offsets, flat) = if n >= PARALLEL_MIN_POINTS {
+        let lists: Vec<Vec<u32>> = points
+            .par_iter()
+            .map(|p| {
+                let mut list = Vec::new();
+                index.within(p, eps, &mut list);
+                list
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0usize);
+        for list in &lists {
+            offsets.push(offsets[offsets.len() - 1] + list.len());
+        }
+        (offsets, lists.concat())
     } else {
-        points.iter().map(neighbours_of).collect()
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0usize);
+        let mut flat = Vec::with_capacity(n * 8);
+        for p in points {
+            index.within(p, eps, &mut flat);
+            offsets.push(flat.len());
+        }
+        (offsets, flat)
     };
+    let neighbours = |i: usize| &flat[offsets[i]..offsets[i + 1]];
     const UNDEFINED: i64 = -2;
     const NOISE: i64 = -1;
     let mut labels = vec![UNDEFINED; n];
@@ -31,26 +52,22 @@ pub fn dbscan(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Option
         if labels[seed] != UNDEFINED {
             continue;
         }
-        if neighbours[seed].len() < min_points {
+        if neighbours(seed).len() < min_points {
             labels[seed] = NOISE;
             continue;
         }
         labels[seed] = cluster;
         stack.clear();
-        stack.extend_from_slice(&neighbours[seed]);
+        stack.extend_from_slice(neighbours(seed));
         while let Some(nb) = stack.pop() {
             let nb = nb as usize;
             if labels[nb] >= 0 {
                 continue;
             }
             labels[nb] = cluster;
-            if neighbours[nb].len() >= min_points {
-                stack.extend(
-                    neighbours[nb]
-                        .iter()
-                        .copied()
-                        .filter(|&q| labels[q as usize] < 0),
-                );
+            let around = neighbours(nb);
+            if around.len() >= min_points {
+                stack.extend(around.iter().copied().filter(|&q| labels[q as usize] < 0));
             }
         }
         cluster += 1;

@@ -1,11 +1,22 @@
-use std::num::NonZeroUsize;
+use nalgebra::{Point3, Vector3};
 
-use kiddo::{ImmutableKdTree, SquaredEuclidean};
-use nalgebra::Point3;
+use crate::boxes::Aabb;
 
-/// Static 3D kd-tree over a point slice; items are indices into that slice.
+/// Points per leaf: small enough to prune well, large enough to keep the tree shallow.
+const LEAF_SIZE: usize = 8;
+
+/// Static 3D kd-tree over a point slice; results are indices into that slice.
+///
+/// A balanced implicit tree: the node over `[lo, hi)` splits at `mid = (lo + hi) / 2` on the axis of largest
+/// spread at the median value (left half `<=`, right half `>=`). Every internal node has a distinct `mid`, so
+/// split axes and values live in arrays indexed by it (the value is stored because building the right child
+/// reorders the slot at `mid`). Per-object clouds are small (hundreds of points),
+/// where building this costs microseconds, far less than a general-purpose tree with its own allocations.
 pub(crate) struct KdIndex {
-    tree: ImmutableKdTree<f64, 3>,
+    coords: Vec<[f64; 3]>,
+    ids: Vec<u32>,
+    split_axis: Vec<u8>,
+    split_value: Vec<f64>,
 }
 
 impl KdIndex {
@@ -14,68 +25,257 @@ impl KdIndex {
         if points.is_empty() {
             return None;
         }
-        let coords: Vec<[f64; 3]> = points.iter().map(|p| [p.x, p.y, p.z]).collect();
-        let tree = ImmutableKdTree::new_from_slice(&coords).ok()?;
-        Some(Self { tree })
+        let mut order: Vec<u32> = (0..points.len() as u32).collect();
+        let mut split_axis = vec![0u8; points.len()];
+        let mut split_value = vec![0.0; points.len()];
+        build(points, &mut order, 0, &mut split_axis, &mut split_value);
+        let coords = order.iter().map(|&i| {
+            let p = &points[i as usize];
+            [p.x, p.y, p.z]
+        });
+        Some(Self {
+            coords: coords.collect(),
+            ids: order,
+            split_axis,
+            split_value,
+        })
     }
 
-    /// Squared distances to the `k` nearest points (the query point itself included when it is in the tree).
-    pub(crate) fn nearest_k_sq_distances(&self, p: &Point3<f64>, k: NonZeroUsize) -> Vec<f64> {
-        self.tree
-            .query(&[p.x, p.y, p.z])
-            .nearest_n::<SquaredEuclidean<f64>>(k)
-            .execute()
-            .into_iter()
-            .map(|r| r.distance)
-            .collect()
+    /// The `k` nearest points as `(squared distance, index)`, closest first, into `out` (cleared first); the query
+    /// point itself is included when it is in the tree. Fewer than `k` when the tree is smaller.
+    pub(crate) fn nearest_k(&self, p: &Point3<f64>, k: usize, out: &mut Vec<(f64, u32)>) {
+        out.clear();
+        if k == 0 {
+            return;
+        }
+        self.knn(
+            0,
+            self.coords.len(),
+            &[p.x, p.y, p.z],
+            k,
+            out,
+            &mut [0.0; 3],
+            0.0,
+        );
     }
 
-    /// Indices of the points strictly closer than `radius` (nanoflann's radius search semantics).
-    pub(crate) fn within(&self, p: &Point3<f64>, radius: f64) -> Vec<u32> {
-        self.tree
-            .query(&[p.x, p.y, p.z])
-            .within::<SquaredEuclidean<f64>>(radius * radius)
-            .unsorted()
-            .exclusive_boundaries()
-            .execute()
-            .into_iter()
-            .map(|r| r.item)
-            .collect()
+    /// Indices of the points strictly closer than `radius` (nanoflann's radius-search semantics), appended to
+    /// `out`.
+    pub(crate) fn within(&self, p: &Point3<f64>, radius: f64, out: &mut Vec<u32>) {
+        self.radius(
+            0,
+            self.coords.len(),
+            &[p.x, p.y, p.z],
+            radius * radius,
+            out,
+            &mut [0.0; 3],
+            0.0,
+        );
     }
 
     /// Squared distance to the nearest point.
     pub(crate) fn nearest_sq_distance(&self, p: &Point3<f64>) -> f64 {
-        self.tree
-            .query(&[p.x, p.y, p.z])
-            .nearest_one::<SquaredEuclidean<f64>>()
-            .execute()
-            .distance
+        let mut best = f64::INFINITY;
+        self.nearest(
+            0,
+            self.coords.len(),
+            &[p.x, p.y, p.z],
+            &mut best,
+            &mut [0.0; 3],
+            0.0,
+        );
+        best
     }
+
+    // The searches carry `off` (per axis, the query's offset to the current cell along the last split on that
+    // axis) and `rd` = |off|^2, a lower bound on the distance to anything in the cell (Arya & Mount's incremental
+    // distance): a far child is visited only when its bound can still beat the current worst.
+
+    #[allow(clippy::too_many_arguments)]
+    fn knn(
+        &self,
+        lo: usize,
+        hi: usize,
+        q: &[f64; 3],
+        k: usize,
+        out: &mut Vec<(f64, u32)>,
+        off: &mut [f64; 3],
+        rd: f64,
+    ) {
+        if hi - lo <= LEAF_SIZE {
+            for i in lo..hi {
+                let d = sq_distance(&self.coords[i], q);
+                if out.len() < k {
+                    let at = out.partition_point(|e| e.0 <= d);
+                    out.insert(at, (d, self.ids[i]));
+                } else if d < out[k - 1].0 {
+                    out.pop();
+                    let at = out.partition_point(|e| e.0 <= d);
+                    out.insert(at, (d, self.ids[i]));
+                }
+            }
+            return;
+        }
+        let mid = (lo + hi) / 2;
+        let axis = self.split_axis[mid] as usize;
+        let diff = q[axis] - self.split_value[mid];
+        let (near, far) = if diff < 0.0 {
+            ((lo, mid), (mid, hi))
+        } else {
+            ((mid, hi), (lo, mid))
+        };
+        self.knn(near.0, near.1, q, k, out, off, rd);
+        let old = off[axis];
+        let rd_far = rd - old * old + diff * diff;
+        if out.len() < k || rd_far < out[k - 1].0 {
+            off[axis] = diff;
+            self.knn(far.0, far.1, q, k, out, off, rd_far);
+            off[axis] = old;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn radius(
+        &self,
+        lo: usize,
+        hi: usize,
+        q: &[f64; 3],
+        r2: f64,
+        out: &mut Vec<u32>,
+        off: &mut [f64; 3],
+        rd: f64,
+    ) {
+        if hi - lo <= LEAF_SIZE {
+            for i in lo..hi {
+                if sq_distance(&self.coords[i], q) < r2 {
+                    out.push(self.ids[i]);
+                }
+            }
+            return;
+        }
+        let mid = (lo + hi) / 2;
+        let axis = self.split_axis[mid] as usize;
+        let diff = q[axis] - self.split_value[mid];
+        let (near, far) = if diff < 0.0 {
+            ((lo, mid), (mid, hi))
+        } else {
+            ((mid, hi), (lo, mid))
+        };
+        self.radius(near.0, near.1, q, r2, out, off, rd);
+        let old = off[axis];
+        let rd_far = rd - old * old + diff * diff;
+        if rd_far < r2 {
+            off[axis] = diff;
+            self.radius(far.0, far.1, q, r2, out, off, rd_far);
+            off[axis] = old;
+        }
+    }
+
+    fn nearest(
+        &self,
+        lo: usize,
+        hi: usize,
+        q: &[f64; 3],
+        best: &mut f64,
+        off: &mut [f64; 3],
+        rd: f64,
+    ) {
+        if hi - lo <= LEAF_SIZE {
+            for i in lo..hi {
+                *best = best.min(sq_distance(&self.coords[i], q));
+            }
+            return;
+        }
+        let mid = (lo + hi) / 2;
+        let axis = self.split_axis[mid] as usize;
+        let diff = q[axis] - self.split_value[mid];
+        let (near, far) = if diff < 0.0 {
+            ((lo, mid), (mid, hi))
+        } else {
+            ((mid, hi), (lo, mid))
+        };
+        self.nearest(near.0, near.1, q, best, off, rd);
+        let old = off[axis];
+        let rd_far = rd - old * old + diff * diff;
+        if rd_far < *best {
+            off[axis] = diff;
+            self.nearest(far.0, far.1, q, best, off, rd_far);
+            off[axis] = old;
+        }
+    }
+}
+
+#[inline(always)]
+fn sq_distance(a: &[f64; 3], b: &[f64; 3]) -> f64 {
+    let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    dx * dx + dy * dy + dz * dz
+}
+
+/// Orders `order` (indices into `points`, positions `offset..offset + order.len()` of the tree) into the
+/// implicit tree layout, recording each internal node's split axis.
+fn build(
+    points: &[Point3<f64>],
+    order: &mut [u32],
+    offset: usize,
+    split_axis: &mut [u8],
+    split_value: &mut [f64],
+) {
+    let n = order.len();
+    if n <= LEAF_SIZE {
+        return;
+    }
+    let mut min = [f64::INFINITY; 3];
+    let mut max = [f64::NEG_INFINITY; 3];
+    for &i in order.iter() {
+        let p = &points[i as usize];
+        for a in 0..3 {
+            min[a] = min[a].min(p[a]);
+            max[a] = max[a].max(p[a]);
+        }
+    }
+    let axis = (0..3)
+        .max_by(|&a, &b| (max[a] - min[a]).total_cmp(&(max[b] - min[b])))
+        .unwrap_or(0);
+    let mid = n / 2;
+    order.select_nth_unstable_by(mid, |&a, &b| {
+        points[a as usize][axis].total_cmp(&points[b as usize][axis])
+    });
+    split_axis[offset + mid] = axis as u8;
+    split_value[offset + mid] = points[order[mid] as usize][axis];
+    let (left, right) = order.split_at_mut(mid);
+    build(points, left, offset, split_axis, split_value);
+    build(points, right, offset + mid, split_axis, split_value);
 }
 
 /// Smallest Euclidean distance between any point of `a` and any point of `b` (kd-tree over the larger set);
 /// `f64::INFINITY` when either is empty.
 pub fn closest_distance(a: &[Point3<f64>], b: &[Point3<f64>]) -> f64 {
     let (tree_points, queries) = if a.len() >= b.len() { (a, b) } else { (b, a) };
-    let Some(index) = KdIndex::new(tree_points) else {
+    let (Some(index), Some(bounds)) = (KdIndex::new(tree_points), Aabb::from_points(tree_points))
+    else {
         return f64::INFINITY;
     };
-    if queries.is_empty() {
-        return f64::INFINITY;
+    // Queries nearest the tree's box first; once a query's distance to the box reaches the best distance so
+    // far, no later query can do better. Separated objects then need only a handful of tree searches.
+    let mut order: Vec<(f64, u32)> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let gap = (bounds.min - q)
+                .sup(&(q - bounds.max))
+                .sup(&Vector3::zeros());
+            (gap.norm_squared(), i as u32)
+        })
+        .collect();
+    order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
+    let mut best = f64::INFINITY;
+    for (gap, i) in order {
+        if gap >= best {
+            break;
+        }
+        best = best.min(index.nearest_sq_distance(&queries[i as usize]));
     }
-    let best_sq = if queries.len() >= PARALLEL_MIN_POINTS {
-        use rayon::prelude::*;
-        queries
-            .par_iter()
-            .map(|q| index.nearest_sq_distance(q))
-            .reduce(|| f64::INFINITY, f64::min)
-    } else {
-        queries
-            .iter()
-            .map(|q| index.nearest_sq_distance(q))
-            .fold(f64::INFINITY, f64::min)
-    };
-    best_sq.sqrt()
+    best.sqrt()
 }
 
 /// Below this many points, per-point loops stay on the calling thread: synthesis already runs one image per
@@ -87,6 +287,53 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn knn_and_radius_match_brute_force() {
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        // Clustered and duplicated coordinates stress ties at the splits.
+        let points: Vec<Point3<f64>> = (0..700)
+            .map(|i| {
+                let snap = |x: f64| {
+                    if i % 3 == 0 {
+                        (x * 10.0).round() / 10.0
+                    } else {
+                        x
+                    }
+                };
+                Point3::new(
+                    snap(rng.random_range(0.0..1.0)),
+                    snap(rng.random_range(0.0..0.3)),
+                    rng.random_range(0.0..2.0),
+                )
+            })
+            .collect();
+        let index = KdIndex::new(&points).unwrap();
+        let mut found = Vec::new();
+        let mut within = Vec::new();
+        for q in points
+            .iter()
+            .step_by(7)
+            .chain([Point3::new(5.0, 5.0, 5.0)].iter())
+        {
+            let mut brute: Vec<f64> = points.iter().map(|p| (p - q).norm_squared()).collect();
+            brute.sort_by(f64::total_cmp);
+            index.nearest_k(q, 15, &mut found);
+            let got: Vec<f64> = found.iter().map(|(d, _)| *d).collect();
+            assert_eq!(got, brute[..15].to_vec());
+            assert!(
+                found
+                    .iter()
+                    .all(|(d, i)| (points[*i as usize] - q).norm_squared() == *d)
+            );
+            within.clear();
+            index.within(q, 0.2, &mut within);
+            assert_eq!(within.len(), brute.iter().filter(|&&d| d < 0.04).count());
+            assert_eq!(index.nearest_sq_distance(q), brute[0]);
+        }
+        index.nearest_k(&points[0], 5000, &mut found);
+        assert_eq!(found.len(), 700);
+    }
 
     #[test]
     fn closest_distance_matches_brute_force() {

@@ -14,6 +14,7 @@ mod error;
 mod frame;
 mod hull;
 mod kdtree;
+mod pipeline;
 mod plane;
 
 pub use boxes::{Aabb, Obb, horizontal_basis};
@@ -25,8 +26,9 @@ pub use cluster::{cluster_count, dbscan, largest_cluster, largest_label};
 pub use error::GeometryError;
 pub use frame::{CanonicalFrame, canonical_frame, up_for_pitch};
 pub use kdtree::closest_distance;
+pub use pipeline::{ObjectGeometry, ObjectParams, SceneGeometry, SkipReason, extract_objects};
 pub use plane::{
     GroundPlaneParams, Plane, find_ground_plane, fit_plane_least_squares, segment_plane,
 };
 
-pub use nalgebra::{Isometry3, Point3, Rotation3, Unit, Vector3};
+pub use nalgebra::{Isometry3, Matrix3, Point3, Rotation3, Unit, Vector3};
