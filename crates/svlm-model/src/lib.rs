@@ -1,1 +1,4 @@
 //! svlm-model
+
+pub mod gguf;
+pub mod hub;
