@@ -82,53 +82,58 @@ pub(crate) type VoxelMap<V> = HashMap<u64, V, BuildHasherDefault<VoxelKeyHasher>
 /// anchored at `min_bound - voxel_size / 2` as in open3d; output order is the order voxels are first hit.
 /// A non-positive or non-finite `voxel_size` returns the cloud unchanged.
 pub fn voxel_downsample(cloud: &PointCloud, voxel_size: f64) -> PointCloud {
+    voxel_downsample_traced(cloud, voxel_size).0
+}
+
+/// [`voxel_downsample`] plus, for every input point, the index of the output point (voxel) it went into, so
+/// filtering decided on the voxels can be carried back to the full-resolution points.
+pub fn voxel_downsample_traced(cloud: &PointCloud, voxel_size: f64) -> (PointCloud, Vec<u32>) {
     let Some(bounds) = Aabb::from_points(&cloud.points) else {
-        return PointCloud {
+        let empty = PointCloud {
             points: Vec::new(),
             colors: cloud.colors.as_ref().map(|_| Vec::new()),
         };
+        return (empty, Vec::new());
     };
     if !voxel_size.is_finite() || voxel_size <= 0.0 {
-        return cloud.clone();
+        return (cloud.clone(), (0..cloud.points.len() as u32).collect());
     }
     let origin = bounds.min - Vector3::repeat(voxel_size * 0.5);
     // Division (not a reciprocal multiply) keeps cell boundaries bit-identical to open3d.
     let cells = (bounds.extent() / voxel_size).map(|e| e.floor() + 2.0);
     // Keys pack three 21-bit cell indices; larger grids (kilometres at millimetre voxels) use a wider map.
     const MAX_CELLS: f64 = (1u64 << 21) as f64;
-    if cells.x >= MAX_CELLS || cells.y >= MAX_CELLS || cells.z >= MAX_CELLS {
-        return voxel_downsample_wide(cloud, origin, voxel_size);
-    }
-    let mut slot_of_key: VoxelMap<u32> = VoxelMap::default();
-    slot_of_key.reserve(cloud.points.len() / 4);
-    let mut sums: Vec<(Vector3<f64>, u32)> = Vec::new();
-    let mut slots = Vec::with_capacity(cloud.points.len());
-    for p in &cloud.points {
-        let r = (p - origin) / voxel_size;
-        let key = ((r.x as u64) << 42) | ((r.y as u64) << 21) | (r.z as u64);
-        let next = sums.len() as u32;
-        let slot = *slot_of_key.entry(key).or_insert(next);
-        if slot == next {
-            sums.push((Vector3::zeros(), 0));
-        }
-        let entry = &mut sums[slot as usize];
-        entry.0 += p.coords;
-        entry.1 += 1;
-        slots.push(slot);
-    }
-    finish_voxels(cloud, &sums, &slots)
+    let (sums, slots) = if cells.x >= MAX_CELLS || cells.y >= MAX_CELLS || cells.z >= MAX_CELLS {
+        let mut slot_of_key: HashMap<[i64; 3], u32> = HashMap::new();
+        accumulate(&cloud.points, |p| {
+            let r = (p - origin) / voxel_size;
+            let key = [r.x.floor() as i64, r.y.floor() as i64, r.z.floor() as i64];
+            let next = slot_of_key.len() as u32;
+            *slot_of_key.entry(key).or_insert(next)
+        })
+    } else {
+        let mut slot_of_key: VoxelMap<u32> = VoxelMap::default();
+        slot_of_key.reserve(cloud.points.len() / 4);
+        accumulate(&cloud.points, |p| {
+            let r = (p - origin) / voxel_size;
+            let key = ((r.x as u64) << 42) | ((r.y as u64) << 21) | (r.z as u64);
+            let next = slot_of_key.len() as u32;
+            *slot_of_key.entry(key).or_insert(next)
+        })
+    };
+    (finish_voxels(cloud, &sums, &slots), slots)
 }
 
-fn voxel_downsample_wide(cloud: &PointCloud, origin: Point3<f64>, voxel_size: f64) -> PointCloud {
-    let mut slot_of_key: HashMap<[i64; 3], u32> = HashMap::new();
+/// Per-voxel sums and counts, and each point's voxel; `slot_of` numbers voxels densely in order of first hit.
+fn accumulate(
+    points: &[Point3<f64>],
+    mut slot_of: impl FnMut(&Point3<f64>) -> u32,
+) -> (Vec<(Vector3<f64>, u32)>, Vec<u32>) {
     let mut sums: Vec<(Vector3<f64>, u32)> = Vec::new();
-    let mut slots = Vec::with_capacity(cloud.points.len());
-    for p in &cloud.points {
-        let r = (p - origin) / voxel_size;
-        let key = [r.x.floor() as i64, r.y.floor() as i64, r.z.floor() as i64];
-        let next = sums.len() as u32;
-        let slot = *slot_of_key.entry(key).or_insert(next);
-        if slot == next {
+    let mut slots = Vec::with_capacity(points.len());
+    for p in points {
+        let slot = slot_of(p);
+        if slot as usize == sums.len() {
             sums.push((Vector3::zeros(), 0));
         }
         let entry = &mut sums[slot as usize];
@@ -136,7 +141,7 @@ fn voxel_downsample_wide(cloud: &PointCloud, origin: Point3<f64>, voxel_size: f6
         entry.1 += 1;
         slots.push(slot);
     }
-    finish_voxels(cloud, &sums, &slots)
+    (sums, slots)
 }
 
 fn finish_voxels(cloud: &PointCloud, sums: &[(Vector3<f64>, u32)], slots: &[u32]) -> PointCloud {

@@ -21,7 +21,9 @@ pub use boxes::{Aabb, Obb, horizontal_basis};
 pub use camera::{
     DepthMap, Intrinsics, LiftStats, Mask, depth_to_instance_points, depth_to_points,
 };
-pub use cloud::{PointCloud, remove_statistical_outliers, voxel_downsample};
+pub use cloud::{
+    PointCloud, remove_statistical_outliers, voxel_downsample, voxel_downsample_traced,
+};
 pub use cluster::{cluster_count, dbscan, largest_cluster, largest_label};
 pub use error::GeometryError;
 pub use frame::{CanonicalFrame, canonical_frame, up_for_pitch};

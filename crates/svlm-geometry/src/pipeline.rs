@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::boxes::{Aabb, Obb};
 use crate::camera::{DepthMap, Intrinsics, LiftStats, depth_to_instance_points, is_valid_depth};
-use crate::cloud::{PointCloud, remove_statistical_outliers, voxel_downsample};
-use crate::cluster::largest_cluster;
+use crate::cloud::{
+    PointCloud, remove_statistical_outliers, voxel_downsample, voxel_downsample_traced,
+};
+use crate::cluster::{dbscan, largest_label};
 use crate::error::GeometryError;
 use crate::frame::{CanonicalFrame, canonical_frame};
 use crate::plane::{GroundPlaneParams, find_ground_plane};
@@ -17,8 +19,12 @@ use crate::plane::{GroundPlaneParams, find_ground_plane};
 pub struct ObjectParams {
     /// Lift every `stride`-th pixel of each object in both directions (1 = all).
     pub stride: usize,
-    /// Object voxel size in metres (`<= 0`: no downsampling).
+    /// Object voxel size in metres (`<= 0`: no downsampling). Outlier removal and clustering run on the voxels;
+    /// the object's points and boxes are the full-resolution points of the voxels that survive.
     pub voxel_size: f64,
+    /// Largest number of voxels an object's filtering works on: a larger object gets proportionally larger
+    /// voxels (0: no cap). Bounds the neighbour searches per object.
+    pub max_filter_points: usize,
     /// Statistical outlier removal neighbours (0: off) and std ratio.
     pub sor_neighbors: usize,
     pub sor_std_ratio: f64,
@@ -45,6 +51,7 @@ impl Default for ObjectParams {
         Self {
             stride: 2,
             voxel_size: 0.02,
+            max_filter_points: 300,
             sor_neighbors: 20,
             sor_std_ratio: 2.0,
             dbscan_eps: 0.05,
@@ -67,8 +74,13 @@ impl Default for ObjectParams {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObjectGeometry {
     pub id: u16,
-    /// Filtered points (canonical frame).
+    /// Full-resolution points (at the stride) of the voxels kept by filtering, canonical frame.
     pub points: Vec<Point3<f64>>,
+    /// The kept voxels' mean points, canonical frame: a sparse stand-in for fast pairwise queries
+    /// (e.g. [`crate::closest_distance`]), within `voxel_size` of `points`.
+    pub sparse_points: Vec<Point3<f64>>,
+    /// Voxel size the object was filtered at (>= `ObjectParams::voxel_size` when capped).
+    pub voxel_size: f64,
     pub centroid: Point3<f64>,
     pub aabb: Aabb,
     /// Upright box (third axis = canonical Z).
@@ -106,36 +118,30 @@ pub fn extract_objects(
     let frame = estimate_frame(depth, intrinsics, instance_ids, params);
     let mut objects = Vec::with_capacity(instances.len());
     let mut skipped = Vec::new();
-    for (id, (cloud, lift)) in instances {
-        if cloud.is_empty() {
+    for (id, (raw, lift)) in instances {
+        if raw.is_empty() {
             skipped.push((id, SkipReason::NoValidDepth));
             continue;
         }
-        let mut cloud = if params.voxel_size > 0.0 {
-            voxel_downsample(&cloud, params.voxel_size)
-        } else {
-            cloud
-        };
-        if params.sor_neighbors > 0 && cloud.len() > params.sor_neighbors {
-            cloud =
-                remove_statistical_outliers(&cloud, params.sor_neighbors, params.sor_std_ratio).0;
-        }
-        if params.dbscan_eps > 0.0 {
-            let mean_depth =
-                cloud.points.iter().map(|p| p.z).sum::<f64>() / cloud.len().max(1) as f64;
-            let spacing = params
-                .voxel_size
-                .max(params.stride.max(1) as f64 * mean_depth / intrinsics.fx);
-            let eps = params
-                .dbscan_eps
-                .max(params.dbscan_spacing_factor * spacing);
-            cloud = largest_cluster(&cloud, eps, params.dbscan_min_points);
-        }
-        if cloud.len() < params.min_points.max(1) {
+        let (sparse, voxel_size, selection) = filter_voxels(&raw, intrinsics, params);
+        let points: Vec<Point3<f64>> = raw
+            .points
+            .iter()
+            .zip(&selection.trace)
+            .filter(|(_, voxel)| selection.keep[**voxel as usize])
+            .map(|(p, _)| frame.to_canonical(p))
+            .collect();
+        let sparse_points: Vec<Point3<f64>> = sparse
+            .points
+            .iter()
+            .zip(&selection.keep)
+            .filter(|(_, keep)| **keep)
+            .map(|(p, _)| frame.to_canonical(p))
+            .collect();
+        if sparse_points.len() < params.min_points.max(1) {
             skipped.push((id, SkipReason::TooFewPoints));
             continue;
         }
-        let points: Vec<Point3<f64>> = cloud.points.iter().map(|p| frame.to_canonical(p)).collect();
         let (Some(centroid), Some(aabb), Some(obb)) = (
             crate::cloud::centroid(&points),
             Aabb::from_points(&points),
@@ -147,6 +153,8 @@ pub fn extract_objects(
         objects.push(ObjectGeometry {
             id,
             points,
+            sparse_points,
+            voxel_size,
             centroid,
             aabb,
             obb,
@@ -204,4 +212,59 @@ fn estimate_frame(
         params.fallback_pitch_deg,
         params.fallback_height_m,
     )
+}
+
+struct VoxelSelection {
+    /// Voxel of each raw point.
+    trace: Vec<u32>,
+    /// Whether each voxel survived filtering.
+    keep: Vec<bool>,
+}
+
+/// Voxel downsampling (capped at `max_filter_points` voxels), statistical outlier removal and the largest DBSCAN
+/// cluster, decided on the voxels.
+fn filter_voxels(
+    raw: &PointCloud,
+    intrinsics: &Intrinsics,
+    params: &ObjectParams,
+) -> (PointCloud, f64, VoxelSelection) {
+    let mut voxel_size = params.voxel_size;
+    let (mut sparse, mut trace) = voxel_downsample_traced(raw, voxel_size);
+    if params.voxel_size > 0.0 && params.max_filter_points > 0 {
+        // Surface points scale with 1/voxel^2; a few rounds absorb the voxel grid's granularity.
+        for _ in 0..4 {
+            if sparse.len() <= params.max_filter_points {
+                break;
+            }
+            voxel_size *= (sparse.len() as f64 / params.max_filter_points as f64).sqrt() * 1.05;
+            (sparse, trace) = voxel_downsample_traced(raw, voxel_size);
+        }
+    }
+    let mut alive: Vec<usize> = (0..sparse.len()).collect();
+    if params.sor_neighbors > 0 && sparse.len() > params.sor_neighbors {
+        alive = remove_statistical_outliers(&sparse, params.sor_neighbors, params.sor_std_ratio).1;
+    }
+    if params.dbscan_eps > 0.0 && !alive.is_empty() {
+        let candidates: Vec<Point3<f64>> = alive.iter().map(|&i| sparse.points[i]).collect();
+        let mean_depth = candidates.iter().map(|p| p.z).sum::<f64>() / candidates.len() as f64;
+        let spacing = voxel_size.max(params.stride.max(1) as f64 * mean_depth / intrinsics.fx);
+        let eps = params
+            .dbscan_eps
+            .max(params.dbscan_spacing_factor * spacing);
+        let labels = dbscan(&candidates, eps, params.dbscan_min_points);
+        alive = match largest_label(&labels) {
+            Some(best) => alive
+                .iter()
+                .zip(&labels)
+                .filter(|(_, l)| **l == Some(best))
+                .map(|(&i, _)| i)
+                .collect(),
+            None => Vec::new(),
+        };
+    }
+    let mut keep = vec![false; sparse.len()];
+    for i in alive {
+        keep[i] = true;
+    }
+    (sparse, voxel_size, VoxelSelection { trace, keep })
 }

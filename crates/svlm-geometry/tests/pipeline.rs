@@ -24,10 +24,10 @@ fn boxes_on_a_floor_come_back_with_their_sizes() {
     assert_eq!(geometry.objects.len(), scene.boxes.len());
     for object in &geometry.objects {
         let truth = &scene.boxes[object.id as usize - 1];
-        // Visible surfaces only, averaged into 2 cm voxels: a couple of centimetres of shrinkage at most.
+        // Boxes come from the full-resolution points of the kept voxels: visible surfaces sampled every 2nd pixel.
         let top = object.aabb.max.z;
         assert!(
-            (top - truth.size.z).abs() < 0.02,
+            (top - truth.size.z).abs() < 0.005,
             "object {}: top {top} vs {}",
             object.id,
             truth.size.z
@@ -36,7 +36,7 @@ fn boxes_on_a_floor_come_back_with_their_sizes() {
         expected.sort_by(|a, b| b.total_cmp(a));
         let extent = object.obb.extent();
         assert!(
-            (extent.x - expected[0]).abs() < 0.04 && (extent.y - expected[1]).abs() < 0.04,
+            (extent.x - expected[0]).abs() < 0.015 && (extent.y - expected[1]).abs() < 0.015,
             "object {}: {extent:?} vs {expected:?}",
             object.id
         );
