@@ -1,5 +1,27 @@
 //! Spatial VQA synthesis: scene graph, question templates, shard writers. No Burn.
+//!
+//! Flow: an [`source::ItemSource`] (procedural world, RGB-D folder; photos through perception models later)
+//! gives images with a [`scene::SceneGraph`] — exact ([`graph::from_world`]) or estimated from depth
+//! ([`graph::from_depth`]) — the templates of [`qa`] turn it into question/answer pairs with their truth, and
+//! [`pipeline::run_shard`] writes `record::SpatialRecord`s as JSONL and/or Parquet shards with a manifest.
 
+pub mod bench;
+pub mod graph;
+pub mod parquet_io;
+pub mod phrase;
+pub mod pipeline;
+pub mod qa;
 pub mod record;
+pub mod scene;
+pub mod shard;
+pub mod source;
 
+pub use graph::{
+    DepthInput, EstimateParams, FrameProblem, VisibilityParams, from_depth, from_world,
+};
+pub use pipeline::{OutputFormat, ShardManifest, ShardOutcome, SynthOptions, run_shard};
+pub use qa::{GeneratedQa, QaConfig, generate, question_types, verify_answer};
 pub use record::{SpatialQa, SpatialRecord, Truth, Turn};
+pub use scene::{SceneGraph, SceneObject, TruthSource};
+pub use shard::ShardSpec;
+pub use source::{BadItem, Item, ItemSource, RgbdSource, WorldSource};

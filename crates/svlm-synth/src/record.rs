@@ -105,7 +105,8 @@ mod tests {
         assert_eq!(r.qa_pairs()[0].0, "Is the red cube left of the blue ball?");
         assert!(r.spatial[0].truth.is_qualitative());
         assert_eq!(r.spatial[1].truth, Truth::Length { meters: 1.23 });
-        let back: SpatialRecord = serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("reparse");
+        let back: SpatialRecord =
+            serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("reparse");
         assert_eq!(back, r);
     }
 }

@@ -1,0 +1,564 @@
+//! Building the scene graph: exactly from the procedural world, or estimated from depth + instance masks.
+
+use nalgebra::{Isometry3, Point3, UnitQuaternion, Vector3};
+use svlm_geometry::{
+    CanonicalFrame, DepthMap, GroundPlaneParams, Intrinsics, Obb, PointCloud, canonical_frame,
+    closest_distance, depth_to_instance_points, find_ground_plane, largest_cluster,
+    remove_statistical_outliers, voxel_downsample,
+};
+use svlm_world::{ObjectTruth, Rendered, Scene, closest_surface_distance};
+
+use crate::scene::{
+    Box3, SceneGraph, SceneObject, SkipCounts, TruthSource, UprightBox, count_skip,
+};
+
+/// Pixel count and whether the instance touches the image border, per instance id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceStats {
+    pub pixels: usize,
+    pub touches_border: bool,
+}
+
+/// One pass over an instance-id image: stats indexed by id (index 0 = background).
+pub fn instance_stats(instances: &[u16], width: usize, height: usize) -> Vec<InstanceStats> {
+    let mut stats: Vec<InstanceStats> = Vec::new();
+    if width == 0 || instances.len() != width * height {
+        return stats;
+    }
+    for (v, row) in instances.chunks_exact(width).enumerate() {
+        let border_row = v == 0 || v + 1 == height;
+        for (u, &id) in row.iter().enumerate() {
+            let id = id as usize;
+            if id >= stats.len() {
+                stats.resize(id + 1, InstanceStats::default());
+            }
+            let s = &mut stats[id];
+            s.pixels += 1;
+            if border_row || u == 0 || u + 1 == width {
+                s.touches_border = true;
+            }
+        }
+    }
+    stats
+}
+
+/// Per instance id: boundary pixels (4-neighbour of another id) and those whose neighbour is another object
+/// in front of it (closer by more than `min_step` metres): the object continues behind it.
+pub fn occlusion_stats(instances: &[u16], depth: &DepthMap, min_step: f32) -> Vec<(usize, usize)> {
+    let (w, h) = (depth.width as usize, depth.height as usize);
+    let mut stats: Vec<(usize, usize)> = Vec::new();
+    if instances.len() != w * h || depth.data.len() != w * h {
+        return stats;
+    }
+    let mut mark = |id: u16, occluded: bool| {
+        let id = id as usize;
+        if id >= stats.len() {
+            stats.resize(id + 1, (0, 0));
+        }
+        stats[id].0 += 1;
+        stats[id].1 += usize::from(occluded);
+    };
+    let z = &depth.data;
+    for v in 0..h {
+        for u in 0..w {
+            let i = v * w + u;
+            let id = instances[i];
+            for j in [
+                if u + 1 < w { Some(i + 1) } else { None },
+                if v + 1 < h { Some(i + w) } else { None },
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let other = instances[j];
+                if other == id {
+                    continue;
+                }
+                // Each side of the edge is a boundary pixel of its own instance.
+                if id != 0 {
+                    mark(id, other != 0 && z[j] + min_step < z[i]);
+                }
+                if other != 0 {
+                    mark(other, id != 0 && z[i] + min_step < z[j]);
+                }
+            }
+        }
+    }
+    stats
+}
+
+/// Which objects are visible enough to ask about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisibilityParams {
+    /// Objects with fewer visible pixels are skipped (`too_few_pixels`).
+    pub min_visible_pixels: usize,
+    /// Skip objects cut by the image border (`truncated`): their visible extent is not their size.
+    pub skip_truncated: bool,
+}
+
+impl Default for VisibilityParams {
+    fn default() -> Self {
+        VisibilityParams {
+            min_visible_pixels: 150,
+            skip_truncated: true,
+        }
+    }
+}
+
+fn visible(
+    stats: &[InstanceStats],
+    id: u16,
+    params: &VisibilityParams,
+    skips: &mut SkipCounts,
+) -> Option<usize> {
+    let s = stats.get(id as usize).copied().unwrap_or_default();
+    if s.pixels == 0 {
+        count_skip(skips, "not_visible");
+        return None;
+    }
+    if s.pixels < params.min_visible_pixels {
+        count_skip(skips, "too_few_pixels");
+        return None;
+    }
+    if params.skip_truncated && s.touches_border {
+        count_skip(skips, "truncated");
+        return None;
+    }
+    Some(s.pixels)
+}
+
+/// Rotation angle about +Z of an isometry whose rotation is about Z only.
+fn yaw_of(rotation: &UnitQuaternion<f64>) -> f64 {
+    let x = rotation * Vector3::x();
+    x.y.atan2(x.x)
+}
+
+/// The exact scene graph of a procedural scene: boxes, centres and closest-surface gaps from the world's exact
+/// geometry in the canonical frame, for the objects the rendered instance mask shows well enough.
+/// Exact objects carry no points (nothing reads them; the gaps are exact).
+pub fn from_world(scene: &Scene, rendered: &Rendered, params: &VisibilityParams) -> SceneGraph {
+    let canonical_from_world = scene.canonical_from_world();
+    let theta = yaw_of(&canonical_from_world.rotation);
+    let stats = instance_stats(
+        &rendered.instances,
+        rendered.width as usize,
+        rendered.height as usize,
+    );
+    let mut skips = SkipCounts::new();
+    let mut kept: Vec<&ObjectTruth> = Vec::new();
+    let mut objects = Vec::new();
+    for truth in &scene.objects {
+        let Some(pixels) = visible(&stats, truth.id, params, &mut skips) else {
+            continue;
+        };
+        let mut canonical = truth.clone();
+        canonical.center = (canonical_from_world * truth.center_point()).coords.into();
+        canonical.yaw = truth.yaw + theta;
+        let aabb = canonical.world_aabb();
+        let support = scene
+            .support_height(truth.support)
+            .unwrap_or(truth.bottom());
+        objects.push(SceneObject {
+            name: truth.name.clone(),
+            base_name: truth.name.clone(),
+            instance_id: truth.id as u32,
+            points: Vec::new(),
+            center: Point3::from(canonical.center),
+            aabb: Box3 {
+                min: aabb.min,
+                max: aabb.max,
+            },
+            obb: UprightBox {
+                center: Point3::from(canonical.center),
+                yaw: canonical.yaw,
+                extents: Vector3::from(truth.extents),
+            },
+            support_height: support,
+            visible_pixels: pixels,
+            source: TruthSource::Exact,
+        });
+        kept.push(truth);
+    }
+    let n = kept.len();
+    let mut gaps = vec![0.0; n * n];
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = closest_surface_distance(kept[i], kept[j]).max(0.0);
+            gaps[i * n + j] = d;
+            gaps[j * n + i] = d;
+        }
+    }
+    let mut graph = SceneGraph {
+        objects,
+        camera: canonical_from_world * scene.camera.position(),
+        plane_found: true,
+        source: TruthSource::Exact,
+        gaps,
+        skips,
+    };
+    graph.disambiguate_names();
+    graph
+}
+
+/// Settings of the estimated path (depth -> points -> cleanup -> boxes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EstimateParams {
+    /// Lift every `stride`-th pixel in both directions (1 = all). Pick it so the pixel footprint at the scene's
+    /// depth stays below the voxel size: the voxel grid then sees the same surface with fewer points.
+    pub stride: usize,
+    pub voxel_size: f64,
+    pub outlier_neighbors: usize,
+    pub outlier_std_ratio: f64,
+    pub dbscan_eps: f64,
+    pub dbscan_min_points: usize,
+    pub ground: GroundPlaneParams,
+    /// Objects with more than this share of their outline hidden behind other objects are skipped
+    /// (`occluded`): their visible points do not give their size or centre.
+    pub max_occluded_boundary: f64,
+    /// At most this many background points (evenly strided) go into the ground-plane RANSAC.
+    pub ground_sample: usize,
+    /// Frame used when no ground plane is found: camera pitched down this much ...
+    pub fallback_pitch_deg: f64,
+    /// ... at this height.
+    pub fallback_height_m: f64,
+    /// An object whose lowest point is within this of the ground rests on it (its bottom snaps to 0).
+    pub floor_snap: f64,
+    pub visibility: VisibilityParams,
+}
+
+impl Default for EstimateParams {
+    fn default() -> Self {
+        EstimateParams {
+            stride: 2,
+            voxel_size: 0.01,
+            outlier_neighbors: 16,
+            outlier_std_ratio: 2.0,
+            dbscan_eps: 0.05,
+            dbscan_min_points: 4,
+            ground: GroundPlaneParams::default(),
+            max_occluded_boundary: 0.1,
+            ground_sample: 3000,
+            fallback_pitch_deg: 20.0,
+            fallback_height_m: 1.4,
+            floor_snap: 0.03,
+            visibility: VisibilityParams::default(),
+        }
+    }
+}
+
+impl EstimateParams {
+    /// The same pipeline without the shortcuts: every pixel lifted, every background pixel in the RANSAC.
+    /// The reference the benchmark compares against.
+    pub fn naive() -> Self {
+        EstimateParams {
+            stride: 1,
+            ground_sample: usize::MAX,
+            ..EstimateParams::default()
+        }
+    }
+}
+
+/// What the estimated path needs from one RGB-D frame.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthInput<'a> {
+    pub depth: &'a DepthMap,
+    pub intrinsics: &'a Intrinsics,
+    /// Row-major instance ids, 0 = background.
+    pub instances: &'a [u16],
+    /// Name per instance id; ids without a name are ignored.
+    pub names: &'a [(u16, String)],
+}
+
+/// Why a frame produced no scene graph.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FrameProblem {
+    #[error("{0}")]
+    Geometry(#[from] svlm_geometry::GeometryError),
+    #[error("instance image has {actual} pixels, depth map {expected}")]
+    InstanceSize { expected: usize, actual: usize },
+    #[error("no valid depth (all pixels NaN, inf or <= 0)")]
+    NoValidDepth,
+    #[error("no instance pixels (empty masks)")]
+    EmptyMasks,
+}
+
+impl FrameProblem {
+    /// Short snake_case reason for manifests.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FrameProblem::Geometry(svlm_geometry::GeometryError::BadIntrinsics(_)) => {
+                "bad_intrinsics"
+            }
+            FrameProblem::Geometry(_) | FrameProblem::InstanceSize { .. } => "size_mismatch",
+            FrameProblem::NoValidDepth => "no_valid_depth",
+            FrameProblem::EmptyMasks => "empty_masks",
+        }
+    }
+}
+
+/// Background (id 0) pixels with valid depth, evenly strided down to about `max_points`, camera frame.
+fn background_points(input: &DepthInput, max_points: usize) -> PointCloud {
+    let (w, h) = (input.depth.width as usize, input.depth.height as usize);
+    let total = input.instances.iter().filter(|&&id| id == 0).count();
+    let stride = if max_points == 0 || total <= max_points {
+        1
+    } else {
+        ((total as f64 / max_points as f64).sqrt().ceil() as usize).max(1)
+    };
+    let k = input.intrinsics;
+    let mut points = Vec::with_capacity(total / (stride * stride) + 1);
+    for v in (0..h).step_by(stride) {
+        let row = &input.depth.data[v * w..(v + 1) * w];
+        let ids = &input.instances[v * w..(v + 1) * w];
+        for u in (0..w).step_by(stride) {
+            let z = row[u];
+            if ids[u] == 0 && z.is_finite() && z > 0.0 {
+                let z = z as f64;
+                points.push(k.unproject(u as f64, v as f64, z));
+            }
+        }
+    }
+    PointCloud::new(points)
+}
+
+/// The estimated scene graph: per-instance points -> voxel grid -> statistical outlier removal -> largest
+/// DBSCAN cluster -> canonical frame (RANSAC ground plane over background points, or the fallback pitch and
+/// height with `plane_found = false`) -> boxes; gaps are closest distances between the cleaned clouds.
+pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGraph, FrameProblem> {
+    let (w, h) = (input.depth.width as usize, input.depth.height as usize);
+    if input.instances.len() != w * h {
+        return Err(FrameProblem::InstanceSize {
+            expected: w * h,
+            actual: input.instances.len(),
+        });
+    }
+    let lifted = depth_to_instance_points(
+        input.depth,
+        input.intrinsics,
+        input.instances,
+        params.stride,
+    )?;
+    if !input.depth.data.iter().any(|z| z.is_finite() && *z > 0.0) {
+        return Err(FrameProblem::NoValidDepth);
+    }
+    let stats = instance_stats(input.instances, w, h);
+    if stats.iter().skip(1).all(|s| s.pixels == 0) {
+        return Err(FrameProblem::EmptyMasks);
+    }
+
+    let occlusion = occlusion_stats(input.instances, input.depth, 0.02);
+
+    let background = background_points(input, params.ground_sample);
+    let ground = find_ground_plane(&background, &params.ground);
+    let frame: CanonicalFrame = canonical_frame(
+        ground.as_ref(),
+        params.fallback_pitch_deg,
+        params.fallback_height_m,
+    );
+    let to_canonical: Isometry3<f64> = frame.from_camera;
+
+    let mut skips = SkipCounts::new();
+    let mut objects = Vec::new();
+    for (id, name) in input.names {
+        let Some(pixels) = visible(&stats, *id, &params.visibility, &mut skips) else {
+            continue;
+        };
+        let (boundary, occluded) = occlusion.get(*id as usize).copied().unwrap_or((0, 0));
+        if occluded as f64 > params.max_occluded_boundary * boundary as f64 {
+            count_skip(&mut skips, "occluded");
+            continue;
+        }
+        let Some((cloud, _)) = lifted.get(id) else {
+            count_skip(&mut skips, "no_valid_depth");
+            continue;
+        };
+        if cloud.is_empty() {
+            count_skip(&mut skips, "no_valid_depth");
+            continue;
+        }
+        let down = voxel_downsample(cloud, params.voxel_size);
+        let (clean, _) =
+            remove_statistical_outliers(&down, params.outlier_neighbors, params.outlier_std_ratio);
+        let cluster = largest_cluster(&clean, params.dbscan_eps, params.dbscan_min_points);
+        if cluster.len() < 3 {
+            count_skip(&mut skips, "no_cluster");
+            continue;
+        }
+        let points: Vec<Point3<f64>> = cluster.points.iter().map(|p| to_canonical * p).collect();
+        let Some(mut aabb) = Box3::from_points(&points) else {
+            continue;
+        };
+        if aabb.min.z.abs() <= params.floor_snap {
+            aabb.min.z = 0.0;
+        }
+        let obb = Obb::from_points_upright(&points, &Vector3::z());
+        let obb = match obb {
+            Some(o) => {
+                let x = o.rotation * Vector3::x();
+                let mut extents = o.half_extents * 2.0;
+                extents.z = aabb.max.z - aabb.min.z;
+                UprightBox {
+                    center: o.center,
+                    yaw: x.y.atan2(x.x),
+                    extents,
+                }
+            }
+            None => UprightBox {
+                center: aabb.center(),
+                yaw: 0.0,
+                extents: aabb.extents(),
+            },
+        };
+        objects.push(SceneObject {
+            name: name.clone(),
+            base_name: name.clone(),
+            instance_id: *id as u32,
+            points,
+            center: aabb.center(),
+            aabb,
+            obb,
+            support_height: aabb.min.z,
+            visible_pixels: pixels,
+            source: TruthSource::Estimated,
+        });
+    }
+    let n = objects.len();
+    let mut gaps = vec![0.0; n * n];
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let d = closest_distance(&objects[i].points, &objects[j].points);
+            gaps[i * n + j] = d;
+            gaps[j * n + i] = d;
+        }
+    }
+    let mut graph = SceneGraph {
+        objects,
+        camera: frame.camera_position(),
+        plane_found: frame.plane_found,
+        source: TruthSource::Estimated,
+        gaps,
+        skips,
+    };
+    if !graph.plane_found {
+        count_skip(&mut graph.skips, "no_ground_plane_fallback_frame");
+    }
+    graph.disambiguate_names();
+    Ok(graph)
+}
+
+/// Instance ids from labelled boxes when a source has no masks: inside each box `[x0, y0, x1, y1]` (pixels,
+/// exclusive end), the pixels whose depth lies within `band` (relative) of the box's median depth. Later boxes
+/// do not overwrite earlier ones.
+pub fn instances_from_boxes(depth: &DepthMap, boxes: &[(u16, [u32; 4])], band: f64) -> Vec<u16> {
+    let w = depth.width as usize;
+    let mut ids = vec![0u16; w * depth.height as usize];
+    for (id, b) in boxes {
+        let (x0, y0) = (
+            b[0].min(depth.width) as usize,
+            b[1].min(depth.height) as usize,
+        );
+        let (x1, y1) = (
+            b[2].min(depth.width) as usize,
+            b[3].min(depth.height) as usize,
+        );
+        if x0 >= x1 || y0 >= y1 {
+            continue;
+        }
+        let mut zs: Vec<f32> = Vec::with_capacity((x1 - x0) * (y1 - y0));
+        for v in y0..y1 {
+            zs.extend(
+                depth.data[v * w + x0..v * w + x1]
+                    .iter()
+                    .copied()
+                    .filter(|z| z.is_finite() && *z > 0.0),
+            );
+        }
+        if zs.is_empty() {
+            continue;
+        }
+        let mid = zs.len() / 2;
+        let median = *zs.select_nth_unstable_by(mid, f32::total_cmp).1 as f64;
+        let (lo, hi) = (median * (1.0 - band), median * (1.0 + band));
+        for v in y0..y1 {
+            for u in x0..x1 {
+                let z = depth.data[v * w + u] as f64;
+                if ids[v * w + u] == 0 && z >= lo && z <= hi {
+                    ids[v * w + u] = *id;
+                }
+            }
+        }
+    }
+    ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_stats_counts_and_flags_border() {
+        #[rustfmt::skip]
+        let ids = [
+            0, 0, 0, 0,
+            0, 1, 1, 0,
+            0, 1, 2, 2,
+        ];
+        let s = instance_stats(&ids, 4, 3);
+        assert_eq!(
+            s[1],
+            InstanceStats {
+                pixels: 3,
+                touches_border: true
+            }
+        );
+        assert_eq!(
+            s[2],
+            InstanceStats {
+                pixels: 2,
+                touches_border: true
+            }
+        );
+        let inner = [0, 0, 0, 0, 1, 0, 0, 0, 0];
+        assert_eq!(
+            instance_stats(&inner, 3, 3)[1],
+            InstanceStats {
+                pixels: 1,
+                touches_border: false
+            }
+        );
+    }
+
+    #[test]
+    fn occlusion_counts_boundaries_behind_closer_objects() {
+        // object 1 at 3 m, object 2 at 2 m overlapping its right side
+        #[rustfmt::skip]
+        let ids = [
+            0, 0, 0, 0, 0,
+            0, 1, 1, 2, 0,
+            0, 1, 1, 2, 0,
+            0, 0, 0, 0, 0,
+        ];
+        let z: Vec<f32> = ids.iter().map(|&i| [4.0, 3.0, 2.0][i as usize]).collect();
+        let depth = DepthMap::new(5, 4, z).expect("depth");
+        let s = occlusion_stats(&ids, &depth, 0.02);
+        // object 1: boundary crossings 8 (2 top, 2 bottom, 2 left, 2 right), of which the 2 to object 2 occlude it
+        assert_eq!(s[1], (8, 2));
+        assert_eq!(s[2], (6, 0));
+    }
+
+    #[test]
+    fn boxes_become_depth_consistent_masks() {
+        // a 2 m object in front of a 4 m background, inside one box
+        let mut data = vec![4.0f32; 6 * 4];
+        for v in 1..3 {
+            for u in 1..4 {
+                data[v * 6 + u] = 2.0;
+            }
+        }
+        data[6 + 1] = f32::NAN;
+        let depth = DepthMap::new(6, 4, data).expect("depth");
+        let ids = instances_from_boxes(&depth, &[(5, [1, 1, 5, 3])], 0.2);
+        let marked: Vec<usize> = (0..24).filter(|&i| ids[i] == 5).collect();
+        assert_eq!(marked, vec![8, 9, 13, 14, 15]);
+    }
+}
