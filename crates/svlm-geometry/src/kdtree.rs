@@ -17,6 +17,8 @@ pub(crate) struct KdIndex {
     ids: Vec<u32>,
     split_axis: Vec<u8>,
     split_value: Vec<f64>,
+    min: [f64; 3],
+    max: [f64; 3],
 }
 
 impl KdIndex {
@@ -29,6 +31,14 @@ impl KdIndex {
         let mut split_axis = vec![0u8; points.len()];
         let mut split_value = vec![0.0; points.len()];
         build(points, &mut order, 0, &mut split_axis, &mut split_value);
+        let mut min = [f64::INFINITY; 3];
+        let mut max = [f64::NEG_INFINITY; 3];
+        for p in points {
+            for a in 0..3 {
+                min[a] = min[a].min(p[a]);
+                max[a] = max[a].max(p[a]);
+            }
+        }
         let coords = order.iter().map(|&i| {
             let p = &points[i as usize];
             [p.x, p.y, p.z]
@@ -38,6 +48,8 @@ impl KdIndex {
             ids: order,
             split_axis,
             split_value,
+            min,
+            max,
         })
     }
 
@@ -48,43 +60,43 @@ impl KdIndex {
         if k == 0 {
             return;
         }
-        self.knn(
-            0,
-            self.coords.len(),
-            &[p.x, p.y, p.z],
-            k,
-            out,
-            &mut [0.0; 3],
-            0.0,
-        );
+        let q = [p.x, p.y, p.z];
+        let (mut off, rd) = self.box_offsets(&q);
+        self.knn(0, self.coords.len(), &q, k, out, &mut off, rd);
     }
 
     /// Indices of the points strictly closer than `radius` (nanoflann's radius-search semantics), appended to
     /// `out`.
     pub(crate) fn within(&self, p: &Point3<f64>, radius: f64, out: &mut Vec<u32>) {
-        self.radius(
-            0,
-            self.coords.len(),
-            &[p.x, p.y, p.z],
-            radius * radius,
-            out,
-            &mut [0.0; 3],
-            0.0,
-        );
+        let q = [p.x, p.y, p.z];
+        let (mut off, rd) = self.box_offsets(&q);
+        let r2 = radius * radius;
+        if rd < r2 {
+            self.radius(0, self.coords.len(), &q, r2, out, &mut off, rd);
+        }
     }
 
-    /// Squared distance to the nearest point.
-    pub(crate) fn nearest_sq_distance(&self, p: &Point3<f64>) -> f64 {
-        let mut best = f64::INFINITY;
-        self.nearest(
-            0,
-            self.coords.len(),
-            &[p.x, p.y, p.z],
-            &mut best,
-            &mut [0.0; 3],
-            0.0,
-        );
+    /// Squared distance to the nearest point, or `bound` when no point is closer than `sqrt(bound)` (pass
+    /// infinity for a plain nearest-neighbour query; a finite bound prunes the search).
+    pub(crate) fn nearest_sq_distance_below(&self, p: &Point3<f64>, bound: f64) -> f64 {
+        let q = [p.x, p.y, p.z];
+        let (mut off, rd) = self.box_offsets(&q);
+        let mut best = bound;
+        if rd < best {
+            self.nearest(0, self.coords.len(), &q, &mut best, &mut off, rd);
+        }
         best
+    }
+
+    /// Per-axis offsets of `q` outside the tree's bounding box and their squared length: the starting cell
+    /// bound for the incremental-distance searches (exact per axis, since each later split replaces its axis's
+    /// offset by the distance to the split plane).
+    fn box_offsets(&self, q: &[f64; 3]) -> ([f64; 3], f64) {
+        let mut off = [0.0; 3];
+        for a in 0..3 {
+            off[a] = (self.min[a] - q[a]).max(q[a] - self.max[a]).max(0.0);
+        }
+        (off, off[0] * off[0] + off[1] * off[1] + off[2] * off[2])
     }
 
     // The searches carry `off` (per axis, the query's offset to the current cell along the last split on that
@@ -105,14 +117,18 @@ impl KdIndex {
         if hi - lo <= LEAF_SIZE {
             for i in lo..hi {
                 let d = sq_distance(&self.coords[i], q);
-                if out.len() < k {
-                    let at = out.partition_point(|e| e.0 <= d);
-                    out.insert(at, (d, self.ids[i]));
-                } else if d < out[k - 1].0 {
+                if out.len() == k {
+                    if d >= out[k - 1].0 {
+                        continue;
+                    }
                     out.pop();
-                    let at = out.partition_point(|e| e.0 <= d);
-                    out.insert(at, (d, self.ids[i]));
                 }
+                // Sorted insert from the back: new candidates are usually farther than most kept ones.
+                let mut at = out.len();
+                while at > 0 && out[at - 1].0 > d {
+                    at -= 1;
+                }
+                out.insert(at, (d, self.ids[i]));
             }
             return;
         }
@@ -273,7 +289,7 @@ pub fn closest_distance(a: &[Point3<f64>], b: &[Point3<f64>]) -> f64 {
         if gap >= best {
             break;
         }
-        best = best.min(index.nearest_sq_distance(&queries[i as usize]));
+        best = index.nearest_sq_distance_below(&queries[i as usize], best);
     }
     best.sqrt()
 }
@@ -329,7 +345,11 @@ mod tests {
             within.clear();
             index.within(q, 0.2, &mut within);
             assert_eq!(within.len(), brute.iter().filter(|&&d| d < 0.04).count());
-            assert_eq!(index.nearest_sq_distance(q), brute[0]);
+            assert_eq!(index.nearest_sq_distance_below(q, f64::INFINITY), brute[0]);
+            assert_eq!(
+                index.nearest_sq_distance_below(q, brute[0] / 2.0),
+                brute[0] / 2.0
+            );
         }
         index.nearest_k(&points[0], 5000, &mut found);
         assert_eq!(found.len(), 700);
