@@ -288,6 +288,28 @@ mod tests {
     }
 
     #[test]
+    fn voxel_trace_points_each_input_to_its_voxel_mean() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let points: Vec<Point3<f64>> = (0..3000)
+            .map(|_| Point3::from(Vector3::from_fn(|_, _| rng.random_range(0.0..0.5))))
+            .collect();
+        let cloud = PointCloud::new(points.clone());
+        let (down, trace) = voxel_downsample_traced(&cloud, 0.07);
+        assert_eq!(trace.len(), points.len());
+        assert_eq!(down, voxel_downsample(&cloud, 0.07));
+        for (v, mean) in down.points.iter().enumerate() {
+            let members: Vec<Point3<f64>> = points
+                .iter()
+                .zip(&trace)
+                .filter(|(_, t)| **t as usize == v)
+                .map(|(p, _)| *p)
+                .collect();
+            assert!(!members.is_empty());
+            assert!((centroid(&members).unwrap() - mean).norm() < 1e-12);
+        }
+    }
+
+    #[test]
     fn statistical_outliers_are_removed() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut points: Vec<Point3<f64>> = (0..2000)

@@ -3,8 +3,19 @@
 //!
 //! Conventions (see `docs/ARCHITECTURE.md`): camera frame is OpenCV (x right, y down, z forward, metres);
 //! depth maps hold z-depth in metres, `<= 0`/NaN/inf invalid; the canonical frame has Z up on the ground plane.
-//! The point-cloud operations follow open3d's semantics and are checked against open3d in
-//! `tests/open3d_parity.rs`.
+//! Point clouds are expected to hold finite coordinates (lifting never produces others).
+//!
+//! The point-cloud operations follow open3d 0.20's semantics and are checked against open3d in
+//! `tests/open3d_parity.rs` on the Middlebury motorcycle depth: lifted points are bit-identical, voxel counts,
+//! statistical-outlier kept count, DBSCAN cluster and noise counts are equal, the PCA box (PCA over the convex
+//! hull's vertices, as open3d) matches to 1e-12, and RANSAC planes agree within 0.1 degree.
+//!
+//! For synthesis, [`extract_objects`] runs the whole per-image stage: instance lift at a pixel stride, ground
+//! plane on the background and the canonical frame, then per object voxel grid (capped), outlier removal and the
+//! largest cluster decided on the voxels, and centroid / AABB / upright OBB of the surviving full-resolution
+//! points in the canonical frame. Neighbour searches use a small implicit kd-tree built per cloud
+//! (microseconds for per-object clouds); loops go parallel (rayon) only above 20,000 points, since synthesis
+//! already runs one image per core.
 
 mod boxes;
 mod camera;

@@ -36,10 +36,12 @@ pub struct ObjectParams {
     pub dbscan_spacing_factor: f64,
     /// Objects left with fewer points are skipped.
     pub min_points: usize,
-    /// Ground search on background pixels (id 0) lifted at `ground_stride`, downsampled at `ground_voxel_size`;
-    /// all pixels are used when the background has fewer than `ground.min_inlier_fraction` of them.
+    /// Ground search on the background pixels (id 0) lifted at `ground_stride` and downsampled at
+    /// `ground_voxel_size`. Object pixels never count: a large box top would pass as a floor. Without enough
+    /// background (`min_ground_points` after downsampling) the fallback frame is used.
     pub ground_stride: usize,
     pub ground_voxel_size: f64,
+    pub min_ground_points: usize,
     pub ground: GroundPlaneParams,
     /// Frame used when no ground plane is found.
     pub fallback_pitch_deg: f64,
@@ -60,6 +62,7 @@ impl Default for ObjectParams {
             min_points: 10,
             ground_stride: 4,
             ground_voxel_size: 0.05,
+            min_ground_points: 50,
             ground: GroundPlaneParams {
                 iterations: 100,
                 ..GroundPlaneParams::default()
@@ -178,35 +181,32 @@ fn estimate_frame(
     let width = depth.width as usize;
     let (fx, fy, cx, cy) = (intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy);
     let mut background = Vec::new();
-    let mut everything = Vec::new();
     for v in (0..depth.height as usize).step_by(stride) {
         for u in (0..width).step_by(stride) {
             let i = v * width + u;
             let z = depth.data[i];
-            if !is_valid_depth(z) {
+            if instance_ids[i] != 0 || !is_valid_depth(z) {
                 continue;
             }
             let z = z as f64;
-            let p = Point3::new((u as f64 - cx) * z / fx, (v as f64 - cy) * z / fy, z);
-            if instance_ids[i] == 0 {
-                background.push(p);
-            }
-            everything.push(p);
+            background.push(Point3::new(
+                (u as f64 - cx) * z / fx,
+                (v as f64 - cy) * z / fy,
+                z,
+            ));
         }
     }
-    let enough = (params.ground.min_inlier_fraction * everything.len() as f64).ceil() as usize;
-    let source = if background.len() >= enough.max(3) {
-        background
-    } else {
-        everything
-    };
-    let cloud = PointCloud::new(source);
+    let cloud = PointCloud::new(background);
     let cloud = if params.ground_voxel_size > 0.0 {
         voxel_downsample(&cloud, params.ground_voxel_size)
     } else {
         cloud
     };
-    let ground = find_ground_plane(&cloud, &params.ground);
+    let ground = if cloud.len() >= params.min_ground_points.max(3) {
+        find_ground_plane(&cloud, &params.ground)
+    } else {
+        None
+    };
     canonical_frame(
         ground.as_ref(),
         params.fallback_pitch_deg,

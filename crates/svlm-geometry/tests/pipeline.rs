@@ -65,3 +65,46 @@ fn boxes_on_a_floor_come_back_with_their_sizes() {
         );
     }
 }
+
+#[test]
+fn objects_without_depth_are_skipped_and_no_floor_means_fallback_frame() {
+    let mut scene = common::boxes_scene(160, 120, 4);
+    // Object 2 loses all its depth; the background (floor) loses its depth too.
+    for (z, id) in scene.depth.data.iter_mut().zip(&scene.ids) {
+        if *id == 2 {
+            *z = f32::NAN;
+        } else if *id == 0 {
+            *z = 0.0;
+        }
+    }
+    let params = ObjectParams {
+        fallback_pitch_deg: 30.0,
+        fallback_height_m: 1.6,
+        ..ObjectParams::default()
+    };
+    let geometry = extract_objects(&scene.depth, &scene.intrinsics, &scene.ids, &params).unwrap();
+    assert!(!geometry.frame.plane_found);
+    assert_eq!(geometry.frame.camera_height, 1.6);
+    assert!(
+        geometry
+            .skipped
+            .contains(&(2, svlm_geometry::SkipReason::NoValidDepth)),
+        "{:?}",
+        geometry.skipped
+    );
+    assert!(geometry.objects.iter().all(|o| o.id != 2));
+    // The scene camera really is pitched 30 degrees at 1.6 m, so the fallback frame still puts tops right.
+    for object in &geometry.objects {
+        let truth = &scene.boxes[object.id as usize - 1];
+        assert!(
+            (object.aabb.max.z - truth.size.z).abs() < 0.01,
+            "object {}: {}",
+            object.id,
+            object.aabb.max.z
+        );
+    }
+    // Mismatched instance image: a clear error, no panic.
+    let error =
+        extract_objects(&scene.depth, &scene.intrinsics, &scene.ids[1..], &params).unwrap_err();
+    assert!(error.to_string().contains("instance image"), "{error}");
+}
