@@ -3,7 +3,7 @@ use nalgebra::{Point3, Vector3};
 use crate::boxes::Aabb;
 
 /// Points per leaf: small enough to prune well, large enough to keep the tree shallow.
-const LEAF_SIZE: usize = 8;
+const LEAF_SIZE: usize = 16;
 
 /// Static 3D kd-tree over a point slice; results are indices into that slice.
 ///
