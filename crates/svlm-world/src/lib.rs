@@ -36,7 +36,7 @@ pub use scene::{
     Camera, Floor, Light, ObjectTruth, Scene, SceneConfig, Support, Wall, generate_scene,
     scene_seed,
 };
-pub use sequence::{SequenceConfig, approach_sequence};
+pub use sequence::{SequenceConfig, approach_sequence, approach_target};
 pub use shape::{Part, Primitive, Shape};
 
 pub use svlm_geometry::{DepthMap, Intrinsics};

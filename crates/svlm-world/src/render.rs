@@ -111,18 +111,17 @@ fn draw_background(scene: &Scene, target: &mut Target) {
         let offset = n.dot(&(Vector3::from(w.point) - origin.coords));
         (n, offset, w.color.map(|x| (x as f32 * shade).min(255.0)))
     });
+    let column = Vector3::new(r[(0, 0)], r[(1, 0)], r[(2, 0)]);
+    let row_axis = Vector3::new(r[(0, 1)], r[(1, 1)], r[(2, 1)]);
+    let axis = Vector3::new(r[(0, 2)], r[(1, 2)], r[(2, 2)]);
+    let x_of = |i: usize| ((i as f64 - 1.0) / 2.0 - k.cx) / k.fx;
     for j in 0..target.height {
-        let v = (j as f64 - 1.0) / 2.0;
-        let y = (v - k.cy) / k.fy;
+        let y = ((j as f64 - 1.0) / 2.0 - k.cy) / k.fy;
+        // World direction of the camera ray (x, y, 1): its parameter along the ray is the z-depth.
+        let row_base = axis + row_axis * y;
+        let row = j * target.width;
         for i in 0..target.width {
-            let u = (i as f64 - 1.0) / 2.0;
-            let x = (u - k.cx) / k.fx;
-            // World direction of the camera ray (x, y, 1): its parameter along the ray is the z-depth.
-            let d = Vector3::new(
-                r[(0, 0)] * x + r[(0, 1)] * y + r[(0, 2)],
-                r[(1, 0)] * x + r[(1, 1)] * y + r[(1, 2)],
-                r[(2, 0)] * x + r[(2, 1)] * y + r[(2, 2)],
-            );
+            let d = row_base + column * x_of(i);
             let mut best = f64::INFINITY;
             let mut color = SKY;
             if d.z < 0.0 {
@@ -130,8 +129,7 @@ fn draw_background(scene: &Scene, target: &mut Target) {
                 best = t;
                 let hx = origin.x + d.x * t;
                 let hy = origin.y + d.y * t;
-                let parity =
-                    ((hx * inv_tile).floor() as i64 + (hy * inv_tile).floor() as i64).rem_euclid(2);
+                let parity = (fast_floor(hx * inv_tile) + fast_floor(hy * inv_tile)) & 1;
                 color = floor_colors[parity as usize];
             }
             if let Some((n, offset, wall_color)) = wall {
@@ -144,11 +142,18 @@ fn draw_background(scene: &Scene, target: &mut Target) {
                     }
                 }
             }
-            let index = j * target.width + i;
-            target.depth[index] = best as f32;
-            target.color[index] = color;
+            target.depth[row + i] = best as f32;
+            target.color[row + i] = color;
         }
     }
+}
+
+/// `floor` without a libm call (the baseline x86-64 target has no rounding instruction); saturates far away,
+/// where the checkerboard is sub-pixel anyway.
+#[inline]
+fn fast_floor(x: f64) -> i64 {
+    let i = x as i64;
+    if (i as f64) > x { i - 1 } else { i }
 }
 
 /// Clips a camera-frame triangle against the near plane, then rasterizes the one or two pieces.

@@ -361,6 +361,9 @@ pub struct SceneConfig {
     pub max_roll_deg: f64,
     /// Objects are placed at most this far (horizontally) from the camera.
     pub max_distance: f64,
+    /// Smallest projected size of an object's bounding box (its larger side), as a fraction of the image width,
+    /// so that every object is big enough to be asked about.
+    pub min_projected_size: f64,
 }
 
 impl Default for SceneConfig {
@@ -377,7 +380,8 @@ impl Default for SceneConfig {
             camera_height: [1.0, 1.8],
             pitch_deg: [10.0, 35.0],
             max_roll_deg: 0.0,
-            max_distance: 6.0,
+            max_distance: 5.0,
+            min_projected_size: 0.04,
         }
     }
 }
@@ -421,6 +425,12 @@ impl SceneConfig {
             return bad(format!(
                 "max_roll_deg = {} must be within [0, 30]",
                 self.max_roll_deg
+            ));
+        }
+        if !(0.0..=0.5).contains(&self.min_projected_size) {
+            return bad(format!(
+                "min_projected_size = {} must be within [0, 0.5]",
+                self.min_projected_size
             ));
         }
         if !(self.max_distance.is_finite() && self.max_distance >= 1.5) {
@@ -555,6 +565,23 @@ pub(crate) fn fully_in_view(camera: &Camera, object: &ObjectTruth) -> bool {
     })
 }
 
+/// Larger side of the object's projected bounding box, as a fraction of the image width.
+pub(crate) fn projected_size(camera: &Camera, object: &ObjectTruth) -> f64 {
+    let (mut u0, mut v0, mut u1, mut v1) = (
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for corner in object.obb_corners() {
+        let Some((u, v)) = camera.project_world(&corner) else {
+            return 0.0;
+        };
+        (u0, v0, u1, v1) = (u0.min(u), v0.min(v), u1.max(u), v1.max(v));
+    }
+    (u1 - u0).max(v1 - v0) / camera.intrinsics.width as f64
+}
+
 /// A floor point seen at a random pixel below the horizon (biased towards the lower half of the image so that
 /// objects are near enough to read), within `max_distance` of the camera.
 fn sample_floor_point<R: Rng + ?Sized>(
@@ -565,7 +592,7 @@ fn sample_floor_point<R: Rng + ?Sized>(
     let k = &camera.intrinsics;
     let u = rng.random_range(0.0..k.width as f64) - 0.5;
     let t: f64 = rng.random();
-    let v = (k.height as f64 - 0.5) - t.powf(0.8) * k.height as f64;
+    let v = (k.height as f64 - 0.5) - t.powf(1.3) * k.height as f64;
     let dir_cam = Vector3::new((u - k.cx) / k.fx, (v - k.cy) / k.fy, 1.0);
     let dir = camera.world_from_camera.rotation * dir_cam;
     let origin = camera.position();
@@ -769,7 +796,8 @@ fn try_place<R: Rng + ?Sized>(
         support,
         is_gripper: false,
     };
-    if !fits(camera, placed, &object) {
+    if !fits(camera, placed, &object) || projected_size(camera, &object) < config.min_projected_size
+    {
         return None;
     }
     Some(object)
@@ -853,7 +881,10 @@ fn finish_scene<R: Rng + ?Sized>(
         None
     };
     let elevation = rng.random_range(40.0_f64..=70.0).to_radians();
-    let azimuth = rng.random_range(0.0..std::f64::consts::TAU);
+    // Light from the camera's side (as in most photos), so faces and walls seen by the camera are lit.
+    let forward = camera.world_from_camera.rotation * Vector3::z();
+    let towards_camera = (-forward.y).atan2(-forward.x);
+    let azimuth = towards_camera + rng.random_range(-1.75..=1.75);
     let light = Light {
         direction: [
             elevation.cos() * azimuth.cos(),

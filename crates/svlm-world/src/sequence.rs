@@ -239,3 +239,16 @@ fn try_sequence<R: Rng + ?Sized>(
     }
     Some(frames)
 }
+
+/// The id of the object a sequence's gripper approaches: the one closest to the gripper in its last frame
+/// (every other object stays more than 2 cm away, the target ends within `end_gap`).
+pub fn approach_target(frames: &[Scene]) -> Option<u16> {
+    let last = frames.last()?;
+    let gripper = last.objects.iter().find(|o| o.is_gripper)?;
+    last.objects
+        .iter()
+        .filter(|o| !o.is_gripper)
+        .map(|o| (closest_surface_distance(gripper, o), o.id))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, id)| id)
+}
