@@ -184,6 +184,57 @@ def image_processor_cases(name, proc, images):
     return cases
 
 
+def sampled_case(name, proc, img, fname, n_samples=1024):
+    """Real-size configs give tensors too large to commit: keep the shape, the tile grid, sums and a fixed random
+    sample of the values (same indices on the Rust side)."""
+    extra = {"return_row_col_info": True} if isinstance(proc, Idefics3ImageProcessorPil) else {}
+    out = proc(img, return_tensors="np", **extra)
+    pv = np.asarray(out["pixel_values"], dtype=np.float32)
+    flat = pv.reshape(-1)
+    rng = np.random.default_rng(1234)
+    idx = np.sort(rng.choice(flat.size, size=min(n_samples, flat.size), replace=False))
+    case = {
+        "config": name,
+        "image": fname,
+        "shape": list(pv.shape),
+        "sum": float(flat.astype(np.float64).sum()),
+        "abs_sum": float(np.abs(flat.astype(np.float64)).sum()),
+        "sample_indices": [int(i) for i in idx],
+        "sample_values": [float(v) for v in flat[idx]],
+    }
+    if "rows" in out:
+        case["rows"] = [int(r) for r in np.asarray(out["rows"]).reshape(-1)]
+        case["cols"] = [int(c) for c in np.asarray(out["cols"]).reshape(-1)]
+    return case
+
+
+def rust_trained_tokenizer_case():
+    """The tokenizer the Rust crate trains and saves (examples/train_tokenizer.rs), as transformers loads it."""
+    import subprocess
+
+    from transformers import AutoTokenizer
+
+    out_dir = OUT / "rust_trained_tokenizer"
+    env = dict(os.environ)
+    env.setdefault("CARGO_TARGET_DIR", "/tmp/svlm-processor-fixtures-target")
+    subprocess.run(["cargo", "run", "-q", "-p", "svlm-processor", "--example", "train_tokenizer", "--", str(out_dir)],
+                   cwd=ROOT, check=True, env=env)
+    tok = AutoTokenizer.from_pretrained(out_dir)
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How far is the lamp?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "About 2 metres."}]}]
+    prompt = tok.apply_chat_template(msgs, add_generation_prompt=False, tokenize=False)
+    return {
+        "vocab_size": len(tok),
+        "pad_token_id": tok.pad_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "bos_token_id": tok.bos_token_id,
+        "messages": msgs,
+        "prompt": prompt,
+        "prompt_ids": tok(prompt, add_special_tokens=False)["input_ids"],
+        "strings": [{"text": s, "ids": tok(s)["input_ids"]} for s in STRINGS],
+    }
+
+
 def chat_case(processor, name, messages, images, add_generation_prompt, store_pixels=True):
     prompt = processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
     with_images = json.loads(json.dumps(messages))
@@ -331,6 +382,21 @@ def main():
                    [[gray], [astronaut]], "right", store_pixels=False),
     ]
 
+    # Real-size configs: SmolVLM-256M/500M-Instruct's image processor and llava-1.5-hf's CLIP-336 one.
+    real = {
+        "smolvlm_real": Idefics3ImageProcessorPil(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512},
+                                                  resample=Image.Resampling.LANCZOS, do_image_splitting=True),
+        "llava15_clip336": CLIPImageProcessorPil(
+            size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336}, resample=Image.Resampling.BICUBIC,
+            do_center_crop=True, image_mean=[0.48145466, 0.4578275, 0.40821073],
+            image_std=[0.26862954, 0.26130258, 0.27577711]),
+    }
+    sampled = []
+    for name, proc in real.items():
+        proc.save_pretrained(OUT / "image_processors" / name)
+        for fname in ["astronaut.png", "coffee_wide.png"]:
+            sampled.append(sampled_case(name, proc, images[fname], fname))
+
     reference = {
         "transformers": transformers.__version__,
         "image_backend": "pil",
@@ -344,9 +410,11 @@ def main():
             "llava": {t: llava.tokenizer.convert_tokens_to_ids(t) for t in ["<image>", "<s>", "</s>", "<pad>"]},
         },
         "vocab_size": {"smolvlm": len(smol.tokenizer), "llava": len(llava.tokenizer)},
+        "real_size_image_processors": sampled,
+        "rust_trained_tokenizer": rust_trained_tokenizer_case(),
     }
     with open(OUT / "reference.json", "w") as f:
-        json.dump(reference, f, indent=1, ensure_ascii=False)
+        json.dump(reference, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT} ({total / 1e6:.2f} MB)")

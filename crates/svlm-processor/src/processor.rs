@@ -342,6 +342,16 @@ impl Processor {
         Ok(out)
     }
 
+    /// `processor.decode(ids, skip_special_tokens=...)`: Idefics3 additionally collapses each run of
+    /// `<global-img>` / `<row_r_col_c>` tags (with their newlines) into one `<image>`, as its processor does.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        let text = self.tokenizer.decode(ids, skip_special_tokens)?;
+        Ok(match self.style {
+            PromptStyle::Idefics3 { .. } => collapse_image_tags(&text),
+            PromptStyle::Llava { .. } => text,
+        })
+    }
+
     /// Pads samples into one batch with the tokenizer's pad token and padding side.
     pub fn collate(&self, samples: &[ProcessedInputs]) -> Result<Batch> {
         let pad = self.tokenizer.pad_token_id().ok_or_else(|| {
@@ -454,6 +464,46 @@ pub fn idefics3_image_prompt(
     s.push_str(&image_run);
     s.push_str(fake_image_token);
     s
+}
+
+/// Length of one `\n?<global-img>\n?` or `<row_\d+_col_\d+>\n?` at the start of `s`, if any.
+fn image_tag_len(s: &str) -> Option<usize> {
+    const GLOBAL: &str = "<global-img>";
+    let lead = usize::from(s.starts_with("\n") && s[1..].starts_with(GLOBAL));
+    let rest = &s[lead..];
+    let tag = if rest.starts_with(GLOBAL) {
+        GLOBAL.len()
+    } else {
+        let body = rest.strip_prefix("<row_")?;
+        let r = body.bytes().take_while(u8::is_ascii_digit).count();
+        let body = body[r..].strip_prefix("_col_").filter(|_| r > 0)?;
+        let c = body.bytes().take_while(u8::is_ascii_digit).count();
+        body[c..].strip_prefix('>').filter(|_| c > 0)?;
+        "<row_".len() + r + "_col_".len() + c + 1
+    };
+    let trail = usize::from(rest[tag..].starts_with('\n'));
+    Some(lead + tag + trail)
+}
+
+/// `re.sub(r"(\n?<global-img>\n?|<row_\d+_col_\d+>\n?)+", "<image>", text)`.
+fn collapse_image_tags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let mut j = i;
+        while let Some(n) = image_tag_len(&text[j..]) {
+            j += n;
+        }
+        if j > i {
+            out.push_str("<image>");
+            i = j;
+        } else {
+            let c = text[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[i..i + c]);
+            i += c;
+        }
+    }
+    out
 }
 
 /// Replaces the i-th occurrence of `token` in `text` by `replacements[i]` (the caller matched the counts).
@@ -621,6 +671,20 @@ mod tests {
         assert_eq!(
             split,
             "<f><row_1_col_1><i><f><row_1_col_2><i>\n\n<f><g><i><f>"
+        );
+    }
+
+    #[test]
+    fn image_tags_collapse_like_the_python_regex() {
+        let text = "a<fake><row_1_col_1><i><fake><row_1_col_2><i>\n\n<fake><global-img><i><fake>b\n<row_x_col_1>é";
+        assert_eq!(
+            collapse_image_tags(text),
+            "a<fake><image><i><fake><image><i>\n\n<fake><image><i><fake>b\n<row_x_col_1>é"
+        );
+        assert_eq!(collapse_image_tags("\n<global-img>\n"), "<image>");
+        assert_eq!(
+            collapse_image_tags("<row_12_col_3>\n<row_1_col_1>x"),
+            "<image>x"
         );
     }
 

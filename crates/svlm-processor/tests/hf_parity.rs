@@ -423,3 +423,101 @@ fn missing_config_key_is_an_error_naming_file_and_key() {
     let err = Processor::from_dir(dir.path()).unwrap_err().to_string();
     assert!(err.contains("processor_config.json"), "{err}");
 }
+
+#[test]
+fn real_size_configs_match_python_on_sampled_pixels() {
+    let r = reference();
+    let cases = r["real_size_image_processors"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let name = case["config"].as_str().unwrap();
+        let path = fixtures()
+            .join("image_processors")
+            .join(name)
+            .join("preprocessor_config.json");
+        let config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let img = image(case["image"].as_str().unwrap());
+        let what = format!("{name} {}", case["image"]);
+        let shape = usizes(&case["shape"]);
+        let values = match ImageProcessor::from_config(&path, &config).unwrap() {
+            ImageProcessor::Idefics3(p) => {
+                let out = p.preprocess(&img).unwrap();
+                assert_eq!(
+                    &shape[1..],
+                    &out.tiles.shape()[..],
+                    "{what}: shape / tile count"
+                );
+                assert_eq!(vec![out.rows], usizes(&case["rows"]), "{what}: rows");
+                assert_eq!(vec![out.cols], usizes(&case["cols"]), "{what}: cols");
+                out.tiles.values
+            }
+            ImageProcessor::ResizeCrop { processor, .. } => {
+                let out = processor.preprocess(&img).unwrap();
+                assert_eq!(&shape[..], &out.shape()[..], "{what}: shape");
+                out.values
+            }
+        };
+        let sample: Vec<f32> = usizes(&case["sample_indices"])
+            .iter()
+            .map(|&i| values[i])
+            .collect();
+        let expected: Vec<f32> = case["sample_values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_close(&sample, &expected, &what);
+        let sum: f64 = values.iter().map(|&v| f64::from(v)).sum();
+        let abs_sum: f64 = values.iter().map(|&v| f64::from(v).abs()).sum();
+        let (ref_sum, ref_abs) = (
+            case["sum"].as_f64().unwrap(),
+            case["abs_sum"].as_f64().unwrap(),
+        );
+        assert!(
+            (sum - ref_sum).abs() <= 1e-6 * ref_abs.max(1.0),
+            "{what}: sum {sum} vs {ref_sum}"
+        );
+        assert!(
+            (abs_sum - ref_abs).abs() <= 1e-6 * ref_abs.max(1.0),
+            "{what}: |sum| {abs_sum} vs {ref_abs}"
+        );
+    }
+}
+
+#[test]
+fn tokenizer_trained_and_saved_by_rust_loads_identically_in_transformers() {
+    let r = reference();
+    let case = &r["rust_trained_tokenizer"];
+    let dir = fixtures().join("rust_trained_tokenizer");
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    assert_eq!(
+        tok.vocab_size() as u64,
+        case["vocab_size"].as_u64().unwrap()
+    );
+    assert_eq!(
+        tok.pad_token_id().map(u64::from),
+        case["pad_token_id"].as_u64()
+    );
+    assert_eq!(
+        tok.eos_token_id().map(u64::from),
+        case["eos_token_id"].as_u64()
+    );
+    assert_eq!(
+        tok.bos_token_id().map(u64::from),
+        case["bos_token_id"].as_u64()
+    );
+    let template = svlm_processor::ChatTemplate::new(tok.chat_template().unwrap()).unwrap();
+    let prompt = template
+        .render(&messages(&case["messages"]), false, tok.special_tokens())
+        .unwrap();
+    assert_eq!(prompt, case["prompt"].as_str().unwrap());
+    assert_eq!(
+        tok.encode(&prompt, false).unwrap(),
+        ids(&case["prompt_ids"])
+    );
+    for s in case["strings"].as_array().unwrap() {
+        let text = s["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text, true).unwrap(), ids(&s["ids"]), "{text:?}");
+    }
+}
