@@ -4,6 +4,16 @@
 //! `CLIPImageProcessor`, `SiglipImageProcessor`, PIL backend: Pillow's resampling reproduced bit for bit).
 //!
 //! Outputs are plain data (`Vec<u32>` ids, `Vec<f32>` pixels + shape) for the model and the trainer.
+//!
+//! Which HF image backend is matched: transformers 5 has a PIL backend (`*ImageProcessorPil`) and a torchvision
+//! backend; `AutoProcessor` picks torchvision when it is installed and falls back to PIL otherwise. This crate
+//! reproduces the PIL backend exactly (the parity fixtures agree to the bit). The torchvision backend uses its own
+//! antialiased kernels and replaces Idefics3's LANCZOS with BICUBIC, so its pixels differ slightly from PIL's (and
+//! from this crate's); the original SmolVLM / LLaVA preprocessing was PIL's. PNG decoding is exact; JPEG decoders may differ from libjpeg by one level in some pixels.
+//!
+//! Entry points: [`Processor::from_dir`] (an HF model folder), [`Processor::process_chat`] /
+//! [`Processor::process`] -> [`ProcessedInputs`], [`Processor::collate`] -> [`Batch`];
+//! [`Tokenizer`] alone; [`train_bpe_tokenizer`] + [`Tokenizer::save`] for tiny models trained from scratch.
 
 pub mod chat;
 pub mod error;

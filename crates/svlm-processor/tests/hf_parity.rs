@@ -521,3 +521,82 @@ fn tokenizer_trained_and_saved_by_rust_loads_identically_in_transformers() {
         assert_eq!(tok.encode(text, true).unwrap(), ids(&s["ids"]), "{text:?}");
     }
 }
+
+#[test]
+fn hub_layout_with_preprocessor_config_and_chat_template_json_loads_the_same() {
+    // The SmolVLM / llava-hf repos on the hub keep the image processor in preprocessor_config.json and the template
+    // in chat_template.json; transformers 5 writes processor_config.json["image_processor"] and chat_template.jinja.
+    let r = reference();
+    for family in ["smolvlm", "llava"] {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&fixtures().join(family), dir.path());
+        let path = dir.path().join("processor_config.json");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let image_config = config
+            .as_object_mut()
+            .unwrap()
+            .remove("image_processor")
+            .unwrap();
+        std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("preprocessor_config.json"),
+            serde_json::to_string(&image_config).unwrap(),
+        )
+        .unwrap();
+        let jinja = dir.path().join("chat_template.jinja");
+        let template = std::fs::read_to_string(&jinja).unwrap();
+        std::fs::remove_file(&jinja).unwrap();
+        std::fs::write(
+            dir.path().join("chat_template.json"),
+            serde_json::to_string(&serde_json::json!({ "chat_template": template })).unwrap(),
+        )
+        .unwrap();
+        let p = Processor::from_dir(dir.path()).unwrap();
+        let case = &r["chats"][family][0];
+        let imgs: Vec<Rgb8> = case["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| image(n.as_str().unwrap()))
+            .collect();
+        let out = p
+            .process_chat(
+                &messages(&case["messages"]),
+                &imgs,
+                case["add_generation_prompt"].as_bool().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(out.input_ids, ids(&case["input_ids"]), "{family}");
+
+        // Without any processor_config.json the family follows the image processor, but the Idefics3 sequence
+        // length is required.
+        std::fs::remove_file(&path).unwrap();
+        let loaded = Processor::from_dir(dir.path());
+        match family {
+            "smolvlm" => assert!(loaded.unwrap_err().to_string().contains("image_seq_len")),
+            _ => assert!(
+                loaded
+                    .unwrap_err()
+                    .to_string()
+                    .contains("vision_feature_select_strategy")
+            ),
+        }
+    }
+}
+
+#[test]
+fn idefics3_decode_collapses_image_tags() {
+    let p = processor("smolvlm");
+    let r = reference();
+    let case = &r["chats"]["smolvlm"][0];
+    let text = p.decode(&ids(&case["input_ids"]), false).unwrap();
+    assert!(
+        !text.contains("<global-img>") && !text.contains("<row_"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<fake_token_around_image><image><image>"),
+        "{text}"
+    );
+}
