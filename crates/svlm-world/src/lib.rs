@@ -15,6 +15,7 @@
 pub mod coco;
 mod distance;
 mod error;
+mod folder;
 mod io;
 mod mesh;
 pub mod npy;
@@ -26,6 +27,10 @@ mod shape;
 
 pub use distance::{closest_surface_distance, convex_distance};
 pub use error::{FrameError, WorldError};
+pub use folder::{
+    FolderSummary, SEQUENCE_INFO, SequenceInfo, frame_stem, scene_stem, write_scene_folder,
+    write_sequence_folder,
+};
 pub use io::{
     COCO_ANNOTATIONS, FOLDER_INTRINSICS, FolderReader, Frame, FrameObject, MAX_PNG_DEPTH_M,
     list_frames, read_folder_intrinsics, read_frame, write_folder_intrinsics, write_frame,

@@ -81,3 +81,36 @@ fn bad_sequence_requests_are_errors() {
             .contains("gap")
     );
 }
+
+#[test]
+fn sequence_folder_records_target_and_decreasing_gaps() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let config = SequenceConfig {
+        scene: svlm_world::SceneConfig {
+            width: 64,
+            height: 48,
+            ..SequenceConfig::default().scene
+        },
+        ..SequenceConfig::default()
+    };
+    let frames = approach_sequence(4, 6, &config).unwrap();
+    let written = AtomicUsize::new(0);
+    let info = svlm_world::write_sequence_folder(dir.path(), 4, &frames, || {
+        written.fetch_add(1, Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(written.load(Ordering::Relaxed), 6);
+    assert_eq!(svlm_world::list_frames(dir.path()).unwrap(), info.frames);
+    assert!(info.gap_m.windows(2).all(|w| w[1] < w[0]));
+    assert_eq!(info.gripper, "gripper");
+    let text = std::fs::read_to_string(dir.path().join(svlm_world::SEQUENCE_INFO)).unwrap();
+    let back: svlm_world::SequenceInfo = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, info);
+    let frame = svlm_world::read_frame(dir.path(), &info.frames[5]).unwrap();
+    assert!(frame.objects.iter().any(|o| o.name == info.target));
+    assert!(
+        !dir.path().join("frame_0000.intrinsics.json").exists(),
+        "one camera, one intrinsics.json"
+    );
+}
