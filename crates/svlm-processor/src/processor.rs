@@ -243,13 +243,18 @@ impl Processor {
             )));
         }
         let text = self.apply_chat_template(messages, add_generation_prompt)?;
-        let starts_with_bos = self
+        self.process_with(&text, images, self.chat_add_special_tokens(&text))
+    }
+
+    /// The `add_special_tokens` transformers uses when it tokenizes a rendered chat: false when the prompt already
+    /// starts with the BOS token (the template wrote it), true otherwise.
+    pub fn chat_add_special_tokens(&self, rendered_prompt: &str) -> bool {
+        !self
             .tokenizer
             .special_tokens()
             .bos
             .as_deref()
-            .is_some_and(|bos| text.starts_with(bos));
-        self.process_with(&text, images, !starts_with_bos)
+            .is_some_and(|bos| rendered_prompt.starts_with(bos))
     }
 
     pub fn process_with(
