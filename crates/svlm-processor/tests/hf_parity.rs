@@ -600,3 +600,28 @@ fn idefics3_decode_collapses_image_tags() {
         "{text}"
     );
 }
+
+#[test]
+fn llava_token_count_follows_patch_grid_and_strategy() {
+    let mut p = processor("llava");
+    // llava-1.5: 336 / 14 = 24 -> 576 patches, CLS counted by num_additional_image_tokens = 1.
+    assert_eq!(p.image_token_count_llava(336, 336), Some(576));
+    assert_eq!(p.image_token_count_llava(224, 224), Some(256));
+    if let svlm_processor::PromptStyle::Llava {
+        vision_feature_select_strategy,
+        ..
+    } = &mut p.style
+    {
+        *vision_feature_select_strategy = "full".into();
+    }
+    assert_eq!(p.image_token_count_llava(336, 336), Some(577));
+    let out = p
+        .process("USER: <image>\nhi", &[image("gray.png")])
+        .unwrap();
+    let image_id = p.tokenizer.token_to_id("<image>").unwrap();
+    assert_eq!(
+        out.input_ids.iter().filter(|&&t| t == image_id).count(),
+        257
+    );
+    assert_eq!(processor("smolvlm").image_token_count_llava(336, 336), None);
+}
