@@ -1,10 +1,8 @@
 //! Building the scene graph: exactly from the procedural world, or estimated from depth + instance masks.
 
-use nalgebra::{Isometry3, Point3, UnitQuaternion, Vector3};
+use nalgebra::{Point3, UnitQuaternion, Vector3};
 use svlm_geometry::{
-    CanonicalFrame, DepthMap, GroundPlaneParams, Intrinsics, Obb, PointCloud, canonical_frame,
-    closest_distance, depth_to_instance_points, find_ground_plane, largest_cluster,
-    remove_statistical_outliers, voxel_downsample,
+    DepthMap, Intrinsics, ObjectParams, SkipReason, closest_distance, extract_objects,
 };
 use svlm_world::{ObjectTruth, Rendered, Scene, closest_surface_distance};
 
@@ -203,56 +201,46 @@ pub fn from_world(scene: &Scene, rendered: &Rendered, params: &VisibilityParams)
 /// Settings of the estimated path (depth -> points -> cleanup -> boxes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EstimateParams {
-    /// Lift every `stride`-th pixel in both directions (1 = all). Pick it so the pixel footprint at the scene's
-    /// depth stays below the voxel size: the voxel grid then sees the same surface with fewer points.
-    pub stride: usize,
-    pub voxel_size: f64,
-    pub outlier_neighbors: usize,
-    pub outlier_std_ratio: f64,
-    pub dbscan_eps: f64,
-    pub dbscan_min_points: usize,
-    pub ground: GroundPlaneParams,
+    /// Lifting, voxel grid, outlier removal, DBSCAN and ground plane (`svlm_geometry::extract_objects`).
+    pub geometry: ObjectParams,
     /// Objects with more than this share of their outline hidden behind other objects are skipped
     /// (`occluded`): their visible points do not give their size or centre.
     pub max_occluded_boundary: f64,
-    /// At most this many background points (evenly strided) go into the ground-plane RANSAC.
-    pub ground_sample: usize,
-    /// Frame used when no ground plane is found: camera pitched down this much ...
-    pub fallback_pitch_deg: f64,
-    /// ... at this height.
-    pub fallback_height_m: f64,
-    /// An object whose lowest point is within this of the ground rests on it (its bottom snaps to 0).
+    /// An object whose lowest point is within this of the ground rests on it (its bottom snaps to 0): the
+    /// last few millimetres above the floor are mixed pixels or hidden by the floor's own depth edge.
     pub floor_snap: f64,
+    /// Gravity prior: an object whose lowest visible point is less than this share of its visible height above
+    /// the floor or the top of an object under it rests there (the underside of a ball or the legs' feet
+    /// hidden behind the object itself are not evidence of floating).
+    pub support_snap_fraction: f64,
     pub visibility: VisibilityParams,
 }
 
 impl Default for EstimateParams {
     fn default() -> Self {
         EstimateParams {
-            stride: 2,
-            voxel_size: 0.01,
-            outlier_neighbors: 16,
-            outlier_std_ratio: 2.0,
-            dbscan_eps: 0.05,
-            dbscan_min_points: 4,
-            ground: GroundPlaneParams::default(),
+            geometry: ObjectParams::default(),
             max_occluded_boundary: 0.1,
-            ground_sample: 3000,
-            fallback_pitch_deg: 20.0,
-            fallback_height_m: 1.4,
             floor_snap: 0.03,
+            support_snap_fraction: 0.5,
             visibility: VisibilityParams::default(),
         }
     }
 }
 
 impl EstimateParams {
-    /// The same pipeline without the shortcuts: every pixel lifted, every background pixel in the RANSAC.
-    /// The reference the benchmark compares against.
+    /// The same pipeline without the shortcuts: every pixel lifted, no cap on the points each object's
+    /// filtering works on, every background pixel in the ground-plane RANSAC. The benchmark's reference.
     pub fn naive() -> Self {
-        EstimateParams {
+        let geometry = ObjectParams {
             stride: 1,
-            ground_sample: usize::MAX,
+            max_filter_points: 0,
+            ground_stride: 1,
+            ground_voxel_size: 0.0,
+            ..ObjectParams::default()
+        };
+        EstimateParams {
+            geometry,
             ..EstimateParams::default()
         }
     }
@@ -296,34 +284,10 @@ impl FrameProblem {
     }
 }
 
-/// Background (id 0) pixels with valid depth, evenly strided down to about `max_points`, camera frame.
-fn background_points(input: &DepthInput, max_points: usize) -> PointCloud {
-    let (w, h) = (input.depth.width as usize, input.depth.height as usize);
-    let total = input.instances.iter().filter(|&&id| id == 0).count();
-    let stride = if max_points == 0 || total <= max_points {
-        1
-    } else {
-        ((total as f64 / max_points as f64).sqrt().ceil() as usize).max(1)
-    };
-    let k = input.intrinsics;
-    let mut points = Vec::with_capacity(total / (stride * stride) + 1);
-    for v in (0..h).step_by(stride) {
-        let row = &input.depth.data[v * w..(v + 1) * w];
-        let ids = &input.instances[v * w..(v + 1) * w];
-        for u in (0..w).step_by(stride) {
-            let z = row[u];
-            if ids[u] == 0 && z.is_finite() && z > 0.0 {
-                let z = z as f64;
-                points.push(k.unproject(u as f64, v as f64, z));
-            }
-        }
-    }
-    PointCloud::new(points)
-}
-
-/// The estimated scene graph: per-instance points -> voxel grid -> statistical outlier removal -> largest
-/// DBSCAN cluster -> canonical frame (RANSAC ground plane over background points, or the fallback pitch and
-/// height with `plane_found = false`) -> boxes; gaps are closest distances between the cleaned clouds.
+/// The estimated scene graph: `svlm_geometry::extract_objects` (per-instance points at a stride -> voxel grid ->
+/// statistical outlier removal -> largest DBSCAN cluster; RANSAC ground plane over background points -> canonical
+/// frame, or the fallback pitch and height with `plane_found = false`) -> boxes; gaps are closest distances
+/// between the objects' kept voxels.
 pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGraph, FrameProblem> {
     let (w, h) = (input.depth.width as usize, input.depth.height as usize);
     if input.instances.len() != w * h {
@@ -332,12 +296,7 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
             actual: input.instances.len(),
         });
     }
-    let lifted = depth_to_instance_points(
-        input.depth,
-        input.intrinsics,
-        input.instances,
-        params.stride,
-    )?;
+    input.intrinsics.validate()?;
     if !input.depth.data.iter().any(|z| z.is_finite() && *z > 0.0) {
         return Err(FrameProblem::NoValidDepth);
     }
@@ -345,20 +304,17 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
     if stats.iter().skip(1).all(|s| s.pixels == 0) {
         return Err(FrameProblem::EmptyMasks);
     }
-
+    let geometry = extract_objects(
+        input.depth,
+        input.intrinsics,
+        input.instances,
+        &params.geometry,
+    )?;
     let occlusion = occlusion_stats(input.instances, input.depth, 0.02);
-
-    let background = background_points(input, params.ground_sample);
-    let ground = find_ground_plane(&background, &params.ground);
-    let frame: CanonicalFrame = canonical_frame(
-        ground.as_ref(),
-        params.fallback_pitch_deg,
-        params.fallback_height_m,
-    );
-    let to_canonical: Isometry3<f64> = frame.from_camera;
 
     let mut skips = SkipCounts::new();
     let mut objects = Vec::new();
+    let mut sparse: Vec<&[Point3<f64>]> = Vec::new();
     for (id, name) in input.names {
         let Some(pixels) = visible(&stats, *id, &params.visibility, &mut skips) else {
             continue;
@@ -368,73 +324,50 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
             count_skip(&mut skips, "occluded");
             continue;
         }
-        let Some((cloud, _)) = lifted.get(id) else {
-            count_skip(&mut skips, "no_valid_depth");
+        let Some(o) = geometry.objects.iter().find(|o| o.id == *id) else {
+            let reason = match geometry.skipped.iter().find(|(sid, _)| sid == id) {
+                Some((_, SkipReason::NoValidDepth)) => "no_valid_depth",
+                _ => "too_few_points",
+            };
+            count_skip(&mut skips, reason);
             continue;
         };
-        if cloud.is_empty() {
-            count_skip(&mut skips, "no_valid_depth");
-            continue;
-        }
-        let down = voxel_downsample(cloud, params.voxel_size);
-        let (clean, _) =
-            remove_statistical_outliers(&down, params.outlier_neighbors, params.outlier_std_ratio);
-        let cluster = largest_cluster(&clean, params.dbscan_eps, params.dbscan_min_points);
-        if cluster.len() < 3 {
-            count_skip(&mut skips, "no_cluster");
-            continue;
-        }
-        let points: Vec<Point3<f64>> = cluster.points.iter().map(|p| to_canonical * p).collect();
-        let Some(mut aabb) = Box3::from_points(&points) else {
-            continue;
-        };
-        if aabb.min.z.abs() <= params.floor_snap {
-            aabb.min.z = 0.0;
-        }
-        let obb = Obb::from_points_upright(&points, &Vector3::z());
-        let obb = match obb {
-            Some(o) => {
-                let x = o.rotation * Vector3::x();
-                let mut extents = o.half_extents * 2.0;
-                extents.z = aabb.max.z - aabb.min.z;
-                UprightBox {
-                    center: o.center,
-                    yaw: x.y.atan2(x.x),
-                    extents,
-                }
-            }
-            None => UprightBox {
-                center: aabb.center(),
-                yaw: 0.0,
-                extents: aabb.extents(),
-            },
-        };
+        let x = o.obb.rotation * Vector3::x();
         objects.push(SceneObject {
             name: name.clone(),
             base_name: name.clone(),
             instance_id: *id as u32,
-            points,
-            center: aabb.center(),
-            aabb,
-            obb,
-            support_height: aabb.min.z,
+            points: o.points.clone(),
+            center: o.aabb.center(),
+            aabb: Box3 {
+                min: o.aabb.min,
+                max: o.aabb.max,
+            },
+            obb: UprightBox {
+                center: o.obb.center,
+                yaw: x.y.atan2(x.x),
+                extents: o.obb.half_extents * 2.0,
+            },
+            support_height: o.aabb.min.z,
             visible_pixels: pixels,
             source: TruthSource::Estimated,
         });
+        sparse.push(&o.sparse_points);
     }
+    rest_on_supports(&mut objects, params);
     let n = objects.len();
     let mut gaps = vec![0.0; n * n];
     for i in 0..n {
         for j in (i + 1)..n {
-            let d = closest_distance(&objects[i].points, &objects[j].points);
+            let d = closest_distance(sparse[i], sparse[j]);
             gaps[i * n + j] = d;
             gaps[j * n + i] = d;
         }
     }
     let mut graph = SceneGraph {
         objects,
-        camera: frame.camera_position(),
-        plane_found: frame.plane_found,
+        camera: geometry.frame.camera_position(),
+        plane_found: geometry.frame.plane_found,
         source: TruthSource::Estimated,
         gaps,
         skips,
@@ -444,6 +377,36 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
     }
     graph.disambiguate_names();
     Ok(graph)
+}
+
+/// Lowers each object's bottom onto what it rests on: the floor (Z = 0) or the top of another object whose
+/// footprint holds its centre, whichever is highest below it within `max(floor_snap, support_snap_fraction x
+/// visible height)`. Updates the box, centre, upright box height and support height.
+fn rest_on_supports(objects: &mut [SceneObject], params: &EstimateParams) {
+    let tops: Vec<(f64, Box3)> = objects.iter().map(|o| (o.aabb.max.z, o.aabb)).collect();
+    for (i, o) in objects.iter_mut().enumerate() {
+        let bottom = o.aabb.min.z;
+        let reach = params
+            .floor_snap
+            .max(params.support_snap_fraction * (o.aabb.max.z - bottom));
+        let c = o.aabb.center();
+        let mut support: Option<f64> = (bottom.abs() <= reach).then_some(0.0);
+        for (j, (top, b)) in tops.iter().enumerate() {
+            let holds = j != i
+                && (b.min.x - 0.02..=b.max.x + 0.02).contains(&c.x)
+                && (b.min.y - 0.02..=b.max.y + 0.02).contains(&c.y);
+            if holds && *top <= bottom + params.floor_snap && bottom - top <= reach {
+                support = Some(support.map_or(*top, |s: f64| s.max(*top)));
+            }
+        }
+        if let Some(s) = support {
+            o.aabb.min.z = s;
+            o.support_height = s;
+        }
+        o.center = o.aabb.center();
+        o.obb.extents.z = o.aabb.max.z - o.aabb.min.z;
+        o.obb.center.z = o.center.z;
+    }
 }
 
 /// Instance ids from labelled boxes when a source has no masks: inside each box `[x0, y0, x1, y1]` (pixels,

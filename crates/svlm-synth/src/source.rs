@@ -118,19 +118,24 @@ impl ItemSource for WorldSource {
 }
 
 pub(crate) fn describe_estimate(p: &EstimateParams) -> serde_json::Value {
+    let g = &p.geometry;
     json!({
-        "stride": p.stride,
-        "voxel_size": p.voxel_size,
-        "outlier_neighbors": p.outlier_neighbors,
-        "outlier_std_ratio": p.outlier_std_ratio,
-        "dbscan_eps": p.dbscan_eps,
-        "dbscan_min_points": p.dbscan_min_points,
-        "ground_sample": p.ground_sample,
+        "stride": g.stride,
+        "voxel_size": g.voxel_size,
+        "max_filter_points": g.max_filter_points,
+        "sor_neighbors": g.sor_neighbors,
+        "sor_std_ratio": g.sor_std_ratio,
+        "dbscan_eps": g.dbscan_eps,
+        "dbscan_min_points": g.dbscan_min_points,
+        "dbscan_spacing_factor": g.dbscan_spacing_factor,
+        "min_points": g.min_points,
+        "ground_stride": g.ground_stride,
+        "ground_voxel_size": g.ground_voxel_size,
+        "ground_distance_threshold": g.ground.distance_threshold,
+        "ground_iterations": g.ground.iterations,
+        "fallback_pitch_deg": g.fallback_pitch_deg,
+        "fallback_height_m": g.fallback_height_m,
         "max_occluded_boundary": p.max_occluded_boundary,
-        "ground_distance_threshold": p.ground.distance_threshold,
-        "ground_iterations": p.ground.iterations,
-        "fallback_pitch_deg": p.fallback_pitch_deg,
-        "fallback_height_m": p.fallback_height_m,
         "floor_snap": p.floor_snap,
     })
 }

@@ -64,18 +64,33 @@ fn clock_of(dx: f64, dy: f64) -> u8 {
 }
 
 /// Checks one QA against the world; returns false (with a message) on disagreement.
-fn check(qa: &GeneratedQa, scene: &Scene, graph: &SceneGraph) -> Result<(), String> {
+fn check(
+    qa: &GeneratedQa,
+    scene: &Scene,
+    exact: &std::collections::HashMap<String, Exact>,
+) -> Result<(), String> {
     let c = scene.canonical_from_world();
     let cam = c * scene.camera.position();
-    let objs: Vec<Exact> = qa
+    let objs: Vec<&Exact> = qa
         .spatial
         .objects
         .iter()
-        .map(|n| exact_object(lookup(scene, graph, n), &c))
+        .map(|n| {
+            exact
+                .get(n)
+                .unwrap_or_else(|| panic!("object {n:?} not in graph"))
+        })
         .collect();
-    let a = &objs[0];
-    let b = objs.get(1).unwrap_or(a);
-    let size = |o: &Exact, axis: usize| o.max[axis] - o.min[axis];
+    let a = objs[0];
+    let b = objs.get(1).copied().unwrap_or(a);
+    // Heights from the truth (a cone's apex is never sampled); horizontal extents from surface samples.
+    let size = |o: &Exact, axis: usize| {
+        if axis == 2 {
+            o.truth.extents[2]
+        } else {
+            o.max[axis] - o.min[axis]
+        }
+    };
     let vol = |o: &Exact| o.truth.extents.iter().product::<f64>();
     let dist = |o: &Exact| (o.center - cam).norm();
     let relation = |rel: &str, x: &Exact, y: &Exact| -> bool {
@@ -136,7 +151,7 @@ fn check(qa: &GeneratedQa, scene: &Scene, graph: &SceneGraph) -> Result<(), Stri
                 "behind_offset" => ca.y - cb.y,
                 "height_difference" => size(a, 2) - size(b, 2),
                 "width_difference" => size(a, 0) - size(b, 0),
-                "top_height" => a.max.z,
+                "top_height" => a.truth.top(),
                 "bottom_height" => a.truth.bottom(),
                 "camera_horizontal_distance" => (ca.xy() - cam.xy()).norm(),
                 "max_dimension" => a.truth.extents.iter().cloned().fold(0.0, f64::max),
@@ -185,6 +200,7 @@ fn exact_answers_match_the_world_over_200_scenes() {
     };
     let (mut checked, mut qualitative, mut images) = (0usize, 0usize, 0usize);
     let mut skips = SkipCounts::new();
+    let mut disambiguated = 0usize;
     for i in 0..200u64 {
         // Half the scenes allow repeated names, to exercise disambiguation.
         let config = SceneConfig {
@@ -194,6 +210,25 @@ fn exact_answers_match_the_world_over_200_scenes() {
         let scene = generate_scene(scene_seed(11, i), &config);
         let rendered = render(&scene);
         let graph = from_world(&scene, &rendered, &VisibilityParams::default());
+        for (k, v) in &graph.skips {
+            *skips.entry(k.clone()).or_insert(0) += v;
+        }
+        disambiguated += graph
+            .objects
+            .iter()
+            .filter(|o| o.name != o.base_name)
+            .count();
+        let c = scene.canonical_from_world();
+        let exact: std::collections::HashMap<String, Exact> = graph
+            .objects
+            .iter()
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    exact_object(lookup(&scene, &graph, &o.name), &c),
+                )
+            })
+            .collect();
         let qas = generate(
             &graph,
             &qa_cfg,
@@ -202,7 +237,7 @@ fn exact_answers_match_the_world_over_200_scenes() {
         );
         images += usize::from(!qas.is_empty());
         for qa in &qas {
-            check(qa, &scene, &graph).unwrap_or_else(|e| panic!("scene {i}: {e}"));
+            check(qa, &scene, &exact).unwrap_or_else(|e| panic!("scene {i}: {e}"));
             verify_answer(qa).unwrap_or_else(|e| panic!("scene {i}: {e}"));
             qualitative += usize::from(qa.spatial.truth.is_qualitative());
             checked += 1;
@@ -213,8 +248,9 @@ fn exact_answers_match_the_world_over_200_scenes() {
     );
     assert!(images >= 150, "{images} images with questions");
     assert!(checked >= 150 * 60, "{checked} QA");
+    eprintln!("objects renamed with a spatial qualifier: {disambiguated}");
     assert!(
-        skips.get("ambiguous_name").copied().unwrap_or(0) > 0,
+        skips.get("ambiguous_name").copied().unwrap_or(0) + disambiguated as u64 > 0,
         "duplicates were exercised"
     );
 }
@@ -240,6 +276,9 @@ impl Rate {
 fn estimated_agreement(scenes: u64, config: &SceneConfig) {
     let qa_cfg = QaConfig::default();
     let params = EstimateParams::default();
+    // Cones are reported apart: their apex is thinner than a pixel over its last centimetres, so the visible
+    // points stop short of it at low resolution.
+    let mut cone_heights = Rate::default();
     let (mut heights, mut distances, mut predicates, mut widths, mut plane) = (
         Rate::default(),
         Rate::default(),
@@ -285,8 +324,13 @@ fn estimated_agreement(scenes: u64, config: &SceneConfig) {
                 .expect("object");
             if truth.support == Support::Floor {
                 let err = (est.objects[ei].height() - exact.objects[xi].height()).abs();
+                let ok = err <= 0.03_f64.max(0.05 * exact.objects[xi].height());
+                if truth.shape == svlm_world::Shape::Cone {
+                    cone_heights.add(ok);
+                    continue;
+                }
                 height_err.push(err);
-                heights.add(err <= 0.03_f64.max(0.05 * exact.objects[xi].height()));
+                heights.add(ok);
                 widths.add((est.objects[ei].width() - exact.objects[xi].width()).abs() <= 0.05);
             }
         }
@@ -326,7 +370,7 @@ fn estimated_agreement(scenes: u64, config: &SceneConfig) {
     };
     eprintln!(
         "estimated vs exact over {scenes} scenes {}x{}: ground plane found {:.3}; floor-object heights within \
-         max(3 cm, 5%) {:.3} (n={}, median err {:.4} m); widths within 5 cm {:.3}; centre distances within \
+         max(3 cm, 5%) {:.3} (n={}, median err {:.4} m), cones {:.3} (n={}); widths within 5 cm {:.3}; centre distances within \
          max(5 cm, 5%) {:.3} (n={}, median err {:.4} m); predicates outside the margin agreeing {:.4} (n={})",
         config.width,
         config.height,
@@ -334,6 +378,8 @@ fn estimated_agreement(scenes: u64, config: &SceneConfig) {
         heights.rate(),
         heights.total,
         median(&mut height_err),
+        cone_heights.rate(),
+        cone_heights.total,
         widths.rate(),
         distances.rate(),
         distances.total,
