@@ -409,10 +409,24 @@ impl ImageProcessor {
     /// `size` (and Idefics3's `max_image_size`, CLIP's `crop_size`) are required, other keys take the HF defaults.
     pub fn from_config(path: &Path, value: &Value) -> Result<Self> {
         let file = JsonFile::new(path, value);
-        let type_name = file.require("image_processor_type")?;
+        // Configs saved before image processors existed name a feature extractor instead.
+        let (key, type_name) = match (
+            file.get("image_processor_type"),
+            file.get("feature_extractor_type"),
+        ) {
+            (Some(v), _) => ("image_processor_type", v),
+            (None, Some(v)) => ("feature_extractor_type", v),
+            (None, None) => {
+                return Err(ProcessorError::MissingKey {
+                    path: path.to_path_buf(),
+                    key: "image_processor_type".into(),
+                });
+            }
+        };
         let type_name = type_name
             .as_str()
-            .ok_or_else(|| file.invalid("image_processor_type", "expected a string"))?;
+            .ok_or_else(|| file.invalid(key, "expected a string"))?
+            .replace("FeatureExtractor", "ImageProcessor");
         let base = type_name.trim_end_matches("Fast").trim_end_matches("Pil");
         let kind = match base {
             "Idefics3ImageProcessor" | "SmolVLMImageProcessor" => ImageProcessorKind::Idefics3,
@@ -420,7 +434,7 @@ impl ImageProcessor {
             "SiglipImageProcessor" => ImageProcessorKind::Siglip,
             other => {
                 return Err(file.invalid(
-                    "image_processor_type",
+                    key,
                     format!(
                         "unsupported image processor {other:?} (supported: Idefics3, CLIP, Siglip)"
                     ),
@@ -511,6 +525,16 @@ mod tests {
         let img = Rgb8::new(45, 30, vec![7; 45 * 30 * 3]).unwrap();
         assert_eq!(processor.preprocess(&img).unwrap().shape(), [1, 3, 24, 24]);
         assert_eq!(processor.common.image_mean, OPENAI_CLIP_MEAN);
+    }
+
+    #[test]
+    fn legacy_feature_extractor_type_is_accepted() {
+        let v = json!({"feature_extractor_type": "CLIPFeatureExtractor", "size": 224, "crop_size": 224});
+        let ip = ImageProcessor::from_config(Path::new("p.json"), &v).unwrap();
+        assert_eq!(ip.kind(), ImageProcessorKind::Clip);
+        let err =
+            ImageProcessor::from_config(Path::new("p.json"), &json!({"size": 3})).unwrap_err();
+        assert!(err.to_string().contains("image_processor_type"), "{err}");
     }
 
     #[test]
