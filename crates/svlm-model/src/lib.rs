@@ -1,4 +1,27 @@
-//! svlm-model
+//! svlm-model: Burn VLMs with Hugging Face parity — Idefics3/SmolVLM, LLaVA and Llama decoders;
+//! HF safetensors load and export (module paths are HF names), KV-cache generation, device
+//! selection, and the training API ([`Vlm`], [`VlmBatch`], [`part_of`]).
 
+/// Burn as this crate uses it, so dependents need not pin it separately.
+pub use burn;
+
+pub mod device;
+pub mod generate;
 pub mod gguf;
 pub mod hub;
+pub mod idefics3;
+pub mod io;
+pub mod llama;
+pub mod llava;
+pub mod nn;
+pub mod vision;
+pub mod vlm;
+
+pub use device::{WeightDType, resolve_device, resolve_device_with_dtype};
+pub use generate::{GenerationImages, GenerationOptions, generate};
+pub use io::{
+    ExportOptions, LoadedModel, export_hf, load_pretrained, load_pretrained_as, load_safetensors,
+    save_safetensors,
+};
+pub use llama::{LlamaConfig, LlamaForCausalLM};
+pub use vlm::{IGNORE_INDEX, ModelConfig, Part, Vlm, VlmBatch, VlmOutput, causal_lm_loss, part_of};

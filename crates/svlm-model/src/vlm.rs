@@ -1,0 +1,529 @@
+//! The family-agnostic model the trainer, evaluator and CLI use: [`Vlm`] over Idefics3, LLaVA
+//! and a text-only Llama, with one batch type, logits, loss and parameter parts.
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde_json::Value;
+
+use crate::idefics3::{Idefics3, Idefics3Config};
+use crate::llama::{DecoderOutput, LlamaConfig, LlamaForCausalLM, LlamaModel, token_ids};
+use crate::llava::{Llava, LlavaConfig};
+
+/// Label value ignored by the loss (as PyTorch's `ignore_index`).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// A model config of any supported family, read from HF `config.json`.
+#[derive(Clone, Debug)]
+pub enum ModelConfig {
+    Idefics3(Idefics3Config),
+    Llava(LlavaConfig),
+    Llama(LlamaConfig),
+}
+
+impl ModelConfig {
+    /// Dispatches on `model_type` (falling back to `architectures`).
+    pub fn from_json(value: &Value) -> anyhow::Result<Self> {
+        let model_type = value
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let arch = value
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let family = match (model_type, arch) {
+            ("idefics3" | "smolvlm", _)
+            | (_, "Idefics3ForConditionalGeneration" | "SmolVLMForConditionalGeneration") => {
+                "idefics3"
+            }
+            ("llava", _) | (_, "LlavaForConditionalGeneration") => "llava",
+            ("llama" | "qwen2" | "mistral", _)
+            | (_, "LlamaForCausalLM" | "Qwen2ForCausalLM" | "MistralForCausalLM") => "llama",
+            _ => bail!(
+                "unsupported model: model_type `{model_type}`, architectures `{arch}` (supported: idefics3/smolvlm, llava, llama/qwen2/mistral)"
+            ),
+        };
+        let parsed = match family {
+            "idefics3" => Self::Idefics3(
+                serde_json::from_value(value.clone()).context("reading Idefics3 config")?,
+            ),
+            "llava" => {
+                Self::Llava(serde_json::from_value(value.clone()).context("reading LLaVA config")?)
+            }
+            _ => {
+                Self::Llama(serde_json::from_value(value.clone()).context("reading Llama config")?)
+            }
+        };
+        Ok(parsed)
+    }
+
+    pub fn from_file(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Self::from_json(&value).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// HF `config.json` content (with `model_type` and `architectures`).
+    pub fn to_json(&self) -> anyhow::Result<Value> {
+        let (mut value, model_type, arch) = match self {
+            Self::Idefics3(c) => (
+                serde_json::to_value(c)?,
+                "idefics3",
+                "Idefics3ForConditionalGeneration",
+            ),
+            Self::Llava(c) => (
+                serde_json::to_value(c)?,
+                "llava",
+                "LlavaForConditionalGeneration",
+            ),
+            Self::Llama(c) => (
+                serde_json::to_value(c)?,
+                c.model_type.as_str(),
+                llama_arch(&c.model_type),
+            ),
+        };
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("model_type".into(), Value::from(model_type));
+            obj.insert("architectures".into(), Value::from(vec![arch]));
+        }
+        Ok(value)
+    }
+
+    pub fn text_config(&self) -> &LlamaConfig {
+        match self {
+            Self::Idefics3(c) => &c.text_config,
+            Self::Llava(c) => &c.text_config,
+            Self::Llama(c) => c,
+        }
+    }
+
+    /// The token id the prompt uses for each image feature row (`None` for text-only).
+    pub fn image_token_id(&self) -> Option<u32> {
+        match self {
+            Self::Idefics3(c) => Some(c.image_token_id),
+            Self::Llava(c) => Some(c.image_token_index),
+            Self::Llama(_) => None,
+        }
+    }
+
+    pub fn family(&self) -> &'static str {
+        match self {
+            Self::Idefics3(_) => "idefics3",
+            Self::Llava(_) => "llava",
+            Self::Llama(_) => "llama",
+        }
+    }
+
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        let text = token_ids(&self.text_config().eos_token_id);
+        if !text.is_empty() {
+            return text;
+        }
+        match self {
+            Self::Idefics3(c) => token_ids(&c.extra.get("eos_token_id").cloned()),
+            Self::Llava(c) => token_ids(&c.extra.get("eos_token_id").cloned()),
+            Self::Llama(_) => Vec::new(),
+        }
+    }
+}
+
+fn llama_arch(model_type: &str) -> &'static str {
+    match model_type {
+        "qwen2" => "Qwen2ForCausalLM",
+        "mistral" => "MistralForCausalLM",
+        _ => "LlamaForCausalLM",
+    }
+}
+
+/// One training/eval batch. `pixel_values: [B, N, 3, H, W]` (N images/tiles per sample, padded
+/// with all-zero images); `pixel_attention_mask: [B, N, H, W]` (1 = real pixel, Idefics3 only).
+/// `labels`: `-100` where no loss is taken; the shift by one happens inside [`Vlm::loss`].
+#[derive(Clone, Debug)]
+pub struct VlmBatch {
+    pub input_ids: Tensor<2, Int>,
+    pub attention_mask: Tensor<2, Int>,
+    pub labels: Option<Tensor<2, Int>>,
+    pub pixel_values: Option<Tensor<5>>,
+    pub pixel_attention_mask: Option<Tensor<4, Int>>,
+}
+
+/// Which part of the model a parameter belongs to (for freezing and per-part learning rates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    Vision,
+    Connector,
+    Language,
+}
+
+/// Classifies an HF-style parameter path (`model.vision_model.…`, `multi_modal_projector.…`,
+/// `language_model.…`, `lm_head.weight`; a leading Burn enum variant such as `Idefics3.` is ignored).
+pub fn part_of(param_path: &str) -> Part {
+    let path = ["Idefics3.", "Llava.", "Llama."]
+        .iter()
+        .find_map(|v| param_path.strip_prefix(v))
+        .unwrap_or(param_path);
+    let path = path.strip_prefix("model.").unwrap_or(path);
+    if path.starts_with("vision_model.") || path.starts_with("vision_tower.") {
+        Part::Vision
+    } else if path.starts_with("connector.") || path.starts_with("multi_modal_projector.") {
+        Part::Connector
+    } else {
+        Part::Language
+    }
+}
+
+/// Logits and, when asked, the decoder hidden states and the image features.
+pub struct VlmOutput {
+    pub logits: Tensor<3>,
+    pub hidden_states: Vec<Tensor<3>>,
+    pub image_features: Option<Tensor<3>>,
+}
+
+/// A vision-language (or text-only) model of any supported family.
+// The variants are large module trees held once per process; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Vlm {
+    Idefics3(Idefics3),
+    Llava(Llava),
+    Llama(LlamaForCausalLM),
+}
+
+impl Vlm {
+    /// Random init (HF's scheme: normal(0, initializer_range), norms at one) — from-scratch runs.
+    pub fn from_config(config: &ModelConfig, device: &Device) -> anyhow::Result<Self> {
+        Ok(match config {
+            ModelConfig::Idefics3(c) => Self::Idefics3(Idefics3::new(c, device)?),
+            ModelConfig::Llava(c) => Self::Llava(Llava::new(c, device)?),
+            ModelConfig::Llama(c) => Self::Llama(LlamaForCausalLM::new(c, device)?),
+        })
+    }
+
+    pub fn config(&self) -> ModelConfig {
+        match self {
+            Self::Idefics3(m) => ModelConfig::Idefics3(m.config.clone()),
+            Self::Llava(m) => ModelConfig::Llava(m.config.clone()),
+            Self::Llama(m) => ModelConfig::Llama(m.config.clone()),
+        }
+    }
+
+    pub fn text_model(&self) -> &LlamaModel {
+        match self {
+            Self::Idefics3(m) => &m.model.text_model,
+            Self::Llava(m) => &m.language_model.model,
+            Self::Llama(m) => &m.model,
+        }
+    }
+
+    pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match self {
+            Self::Idefics3(m) => m.logits(hidden),
+            Self::Llava(m) => m.language_model.logits(hidden),
+            Self::Llama(m) => m.logits(hidden),
+        }
+    }
+
+    pub fn image_token_id(&self) -> Option<u32> {
+        match self {
+            Self::Idefics3(m) => Some(m.config.image_token_id),
+            Self::Llava(m) => Some(m.config.image_token_index),
+            Self::Llama(_) => None,
+        }
+    }
+
+    /// Image features of a batch's images, `[n_real_images, tokens_per_image, text_hidden]`.
+    pub fn image_features(
+        &self,
+        pixel_values: Tensor<5>,
+        pixel_attention_mask: Option<Tensor<4, Int>>,
+    ) -> anyhow::Result<Option<Tensor<3>>> {
+        let [b, n, c, h, w] = pixel_values.dims();
+        let pixels = pixel_values.reshape([b * n, c, h, w]);
+        Ok(match self {
+            Self::Idefics3(m) => m.image_features(
+                pixels,
+                pixel_attention_mask.map(|t| t.reshape([b * n, h, w])),
+            ),
+            Self::Llava(m) => Some(m.image_features(drop_padding_images(pixels))?),
+            Self::Llama(_) => None,
+        })
+    }
+
+    /// Token embeddings with image features written into the image-token positions, in order.
+    pub fn embed(
+        &self,
+        input_ids: Tensor<2, Int>,
+        image_features: Option<&Tensor<3>>,
+    ) -> anyhow::Result<Tensor<3>> {
+        let embeds = self.text_model().embed(input_ids.clone());
+        let (Some(features), Some(image_token)) = (image_features, self.image_token_id()) else {
+            return Ok(embeds);
+        };
+        let device = embeds.device();
+        let [b, s, d] = embeds.dims();
+        let ids: Vec<i64> = input_ids
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let [n, t, _] = features.dims();
+        let n_positions = ids.iter().filter(|&&v| v == image_token as i64).count();
+        if n_positions != n * t {
+            bail!(
+                "the prompt has {n_positions} image tokens (id {image_token}) but the images give {} features ({n} images x {t}); check the processor's image token expansion",
+                n * t
+            );
+        }
+        let mut next = (b * s) as i64;
+        let index: Vec<i64> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v == image_token as i64 {
+                    next += 1;
+                    next - 1
+                } else {
+                    i as i64
+                }
+            })
+            .collect();
+        let table = Tensor::cat(
+            vec![
+                embeds.reshape([b * s, d]),
+                features.clone().reshape([n * t, d]),
+            ],
+            0,
+        );
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * s]), &device);
+        Ok(table.select(0, index).reshape([b, s, d]))
+    }
+
+    /// Full forward: logits `[B, S, vocab]`, plus hidden states when asked.
+    pub fn forward_output(
+        &self,
+        batch: &VlmBatch,
+        output_hidden_states: bool,
+    ) -> anyhow::Result<VlmOutput> {
+        let image_features = match &batch.pixel_values {
+            Some(pixels) => {
+                self.image_features(pixels.clone(), batch.pixel_attention_mask.clone())?
+            }
+            None => None,
+        };
+        let embeds = self.embed(batch.input_ids.clone(), image_features.as_ref())?;
+        let [b, s, _] = embeds.dims();
+        let positions = crate::llama::default_positions(b, s, 0, &embeds.device());
+        let DecoderOutput {
+            last_hidden_state,
+            hidden_states,
+        } = self.text_model().forward_embeds(
+            embeds,
+            Some(&batch.attention_mask),
+            positions,
+            None,
+            output_hidden_states,
+        );
+        Ok(VlmOutput {
+            logits: self.lm_logits(last_hidden_state),
+            hidden_states,
+            image_features,
+        })
+    }
+
+    /// Logits `[B, S, vocab]`. Panics only on a batch that contradicts the model (image token
+    /// count vs images); use [`Vlm::try_forward`] to get that as an error.
+    pub fn forward(&self, batch: &VlmBatch) -> Tensor<3> {
+        match self.try_forward(batch) {
+            Ok(logits) => logits,
+            Err(e) => panic!("Vlm::forward: {e:#}"),
+        }
+    }
+
+    pub fn try_forward(&self, batch: &VlmBatch) -> anyhow::Result<Tensor<3>> {
+        Ok(self.forward_output(batch, false)?.logits)
+    }
+
+    /// Mean next-token cross-entropy over positions whose (shifted) label is not `-100`, as HF's
+    /// `ForCausalLMLoss`. Without labels, `input_ids` with padding (mask 0) ignored are used.
+    pub fn loss(&self, batch: &VlmBatch) -> Tensor<1> {
+        match self.try_loss(batch) {
+            Ok(loss) => loss,
+            Err(e) => panic!("Vlm::loss: {e:#}"),
+        }
+    }
+
+    pub fn try_loss(&self, batch: &VlmBatch) -> anyhow::Result<Tensor<1>> {
+        let logits = self.try_forward(batch)?;
+        let labels = match &batch.labels {
+            Some(l) => l.clone(),
+            None => batch
+                .input_ids
+                .clone()
+                .mask_fill(batch.attention_mask.clone().equal_elem(0), IGNORE_INDEX),
+        };
+        Ok(causal_lm_loss(logits, labels))
+    }
+}
+
+/// HF `ForCausalLMLoss`: logits at `t` predict `labels[t + 1]`; mean over non-ignored targets
+/// (0 when there are none).
+pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
+    let [b, s, v] = logits.dims();
+    let device = logits.device();
+    if s < 2 {
+        return Tensor::zeros([1], &device);
+    }
+    let logits = logits
+        .slice([0..b, 0..s - 1, 0..v])
+        .reshape([b * (s - 1), v]);
+    let targets = labels.slice([0..b, 1..s]).reshape([b * (s - 1)]);
+    let keep = targets.clone().not_equal_elem(IGNORE_INDEX);
+    let safe_targets = targets.mask_fill(keep.clone().bool_not(), 0);
+    let log_probs = log_softmax(logits, 1);
+    let picked = log_probs
+        .gather(1, safe_targets.reshape([b * (s - 1), 1]))
+        .reshape([b * (s - 1)]);
+    let keep_f = keep.float();
+    let count = keep_f.clone().sum().clamp_min(1.0);
+    (picked * keep_f).sum().neg() / count
+}
+
+/// LLaVA: drop all-zero (padding) images so `[B, N]` batches with fewer images per sample work.
+fn drop_padding_images(pixels: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = pixels.dims();
+    let device = pixels.device();
+    let maxima: Vec<f32> = pixels
+        .clone()
+        .abs()
+        .reshape([n, c * h * w])
+        .max_dim(1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap_or_default();
+    let real: Vec<i64> = (0..n)
+        .filter(|&i| maxima.get(i).is_some_and(|&v| v > 0.0))
+        .map(|i| i as i64)
+        .collect();
+    if real.len() == n || real.is_empty() {
+        return pixels;
+    }
+    let k = real.len();
+    pixels.select(
+        0,
+        Tensor::<1, Int>::from_data(TensorData::new(real, [k]), &device),
+    )
+}
+
+/// Visits float parameters with their HF path (enum variants skipped).
+struct NamedGrads<'a> {
+    grads: &'a burn::tensor::Gradients,
+    path: Vec<String>,
+    out: std::collections::BTreeMap<String, TensorData>,
+}
+
+impl burn::module::ModuleVisitor for NamedGrads<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        if let Some(grad) = param.val().grad(self.grads) {
+            self.out.insert(self.path.join("."), grad.into_data());
+        }
+    }
+}
+
+impl Vlm {
+    /// Gradient of every parameter that received one, keyed by its HF path (as in
+    /// [`crate::io::expected_shapes`]). For checks and per-part gradient norms.
+    pub fn gradients_by_name(
+        &self,
+        grads: &burn::tensor::Gradients,
+    ) -> std::collections::BTreeMap<String, TensorData> {
+        let mut visitor = NamedGrads {
+            grads,
+            path: Vec::new(),
+            out: Default::default(),
+        };
+        self.visit(&mut visitor);
+        visitor.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_follow_hf_prefixes() {
+        assert_eq!(
+            part_of("model.vision_model.encoder.layers.0.mlp.fc1.weight"),
+            Part::Vision
+        );
+        assert_eq!(
+            part_of("vision_tower.vision_model.embeddings.class_embedding"),
+            Part::Vision
+        );
+        assert_eq!(
+            part_of("model.connector.modality_projection.proj.weight"),
+            Part::Connector
+        );
+        assert_eq!(
+            part_of("multi_modal_projector.linear_1.bias"),
+            Part::Connector
+        );
+        assert_eq!(
+            part_of("model.text_model.layers.0.self_attn.q_proj.weight"),
+            Part::Language
+        );
+        assert_eq!(part_of("language_model.lm_head.weight"), Part::Language);
+        assert_eq!(
+            part_of("Idefics3.model.vision_model.post_layernorm.weight"),
+            Part::Vision
+        );
+        assert_eq!(part_of("lm_head.weight"), Part::Language);
+    }
+
+    #[test]
+    fn loss_is_shifted_mean_cross_entropy_over_kept_labels() {
+        let device = Device::flex();
+        // One sequence of 3 positions, vocab 2. Position 0 predicts label[1] = 1,
+        // position 1 would predict label[2] = -100 (ignored).
+        let logits = Tensor::<3>::from_data(
+            TensorData::new(vec![0.0f32, 1.0, 2.0, 0.0, 5.0, 5.0], [1, 3, 2]),
+            &device,
+        );
+        let labels = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![7i64, 1, IGNORE_INDEX], [1, 3]),
+            &device,
+        );
+        let loss: f32 = causal_lm_loss(logits, labels)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()[0];
+        let want = -(1f32.exp() / (1.0 + 1f32.exp())).ln();
+        assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
+    }
+
+    #[test]
+    fn config_dispatch_names_unsupported_models() {
+        let err = ModelConfig::from_json(&serde_json::json!({"model_type": "bert"})).unwrap_err();
+        assert!(err.to_string().contains("bert"));
+    }
+}

@@ -1,0 +1,61 @@
+//! One chat turn end to end, as `svlm ask` runs it: svlm-processor (chat template, image
+//! splitting, image tokens) -> image features -> KV-cache greedy generation with stop tokens,
+//! against `Idefics3Processor` + `generate` in transformers (`scripts/make_fixtures.py`).
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use svlm_model::generate::{GenerationImages, GenerationOptions, generate, stop_tokens_of};
+use svlm_model::load_pretrained;
+use svlm_processor::ChatMessage;
+use svlm_processor::processor::Processor;
+
+#[test]
+fn idefics3_chat_turn_matches_transformers() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = fixtures.join("idefics3");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ask_reference.json")).unwrap())
+            .unwrap();
+    let ids = |key: &str| -> Vec<u32> {
+        reference[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
+
+    let processor = Processor::from_dir(&dir).unwrap();
+    let image = svlm_processor::image_ops::load_image(fixtures.join("photo.png")).unwrap();
+    let question = reference["question"].as_str().unwrap();
+    let inputs = processor
+        .process_chat(
+            &[ChatMessage::user_with_images(1, question)],
+            &[image],
+            true,
+        )
+        .unwrap();
+    assert_eq!(inputs.prompt.contains("<global-img>"), true);
+    assert_eq!(inputs.input_ids, ids("input_ids"), "prompt ids");
+
+    let device = Device::flex();
+    let loaded = load_pretrained(&dir, &device).unwrap();
+    let [tiles, c, h, w] = inputs.pixel_shape;
+    let images = GenerationImages::from_host(
+        inputs.pixel_values.clone(),
+        [1, tiles, c, h, w],
+        inputs.pixel_attention_mask.as_deref(),
+        &device,
+    )
+    .unwrap();
+    let mut stop_tokens = stop_tokens_of(&dir, &loaded.config).unwrap();
+    stop_tokens.extend(processor.tokenizer.token_to_id("<end_of_utterance>"));
+    let options = GenerationOptions {
+        max_new_tokens: 12,
+        stop_tokens,
+        ..Default::default()
+    };
+    let tokens = generate(&loaded.model, &[inputs.input_ids.clone()], images, &options).unwrap();
+    assert_eq!(tokens[0], ids("tokens"), "generated tokens");
+}

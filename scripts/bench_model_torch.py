@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""PyTorch side of `svlm bench model`: forward+backward time of the same small Llama config on
+the CPU. Prints one JSON object. Usage (the Rust side calls it this way):
+    python3 scripts/bench_model_torch.py --hidden 256 --layers 4 --seq 256 --batch 4 --iters 5
+"""
+
+import argparse
+import json
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--intermediate", type=int, default=688)
+    ap.add_argument("--vocab", type=int, default=2048)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="0 = torch default")
+    ap.add_argument("--attn", default="eager", help="eager (as svlm) or sdpa")
+    a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=a.vocab,
+        hidden_size=a.hidden,
+        intermediate_size=a.intermediate,
+        num_hidden_layers=a.layers,
+        num_attention_heads=a.heads,
+        num_key_value_heads=a.kv_heads,
+        max_position_embeddings=max(2048, a.seq),
+        tie_word_embeddings=False,
+    )
+    cfg._attn_implementation = a.attn
+    model = LlamaForCausalLM(cfg).train()
+    ids = torch.randint(0, a.vocab, (a.batch, a.seq))
+    mask = torch.ones_like(ids)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        out = model(input_ids=ids, attention_mask=mask, labels=ids)
+        out.loss.backward()
+
+    def forward():
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)
+
+    for _ in range(a.warmup):
+        step()
+    times = []
+    for _ in range(a.iters):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    fwd = []
+    for _ in range(a.iters):
+        t = time.perf_counter()
+        forward()
+        fwd.append(time.perf_counter() - t)
+    times.sort()
+    fwd.sort()
+    print(json.dumps({
+        "framework": f"torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "attn": a.attn,
+        "forward_backward_ms_median": 1000 * times[len(times) // 2],
+        "forward_ms_median": 1000 * fwd[len(fwd) // 2],
+        "params": sum(p.numel() for p in model.parameters()),
+    }))
+
+
+if __name__ == "__main__":
+    main()

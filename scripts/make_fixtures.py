@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""Reference fixtures for svlm-model's parity tests (crates/svlm-model/tests/parity.rs).
+
+Writes tiny random-weight checkpoints of LlamaForCausalLM (GQA, llama3 rope scaling),
+Idefics3ForConditionalGeneration (SigLIP tower, pixel shuffle, padded tiles) and
+LlavaForConditionalGeneration (CLIP tower, vision_feature_layer=-2) with `save_pretrained`,
+and next to each a `reference.safetensors` holding the inputs and what transformers computes:
+logits, per-layer hidden states, image features, 10 greedy tokens, and for one training step
+the loss and every parameter's gradient (`grad.<parameter name>`).
+
+Needs torch + transformers (5.x); CI never runs it. Rerun from the repository root:
+    python3 scripts/make_fixtures.py
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+import transformers
+from safetensors.torch import save_file
+from transformers import (
+    CLIPVisionConfig,
+    Idefics3Config,
+    Idefics3ForConditionalGeneration,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+)
+
+OUT = Path(__file__).resolve().parent.parent / "crates" / "svlm-model" / "tests" / "fixtures"
+VOCAB = 128
+IMAGE_TOKEN = VOCAB - 1
+
+
+def text_config(**extra):
+    cfg = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    cfg.update(extra)
+    return cfg
+
+
+def scramble(model, seed):
+    """HF's init (std 0.02) gives near-uniform logits; larger random weights make every
+    mistake visible and greedy decoding unambiguous."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias") or "class_embedding" in name:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif "embed" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p.shape[1] if p.dim() == 2 else p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in**0.5)
+
+
+def save(model, name, tensors, extra_json):
+    d = OUT / name
+    if d.exists():
+        shutil.rmtree(d)
+    model.save_pretrained(d, safe_serialization=True)
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    save_file(tensors, str(d / "reference.safetensors"))
+    (d / "reference.json").write_text(json.dumps(extra_json, indent=1))
+    size = sum(f.stat().st_size for f in d.iterdir())
+    print(f"{name}: {size / 1024:.0f} KiB, {len(tensors)} reference tensors")
+
+
+def training_step(model, inputs, labels):
+    model.zero_grad()
+    out = model(**inputs, labels=labels)
+    out.loss.backward()
+    grads = {}
+    for name, p in model.named_parameters():
+        grads["grad." + name] = p.grad if p.grad is not None else torch.zeros_like(p)
+    return out.loss.detach().reshape(1), grads
+
+
+def hidden(out, prefix="hidden_states"):
+    return {f"{prefix}.{i}": h for i, h in enumerate(out.hidden_states)}
+
+
+def image_features(out):
+    """transformers 5 returns the projected features as `pooler_output`, one tensor per sample."""
+    feats = out.pooler_output if hasattr(out, "pooler_output") else out
+    if isinstance(feats, (list, tuple)):
+        feats = torch.cat([f.reshape(-1, f.shape[-1]) for f in feats])
+    return feats
+
+
+def greedy(model, **kw):
+    gen = model.generate(**kw, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
+    return gen[:, kw["input_ids"].shape[1]:]
+
+
+def make_llama():
+    torch.manual_seed(1)
+    cfg = LlamaConfig(
+        **text_config(
+            rope_theta=10000.0,
+            rope_scaling=dict(
+                rope_type="llama3",
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=32,
+            ),
+        )
+    )
+    cfg._attn_implementation = "eager"
+    model = LlamaForCausalLM(cfg).eval()
+    scramble(model, 11)
+    ids = torch.randint(3, VOCAB - 1, (2, 12))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding in the second row
+    ids[1, :3] = 0
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        tokens = greedy(model, input_ids=ids[:1], attention_mask=mask[:1])
+        batch_tokens = greedy(model, input_ids=ids, attention_mask=mask)
+    labels = ids.masked_fill(mask == 0, -100)
+    loss, grads = training_step(model, dict(input_ids=ids, attention_mask=mask), labels)
+    tensors = dict(input_ids=ids, attention_mask=mask, labels=labels, logits=out.logits,
+                   greedy_tokens=tokens, batch_greedy_tokens=batch_tokens, loss=loss)
+    tensors.update(hidden(out))
+    tensors.update(grads)
+    save(model, "llama", tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
+
+
+def image_prompt(n_images, tokens_per_image, text_lens, gen):
+    ids = []
+    for i in range(n_images):
+        ids += torch.randint(3, IMAGE_TOKEN, (text_lens[i],), generator=gen).tolist()
+        ids += [IMAGE_TOKEN] * tokens_per_image
+    ids += torch.randint(3, IMAGE_TOKEN, (text_lens[-1],), generator=gen).tolist()
+    return ids
+
+
+def left_pad(rows):
+    n = max(len(r) for r in rows)
+    ids = torch.tensor([[0] * (n - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (n - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+def make_idefics3():
+    torch.manual_seed(2)
+    cfg = Idefics3Config(
+        text_config=text_config(model_type="llama", rope_theta=10000.0),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=4,
+            num_channels=3,
+        ),
+        scale_factor=2,
+        image_token_id=IMAGE_TOKEN,
+        tie_word_embeddings=False,
+    )
+    cfg._attn_implementation = "eager"
+    cfg.vision_config._attn_implementation = "eager"
+    cfg.text_config._attn_implementation = "eager"
+    model = Idefics3ForConditionalGeneration(cfg).eval()
+    scramble(model, 12)
+    per_image = (32 // 4) ** 2 // 4
+    g = torch.Generator().manual_seed(5)
+    # Sample 0: two tiles, the second only half real (bottom padded); sample 1: one tile + one
+    # all-zero padding image.
+    pixels = torch.randn(2, 2, 3, 32, 32, generator=g)
+    pmask = torch.ones(2, 2, 32, 32, dtype=torch.bool)
+    pmask[0, 1, 16:, :] = False
+    pmask[0, 1, :, 20:] = False
+    pixels[0, 1][:, ~pmask[0, 1]] = 0.0
+    pixels[1, 1] = 0.0
+    pmask[1, 1] = False
+    rows = [image_prompt(2, per_image, [3, 2, 4], g), image_prompt(1, per_image, [2, 3], g)]
+    ids, mask = left_pad(rows)
+    inputs = dict(input_ids=ids, attention_mask=mask, pixel_values=pixels, pixel_attention_mask=pmask)
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+        feats = image_features(model.model.get_image_features(pixel_values=pixels, pixel_attention_mask=pmask))
+        one = dict(input_ids=ids[1:, mask[1].argmax():], attention_mask=mask[1:, mask[1].argmax():],
+                   pixel_values=pixels[1:, :1], pixel_attention_mask=pmask[1:, :1])
+        tokens = greedy(model, **one)
+    labels = ids.masked_fill((mask == 0) | (ids == IMAGE_TOKEN), -100)
+    loss, grads = training_step(model, inputs, labels)
+    tensors = dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pixels,
+                   pixel_attention_mask=pmask.long(), logits=out.logits, image_features=feats.reshape(-1, per_image, 64),
+                   greedy_input_ids=one["input_ids"], greedy_tokens=tokens, loss=loss)
+    tensors.update(hidden(out))
+    tensors.update(grads)
+    save(model, "idefics3", tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
+
+
+def make_llava():
+    torch.manual_seed(3)
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=32,
+            hidden_act="quick_gelu",
+        ).to_dict(),
+        text_config=text_config(model_type="llama", rope_theta=10000.0),
+        image_token_index=IMAGE_TOKEN,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        projector_hidden_act="gelu",
+        tie_word_embeddings=False,
+    )
+    cfg._attn_implementation = "eager"
+    cfg.vision_config._attn_implementation = "eager"
+    cfg.text_config._attn_implementation = "eager"
+    model = LlavaForConditionalGeneration(cfg).eval()
+    scramble(model, 13)
+    per_image = (32 // 8) ** 2
+    g = torch.Generator().manual_seed(6)
+    pixels = torch.randn(2, 3, 32, 32, generator=g)
+    rows = [image_prompt(1, per_image, [3, 5], g), image_prompt(1, per_image, [2, 2], g)]
+    ids, mask = left_pad(rows)
+    inputs = dict(input_ids=ids, attention_mask=mask, pixel_values=pixels)
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+        feats = model.model.get_image_features(
+            pixel_values=pixels,
+            vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+        )
+        feats = image_features(feats)
+        one = dict(input_ids=ids[:1], attention_mask=mask[:1], pixel_values=pixels[:1])
+        tokens = greedy(model, **one)
+    labels = ids.masked_fill((mask == 0) | (ids == IMAGE_TOKEN), -100)
+    loss, grads = training_step(model, inputs, labels)
+    tensors = dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pixels.unsqueeze(1),
+                   logits=out.logits, image_features=feats.reshape(2, per_image, 64),
+                   greedy_input_ids=one["input_ids"], greedy_tokens=tokens, loss=loss)
+    tensors.update(hidden(out))
+    tensors.update(grads)
+    save(model, "llava", tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
+
+
+def make_idefics3_processor():
+    """Tokenizer + processor files for the tiny Idefics3 model (a word-level vocabulary whose
+    `<image>` is the model's image token), a small photo, and what `Idefics3Processor` + greedy
+    `generate` give for one chat turn: the reference of `svlm ask`."""
+    from PIL import Image
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import Idefics3ImageProcessor, Idefics3Processor, PreTrainedTokenizerFast
+
+    d = OUT / "idefics3"
+    words = ["<unk>", "<s>", "</s>", "<pad>"]
+    words += [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    words += ["<|im_start|>", "User", "Assistant", ":", "?", ".", ",", "\n"]
+    words += ("how far is the red cube from blue chair table what color left right of a an it "
+              "meters about cm one two three yes no behind front above below near").split()
+    specials = ["<global-img>", "<fake_token_around_image>", "<end_of_utterance>", "<image>"]
+    while len(words) + len(specials) < VOCAB:
+        words.append(f"w{len(words)}")
+    vocab = {w: i for i, w in enumerate(words + specials)}
+    assert vocab["<image>"] == IMAGE_TOKEN and len(vocab) == VOCAB
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials + words[:41]])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", padding_side="left")
+    template = (
+        "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+        "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+        "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+        "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+        "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+    )
+    image_processor = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=fast, image_seq_len=16,
+                                  chat_template=template)
+    processor.save_pretrained(d)
+    # A small synthetic photo: smooth colour ramps with a square, 60 x 30 (splits into 1 x 2 tiles).
+    w, h = 60, 30
+    img = Image.new("RGB", (w, h))
+    img.putdata([((x * 4) % 256, (y * 8) % 256, 200 if 20 <= x < 35 and 8 <= y < 22 else 40)
+                 for y in range(h) for x in range(w)])
+    img.save(OUT / "photo.png")
+    processor = Idefics3Processor.from_pretrained(d)
+    question = "how far is the red cube from the blue chair ?"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(text=prompt, images=[Image.open(OUT / "photo.png")], return_tensors="pt")
+    model = Idefics3ForConditionalGeneration.from_pretrained(d, attn_implementation="eager").eval()
+    stop = [fast.eos_token_id, vocab["<end_of_utterance>"]]
+    with torch.no_grad():
+        gen = model.generate(**inputs, max_new_tokens=12, do_sample=False, eos_token_id=stop, pad_token_id=0)
+    new = gen[0, inputs["input_ids"].shape[1]:].tolist()
+    while new and new[-1] in stop + [0]:
+        new.pop()
+    ref = {"question": question, "prompt": prompt, "input_ids": inputs["input_ids"][0].tolist(),
+           "pixel_shape": list(inputs["pixel_values"].shape), "tokens": new,
+           "answer": processor.tokenizer.decode(new, skip_special_tokens=True)}
+    (d / "ask_reference.json").write_text(json.dumps(ref, indent=1))
+    print(f"idefics3 processor: {len(ref['input_ids'])} prompt tokens, answer {ref['answer']!r}")
+
+
+def check_export(folder, name):
+    """Loads a folder written by svlm's `export_hf` with transformers and compares its logits on
+    the fixture's reference inputs:  python3 scripts/make_fixtures.py --check-export DIR llama"""
+    from safetensors.torch import load_file
+
+    cls = {"llama": LlamaForCausalLM, "idefics3": Idefics3ForConditionalGeneration,
+           "llava": LlavaForConditionalGeneration}[name]
+    model = cls.from_pretrained(folder, attn_implementation="eager").eval()
+    ref = load_file(str(OUT / name / "reference.safetensors"))
+    inputs = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"])
+    if name == "idefics3":
+        inputs.update(pixel_values=ref["pixel_values"], pixel_attention_mask=ref["pixel_attention_mask"].bool())
+    elif name == "llava":
+        inputs.update(pixel_values=ref["pixel_values"][:, 0])
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    keep = ref["attention_mask"].bool()
+    diff = (logits - ref["logits"])[keep].abs().max().item()
+    print(f"{name}: transformers loads {folder}; max |logits - reference| = {diff:.3e}")
+    assert diff <= 1e-4, diff
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "--check-export":
+        check_export(sys.argv[2], sys.argv[3])
+        sys.exit(0)
+    OUT.mkdir(parents=True, exist_ok=True)
+    make_llama()
+    make_idefics3()
+    make_idefics3_processor()
+    make_llava()
