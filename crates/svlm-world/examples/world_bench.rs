@@ -2,6 +2,8 @@
 //!
 //! `cargo run --release -p svlm-world --example world_bench -- [scenes=500] [size=256] [out_dir]`
 //! With `out_dir`, also writes the first 8 frames there as an RGB-D folder to look at.
+//! Prints rates by wall clock and by this process's CPU time (Linux `/proc/self/stat`): on a shared, loaded
+//! machine the CPU-time rate is the per-core figure.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..SceneConfig::default()
     };
 
+    let cpu_start = cpu_seconds();
     let start = Instant::now();
     let generated: Vec<_> = (0..scenes)
         .map(|i| generate_scene(scene_seed(7, i), &config))
@@ -33,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         objects += scene.objects.len();
     }
     let render_s = start.elapsed().as_secs_f64();
+    let cpu_s = cpu_seconds().zip(cpu_start).map(|(b, a)| b - a);
     let start = Instant::now();
     for scene in &generated {
         let mut empty = scene.clone();
@@ -52,6 +56,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         n / render_s,
         n / (generate_s + render_s)
     );
+    if let Some(cpu) = cpu_s {
+        println!(
+            "by CPU time: generate + render {:.0} scenes/s per core ({cpu:.2} s CPU)",
+            n / cpu
+        );
+    }
     if let Some(dir) = out {
         for (i, scene) in generated.iter().take(8).enumerate() {
             write_frame(&dir, &format!("scene_{i:03}"), &render(scene), scene)?;
@@ -59,4 +69,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("wrote 8 frames to {}", dir.display());
     }
     Ok(())
+}
+
+/// User + system CPU seconds of this process, from `/proc/self/stat` (fields 14 and 15, in clock ticks of
+/// 1/100 s on Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

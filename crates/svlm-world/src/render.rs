@@ -90,70 +90,137 @@ pub fn render(scene: &Scene) -> Rendered {
             }
         }
     }
-    resolve(target, width, height)
+    resolve(target, scene, width, height)
 }
 
+/// The analytic background (checkerboard floor, optional wall, sky) at every sample. Computed in f32 for speed:
+/// these depths only serve the z-test; exact f64 depths of background pixels are set in [`resolve`].
 fn draw_background(scene: &Scene, target: &mut Target) {
+    let bg = Background::new(scene);
     let k = scene.camera.intrinsics;
-    let rotation = scene.camera.world_from_camera.rotation.to_rotation_matrix();
-    let r = rotation.matrix();
-    let origin = scene.camera.position();
-    let light = Vector3::from(scene.light.direction);
-    let floor_shade = (scene.light.ambient + scene.light.diffuse * light.z.max(0.0)) as f32;
-    let floor_colors = scene
-        .floor
-        .colors
-        .map(|c| c.map(|x| (x as f32 * floor_shade).min(255.0)));
-    let inv_tile = 1.0 / scene.floor.tile;
-    let wall = scene.wall.map(|w| {
-        let n = Vector3::from(w.normal);
-        let shade = (scene.light.ambient + scene.light.diffuse * n.dot(&light).max(0.0)) as f32;
-        let offset = n.dot(&(Vector3::from(w.point) - origin.coords));
-        (n, offset, w.color.map(|x| (x as f32 * shade).min(255.0)))
-    });
-    let column = Vector3::new(r[(0, 0)], r[(1, 0)], r[(2, 0)]);
-    let row_axis = Vector3::new(r[(0, 1)], r[(1, 1)], r[(2, 1)]);
-    let axis = Vector3::new(r[(0, 2)], r[(1, 2)], r[(2, 2)]);
-    let x_of = |i: usize| ((i as f64 - 1.0) / 2.0 - k.cx) / k.fx;
+    let xs: Vec<f32> = (0..target.width)
+        .map(|i| (((i as f64 - 1.0) / 2.0 - k.cx) / k.fx) as f32)
+        .collect();
+    let c = bg.column.map(|x| x as f32);
+    let [ox, oy, oz] = bg.origin.map(|x| x as f32);
+    let inv_tile = bg.inv_tile as f32;
+    let (wall_on, [nx, ny], wall_offset) = match bg.wall {
+        Some((n, offset, _)) => (true, [n[0] as f32, n[1] as f32], offset as f32),
+        None => (false, [0.0, 0.0], 0.0),
+    };
+    let wall_color = bg.wall.map_or(SKY, |w| w.2);
     for j in 0..target.height {
         let y = ((j as f64 - 1.0) / 2.0 - k.cy) / k.fy;
         // World direction of the camera ray (x, y, 1): its parameter along the ray is the z-depth.
-        let row_base = axis + row_axis * y;
+        let base = [0, 1, 2].map(|a| (bg.axis[a] + bg.row_axis[a] * y) as f32);
         let row = j * target.width;
-        for i in 0..target.width {
-            let d = row_base + column * x_of(i);
-            let mut best = f64::INFINITY;
-            let mut color = SKY;
-            if d.z < 0.0 {
-                let t = -origin.z / d.z;
-                best = t;
-                let hx = origin.x + d.x * t;
-                let hy = origin.y + d.y * t;
-                let parity = (fast_floor(hx * inv_tile) + fast_floor(hy * inv_tile)) & 1;
-                color = floor_colors[parity as usize];
-            }
-            if let Some((n, offset, wall_color)) = wall {
-                let denom = n.dot(&d);
-                if denom < 0.0 {
-                    let t = offset / denom;
-                    if t > 0.0 && t < best && origin.z + d.z * t >= 0.0 {
-                        best = t;
-                        color = wall_color;
-                    }
+        let depth_row = &mut target.depth[row..row + target.width];
+        let color_row = &mut target.color[row..row + target.width];
+        for ((x, depth), color) in xs
+            .iter()
+            .zip(depth_row.iter_mut())
+            .zip(color_row.iter_mut())
+        {
+            let dx = base[0] + c[0] * x;
+            let dy = base[1] + c[1] * x;
+            let dz = base[2] + c[2] * x;
+            let on_floor = dz < 0.0;
+            let t_floor = if on_floor { -oz / dz } else { f32::INFINITY };
+            let hx = (ox + dx * t_floor) * inv_tile;
+            let hy = (oy + dy * t_floor) * inv_tile;
+            let parity = fast_floor(hx).wrapping_add(fast_floor(hy)) & 1;
+            let denom = nx * dx + ny * dy;
+            let t_wall = wall_offset / denom;
+            let on_wall = wall_on
+                && denom < 0.0
+                && t_wall > 0.0
+                && t_wall < t_floor
+                && oz + dz * t_wall >= 0.0;
+            *depth = if on_wall { t_wall } else { t_floor };
+            *color = if on_wall {
+                wall_color
+            } else if on_floor {
+                bg.floor_colors[parity as usize]
+            } else {
+                SKY
+            };
+        }
+    }
+}
+
+/// What the background of a scene looks like, in world terms.
+struct Background {
+    origin: [f64; 3],
+    column: [f64; 3],
+    row_axis: [f64; 3],
+    axis: [f64; 3],
+    inv_tile: f64,
+    floor_colors: [[f32; 3]; 2],
+    /// Normal (x, y), offset `n . (p0 - origin)`, shaded colour.
+    wall: Option<([f64; 2], f64, [f32; 3])>,
+}
+
+impl Background {
+    fn new(scene: &Scene) -> Self {
+        let rotation = scene.camera.world_from_camera.rotation.to_rotation_matrix();
+        let r = rotation.matrix();
+        let origin = scene.camera.position();
+        let light = Vector3::from(scene.light.direction);
+        let floor_shade = (scene.light.ambient + scene.light.diffuse * light.z.max(0.0)) as f32;
+        let floor_colors = scene
+            .floor
+            .colors
+            .map(|c| c.map(|x| (x as f32 * floor_shade).min(255.0)));
+        let wall = scene.wall.map(|w| {
+            let n = Vector3::new(w.normal[0], w.normal[1], 0.0).normalize();
+            let shade = (scene.light.ambient + scene.light.diffuse * n.dot(&light).max(0.0)) as f32;
+            let offset = n.dot(&(Vector3::from(w.point) - origin.coords));
+            (
+                [n.x, n.y],
+                offset,
+                w.color.map(|x| (x as f32 * shade).min(255.0)),
+            )
+        });
+        Self {
+            origin: origin.coords.into(),
+            column: [r[(0, 0)], r[(1, 0)], r[(2, 0)]],
+            row_axis: [r[(0, 1)], r[(1, 1)], r[(2, 1)]],
+            axis: [r[(0, 2)], r[(1, 2)], r[(2, 2)]],
+            inv_tile: 1.0 / scene.floor.tile,
+            floor_colors,
+            wall,
+        }
+    }
+
+    /// Exact z-depth of the floor or wall at image coordinates `(u, v)`; infinite for sky.
+    fn depth(&self, k: &svlm_geometry::Intrinsics, u: f64, v: f64) -> f64 {
+        let (x, y) = ((u - k.cx) / k.fx, (v - k.cy) / k.fy);
+        let d: [f64; 3] =
+            std::array::from_fn(|a| self.axis[a] + self.row_axis[a] * y + self.column[a] * x);
+        let mut best = if d[2] < 0.0 {
+            -self.origin[2] / d[2]
+        } else {
+            f64::INFINITY
+        };
+        if let Some(([nx, ny], offset, _)) = self.wall {
+            let denom = nx * d[0] + ny * d[1];
+            if denom < 0.0 {
+                let t = offset / denom;
+                if t > 0.0 && t < best && self.origin[2] + d[2] * t >= 0.0 {
+                    best = t;
                 }
             }
-            target.depth[row + i] = best as f32;
-            target.color[row + i] = color;
         }
+        best
     }
 }
 
 /// `floor` without a libm call (the baseline x86-64 target has no rounding instruction); saturates far away,
 /// where the checkerboard is sub-pixel anyway.
 #[inline]
-fn fast_floor(x: f64) -> i64 {
-    let i = x as i64;
-    if (i as f64) > x { i - 1 } else { i }
+fn fast_floor(x: f32) -> i32 {
+    let i = x as i32;
+    i.wrapping_sub(((i as f32) > x) as i32)
 }
 
 /// Clips a camera-frame triangle against the near plane, then rasterizes the one or two pieces.
@@ -260,7 +327,9 @@ fn raster(target: &mut Target, k: &svlm_geometry::Intrinsics, tri: [Vertex; 3], 
     }
 }
 
-fn resolve(target: Target, width: usize, height: usize) -> Rendered {
+fn resolve(target: Target, scene: &Scene, width: usize, height: usize) -> Rendered {
+    let background = Background::new(scene);
+    let k = scene.camera.intrinsics;
     let sw = target.width;
     let mut depth = Vec::with_capacity(width * height);
     let mut instances = Vec::with_capacity(width * height);
@@ -271,9 +340,14 @@ fn resolve(target: Target, width: usize, height: usize) -> Rendered {
         for u in 0..width {
             let i = 2 * u + 1;
             let centre = j * sw + i;
-            let z = target.depth[centre];
+            let id = target.ids[centre];
+            let z = if id == 0 {
+                background.depth(&k, u as f64, v as f64) as f32
+            } else {
+                target.depth[centre]
+            };
             depth.push(if z.is_finite() { z } else { 0.0 });
-            instances.push(target.ids[centre]);
+            instances.push(id);
             let mut acc = [0.0f32; 3];
             for (dj, wj) in TENT.iter().enumerate() {
                 let row = (j + dj - 1) * sw;
@@ -285,11 +359,7 @@ fn resolve(target: Target, width: usize, height: usize) -> Rendered {
                     acc[2] += c[2] * w;
                 }
             }
-            rgb.put_pixel(
-                u as u32,
-                v as u32,
-                image::Rgb(acc.map(|c| c.round().clamp(0.0, 255.0) as u8)),
-            );
+            rgb.put_pixel(u as u32, v as u32, image::Rgb(acc.map(|c| (c + 0.5) as u8)));
         }
     }
     Rendered {

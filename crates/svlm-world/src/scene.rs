@@ -884,7 +884,7 @@ fn finish_scene<R: Rng + ?Sized>(
     // Light from the camera's side (as in most photos), so faces and walls seen by the camera are lit.
     let forward = camera.world_from_camera.rotation * Vector3::z();
     let towards_camera = (-forward.y).atan2(-forward.x);
-    let azimuth = towards_camera + rng.random_range(-1.75..=1.75);
+    let azimuth = towards_camera + rng.random_range(-1.0..=1.0);
     let light = Light {
         direction: [
             elevation.cos() * azimuth.cos(),
