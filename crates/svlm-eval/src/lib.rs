@@ -1,1 +1,27 @@
-//! svlm-eval
+//! Spatial evaluation: scoring answers against ground truth, metrics per question type and family, benchmark
+//! readers (svlm synthesis sets, Q-Spatial-Bench, SpatialRGPT-Bench) and reports (JSON, markdown, predictions
+//! JSONL, PNG charts).
+//!
+//! Generation is not here: anything implementing [`Answerer`] answers the questions (the `svlm eval` command wires
+//! a `svlm-model` VLM to it).
+//!
+//! Invalid format: an answer the parsers of `svlm-answers` cannot read (no yes/no word, no option named, a number
+//! without a unit...) is invalid. It counts in the valid-format rate, and as not correct in every "over all" rate;
+//! "over valid" rates leave it out. Both are reported.
+
+pub mod benchmarks;
+pub mod dataset;
+pub mod evaluate;
+pub mod metrics;
+pub mod report;
+pub mod score;
+
+pub use benchmarks::{
+    BenchmarkFormat, LoadOptions, detect_format, load_benchmark, read_qspatial, read_spatialrgpt,
+    read_synth,
+};
+pub use dataset::{EvalItem, EvalSet, Skip};
+pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate};
+pub use metrics::{Metrics, Rate};
+pub use report::{EvalReport, ReportFiles, read_predictions, truth_text};
+pub use score::{Parsed, Score, score_answer};

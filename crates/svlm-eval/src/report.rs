@@ -1,0 +1,378 @@
+//! The evaluation report: JSON, markdown, predictions JSONL and PNG charts.
+
+use crate::dataset::Skip;
+use crate::evaluate::Prediction;
+use crate::metrics::{Metrics, Rate};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use svlm_report::{BarChart, markdown_table, write_atomic};
+use svlm_synth::record::Truth;
+
+/// How many skipped rows and example predictions the report lists.
+const LISTED_SKIPS: usize = 20;
+const LISTED_EXAMPLES: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub dataset: String,
+    pub model: String,
+    /// Questions asked.
+    pub items: usize,
+    /// Rows of the input that were not turned into questions, and the first few of them.
+    pub skipped: usize,
+    pub skipped_examples: Vec<Skip>,
+    /// Wall time of the run (0 when built from stored predictions).
+    #[serde(default)]
+    pub seconds: f64,
+    pub overall: Metrics,
+    /// "qualitative" and "quantitative".
+    pub by_family: BTreeMap<String, Metrics>,
+    /// Per question type.
+    pub by_type: BTreeMap<String, Metrics>,
+    /// Not in report.json: written to predictions.jsonl.
+    #[serde(skip)]
+    pub predictions: Vec<Prediction>,
+}
+
+/// Where `EvalReport::write` put its files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportFiles {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub predictions: PathBuf,
+    pub charts: Vec<PathBuf>,
+}
+
+impl EvalReport {
+    pub fn from_predictions(
+        dataset: &str,
+        model: &str,
+        predictions: Vec<Prediction>,
+        skipped: &[Skip],
+    ) -> Self {
+        let pairs = |filter: &dyn Fn(&Prediction) -> bool| {
+            Metrics::from_scores(
+                predictions
+                    .iter()
+                    .filter(|p| filter(p))
+                    .map(|p| (&p.truth, &p.score)),
+            )
+        };
+        let overall = pairs(&|_| true);
+        let mut by_family = BTreeMap::new();
+        let mut by_type = BTreeMap::new();
+        for p in &predictions {
+            by_family.entry(p.family.clone()).or_insert(());
+            by_type.entry(p.kind.clone()).or_insert(());
+        }
+        let by_family = by_family
+            .into_keys()
+            .map(|f| (f.clone(), pairs(&|p| p.family == f)))
+            .collect();
+        let by_type = by_type
+            .into_keys()
+            .map(|k| (k.clone(), pairs(&|p| p.kind == k)))
+            .collect();
+        EvalReport {
+            dataset: dataset.to_string(),
+            model: model.to_string(),
+            items: predictions.len(),
+            skipped: skipped.len(),
+            skipped_examples: skipped.iter().take(LISTED_SKIPS).cloned().collect(),
+            seconds: 0.0,
+            overall,
+            by_family,
+            by_type,
+            predictions,
+        }
+    }
+
+    /// The report as markdown: headline numbers, per-family and per-type tables, skipped rows, example answers.
+    pub fn to_markdown(&self) -> String {
+        let mut md = format!("# Evaluation: {} on {}\n\n", self.model, self.dataset);
+        md.push_str(&format!(
+            "{} questions, {} input rows skipped{}.\n\n",
+            self.items,
+            self.skipped,
+            if self.seconds > 0.0 {
+                format!(", {:.1} s", self.seconds)
+            } else {
+                String::new()
+            }
+        ));
+        md.push_str(
+            "\"over all\" counts an unreadable answer (invalid format) as wrong; \"over valid\" leaves it out. \
+             Binary = yes/no predicates and \"which\" choices; lengths are scored by the midpoint of a range; \
+             accuracy uses each type's own rule (length within [0.5x, 2x], clock within +-1 hour, angle within \
+             +-10 degrees).\n\n## Overall\n\n",
+        );
+        let m = &self.overall;
+        let rows = vec![
+            vec![
+                "valid format".into(),
+                pct(m.valid_format_rate),
+                "".into(),
+                m.count.to_string(),
+            ],
+            rate_row("accuracy", &m.accuracy),
+            rate_row("binary predicates", &m.binary),
+            rate_row("lengths within [0.5x, 2x]", &m.within_2x),
+            rate_row("lengths within +-25%", &m.within_25_percent),
+            vec![
+                "mean relative accuracy (0.50..0.95)".into(),
+                pct(m.mra_over_all),
+                pct(m.mra_over_valid),
+                m.within_2x.total.to_string(),
+            ],
+            vec![
+                "abs. relative error (mean / median)".into(),
+                "".into(),
+                format!(
+                    "{} / {}",
+                    num(m.abs_rel_error_mean),
+                    num(m.abs_rel_error_median)
+                ),
+                m.within_2x.valid.to_string(),
+            ],
+            rate_row("clock direction within +-1 h", &m.clock),
+            rate_row("angle within +-10 deg", &m.angle),
+        ];
+        let rows: Vec<Vec<String>> = rows.into_iter().filter(|r| r[3] != "0").collect();
+        md.push_str(&markdown_table(
+            &["metric", "over all", "over valid", "n"],
+            &rows,
+        ));
+
+        md.push_str("\n## By family\n\n");
+        md.push_str(&group_table("family", &self.by_family));
+        md.push_str("\n## By question type\n\n");
+        md.push_str(&group_table("type", &self.by_type));
+
+        if self.skipped > 0 {
+            md.push_str(&format!(
+                "\n## Skipped input rows ({}, first {} listed)\n\n",
+                self.skipped,
+                self.skipped_examples.len()
+            ));
+            let rows: Vec<Vec<String>> = self
+                .skipped_examples
+                .iter()
+                .map(|s| vec![s.location.clone(), s.reason.clone()])
+                .collect();
+            md.push_str(&markdown_table(&["where", "why"], &rows));
+        }
+
+        if !self.predictions.is_empty() {
+            md.push_str(&format!(
+                "\n## Example answers (up to {LISTED_EXAMPLES} per type)\n\n"
+            ));
+            let mut rows = Vec::new();
+            for kind in self.by_type.keys() {
+                for p in self
+                    .predictions
+                    .iter()
+                    .filter(|p| &p.kind == kind)
+                    .take(LISTED_EXAMPLES)
+                {
+                    rows.push(vec![
+                        p.kind.clone(),
+                        p.question.clone(),
+                        p.answer_text.clone(),
+                        truth_text(&p.truth),
+                        if !p.score.is_valid() {
+                            "invalid".into()
+                        } else if p.score.correct {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
+                    ]);
+                }
+            }
+            md.push_str(&markdown_table(
+                &["type", "question", "answer", "truth", "correct"],
+                &rows,
+            ));
+        }
+        md
+    }
+
+    /// Writes `report.json`, `report.md`, `predictions.jsonl` and the charts (`accuracy_by_type.png`, and
+    /// `lengths_by_type.png` when there are length questions) into `dir`, each atomically.
+    pub fn write(&self, dir: &Path) -> Result<ReportFiles> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = dir.join("report.json");
+        let text = serde_json::to_string_pretty(self).context("serializing the report")?;
+        write_atomic(&json, text.as_bytes())?;
+        let markdown = dir.join("report.md");
+        write_atomic(&markdown, self.to_markdown().as_bytes())?;
+        let predictions = dir.join("predictions.jsonl");
+        let mut lines = String::new();
+        for p in &self.predictions {
+            lines.push_str(&serde_json::to_string(p).context("serializing a prediction")?);
+            lines.push('\n');
+        }
+        write_atomic(&predictions, lines.as_bytes())?;
+        let charts = self.write_charts(dir)?;
+        Ok(ReportFiles {
+            json,
+            markdown,
+            predictions,
+            charts,
+        })
+    }
+
+    fn write_charts(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        if self.by_type.is_empty() {
+            return Ok(written);
+        }
+        let kinds: Vec<String> = self.by_type.keys().cloned().collect();
+        let value = |f: &dyn Fn(&Metrics) -> Option<f64>| -> Vec<f64> {
+            self.by_type.values().map(|m| f(m).unwrap_or(0.0)).collect()
+        };
+        let mut accuracy = BarChart::new(
+            format!(
+                "{} on {}: accuracy by question type",
+                self.model, self.dataset
+            ),
+            "share",
+            kinds.clone(),
+        )
+        .with_group("accuracy (over all)", value(&|m| m.accuracy.over_all))
+        .with_group("valid format", value(&|m| m.valid_format_rate));
+        accuracy.y_max = Some(1.0);
+        let path = dir.join("accuracy_by_type.png");
+        accuracy.save_png(&path)?;
+        written.push(path);
+
+        let length_kinds: Vec<(&String, &Metrics)> = self
+            .by_type
+            .iter()
+            .filter(|(_, m)| m.within_2x.total > 0)
+            .collect();
+        if !length_kinds.is_empty() {
+            let names = length_kinds.iter().map(|(k, _)| (*k).clone()).collect();
+            let col = |f: &dyn Fn(&Metrics) -> Option<f64>| {
+                length_kinds
+                    .iter()
+                    .map(|(_, m)| f(m).unwrap_or(0.0))
+                    .collect()
+            };
+            let mut lengths = BarChart::new(
+                format!(
+                    "{} on {}: lengths by question type",
+                    self.model, self.dataset
+                ),
+                "share",
+                names,
+            )
+            .with_group("within [0.5x, 2x]", col(&|m| m.within_2x.over_all))
+            .with_group("within +-25%", col(&|m| m.within_25_percent.over_all))
+            .with_group("mean relative accuracy", col(&|m| m.mra_over_all));
+            lengths.y_max = Some(1.0);
+            let path = dir.join("lengths_by_type.png");
+            lengths.save_png(&path)?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    /// Reads a `report.json` (predictions are not in it; see [`read_predictions`]).
+    pub fn read_json(path: &Path) -> Result<EvalReport> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an evaluation report", path.display()))
+    }
+}
+
+/// Reads a `predictions.jsonl` written by [`EvalReport::write`].
+pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(n, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a prediction", path.display(), n + 1))
+        })
+        .collect()
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", 100.0 * x))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "–".into())
+}
+
+fn rate_row(name: &str, r: &Rate) -> Vec<String> {
+    vec![
+        name.into(),
+        pct(r.over_all),
+        pct(r.over_valid),
+        r.total.to_string(),
+    ]
+}
+
+fn rate_cell(r: &Rate) -> String {
+    if r.total == 0 {
+        "–".into()
+    } else {
+        pct(r.over_all)
+    }
+}
+
+fn group_table(label: &str, groups: &BTreeMap<String, Metrics>) -> String {
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|(name, m)| {
+            vec![
+                name.clone(),
+                m.count.to_string(),
+                pct(m.valid_format_rate),
+                rate_cell(&m.accuracy),
+                pct(m.accuracy.over_valid),
+                rate_cell(&m.binary),
+                rate_cell(&m.within_2x),
+                rate_cell(&m.within_25_percent),
+                pct(m.mra_over_all),
+                num(m.abs_rel_error_median),
+                rate_cell(&m.clock),
+            ]
+        })
+        .collect();
+    markdown_table(
+        &[
+            label,
+            "n",
+            "valid",
+            "accuracy",
+            "accuracy (valid)",
+            "binary",
+            "within 2x",
+            "within 25%",
+            "MRA",
+            "median abs rel err",
+            "clock +-1h",
+        ],
+        &rows,
+    )
+}
+
+/// The truth as a short text for tables.
+pub fn truth_text(truth: &Truth) -> String {
+    match truth {
+        Truth::Bool { value } => if *value { "yes" } else { "no" }.into(),
+        Truth::Choice { value, .. } => value.clone(),
+        Truth::Length { meters } => format!("{meters:.3} m"),
+        Truth::Clock { hour } => format!("{hour} o'clock"),
+        Truth::Angle { degrees } => format!("{degrees:.1} deg"),
+    }
+}
