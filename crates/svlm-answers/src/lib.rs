@@ -10,6 +10,7 @@ mod choice;
 mod clock;
 mod length;
 mod lexer;
+mod text;
 mod unit;
 mod yes_no;
 
@@ -17,5 +18,6 @@ pub use angle::{format_angle_degrees, parse_angle_degrees};
 pub use choice::parse_choice;
 pub use clock::{clock_distance, format_clock, normalize_hour, parse_clock};
 pub use length::{NumberStyle, RANGE_STEP_SHARE, format_length, format_length_in, parse_length};
+pub use text::answers_match;
 pub use unit::{Length, LengthUnit, UnknownUnit};
 pub use yes_no::parse_yes_no;

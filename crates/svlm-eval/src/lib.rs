@@ -12,6 +12,7 @@
 pub mod benchmarks;
 pub mod dataset;
 pub mod evaluate;
+pub mod general;
 pub mod metrics;
 pub mod report;
 pub mod score;
@@ -22,6 +23,9 @@ pub use benchmarks::{
 };
 pub use dataset::{EvalItem, EvalSet, Skip};
 pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate};
+pub use general::{
+    GeneralItem, GeneralPrediction, GeneralReport, evaluate_general, read_general_vqa,
+};
 pub use metrics::{Metrics, Rate};
 pub use report::{EvalReport, ReportFiles, read_predictions, truth_text};
 pub use score::{Parsed, Score, score_answer};

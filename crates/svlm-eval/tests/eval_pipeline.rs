@@ -487,3 +487,38 @@ fn report_files_are_written_and_read_back() {
         .collect();
     assert_eq!(names.len(), 5, "{names:?}");
 }
+
+#[test]
+fn general_vqa_records_are_scored_by_text_match() {
+    let items = svlm_eval::read_general_vqa(&fixture("synth_small.jsonl"), None).expect("read");
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (items[0].id.as_str(), items[0].reference.as_str()),
+        ("scene1#0", "Green.")
+    );
+    assert_eq!(items[0].question, "What color is the cone?");
+    let mut right =
+        FnAnswerer(|b: &[(PathBuf, String)]| Ok(vec!["The cone is green.".to_string(); b.len()]));
+    let report = svlm_eval::evaluate_general("small", &items, &mut right, &EvalOptions::default())
+        .expect("eval");
+    assert_eq!(
+        (report.count, report.correct, report.accuracy),
+        (1, 1, Some(1.0))
+    );
+    let mut wrong = FnAnswerer(|b: &[(PathBuf, String)]| Ok(vec!["red".to_string(); b.len()]));
+    let report = svlm_eval::evaluate_general("small", &items, &mut wrong, &EvalOptions::default())
+        .expect("eval");
+    assert_eq!(report.accuracy, Some(0.0));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (json, predictions) = report.write(dir.path()).expect("write");
+    let back: svlm_eval::GeneralReport =
+        serde_json::from_str(&std::fs::read_to_string(json).expect("json")).expect("parse");
+    assert_eq!(back.correct, 0);
+    assert_eq!(
+        std::fs::read_to_string(predictions)
+            .expect("jsonl")
+            .lines()
+            .count(),
+        1
+    );
+}

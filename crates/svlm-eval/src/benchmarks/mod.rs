@@ -17,6 +17,7 @@ mod synth;
 
 pub use qspatial::read_qspatial;
 pub use spatialrgpt::read_spatialrgpt;
+pub(crate) use synth::read_records;
 pub use synth::read_synth;
 
 use crate::dataset::EvalSet;

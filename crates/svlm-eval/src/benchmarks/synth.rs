@@ -13,6 +13,49 @@ use svlm_synth::record::SpatialRecord;
 /// whose turn pairs and truths do not line up is skipped (counted in `EvalSet::skipped`), as is a record without
 /// truth (general VQA).
 pub fn read_synth(path: &Path, image_root: Option<&Path>) -> Result<EvalSet> {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "synth".into());
+    let mut set = EvalSet::new(name);
+    for (location, root, record) in read_records(path, image_root)? {
+        let pairs = record.qa_pairs();
+        if record.spatial.is_empty() {
+            set.skip(location, "no spatial truth (general VQA record)");
+            continue;
+        }
+        if pairs.len() != record.spatial.len() {
+            set.skip(
+                location,
+                format!(
+                    "{} question/answer pairs but {} spatial truths",
+                    pairs.len(),
+                    record.spatial.len()
+                ),
+            );
+            continue;
+        }
+        let image = resolve(&root, &record.image);
+        for (turn, ((question, answer), qa)) in pairs.into_iter().zip(record.spatial).enumerate() {
+            set.items.push(EvalItem {
+                id: format!("{}#{turn}", record.id),
+                image: image.clone(),
+                question,
+                kind: qa.kind,
+                truth: qa.truth,
+                reference_answer: Some(answer),
+                regions: Vec::new(),
+            });
+        }
+    }
+    Ok(set)
+}
+
+/// Every record of a synthesis JSONL file or folder, with its "file:line" and the folder its image is relative to.
+pub(crate) fn read_records(
+    path: &Path,
+    image_root: Option<&Path>,
+) -> Result<Vec<(String, PathBuf, SpatialRecord)>> {
     let files = if path.is_dir() {
         jsonl_files(path)?
     } else {
@@ -21,49 +64,16 @@ pub fn read_synth(path: &Path, image_root: Option<&Path>) -> Result<EvalSet> {
     if files.is_empty() {
         bail!("{}: no .jsonl files", path.display());
     }
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "synth".into());
-    let mut set = EvalSet::new(name);
+    let mut records = Vec::new();
     for file in files {
         let root = default_root(&file, image_root);
         for (location, value) in read_json_rows(&file)? {
             let record: SpatialRecord = serde_json::from_value(value)
                 .with_context(|| format!("{location}: not an svlm synthesis record"))?;
-            let pairs = record.qa_pairs();
-            if record.spatial.is_empty() {
-                set.skip(location, "no spatial truth (general VQA record)");
-                continue;
-            }
-            if pairs.len() != record.spatial.len() {
-                set.skip(
-                    location,
-                    format!(
-                        "{} question/answer pairs but {} spatial truths",
-                        pairs.len(),
-                        record.spatial.len()
-                    ),
-                );
-                continue;
-            }
-            let image = resolve(&root, &record.image);
-            for (turn, ((question, answer), qa)) in
-                pairs.into_iter().zip(record.spatial).enumerate()
-            {
-                set.items.push(EvalItem {
-                    id: format!("{}#{turn}", record.id),
-                    image: image.clone(),
-                    question,
-                    kind: qa.kind,
-                    truth: qa.truth,
-                    reference_answer: Some(answer),
-                    regions: Vec::new(),
-                });
-            }
+            records.push((location, root.clone(), record));
         }
     }
-    Ok(set)
+    Ok(records)
 }
 
 fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>> {
