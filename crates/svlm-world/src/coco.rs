@@ -455,6 +455,24 @@ mod tests {
     }
 
     #[test]
+    fn compressed_rle_matches_published_vectors() {
+        // Pairs used by other COCO-compatible implementations' tests (pycocotools' encoding).
+        let vectors: [(&[u32], &str); 7] = [
+            (&[0, 6, 1, 3], "061M"),
+            (&[0, 6, 1], "061"),
+            (&[0, 6, 1, 1], "061K"),
+            (&[0, 6, 1, 5], "061O"),
+            (&[0, 6, 1, 6], "0610"),
+            (&[0, 1, 1, 2, 1, 3, 1, 4, 1], "011101010"),
+            (&[0, 1024], "0PP1"),
+        ];
+        for (counts, text) in vectors {
+            assert_eq!(encode_rle_string(counts), text);
+            assert_eq!(decode_rle_string(text).unwrap(), counts);
+        }
+    }
+
+    #[test]
     fn compressed_rle_known_string() {
         // Hand-encoded: counts [3, 2, 4]: '3' = 48 + 3, '2' = 48 + 2, '4' = 48 + 4 (no deltas before the 4th).
         assert_eq!(decode_rle_string("324").unwrap(), vec![3, 2, 4]);
