@@ -1,8 +1,105 @@
-// Placeholder until this subcommand lands; it refuses to run rather than pretend.
+//! `svlm train`: one co-training run from a config.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use svlm_train::config::{Precision, RunConfig};
+use svlm_train::trainer::{TrainOptions, TrainOutcome};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Run config (TOML; see configs/).
+    #[arg(long, required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Override a config key, typed by the schema: `--set optim.lr=2e-5 --set data.sources.spatial.weight=0.1`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run directory (default: runs/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its newest checkpoint (its saved config.toml is used).
+    #[arg(long, conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Device: cpu, cuda[:i], vulkan[:i] (overrides train.device).
+    #[arg(long)]
+    pub device: Option<String>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`svlm train` is not implemented yet")
+/// Build the model and encoder a config names and train it in `run_dir`.
+pub fn train_config(
+    config: &RunConfig,
+    run_dir: &std::path::Path,
+    resume: bool,
+) -> anyhow::Result<TrainOutcome> {
+    let mut device = svlm_model::resolve_device(&config.train.device)?;
+    if config.train.precision == Precision::Bf16 && config.train.device != "cpu" {
+        device
+            .configure(svlm_model::burn::tensor::FloatDType::BF16)
+            .map_err(|e| anyhow::anyhow!("bf16 on {}: {e:?}", config.train.device))?;
+    }
+    let device = device.autodiff();
+    let (model, processor_dir) = svlm_train::vlm::build_model(config, &device)?;
+    let encoder = svlm_train::vlm::ProcessorEncoder::from_dir(&processor_dir)?;
+    let options = TrainOptions {
+        resume,
+        halt_after: None,
+    };
+    Ok(svlm_train::train(
+        config, run_dir, model, &encoder, &device, &options,
+    )?)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let (mut config, run_dir, resume) = match (&args.resume, &args.config) {
+        (Some(dir), _) => {
+            let path = dir.join("config.toml");
+            (
+                RunConfig::load(&path, &args.set)
+                    .with_context(|| format!("resuming {}", dir.display()))?,
+                dir.clone(),
+                true,
+            )
+        }
+        (None, Some(path)) => {
+            let config = RunConfig::load(path, &args.set)?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+            (config, out, false)
+        }
+        (None, None) => anyhow::bail!("pass --config FILE or --resume RUN_DIR"),
+    };
+    if let Some(device) = &args.device {
+        config.train.device = device.clone();
+    }
+    let outcome = train_config(&config, &run_dir, resume)?;
+    println!(
+        "trained {} steps: final loss {}, {:.2} samples/s, {:.0} tokens/s, pad fraction {:.3}",
+        outcome.steps,
+        outcome
+            .final_loss
+            .map_or("-".to_string(), |l| format!("{l:.4}")),
+        outcome.samples_per_s,
+        outcome.tokens_per_s,
+        outcome.pad_fraction
+    );
+    for s in &outcome.sources {
+        println!(
+            "  {:<16} configured {:.3}  samples {:>8} ({:.3})  supervised tokens {:>10} ({:.3})  val loss {}",
+            s.name,
+            s.configured_share,
+            s.samples,
+            s.sample_share,
+            s.supervised_tokens,
+            s.token_share,
+            s.validation_loss
+                .map_or("-".to_string(), |v| format!("{v:.4}"))
+        );
+    }
+    println!(
+        "run directory: {} (report.md, loss.png, metrics.jsonl, tb/)",
+        run_dir.display()
+    );
+    Ok(())
 }

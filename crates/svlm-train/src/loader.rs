@@ -1,0 +1,318 @@
+//! The loader: mixture draws -> rows -> encoded samples -> padded batches, with optional length grouping, and the
+//! state that makes a resumed run see exactly the batches the uninterrupted run would have seen.
+
+use std::collections::VecDeque;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{EncodedSample, HostBatch, SampleEncoder, SourceTotals, group_by_length};
+use crate::config::{RatioBy, RunConfig, StopRule};
+use crate::data::{DataError, DataSet};
+use crate::mixture::{Mixture, MixtureSource, MixtureState};
+
+/// Serializable loader position (part of every checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoaderState {
+    pub mixture: MixtureState,
+    /// Batches already drawn (length-grouping window) but not yet trained on, as (source, row) pairs.
+    pub pending: Vec<Vec<(usize, usize)>>,
+    /// ChaCha8 state of the grouping RNG: seed and word position.
+    pub rng_seed: [u8; 32],
+    pub rng_word_pos: u128,
+    pub totals: Vec<SourceTotals>,
+    /// Rows read per source (for the bad-row fraction of reads).
+    pub reads: Vec<usize>,
+}
+
+/// Train / validation split of one source's rows: hold-out rows are a seeded choice, not the file's tail.
+pub fn split_rows(
+    seed: u64,
+    source: usize,
+    len: usize,
+    holdout: usize,
+) -> (Vec<usize>, Vec<usize>) {
+    let order = Mixture::epoch_order(seed ^ 0x5eed_0f_ba11, u32::MAX, source, len);
+    let holdout = holdout.min(len.saturating_sub(1));
+    let mut validation: Vec<usize> = order[..holdout].iter().map(|&i| i as usize).collect();
+    let mut train: Vec<usize> = order[holdout..].iter().map(|&i| i as usize).collect();
+    validation.sort_unstable();
+    train.sort_unstable();
+    (train, validation)
+}
+
+pub struct Loader<'a> {
+    data: &'a DataSet,
+    encoder: &'a dyn SampleEncoder,
+    mixture: Mixture,
+    stop: StopRule,
+    batch_size: usize,
+    window_batches: usize,
+    max_seq_len: usize,
+    max_bad_fraction: f64,
+    pending: VecDeque<Vec<((usize, usize), EncodedSample)>>,
+    rng: ChaCha8Rng,
+    pub totals: Vec<SourceTotals>,
+    reads: Vec<usize>,
+    /// Validation rows per source.
+    pub validation: Vec<Vec<usize>>,
+    /// Encoded validation samples per source, made on first use.
+    validation_cache: std::cell::OnceCell<Vec<Vec<EncodedSample>>>,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(
+        config: &RunConfig,
+        data: &'a DataSet,
+        encoder: &'a dyn SampleEncoder,
+    ) -> Result<Self, DataError> {
+        let mut sources = Vec::new();
+        let mut validation = Vec::new();
+        for (i, (source, sc)) in data.sources.iter().zip(&config.data.sources).enumerate() {
+            let (train, val) = split_rows(config.seed, i, source.len(), sc.holdout);
+            let mut probe_tokens = 0usize;
+            let mut probed = 0usize;
+            // Encoding runs the image processor: only pay for the probe where the plan needs token counts.
+            let needs_probe =
+                config.data.ratio_by == RatioBy::Tokens || config.data.stop != StopRule::Steps;
+            let probe_rows = if needs_probe {
+                config.data.token_probe_rows
+            } else {
+                0
+            };
+            for &row in train.iter().take(probe_rows) {
+                if let Some(sample) = source.get(row, i)
+                    && let Ok(encoded) = encoder.encode(&sample, config.model.max_seq_len)
+                {
+                    probe_tokens += encoded.supervised_tokens();
+                    probed += 1;
+                }
+            }
+            let tokens_per_sample = if probed == 0 {
+                1.0
+            } else {
+                probe_tokens as f64 / probed as f64
+            };
+            sources.push(MixtureSource {
+                name: sc.name.clone(),
+                weight: sc.weight,
+                rows: train,
+                epochs: config.source_epochs(sc),
+                tokens_per_sample,
+            });
+            validation.push(val);
+        }
+        let n = sources.len();
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&config.seed.to_le_bytes());
+        seed[8..16].copy_from_slice(b"grouping");
+        Ok(Self {
+            data,
+            encoder,
+            mixture: Mixture::new(config.seed, config.data.ratio_by, sources),
+            stop: config.data.stop,
+            batch_size: config.train.batch_size,
+            window_batches: config.data.length_group_batches,
+            max_seq_len: config.model.max_seq_len,
+            max_bad_fraction: config.data.max_bad_fraction,
+            pending: VecDeque::new(),
+            rng: ChaCha8Rng::from_seed(seed),
+            totals: vec![SourceTotals::default(); n],
+            reads: vec![0; n],
+            validation,
+            validation_cache: std::cell::OnceCell::new(),
+        })
+    }
+
+    pub fn mixture(&self) -> &Mixture {
+        &self.mixture
+    }
+
+    pub fn state(&self) -> LoaderState {
+        LoaderState {
+            mixture: self.mixture.state().clone(),
+            pending: self
+                .pending
+                .iter()
+                .map(|b| b.iter().map(|(k, _)| *k).collect())
+                .collect(),
+            rng_seed: self.rng.get_seed(),
+            rng_word_pos: self.rng.get_word_pos(),
+            totals: self.totals.clone(),
+            reads: self.reads.clone(),
+        }
+    }
+
+    pub fn restore(&mut self, state: LoaderState) -> Result<(), String> {
+        self.mixture.set_state(state.mixture)?;
+        self.rng = ChaCha8Rng::from_seed(state.rng_seed);
+        self.rng.set_word_pos(state.rng_word_pos);
+        self.totals = state.totals;
+        self.reads = state.reads;
+        self.pending.clear();
+        for batch in state.pending {
+            let mut encoded = Vec::new();
+            for (source, row) in batch {
+                // These rows were read and encoded before the checkpoint; reading them again gives the same samples.
+                let sample = self.data.sources[source].get(row, source).ok_or_else(|| {
+                    format!("pending row {row} of source {source} no longer reads")
+                })?;
+                let e = self.encoder.encode(&sample, self.max_seq_len)?;
+                encoded.push(((source, row), e));
+            }
+            self.pending.push_back(encoded);
+        }
+        Ok(())
+    }
+
+    fn stopped(&self) -> bool {
+        match self.stop {
+            StopRule::FirstExhausted => self.mixture.first_exhausted(),
+            StopRule::AllExhausted | StopRule::Steps => self.mixture.all_exhausted(),
+        }
+    }
+
+    /// Draw one usable sample, skipping (and counting) bad rows. `None` when the stop rule says the data is done.
+    fn draw(&mut self) -> Result<Option<((usize, usize), EncodedSample)>, DataError> {
+        loop {
+            if self.stopped() {
+                return Ok(None);
+            }
+            let Some((source, row)) = self.mixture.next() else {
+                return Ok(None);
+            };
+            self.reads[source] += 1;
+            let ds = &self.data.sources[source];
+            let encoded = match ds.get(row, source) {
+                Some(sample) => match self.encoder.encode(&sample, self.max_seq_len) {
+                    Ok(mut e) => {
+                        e.source = source;
+                        e.origin = sample.origin.clone();
+                        Some(e)
+                    }
+                    Err(reason) => {
+                        ds.bad
+                            .lock()
+                            .map(|mut b| {
+                                b.push(crate::data::BadRow {
+                                    origin: sample.origin.clone(),
+                                    reason: reason.clone(),
+                                })
+                            })
+                            .ok();
+                        tracing::warn!(source = %ds.name(), "skipping {}: {reason}", sample.origin);
+                        None
+                    }
+                },
+                None => None,
+            };
+            match encoded {
+                Some(e) => {
+                    self.mixture.record(source, e.supervised_tokens());
+                    let t = &mut self.totals[source];
+                    t.samples += 1;
+                    t.supervised_tokens += e.supervised_tokens() as u64;
+                    t.tokens += e.input_ids.len() as u64;
+                    t.truncated_tokens += e.truncated as u64;
+                    return Ok(Some(((source, row), e)));
+                }
+                None => ds.check_bad_fraction(self.max_bad_fraction, self.reads[source])?,
+            }
+        }
+    }
+
+    /// The next batch (possibly short at the very end), or `None` when the data is done.
+    pub fn next_batch(&mut self) -> Result<Option<HostBatch>, DataError> {
+        if self.pending.is_empty() {
+            let window = self.batch_size * self.window_batches.max(1);
+            let mut drawn = Vec::with_capacity(window);
+            while drawn.len() < window {
+                match self.draw()? {
+                    Some(d) => drawn.push(d),
+                    None => break,
+                }
+            }
+            if drawn.is_empty() {
+                return Ok(None);
+            }
+            if self.window_batches > 1 {
+                let lengths: Vec<usize> = drawn.iter().map(|(_, e)| e.input_ids.len()).collect();
+                let groups = group_by_length(&lengths, self.batch_size, &mut self.rng);
+                let mut slots: Vec<Option<((usize, usize), EncodedSample)>> =
+                    drawn.into_iter().map(Some).collect();
+                for g in groups {
+                    self.pending
+                        .push_back(g.into_iter().filter_map(|i| slots[i].take()).collect());
+                }
+            } else {
+                self.pending.push_back(drawn);
+            }
+        }
+        let Some(batch) = self.pending.pop_front() else {
+            return Ok(None);
+        };
+        let samples: Vec<EncodedSample> = batch.into_iter().map(|(_, e)| e).collect();
+        Ok(Some(HostBatch::collate(&samples, self.encoder.pad_id())))
+    }
+
+    /// Validation batches of one source (fixed rows, fixed order).
+    pub fn validation_batches(&self, source: usize, batch_size: usize) -> Vec<HostBatch> {
+        let cache = self.validation_cache.get_or_init(|| {
+            (0..self.validation.len())
+                .map(|source| {
+                    let ds = &self.data.sources[source];
+                    self.validation[source]
+                        .iter()
+                        .filter_map(|&row| ds.get(row, source))
+                        .filter_map(|s| {
+                            self.encoder.encode(&s, self.max_seq_len).ok().map(|mut e| {
+                                e.source = source;
+                                e.origin = s.origin.clone();
+                                e
+                            })
+                        })
+                        .collect()
+                })
+                .collect()
+        });
+        cache[source]
+            .chunks(batch_size)
+            .map(|c| HostBatch::collate(c, self.encoder.pad_id()))
+            .collect()
+    }
+
+    /// Samples the run will see before its stop rule ends it (for the schedule and the progress bar), simulated on
+    /// a copy of the mixture with the probed tokens per sample. `None` with `stop = "steps"` and no epoch limits.
+    pub fn planned_samples(&self) -> Option<u64> {
+        if self.stop == StopRule::Steps
+            && self
+                .mixture
+                .sources()
+                .iter()
+                .all(|s| s.epochs.is_none() || s.weight == 0.0)
+        {
+            return None;
+        }
+        let mut m = self.mixture.clone();
+        let mut n = 0u64;
+        loop {
+            let done = match self.stop {
+                StopRule::FirstExhausted => m.first_exhausted(),
+                _ => m.all_exhausted(),
+            };
+            if done {
+                return Some(n);
+            }
+            let Some((s, _)) = m.next() else {
+                return Some(n);
+            };
+            let t = m.sources()[s].tokens_per_sample.round() as usize;
+            m.record(s, t);
+            n += 1;
+            if n > 1 << 34 {
+                return Some(n);
+            }
+        }
+    }
+}
