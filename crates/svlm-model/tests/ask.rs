@@ -56,6 +56,12 @@ fn idefics3_chat_turn_matches_transformers() {
         stop_tokens,
         ..Default::default()
     };
-    let tokens = generate(&loaded.model, &[inputs.input_ids.clone()], images, &options).unwrap();
+    let tokens = generate(
+        &loaded.model,
+        std::slice::from_ref(&inputs.input_ids),
+        images,
+        &options,
+    )
+    .unwrap();
     assert_eq!(tokens[0], ids("tokens"), "generated tokens");
 }

@@ -1,8 +1,102 @@
-// Placeholder until this subcommand lands; it refuses to run rather than pretend.
+//! `svlm export RUN_DIR[/checkpoint-N] --out DIR`: a training checkpoint (or any HF folder) as a
+//! Hugging Face model folder that `transformers` loads with `from_pretrained`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use svlm_model::io::{ExportOptions, load_burnpack};
+use svlm_model::{ModelConfig, Vlm, WeightDType, load_pretrained_as, resolve_device};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A run folder (its newest `checkpoint-N` is used), one `checkpoint-N` folder, or an HF model folder.
+    pub source: PathBuf,
+    /// Output folder (written atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// f32 | bf16 | f16 weights in model.safetensors.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Folder to copy tokenizer/processor files from (default: the source folder, the checkpoint
+    /// or its run folder when they hold tokenizer.json).
+    #[arg(long)]
+    pub processor_from: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`svlm export` is not implemented yet")
+/// The newest `checkpoint-N` in a run folder.
+fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(run_dir).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
+            e.path().is_dir().then_some((step, e.path()))
+        })
+        .max_by_key(|(step, _)| *step)
+        .map(|(_, p)| p)
+}
+
+/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run
+/// folder, when either holds `tokenizer.json`.
+fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
+    [Some(checkpoint), checkpoint.parent()]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("tokenizer.json").is_file())
+        .map(Path::to_path_buf)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dtype: WeightDType = args.dtype.parse()?;
+    let device = resolve_device("cpu")?;
+    let source = &args.source;
+    let (model, side_dir) = if source.join("model.safetensors").is_file()
+        || source.join("model.safetensors.index.json").is_file()
+    {
+        let loaded = load_pretrained_as(source, &device, WeightDType::F32)?;
+        (loaded.model, Some(source.clone()))
+    } else {
+        let checkpoint = if source.join("model.bpk").is_file() {
+            source.clone()
+        } else {
+            latest_checkpoint(source).with_context(|| {
+                format!(
+                    "{}: no model.safetensors, model.bpk or checkpoint-N folder",
+                    source.display()
+                )
+            })?
+        };
+        let config = ModelConfig::from_file(&checkpoint.join("config.json"))?;
+        let mut model = Vlm::from_config(&config, &device)?;
+        load_burnpack(&mut model, &checkpoint.join("model.bpk"))?;
+        tracing::info!("loaded {}", checkpoint.display());
+        let side = processor_dir_of(&checkpoint);
+        (model, side)
+    };
+    let side_files_from = args.processor_from.clone().or(side_dir);
+    if let Some(dir) = &side_files_from
+        && !dir.is_dir()
+    {
+        bail!("--processor-from {}: not a folder", dir.display());
+    }
+    if side_files_from.is_none() {
+        tracing::warn!(
+            "no tokenizer/processor folder known; pass --processor-from DIR to copy them"
+        );
+    }
+    svlm_model::export_hf(
+        &model,
+        &args.out,
+        &ExportOptions {
+            dtype,
+            side_files_from,
+            overwrite: args.overwrite,
+        },
+    )?;
+    println!("exported {} -> {}", source.display(), args.out.display());
+    Ok(())
 }
