@@ -40,12 +40,24 @@ impl Default for BenchConfig {
     }
 }
 
+/// CPU time of the calling thread in seconds (Linux `/proc/thread-self/schedstat`, nanoseconds on the CPU),
+/// or `None` elsewhere. On a shared machine wall time counts other processes' turns; CPU time does not.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns * 1e-9)
+}
+
 /// One timed stage.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageTiming {
     pub name: String,
     pub images: usize,
-    pub seconds: f64,
+    /// Wall-clock seconds.
+    pub wall_seconds: f64,
+    /// CPU seconds of the (single) thread that ran the stage; equals wall time on an idle machine.
+    pub cpu_seconds: f64,
+    /// Images per CPU second (per core); wall-clock based when CPU time is unavailable.
     pub images_per_s: f64,
     pub qa_per_image: f64,
     pub objects_per_image: f64,
@@ -60,6 +72,9 @@ pub struct BenchReport {
     pub render: StageTiming,
     pub png_encode: StageTiming,
     pub exact: StageTiming,
+    /// Parts of the exact stage: the graph alone, and templates + verification + JSON alone.
+    pub exact_graph_only: StageTiming,
+    pub qa_only: StageTiming,
     pub estimated: StageTiming,
     /// Reference: the estimated stage with every pixel lifted and every background pixel in the RANSAC.
     pub estimated_naive: StageTiming,
@@ -108,19 +123,25 @@ fn time_stage<T>(
     mut f: impl FnMut(usize, &T) -> (usize, usize),
 ) -> StageTiming {
     let start = Instant::now();
+    let cpu_start = thread_cpu_seconds();
     let (mut qa, mut objects) = (0usize, 0usize);
     for (i, item) in items.iter().enumerate() {
         let (q, o) = f(i, item);
         qa += q;
         objects += o;
     }
-    let seconds = start.elapsed().as_secs_f64();
+    let wall_seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = match (cpu_start, thread_cpu_seconds()) {
+        (Some(a), Some(b)) => b - a,
+        _ => wall_seconds,
+    };
     let n = items.len().max(1) as f64;
     StageTiming {
         name: name.to_string(),
         images: items.len(),
-        seconds,
-        images_per_s: items.len() as f64 / seconds.max(1e-12),
+        wall_seconds,
+        cpu_seconds,
+        images_per_s: items.len() as f64 / cpu_seconds.max(1e-12),
         qa_per_image: qa as f64 / n,
         objects_per_image: objects as f64 / n,
     }
@@ -165,6 +186,21 @@ fn run_on_current_thread(cfg: &BenchConfig) -> Result<BenchReport> {
         std::hint::black_box(json);
         (n, g.objects.len())
     });
+    let graph_only = time_stage("  of which: exact graph", &pairs, |_, (s, r)| {
+        let g = from_world(s, r, &visibility);
+        let n = g.objects.len();
+        std::hint::black_box(g);
+        (0, n)
+    });
+    let graphs: Vec<SceneGraph> = pairs
+        .iter()
+        .map(|(s, r)| from_world(s, r, &visibility))
+        .collect();
+    let qa_only = time_stage("  of which: templates + verify + JSON", &graphs, |i, g| {
+        let (json, n) = record_of(&format!("b{i}"), g, &qa, i as u64);
+        std::hint::black_box(json);
+        (n, g.objects.len())
+    });
     let estimated_with = |name: &str, params: &EstimateParams| {
         time_stage(name, &pairs, |i, (s, r)| {
             let names: Vec<(u16, String)> =
@@ -197,6 +233,8 @@ fn run_on_current_thread(cfg: &BenchConfig) -> Result<BenchReport> {
         render: render_timing,
         png_encode: png,
         exact,
+        exact_graph_only: graph_only,
+        qa_only,
         estimated,
         estimated_naive,
     })

@@ -66,7 +66,11 @@ impl ItemSource for WorldSource {
             "scene_config": self.config,
             "truth": self.truth.as_str(),
             "estimate": describe_estimate(&self.estimate),
-            "visibility": {"min_visible_pixels": self.visibility.min_visible_pixels, "skip_truncated": self.visibility.skip_truncated},
+            "visibility": {
+                "min_visible_pixels": self.visibility.min_visible_pixels,
+                "skip_truncated": self.visibility.skip_truncated,
+                "count_stride": self.visibility.count_stride,
+            },
         })
     }
 

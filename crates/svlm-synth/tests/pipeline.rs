@@ -24,6 +24,7 @@ fn world(scenes: usize, truth: TruthSource) -> WorldSource {
         visibility: VisibilityParams {
             min_visible_pixels: 60,
             skip_truncated: true,
+            count_stride: 1,
         },
     }
 }
