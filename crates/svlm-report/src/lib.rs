@@ -269,24 +269,10 @@ impl BarChart {
                 .y_label_area_size(64)
                 .build_cartesian_2d(0.0..n_cat as f64, 0.0..y_max)
                 .map_err(plot_err)?;
-            let categories = self.categories.clone();
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .x_labels(n_cat)
-                .x_label_formatter(&|x| {
-                    let i = x.floor() as usize;
-                    if (x - i as f64 - 0.5).abs() < 1e-6 {
-                        categories.get(i).cloned().unwrap_or_default()
-                    } else {
-                        String::new()
-                    }
-                })
-                .x_label_style(
-                    (FONT_FAMILY, 12)
-                        .into_font()
-                        .transform(FontTransform::Rotate90),
-                )
+                .x_labels(0)
                 .y_desc(&self.y_label)
                 .label_style((FONT_FAMILY, 14))
                 .draw()
@@ -323,6 +309,20 @@ impl BarChart {
                     .label_font((FONT_FAMILY, 14))
                     .draw()
                     .map_err(plot_err)?;
+            }
+            // Category names are drawn by hand under each cluster: plotters' numeric ticks rarely land on cluster centres.
+            let label_style = (FONT_FAMILY, 12)
+                .into_font()
+                .transform(FontTransform::Rotate90)
+                .color(&BLACK);
+            for (i, name) in self.categories.iter().enumerate() {
+                let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+                root.draw(&Text::new(
+                    name.clone(),
+                    (px - 6, py + 6),
+                    label_style.clone(),
+                ))
+                .map_err(plot_err)?;
             }
             root.present().map_err(plot_err)?;
         }
@@ -490,7 +490,20 @@ mod tests {
         ok.y_max = Some(1.0);
         let path = dir.path().join("ok.png");
         ok.save_png(&path).expect("save");
+        if let Ok(keep) = std::env::var("SVLM_KEEP_BAR") {
+            std::fs::copy(&path, keep).expect("copy");
+        }
         assert!(non_white_fraction(&path) > 0.02);
+        // The category labels are drawn below the plot area: the bottom band must hold dark text pixels.
+        let img = image::open(&path).expect("png").to_rgb8();
+        let dark_below = (img.height() - 100..img.height())
+            .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&c| c < 100))
+            .count();
+        assert!(
+            dark_below > 50,
+            "no category labels under the bars ({dark_below} dark pixels)"
+        );
     }
 
     #[test]
