@@ -922,7 +922,7 @@ fn parquet_images(
     row: usize,
     image_root: &Path,
 ) -> Result<Vec<ImageRef>, String> {
-    use arrow::array::AsArray;
+    use arrow::array::{Array, AsArray};
     use arrow::datatypes::DataType;
     if array.is_null(row) {
         return Ok(Vec::new());

@@ -293,7 +293,7 @@ pub fn event_files(dir: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    // Verified by hand once (2026-11-25) with TensorBoard 2.x's reader:
+    // Verified by hand once (2026-11-25) with TensorBoard 2.21.0 reading this writer's output:
     //   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     //   ea = EventAccumulator(dir); ea.Reload(); ea.Tags()["scalars"] -> ['loss', 'lr/language'];
     //   [(e.step, e.value) for e in ea.Scalars("loss")] -> [(1, 2.5), (2, 1.25)]
