@@ -319,6 +319,19 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
         });
     }
     input.intrinsics.validate()?;
+    let k = input.intrinsics;
+    if (k.width, k.height) != (input.depth.width, input.depth.height) {
+        return Err(FrameProblem::Geometry(
+            svlm_geometry::GeometryError::SizeMismatch {
+                what_a: "depth map",
+                a_width: input.depth.width,
+                a_height: input.depth.height,
+                what_b: "intrinsics",
+                b_width: k.width,
+                b_height: k.height,
+            },
+        ));
+    }
     if !input.depth.data.iter().any(|z| z.is_finite() && *z > 0.0) {
         return Err(FrameProblem::NoValidDepth);
     }
@@ -544,6 +557,66 @@ mod tests {
         assert_eq!(s[1].pixels, 0);
         assert_eq!(s[2].pixels, 4);
         assert!(s[1].touches_border && s[2].touches_border);
+    }
+
+    #[test]
+    fn bad_depth_inputs_are_clear_errors() {
+        let k = Intrinsics {
+            fx: 50.0,
+            fy: 50.0,
+            cx: 8.0,
+            cy: 6.0,
+            width: 16,
+            height: 12,
+        };
+        let mut ids = vec![0u16; 16 * 12];
+        for v in 4..8 {
+            for u in 4..8 {
+                ids[v * 16 + u] = 1;
+            }
+        }
+        let names = vec![(1u16, "red cube".to_string())];
+        let run = |depth: &DepthMap, k: &Intrinsics, ids: &[u16]| {
+            from_depth(
+                &DepthInput {
+                    depth,
+                    intrinsics: k,
+                    instances: ids,
+                    names: &names,
+                },
+                &EstimateParams::default(),
+            )
+        };
+        let nan = DepthMap::new(16, 12, vec![f32::NAN; 16 * 12]).expect("depth");
+        assert_eq!(run(&nan, &k, &ids).err(), Some(FrameProblem::NoValidDepth));
+        let zero = DepthMap::new(16, 12, vec![0.0; 16 * 12]).expect("depth");
+        assert_eq!(
+            run(&zero, &k, &ids).err().map(|e| e.reason()),
+            Some("no_valid_depth")
+        );
+        let good = DepthMap::new(16, 12, vec![2.0; 16 * 12]).expect("depth");
+        assert_eq!(
+            run(&good, &k, &vec![0u16; 16 * 12]).err(),
+            Some(FrameProblem::EmptyMasks)
+        );
+        assert!(matches!(
+            run(&good, &k, &ids[..100]).err(),
+            Some(FrameProblem::InstanceSize { .. })
+        ));
+        let small = DepthMap::new(8, 6, vec![2.0; 48]).expect("depth");
+        assert_eq!(
+            run(&small, &k, &ids[..48]).err().map(|e| e.reason()),
+            Some("size_mismatch")
+        );
+        let bad_k = Intrinsics { fx: 0.0, ..k };
+        assert_eq!(
+            run(&good, &bad_k, &ids).err().map(|e| e.reason()),
+            Some("bad_intrinsics")
+        );
+        // A valid frame with one small object: no error, the object is skipped as too small and counted.
+        let g = run(&good, &k, &ids).expect("valid frame");
+        assert!(g.objects.is_empty());
+        assert_eq!(g.skips.get("too_few_pixels"), Some(&1));
     }
 
     #[test]
