@@ -323,3 +323,32 @@ fn closest_surface_distance_of_simple_cases_is_exact() {
     );
     assert!((spheres - 1.0).abs() < 1e-9);
 }
+
+#[test]
+fn invariants_hold_over_many_seeds_with_roll_and_duplicates() {
+    let config = SceneConfig {
+        max_roll_deg: 10.0,
+        unique_names: false,
+        ..SceneConfig::default()
+    };
+    for index in 0..1500 {
+        let scene = generate_scene(scene_seed(99, index), &config);
+        assert!(!scene.objects.is_empty());
+        for (i, a) in scene.objects.iter().enumerate() {
+            let support = scene.support_height(a.support).unwrap();
+            assert!((a.bottom() - support).abs() < 1e-9);
+            for b in &scene.objects[i + 1..] {
+                let resting =
+                    a.support == Support::Object(b.id) || b.support == Support::Object(a.id);
+                if !resting {
+                    assert!(
+                        closest_surface_distance(a, b) > 0.005,
+                        "index {index}: {} / {}",
+                        a.name,
+                        b.name
+                    );
+                }
+            }
+        }
+    }
+}
