@@ -3,7 +3,7 @@
 //!
 //! Output folder:
 //! ```text
-//! OUT/images/<id>.png
+//! OUT/images/<id>.png                 with jsonl (Parquet embeds the bytes)
 //! OUT/shard-00000-of-00004.jsonl        one `record::SpatialRecord` per line
 //! OUT/shard-00000-of-00004.parquet      same records + image bytes (HF `datasets` image struct)
 //! OUT/shard-00000-of-00004.manifest.json  written last: the shard is finished
@@ -336,6 +336,10 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
             .map(|&i| {
                 let item = source.item(i)?;
                 let done = synthesize_item(item, i, opts.seed, &opts.qa);
+                // Parquet embeds the bytes; the PNG files serve the JSONL records.
+                if !opts.format.jsonl() {
+                    return Ok(done);
+                }
                 let path = out.join(&done.record.image);
                 write_atomic(&path, &done.png).map_err(|e| BadItem {
                     item: done.record.id.clone(),
