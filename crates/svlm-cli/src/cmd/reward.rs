@@ -1,8 +1,91 @@
-// Placeholder until this subcommand lands; it refuses to run rather than pretend.
+//! `svlm reward`: dense reward annotation over an RGB-D frame folder — per-frame distance between two objects,
+//! reward curves, Spearman monotonicity, `reward.json` for RL code and `reward.png`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use svlm_reason::reward::{RewardOptions, RewardSource, annotate, write_report};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// Closest-surface distance between the objects' point clouds (needs depth, instance masks, object names).
+    Geometry,
+    /// A VLM's answer to "How far is the A from the B?" per frame.
+    Vlm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Vlm {
+    /// The exact-truth oracle (procedural frames written by `svlm world` only): answers in the synthesis
+    /// templates' words, read back by the same parser as a model's answers.
+    Truth,
+}
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// RGB-D frame folder (docs/ARCHITECTURE.md); frames in sorted stem order.
+    #[arg(long)]
+    frames: PathBuf,
+    /// The two objects, e.g. "distance between the gripper and the red can".
+    #[arg(long)]
+    task: String,
+    #[arg(long, value_enum, default_value_t = Source::Geometry)]
+    source: Source,
+    /// Answerer for --source vlm. The trained-model answerer is not wired into this command yet.
+    #[arg(long, value_enum, default_value_t = Vlm::Truth)]
+    vlm: Vlm,
+    /// Output folder for reward.json and reward.png (default: the frames folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Questions per VLM batch.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`svlm reward` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let options = RewardOptions {
+        source: match args.source {
+            Source::Geometry => RewardSource::Geometry,
+            Source::Vlm => RewardSource::Vlm,
+        },
+        batch_size: args.batch_size,
+        ..RewardOptions::default()
+    };
+    let mut oracle = match (args.source, args.vlm) {
+        (Source::Vlm, Vlm::Truth) => Some(
+            svlm_reason::oracle::oracle_for_folder(&args.frames, 0)
+                .context("--vlm truth needs procedural frames with exact truth")?,
+        ),
+        (Source::Geometry, _) => None,
+    };
+    let vlm = oracle
+        .as_mut()
+        .map(|o| o as &mut dyn svlm_eval::Answerer);
+    let report = annotate(&args.frames, &args.task, &options, vlm)?;
+    let out = args.out.unwrap_or_else(|| args.frames.clone());
+    let files = write_report(&report, &out)?;
+    for failed in &report.failed {
+        tracing::warn!(frame = %failed.frame, reason = %failed.reason, "no distance");
+    }
+    println!(
+        "{}: {} [{}], {} of {} frames measured ({} failed)",
+        report.task,
+        report.objects.join(" <-> "),
+        options.source.as_str(),
+        report.n_valid,
+        report.n_frames,
+        report.n_failed
+    );
+    if let (Some(d0), Some(d1)) = (report.initial_distance_m, report.final_distance_m) {
+        println!("distance {d0:.3} m -> {d1:.3} m");
+    }
+    match report.spearman_rho {
+        Some(rho) => println!(
+            "Spearman rho (frame index vs distance) = {rho:.4}{}",
+            if report.strictly_decreasing { " (strictly decreasing)" } else { "" }
+        ),
+        None => println!("Spearman rho undefined (fewer than two measured frames or constant distance)"),
+    }
+    println!("wrote {} and {}", files.json.display(), files.plot.display());
+    Ok(())
 }
