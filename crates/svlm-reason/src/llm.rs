@@ -74,7 +74,9 @@ pub enum LlmError {
         attempts: u32,
         last: String,
     },
-    #[error("LLM endpoint {url} kept failing with HTTP {status} after {attempts} attempt(s): {body}")]
+    #[error(
+        "LLM endpoint {url} kept failing with HTTP {status} after {attempts} attempt(s): {body}"
+    )]
     Retryable {
         url: String,
         status: u16,
@@ -82,7 +84,11 @@ pub enum LlmError {
         body: String,
     },
     #[error("LLM endpoint {url} answered HTTP {status}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("malformed reply from {url}: {what} (reply starts {snippet:?})")]
     Malformed {
         url: String,
@@ -188,7 +194,11 @@ impl OpenAiClient {
     }
 
     /// One completion: the first choice's message.
-    pub fn complete(&mut self, messages: &[ChatMessage], tools: &[Value]) -> Result<ChatMessage, LlmError> {
+    pub fn complete(
+        &mut self,
+        messages: &[ChatMessage],
+        tools: &[Value],
+    ) -> Result<ChatMessage, LlmError> {
         let url = self.config.endpoint();
         let mut body = json!({ "model": self.config.model, "messages": messages });
         if !tools.is_empty() {
@@ -206,7 +216,10 @@ impl OpenAiClient {
                 std::thread::sleep(self.config.backoff(attempt - 1));
             }
             self.attempts += 1;
-            let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+            let mut request = self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json");
             if let Some(key) = &self.config.api_key {
                 request = request.header("Authorization", &format!("Bearer {key}"));
             }
@@ -276,7 +289,8 @@ pub fn parse_reply(url: &str, text: &str) -> Result<ChatMessage, LlmError> {
         what: what.to_string(),
         snippet: snippet(text),
     };
-    let value: Value = serde_json::from_str(text).map_err(|e| malformed(&format!("not JSON ({e})")))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| malformed(&format!("not JSON ({e})")))?;
     if let Some(err) = value.get("error") {
         return Err(malformed(&format!("the reply is an error object: {err}")));
     }
@@ -293,7 +307,9 @@ pub fn parse_reply(url: &str, text: &str) -> Result<ChatMessage, LlmError> {
     let message: ChatMessage = serde_json::from_value(message.clone())
         .map_err(|e| malformed(&format!("`choices[0].message` is not a chat message ({e})")))?;
     if message.content.is_none() && message.tool_calls.is_empty() {
-        return Err(malformed("`choices[0].message` has neither `content` nor `tool_calls`"));
+        return Err(malformed(
+            "`choices[0].message` has neither `content` nor `tool_calls`",
+        ));
     }
     Ok(message)
 }
@@ -308,7 +324,10 @@ mod tests {
             LlmConfig::new("http://h:1/v1/", "m").endpoint(),
             "http://h:1/v1/chat/completions"
         );
-        assert_eq!(LlmConfig::new("http://h:1", "m").endpoint(), "http://h:1/v1/chat/completions");
+        assert_eq!(
+            LlmConfig::new("http://h:1", "m").endpoint(),
+            "http://h:1/v1/chat/completions"
+        );
         let c = LlmConfig::new("x", "m");
         assert_eq!(c.backoff(0), Duration::from_millis(500));
         assert_eq!(c.backoff(2), Duration::from_secs(2));
@@ -320,11 +339,18 @@ mod tests {
         let ok = r#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"ask_vlm","arguments":"{\"question\":\"How far?\"}"}}]}}]}"#;
         let m = parse_reply("u", ok).unwrap();
         assert_eq!(m.tool_calls[0].function.name, "ask_vlm");
-        let err = parse_reply("http://u", "{\"id\":1}").unwrap_err().to_string();
-        assert!(err.contains("missing `choices`") && err.contains("http://u"), "{err}");
+        let err = parse_reply("http://u", "{\"id\":1}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("missing `choices`") && err.contains("http://u"),
+            "{err}"
+        );
         let err = parse_reply("u", "<html>").unwrap_err().to_string();
         assert!(err.contains("not JSON"), "{err}");
-        let err = parse_reply("u", r#"{"choices":[]}"#).unwrap_err().to_string();
+        let err = parse_reply("u", r#"{"choices":[]}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty"), "{err}");
         let err = parse_reply("u", r#"{"choices":[{"message":{"role":"assistant"}}]}"#)
             .unwrap_err()

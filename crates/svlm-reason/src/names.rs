@@ -115,9 +115,18 @@ mod tests {
     #[test]
     fn reads_task_shapes() {
         let want = ["gripper".to_string(), "red can".to_string()];
-        assert_eq!(parse_task("distance between the gripper and the red can").unwrap(), want);
-        assert_eq!(parse_task("Distance from the gripper to the red can.").unwrap(), want);
-        assert_eq!(parse_task("How far is the gripper from the red can?").unwrap(), want);
+        assert_eq!(
+            parse_task("distance between the gripper and the red can").unwrap(),
+            want
+        );
+        assert_eq!(
+            parse_task("Distance from the gripper to the red can.").unwrap(),
+            want
+        );
+        assert_eq!(
+            parse_task("How far is the gripper from the red can?").unwrap(),
+            want
+        );
         assert_eq!(parse_task("gripper to red can").unwrap(), want);
         assert!(parse_task("pick up the can").is_err());
         assert!(parse_task("distance between the can and the can").is_err());
@@ -138,7 +147,13 @@ mod tests {
         assert_eq!(match_name("the gripper", &names), Ok(2));
         assert_eq!(match_name("Red Can", &names), Ok(0));
         assert_eq!(match_name("sponge", &names), Ok(3));
-        assert!(matches!(match_name("can", &names), Err(NameError::Ambiguous { .. })));
-        assert!(matches!(match_name("table", &names), Err(NameError::NotFound { .. })));
+        assert!(matches!(
+            match_name("can", &names),
+            Err(NameError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            match_name("table", &names),
+            Err(NameError::NotFound { .. })
+        ));
     }
 }

@@ -52,7 +52,10 @@ impl TruthOracle {
     /// The answer text for one question about `image`.
     pub fn answer(&mut self, image: &Path, question: &str) -> Result<String> {
         let scene = self.scenes.get(image).ok_or_else(|| {
-            anyhow::anyhow!("the truth oracle has no scene for image {}", image.display())
+            anyhow::anyhow!(
+                "the truth oracle has no scene for image {}",
+                image.display()
+            )
         })?;
         self.asked += 1;
         let Ok((quantity, objects, meters)) = exact_answer(scene, question) else {
@@ -108,7 +111,10 @@ fn mentioned(scene: &Scene, question: &str) -> Result<Vec<usize>, String> {
             let boundary_after =
                 end == lower.len() || !lower.as_bytes()[end].is_ascii_alphanumeric();
             if boundary_before && boundary_after && !taken[at..end].iter().any(|t| *t) {
-                if found.iter().any(|(_, j)| scene.objects[*j].name == scene.objects[i].name) {
+                if found
+                    .iter()
+                    .any(|(_, j)| scene.objects[*j].name == scene.objects[i].name)
+                {
                     return Err(format!("several objects are named {name:?}"));
                 }
                 taken[at..end].iter_mut().for_each(|t| *t = true);
@@ -145,7 +151,11 @@ pub fn exact_answer(scene: &Scene, question: &str) -> Result<(Quantity, Vec<usiz
             Quantity::Distance,
             (o(0).center_point() - o(1).center_point()).norm(),
         ),
-        n => return Err(format!("cannot read the question ({n} known objects named)")),
+        n => {
+            return Err(format!(
+                "cannot read the question ({n} known objects named)"
+            ));
+        }
     };
     Ok((quantity, objects, meters))
 }
@@ -169,14 +179,21 @@ pub fn canonical_width(scene: &Scene, object: &ObjectTruth) -> f64 {
 /// spatial answers. Frames from real cameras have no truth: a clear error.
 pub fn scene_from_frame(frame: &svlm_world::Frame) -> Result<Scene> {
     let world_from_camera = frame.world_from_camera.ok_or_else(|| {
-        anyhow::anyhow!("frame {} has no camera pose (not a procedural frame)", frame.stem)
+        anyhow::anyhow!(
+            "frame {} has no camera pose (not a procedural frame)",
+            frame.stem
+        )
     })?;
     let objects = frame
         .objects
         .iter()
         .map(|o| {
             o.truth.clone().ok_or_else(|| {
-                anyhow::anyhow!("frame {}: object {:?} has no exact truth", frame.stem, o.name)
+                anyhow::anyhow!(
+                    "frame {}: object {:?} has no exact truth",
+                    frame.stem,
+                    o.name
+                )
             })
         })
         .collect::<Result<Vec<ObjectTruth>>>()?;

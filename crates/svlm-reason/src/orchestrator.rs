@@ -77,7 +77,11 @@ pub fn answer_with_llm(
     options: &OrchestratorOptions,
     transcript: &mut Transcript,
 ) -> Result<String> {
-    let tools = if options.use_tools { vec![ask_vlm_tool()] } else { vec![] };
+    let tools = if options.use_tools {
+        vec![ask_vlm_tool()]
+    } else {
+        vec![]
+    };
     let mut messages = vec![
         ChatMessage::system(&system_prompt(options.use_tools)),
         ChatMessage::user(question),
@@ -103,7 +107,11 @@ pub fn answer_with_llm(
                 let question = (call.function.name == TOOL_NAME)
                     .then(|| serde_json::from_str::<Value>(&call.function.arguments).ok())
                     .flatten()
-                    .and_then(|v| v.get("question").and_then(Value::as_str).map(str::to_string))
+                    .and_then(|v| {
+                        v.get("question")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
                     .filter(|q| !q.trim().is_empty());
                 let content = match question {
                     Some(q) => {
@@ -115,21 +123,31 @@ pub fn answer_with_llm(
                             "bad tool call {:?} with arguments {:?}: call `{TOOL_NAME}` with {{\"question\": \"...\"}}",
                             call.function.name, call.function.arguments
                         );
-                        transcript.push(Step::Note { message: message.clone() });
+                        transcript.push(Step::Note {
+                            message: message.clone(),
+                        });
                         json!({ "error": message }).to_string()
                     }
                 };
                 results.push(ChatMessage::tool(&call.id, &content));
             }
-            transcript.push(Step::Llm { content: reply.content.clone(), asked });
+            transcript.push(Step::Llm {
+                content: reply.content.clone(),
+                asked,
+            });
             messages.extend(results);
             continue;
         }
         let content = reply.content.clone().unwrap_or_default();
-        transcript.push(Step::Llm { content: Some(content.clone()), asked: vec![] });
-        let final_line = content
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("FINAL:").map(|r| r.trim().to_string()));
+        transcript.push(Step::Llm {
+            content: Some(content.clone()),
+            asked: vec![],
+        });
+        let final_line = content.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("FINAL:")
+                .map(|r| r.trim().to_string())
+        });
         let asks: Vec<String> = content
             .lines()
             .filter_map(|l| l.trim().strip_prefix("ASK:").map(|r| r.trim().to_string()))
@@ -157,7 +175,9 @@ pub fn answer_with_llm(
             return Ok(answer);
         }
         let reminder = "Reply with `ASK: <question>` or `FINAL: <answer>`.";
-        transcript.push(Step::Note { message: format!("no ASK/FINAL line; reminded the LLM: {reminder}") });
+        transcript.push(Step::Note {
+            message: format!("no ASK/FINAL line; reminded the LLM: {reminder}"),
+        });
         messages.push(ChatMessage::user(reminder));
     }
     anyhow::bail!(

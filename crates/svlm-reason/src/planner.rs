@@ -20,15 +20,29 @@ use crate::transcript::{Step, Transcript};
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Elementary {
     /// Centre-to-centre distance.
-    Distance { a: String, b: String },
+    Distance {
+        a: String,
+        b: String,
+    },
     /// Closest-surface gap.
-    Gap { a: String, b: String },
-    Width { a: String },
-    Height { a: String },
+    Gap {
+        a: String,
+        b: String,
+    },
+    Width {
+        a: String,
+    },
+    Height {
+        a: String,
+    },
     /// Largest dimension.
-    Size { a: String },
+    Size {
+        a: String,
+    },
     /// Distance from the camera.
-    CameraDistance { a: String },
+    CameraDistance {
+        a: String,
+    },
 }
 
 impl Elementary {
@@ -46,7 +60,13 @@ impl Elementary {
     /// The question text, in one of the synthesis templates' phrasings (picked by `rng`).
     pub fn question(&self, rng: &mut ChaCha8Rng) -> String {
         let (q, a, b) = self.quantity();
-        let the = |s: &str| if s.is_empty() { String::new() } else { format!("the {s}") };
+        let the = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("the {s}")
+            }
+        };
         let truth = Truth::Length { meters: 0.0 };
         svlm_synth::phrase::quantity(q, &the(a), &the(b), &truth, rng).0
     }
@@ -57,13 +77,28 @@ impl Elementary {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Goal {
     /// Do the three objects form a triangle of this shape?
-    Triangle { objects: [String; 3], shape: TriangleShape },
+    Triangle {
+        objects: [String; 3],
+        shape: TriangleShape,
+    },
     /// Which candidate is nearest (or farthest) to the reference (`None`: the camera)?
-    Extreme { candidates: Vec<String>, reference: Option<String>, farthest: bool },
+    Extreme {
+        candidates: Vec<String>,
+        reference: Option<String>,
+        farthest: bool,
+    },
     /// The objects sorted by a key.
-    Order { objects: Vec<String>, key: OrderKey, descending: bool },
+    Order {
+        objects: Vec<String>,
+        key: OrderKey,
+        descending: bool,
+    },
     /// Does `object` fit through the gap between `left` and `right`?
-    FitBetween { object: String, left: String, right: String },
+    FitBetween {
+        object: String,
+        left: String,
+        right: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +200,10 @@ pub fn plan(question: &str) -> Result<Plan, PlanError> {
             return Err(cannot());
         };
         let body = after(&q, &["do ", "does ", "would ", "are "]).ok_or_else(cannot)?;
-        let end = body.find(" form").or_else(|| body.find(" make")).ok_or_else(cannot)?;
+        let end = body
+            .find(" form")
+            .or_else(|| body.find(" make"))
+            .ok_or_else(cannot)?;
         let objects = list(&body[..end]);
         let objects: [String; 3] = objects.try_into().map_err(|_| cannot())?;
         Goal::Triangle { objects, shape }
@@ -187,15 +225,22 @@ pub fn plan(question: &str) -> Result<Plan, PlanError> {
             return Err(cannot());
         }
         let (key_text, direction) = match key.split_once(" from ") {
-            Some((k, d)) if !k.starts_with("distance") && !k.starts_with("their distance") => (k, d),
-            _ => match key.rsplit_once(", from ").or_else(|| key.rsplit_once(" from nearest")) {
+            Some((k, d)) if !k.starts_with("distance") && !k.starts_with("their distance") => {
+                (k, d)
+            }
+            _ => match key
+                .rsplit_once(", from ")
+                .or_else(|| key.rsplit_once(" from nearest"))
+            {
                 Some((k, d)) => (k, d),
                 None => (key, ""),
             },
         };
-        let descending = ["farthest", "furthest", "tallest", "highest", "widest", "largest", "biggest"]
-            .iter()
-            .any(|w| direction.trim_start().starts_with(w))
+        let descending = [
+            "farthest", "furthest", "tallest", "highest", "widest", "largest", "biggest",
+        ]
+        .iter()
+        .any(|w| direction.trim_start().starts_with(w))
             || key.contains("descending");
         let key_text = key_text.trim_start_matches("their ").trim();
         let key = if key_text.starts_with("height") {
@@ -210,13 +255,29 @@ pub fn plan(question: &str) -> Result<Plan, PlanError> {
             .strip_prefix("distance from ")
             .or_else(|| key_text.strip_prefix("distance to "))
         {
-            OrderKey::DistanceTo { reference: clean_name(r.split(" from ").next().unwrap_or(r)) }
+            OrderKey::DistanceTo {
+                reference: clean_name(r.split(" from ").next().unwrap_or(r)),
+            }
         } else {
             return Err(cannot());
         };
-        Goal::Order { objects, key, descending }
-    } else if let Some(rest) = after(&q, &["which of ", "which one of ", "which is ", "which object is "]) {
-        let words = ["closest", "nearest", "closer", "nearer", "farthest", "furthest", "farther", "further"];
+        Goal::Order {
+            objects,
+            key,
+            descending,
+        }
+    } else if let Some(rest) = after(
+        &q,
+        &[
+            "which of ",
+            "which one of ",
+            "which is ",
+            "which object is ",
+        ],
+    ) {
+        let words = [
+            "closest", "nearest", "closer", "nearer", "farthest", "furthest", "farther", "further",
+        ];
         let at = words
             .iter()
             .filter_map(|w| rest.find(w).map(|p| (p, *w)))
@@ -231,28 +292,59 @@ pub fn plan(question: &str) -> Result<Plan, PlanError> {
             Some((r, c)) => (r, list(c)),
             None => match after_word.split_once(", ") {
                 Some((r, c)) if before.trim().is_empty() => (r, list(c)),
-                _ => (after_word, list(before.trim_end().trim_end_matches(" is").trim_end_matches(" are"))),
+                _ => (
+                    after_word,
+                    list(
+                        before
+                            .trim_end()
+                            .trim_end_matches(" is")
+                            .trim_end_matches(" are"),
+                    ),
+                ),
             },
         };
         let reference = clean_name(reference);
         if candidates.len() < 2 || reference.is_empty() {
             return Err(cannot());
         }
-        let reference = (!matches!(reference.as_str(), "camera" | "viewer" | "me" | "you")).then_some(reference);
-        Goal::Extreme { candidates, reference, farthest }
+        let reference = (!matches!(reference.as_str(), "camera" | "viewer" | "me" | "you"))
+            .then_some(reference);
+        Goal::Extreme {
+            candidates,
+            reference,
+            farthest,
+        }
     } else {
         return Err(cannot());
     };
     let questions = match &goal {
-        Goal::Triangle { objects: [a, b, c], .. } => vec![
-            Elementary::Distance { a: a.clone(), b: b.clone() },
-            Elementary::Distance { a: b.clone(), b: c.clone() },
-            Elementary::Distance { a: a.clone(), b: c.clone() },
+        Goal::Triangle {
+            objects: [a, b, c], ..
+        } => vec![
+            Elementary::Distance {
+                a: a.clone(),
+                b: b.clone(),
+            },
+            Elementary::Distance {
+                a: b.clone(),
+                b: c.clone(),
+            },
+            Elementary::Distance {
+                a: a.clone(),
+                b: c.clone(),
+            },
         ],
-        Goal::Extreme { candidates, reference, .. } => candidates
+        Goal::Extreme {
+            candidates,
+            reference,
+            ..
+        } => candidates
             .iter()
             .map(|c| match reference {
-                Some(r) => Elementary::Distance { a: c.clone(), b: r.clone() },
+                Some(r) => Elementary::Distance {
+                    a: c.clone(),
+                    b: r.clone(),
+                },
                 None => Elementary::CameraDistance { a: c.clone() },
             })
             .collect(),
@@ -265,12 +357,22 @@ pub fn plan(question: &str) -> Result<Plan, PlanError> {
                     OrderKey::Width => Elementary::Width { a },
                     OrderKey::Size => Elementary::Size { a },
                     OrderKey::CameraDistance => Elementary::CameraDistance { a },
-                    OrderKey::DistanceTo { reference } => Elementary::Distance { a, b: reference.clone() },
+                    OrderKey::DistanceTo { reference } => Elementary::Distance {
+                        a,
+                        b: reference.clone(),
+                    },
                 }
             })
             .collect(),
-        Goal::FitBetween { object, left, right } => vec![
-            Elementary::Gap { a: left.clone(), b: right.clone() },
+        Goal::FitBetween {
+            object,
+            left,
+            right,
+        } => vec![
+            Elementary::Gap {
+                a: left.clone(),
+                b: right.clone(),
+            },
             Elementary::Width { a: object.clone() },
         ],
     };
@@ -286,7 +388,11 @@ fn fmt_m(m: f64) -> String {
 }
 
 /// The final answer from the elementary values (metres, in plan order).
-pub fn compose(plan: &Plan, values: &[f64], options: &PlannerOptions) -> Result<(String, FinalValue)> {
+pub fn compose(
+    plan: &Plan,
+    values: &[f64],
+    options: &PlannerOptions,
+) -> Result<(String, FinalValue)> {
     anyhow::ensure!(
         values.len() == plan.questions.len(),
         "{} values for {} questions",
@@ -303,11 +409,20 @@ pub fn compose(plan: &Plan, values: &[f64], options: &PlannerOptions) -> Result<
             let (value, why) = match shape {
                 TriangleShape::Equilateral => (
                     (s3 - s1) <= tol * s3,
-                    format!("the longest and shortest sides differ by {:.0}%", 100.0 * (s3 - s1) / s3),
+                    format!(
+                        "the longest and shortest sides differ by {:.0}%",
+                        100.0 * (s3 - s1) / s3
+                    ),
                 ),
                 TriangleShape::Isosceles => {
                     let closest = (s2 - s1).min(s3 - s2);
-                    (closest <= tol * s3, format!("the two closest sides differ by {:.0}%", 100.0 * closest / s3))
+                    (
+                        closest <= tol * s3,
+                        format!(
+                            "the two closest sides differ by {:.0}%",
+                            100.0 * closest / s3
+                        ),
+                    )
                 }
                 TriangleShape::Right => {
                     let off = (s1 * s1 + s2 * s2 - s3 * s3).abs() / (s3 * s3);
@@ -335,10 +450,18 @@ pub fn compose(plan: &Plan, values: &[f64], options: &PlannerOptions) -> Result<
             );
             (answer, FinalValue::Bool { value })
         }
-        Goal::Extreme { candidates, reference, farthest } => {
+        Goal::Extreme {
+            candidates,
+            reference,
+            farthest,
+        } => {
             let pick = (0..values.len())
                 .reduce(|best, i| {
-                    let better = if *farthest { values[i] > values[best] } else { values[i] < values[best] };
+                    let better = if *farthest {
+                        values[i] > values[best]
+                    } else {
+                        values[i] < values[best]
+                    };
                     if better { i } else { best }
                 })
                 .context("no candidates")?;
@@ -346,7 +469,11 @@ pub fn compose(plan: &Plan, values: &[f64], options: &PlannerOptions) -> Result<
             let answer = format!(
                 "The {} is {} the {reference} ({}; {}).",
                 candidates[pick],
-                if *farthest { "farthest from" } else { "closest to" },
+                if *farthest {
+                    "farthest from"
+                } else {
+                    "closest to"
+                },
                 fmt_m(values[pick]),
                 candidates
                     .iter()
@@ -355,9 +482,18 @@ pub fn compose(plan: &Plan, values: &[f64], options: &PlannerOptions) -> Result<
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            (answer, FinalValue::Choice { value: candidates[pick].clone() })
+            (
+                answer,
+                FinalValue::Choice {
+                    value: candidates[pick].clone(),
+                },
+            )
         }
-        Goal::Order { objects, key, descending } => {
+        Goal::Order {
+            objects,
+            key,
+            descending,
+        } => {
             let mut order: Vec<usize> = (0..objects.len()).collect();
             order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
             if *descending {
@@ -373,7 +509,11 @@ pub fn compose(plan: &Plan, values: &[f64], options: &PlannerOptions) -> Result<
             };
             let answer = format!(
                 "By {key_name} ({}): {}.",
-                if *descending { "largest first" } else { "smallest first" },
+                if *descending {
+                    "largest first"
+                } else {
+                    "smallest first"
+                },
                 order
                     .iter()
                     .map(|&i| format!("the {} ({})", objects[i], fmt_m(values[i])))
@@ -382,7 +522,11 @@ pub fn compose(plan: &Plan, values: &[f64], options: &PlannerOptions) -> Result<
             );
             (answer, FinalValue::Order { value: sorted })
         }
-        Goal::FitBetween { object, left, right } => {
+        Goal::FitBetween {
+            object,
+            left,
+            right,
+        } => {
             let (gap, width) = (values[0], values[1]);
             let value = width < gap;
             let answer = format!(
@@ -406,10 +550,19 @@ pub fn answer_with_rules(
     transcript: &mut Transcript,
 ) -> Result<Outcome> {
     let plan = plan(question)?;
-    transcript.push(Step::plan(serde_json::to_value(&plan).context("serializing the plan")?));
+    transcript.push(Step::plan(
+        serde_json::to_value(&plan).context("serializing the plan")?,
+    ));
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let questions: Vec<String> = plan.questions.iter().map(|e| e.question(&mut rng)).collect();
-    let items: Vec<_> = questions.iter().map(|q| (image.to_path_buf(), q.clone())).collect();
+    let questions: Vec<String> = plan
+        .questions
+        .iter()
+        .map(|e| e.question(&mut rng))
+        .collect();
+    let items: Vec<_> = questions
+        .iter()
+        .map(|q| (image.to_path_buf(), q.clone()))
+        .collect();
     let answers = vlm.answer_batch(&items).context("the VLM failed")?;
     anyhow::ensure!(
         answers.len() == items.len(),
@@ -421,14 +574,19 @@ pub fn answer_with_rules(
     for (q, a) in questions.iter().zip(&answers) {
         let parsed = crate::transcript::parse_answer(a);
         transcript.push(Step::vlm(q, a, parsed.clone()));
-        let meters = parsed.meters.with_context(|| {
-            format!("the VLM's answer to {q:?} has no length: {a:?}")
-        })?;
+        let meters = parsed
+            .meters
+            .with_context(|| format!("the VLM's answer to {q:?} has no length: {a:?}"))?;
         values.push(meters);
     }
     let (answer, value) = compose(&plan, &values, options)?;
     transcript.push(Step::final_answer(&answer));
-    Ok(Outcome { answer, value, plan, values_m: values })
+    Ok(Outcome {
+        answer,
+        value,
+        plan,
+        values_m: values,
+    })
 }
 
 #[cfg(test)]
@@ -448,14 +606,18 @@ mod tests {
         assert_eq!(p.questions.len(), 3);
         assert!(matches!(
             plan("Do A, B and C form a right triangle?").unwrap().goal,
-            Goal::Triangle { shape: TriangleShape::Right, .. }
+            Goal::Triangle {
+                shape: TriangleShape::Right,
+                ..
+            }
         ));
         assert!(plan("Do A and B form a triangle?").is_err());
     }
 
     #[test]
     fn plans_extremes_order_and_fit() {
-        let p = plan("Which of the red cube, the blue ball and the cup is closest to the table?").unwrap();
+        let p = plan("Which of the red cube, the blue ball and the cup is closest to the table?")
+            .unwrap();
         assert_eq!(
             p.goal,
             Goal::Extreme {
@@ -464,10 +626,28 @@ mod tests {
                 farthest: false
             }
         );
-        let p = plan("Which is farthest from the camera: the red cube, the blue ball or the cup?").unwrap();
-        assert!(matches!(p.goal, Goal::Extreme { reference: None, farthest: true, .. }), "{p:?}");
-        assert_eq!(p.questions[1], Elementary::CameraDistance { a: "blue ball".into() });
-        let p = plan("Order the red cube, the cup and the lamp by height, from tallest to shortest.").unwrap();
+        let p = plan("Which is farthest from the camera: the red cube, the blue ball or the cup?")
+            .unwrap();
+        assert!(
+            matches!(
+                p.goal,
+                Goal::Extreme {
+                    reference: None,
+                    farthest: true,
+                    ..
+                }
+            ),
+            "{p:?}"
+        );
+        assert_eq!(
+            p.questions[1],
+            Elementary::CameraDistance {
+                a: "blue ball".into()
+            }
+        );
+        let p =
+            plan("Order the red cube, the cup and the lamp by height, from tallest to shortest.")
+                .unwrap();
         assert_eq!(
             p.goal,
             Goal::Order {
@@ -477,32 +657,69 @@ mod tests {
             }
         );
         let p = plan("Sort A, B and C by distance from the camera").unwrap();
-        assert!(matches!(p.goal, Goal::Order { key: OrderKey::CameraDistance, descending: false, .. }), "{p:?}");
+        assert!(
+            matches!(
+                p.goal,
+                Goal::Order {
+                    key: OrderKey::CameraDistance,
+                    descending: false,
+                    ..
+                }
+            ),
+            "{p:?}"
+        );
         let p = plan("Sort A, B and C by distance from the lamp").unwrap();
-        assert!(matches!(&p.goal, Goal::Order { key: OrderKey::DistanceTo { reference }, .. } if reference == "lamp"), "{p:?}");
+        assert!(
+            matches!(&p.goal, Goal::Order { key: OrderKey::DistanceTo { reference }, .. } if reference == "lamp"),
+            "{p:?}"
+        );
         let p = plan("Can the chair fit between the table and the shelf?").unwrap();
         assert_eq!(
             p.questions,
             vec![
-                Elementary::Gap { a: "table".into(), b: "shelf".into() },
+                Elementary::Gap {
+                    a: "table".into(),
+                    b: "shelf".into()
+                },
                 Elementary::Width { a: "chair".into() }
             ]
         );
-        assert!(matches!(plan("What color is the sky?"), Err(PlanError::CannotPlan(_))));
+        assert!(matches!(
+            plan("What color is the sky?"),
+            Err(PlanError::CannotPlan(_))
+        ));
     }
 
     #[test]
     fn composes_triangles() {
         let p = plan("Do A, B and C form an equilateral triangle?").unwrap();
         let o = PlannerOptions::default();
-        assert_eq!(compose(&p, &[1.0, 1.05, 0.95], &o).unwrap().1, FinalValue::Bool { value: true });
-        assert_eq!(compose(&p, &[1.0, 2.0, 1.5], &o).unwrap().1, FinalValue::Bool { value: false });
+        assert_eq!(
+            compose(&p, &[1.0, 1.05, 0.95], &o).unwrap().1,
+            FinalValue::Bool { value: true }
+        );
+        assert_eq!(
+            compose(&p, &[1.0, 2.0, 1.5], &o).unwrap().1,
+            FinalValue::Bool { value: false }
+        );
         let r = plan("Do A, B and C form a right triangle?").unwrap();
-        assert_eq!(compose(&r, &[3.0, 4.0, 5.0], &o).unwrap().1, FinalValue::Bool { value: true });
-        assert_eq!(compose(&r, &[3.0, 3.0, 5.0], &o).unwrap().1, FinalValue::Bool { value: false });
+        assert_eq!(
+            compose(&r, &[3.0, 4.0, 5.0], &o).unwrap().1,
+            FinalValue::Bool { value: true }
+        );
+        assert_eq!(
+            compose(&r, &[3.0, 3.0, 5.0], &o).unwrap().1,
+            FinalValue::Bool { value: false }
+        );
         let i = plan("Do A, B and C form an isosceles triangle?").unwrap();
-        assert_eq!(compose(&i, &[2.0, 2.0, 3.0], &o).unwrap().1, FinalValue::Bool { value: true });
-        assert_eq!(compose(&i, &[1.0, 2.0, 2.9], &o).unwrap().1, FinalValue::Bool { value: false });
+        assert_eq!(
+            compose(&i, &[2.0, 2.0, 3.0], &o).unwrap().1,
+            FinalValue::Bool { value: true }
+        );
+        assert_eq!(
+            compose(&i, &[1.0, 2.0, 2.9], &o).unwrap().1,
+            FinalValue::Bool { value: false }
+        );
         let (text, _) = compose(&p, &[1.0, 1.0, 1.0], &o).unwrap();
         assert_eq!(svlm_answers::parse_yes_no(&text), Some(true), "{text}");
     }

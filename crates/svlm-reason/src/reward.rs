@@ -96,8 +96,8 @@ pub struct RewardReport {
 #[derive(Debug, Clone)]
 pub struct RewardOptions {
     pub source: RewardSource,
-    /// Geometry pipeline settings (geometry source). The default keeps heavily occluded objects: an approaching
-    /// gripper hides part of its target, which must not drop the frame.
+    /// Geometry pipeline settings (geometry source). The default lifts every pixel and keeps heavily occluded
+    /// objects: an approaching gripper hides part of its target, which must not drop the frame.
     pub estimate: EstimateParams,
     /// Questions per VLM batch.
     pub batch_size: usize,
@@ -107,9 +107,16 @@ impl Default for RewardOptions {
     fn default() -> Self {
         RewardOptions {
             source: RewardSource::Geometry,
-            estimate: EstimateParams {
-                max_occluded_boundary: 1.0,
-                ..EstimateParams::default()
+            estimate: {
+                let mut estimate = EstimateParams {
+                    max_occluded_boundary: 1.0,
+                    ..EstimateParams::default()
+                };
+                estimate.geometry.stride = 1;
+                // A truncated or small object still has a closest surface; only its size would be wrong.
+                estimate.visibility.skip_truncated = false;
+                estimate.visibility.min_visible_pixels = 30;
+                estimate
             },
             batch_size: 8,
         }
@@ -178,9 +185,9 @@ pub fn annotate(
                     .iter()
                     .map(|(_, _, p)| (p.clone(), question.clone()))
                     .collect();
-                let answers = vlm.answer_batch(&batch).with_context(|| {
-                    format!("VLM failed on frames {}..", chunk[0].1)
-                })?;
+                let answers = vlm
+                    .answer_batch(&batch)
+                    .with_context(|| format!("VLM failed on frames {}..", chunk[0].1))?;
                 anyhow::ensure!(
                     answers.len() == batch.len(),
                     "VLM gave {} answers for {} questions",
@@ -259,7 +266,8 @@ fn build_report(
 }
 
 /// Closest-surface distance between the two named objects of one frame, through the synthesis pipeline's
-/// estimated scene graph (depth -> points -> cleanup; gaps between the objects' kept points).
+/// estimated scene graph (depth -> points -> outlier removal -> largest cluster), between the objects' kept
+/// full-resolution points.
 pub fn geometry_distance(
     frame: &Frame,
     objects: &[String; 2],
@@ -293,7 +301,9 @@ pub fn geometry_distance(
         })
     };
     let (a, b) = (find(&objects[0])?, find(&objects[1])?);
-    let d = graph.gap(a, b);
+    // The graph's own gaps use the voxel-thinned points (centimetre steps); near contact the reward needs the
+    // full-resolution points the objects kept.
+    let d = svlm_geometry::closest_distance(&graph.objects[a].points, &graph.objects[b].points);
     if !d.is_finite() {
         return Err("distance is not finite".into());
     }

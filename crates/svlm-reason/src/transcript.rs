@@ -41,7 +41,9 @@ pub fn parse_answer(text: &str) -> ParsedAnswer {
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     /// The rule-based planner's plan.
-    Plan { plan: serde_json::Value },
+    Plan {
+        plan: serde_json::Value,
+    },
     /// What the LLM said (its text, and the tool questions it asked in this turn).
     Llm {
         content: Option<String>,
@@ -54,9 +56,13 @@ pub enum Step {
         answer: String,
         parsed: ParsedAnswer,
     },
-    Final { answer: String },
+    Final {
+        answer: String,
+    },
     /// Something that went wrong and was reported back (e.g. an empty tool question).
-    Note { message: String },
+    Note {
+        message: String,
+    },
 }
 
 impl Step {
@@ -133,7 +139,10 @@ mod tests {
         let p = parse_answer("They are about 45 cm apart.");
         assert!((p.meters.unwrap() - 0.45).abs() < 1e-9);
         assert_eq!(parse_answer("No, it is not.").yes_no, Some(false));
-        assert_eq!(parse_answer("purple").describe(), "unreadable (no number or yes/no found)");
+        assert_eq!(
+            parse_answer("purple").describe(),
+            "unreadable (no number or yes/no found)"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let mut t = Transcript::new("q", Path::new("img.png"), "rules");

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use svlm_eval::FnAnswerer;
+use svlm_eval::Answerer;
 use svlm_reason::{
     LlmConfig, LlmError, OpenAiClient, OrchestratorOptions, Step, Transcript, answer_with_llm,
 };
@@ -20,7 +20,11 @@ struct Reply {
 }
 
 fn reply(status: u16, body: impl Into<String>) -> Reply {
-    Reply { delay: Duration::ZERO, status, body: body.into() }
+    Reply {
+        delay: Duration::ZERO,
+        status,
+        body: body.into(),
+    }
 }
 
 fn message(content: Option<&str>, tool_calls: Value) -> String {
@@ -45,8 +49,12 @@ fn serve(replies: Vec<Reply>) -> (String, JoinHandle<Vec<Value>>) {
     let handle = std::thread::spawn(move || {
         let mut bodies = Vec::new();
         for r in replies {
-            let Ok((stream, _)) = listener.accept() else { break };
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let Ok((stream, _)) = listener.accept() else {
+                break;
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut length = 0usize;
             loop {
@@ -93,8 +101,10 @@ fn client(url: &str, timeout_ms: u64, retries: u32) -> OpenAiClient {
 }
 
 /// A VLM that knows three distances.
-fn scripted_vlm() -> FnAnswerer<impl FnMut(&[(PathBuf, String)]) -> anyhow::Result<Vec<String>>> {
-    FnAnswerer(|items: &[(PathBuf, String)]| {
+struct ScriptedVlm;
+
+impl Answerer for ScriptedVlm {
+    fn answer_batch(&mut self, items: &[(PathBuf, String)]) -> anyhow::Result<Vec<String>> {
         Ok(items
             .iter()
             .map(|(_, q)| {
@@ -110,22 +120,48 @@ fn scripted_vlm() -> FnAnswerer<impl FnMut(&[(PathBuf, String)]) -> anyhow::Resu
                 }
             })
             .collect())
-    })
+    }
+}
+
+fn scripted_vlm() -> ScriptedVlm {
+    ScriptedVlm
 }
 
 #[test]
 fn tool_call_conversation_reaches_a_final_answer() {
     let (url, server) = serve(vec![
-        reply(200, message(None, json!([
-            tool_call("c1", "How far is the blue can from the red can?"),
-            tool_call("c2", "How far is the red can from the green sponge?"),
-        ]))),
-        reply(200, message(None, json!([tool_call("c3", "How far is the blue can from the green sponge?")]))),
-        reply(200, message(Some("Yes, the sides are about 0.50 m, 0.52 m and 0.50 m."), json!([]))),
+        reply(
+            200,
+            message(
+                None,
+                json!([
+                    tool_call("c1", "How far is the blue can from the red can?"),
+                    tool_call("c2", "How far is the red can from the green sponge?"),
+                ]),
+            ),
+        ),
+        reply(
+            200,
+            message(
+                None,
+                json!([tool_call(
+                    "c3",
+                    "How far is the blue can from the green sponge?"
+                )]),
+            ),
+        ),
+        reply(
+            200,
+            message(
+                Some("Yes, the sides are about 0.50 m, 0.52 m and 0.50 m."),
+                json!([]),
+            ),
+        ),
     ]);
     let mut llm = client(&url, 5000, 0);
     let mut vlm = scripted_vlm();
-    let question = "Do the blue can, the red can and the green sponge form roughly an equilateral triangle?";
+    let question =
+        "Do the blue can, the red can and the green sponge form roughly an equilateral triangle?";
     let mut transcript = Transcript::new(question, Path::new("img.png"), "llm:test-model");
     let answer = answer_with_llm(
         question,
@@ -148,10 +184,16 @@ fn tool_call_conversation_reaches_a_final_answer() {
     let tool_messages: Vec<&Value> = messages.iter().filter(|m| m["role"] == "tool").collect();
     assert_eq!(tool_messages.len(), 2);
     assert_eq!(tool_messages[0]["tool_call_id"], "c1");
-    let result: Value = serde_json::from_str(tool_messages[0]["content"].as_str().unwrap()).unwrap();
+    let result: Value =
+        serde_json::from_str(tool_messages[0]["content"].as_str().unwrap()).unwrap();
     assert_eq!(result["answer"], "They are about 50 cm apart.");
     assert!((result["meters"].as_f64().unwrap() - 0.5).abs() < 1e-9);
-    let third: Vec<&Value> = bodies[2]["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool").collect();
+    let third: Vec<&Value> = bodies[2]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .collect();
     let range: Value = serde_json::from_str(third[2]["content"].as_str().unwrap()).unwrap();
     let feet = range["meters"].as_f64().unwrap();
     assert!((feet - 1.65 * 0.3048).abs() < 1e-6, "{feet}");
@@ -161,70 +203,146 @@ fn tool_call_conversation_reaches_a_final_answer() {
     transcript.save(&path).unwrap();
     let saved: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(saved["final_answer"], answer.as_str());
-    assert!(saved["steps"].as_array().unwrap().iter().any(|s| s["step"] == "vlm"));
+    assert!(
+        saved["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["step"] == "vlm")
+    );
 }
 
 #[test]
 fn plain_text_protocol_works_without_tools() {
     let (url, server) = serve(vec![
-        reply(200, message(Some("ASK: How far is the blue can from the red can?"), json!([]))),
+        reply(
+            200,
+            message(
+                Some("ASK: How far is the blue can from the red can?"),
+                json!([]),
+            ),
+        ),
         reply(200, message(Some("Let me think."), json!([]))),
         reply(200, message(Some("FINAL: About half a metre."), json!([]))),
     ]);
     let mut llm = client(&url, 5000, 0);
     let mut vlm = scripted_vlm();
     let mut transcript = Transcript::new("q", Path::new("img.png"), "llm");
-    let options = OrchestratorOptions { use_tools: false, ..OrchestratorOptions::default() };
-    let answer =
-        answer_with_llm("How far apart are the cans?", Path::new("img.png"), &mut llm, &mut vlm, &options, &mut transcript)
-            .unwrap();
+    let options = OrchestratorOptions {
+        use_tools: false,
+        ..OrchestratorOptions::default()
+    };
+    let answer = answer_with_llm(
+        "How far apart are the cans?",
+        Path::new("img.png"),
+        &mut llm,
+        &mut vlm,
+        &options,
+        &mut transcript,
+    )
+    .unwrap();
     assert_eq!(answer, "About half a metre.");
     let bodies = server.join().unwrap();
     assert!(bodies[0].get("tools").is_none());
-    let user_turns: Vec<&Value> =
-        bodies[1]["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "user").collect();
+    let user_turns: Vec<&Value> = bodies[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .collect();
     let fed_back = user_turns.last().unwrap()["content"].as_str().unwrap();
-    assert!(fed_back.contains("50 cm") && fed_back.contains("0.500 m"), "{fed_back}");
-    assert!(transcript.steps.iter().any(|s| matches!(s, Step::Note { .. })));
+    assert!(
+        fed_back.contains("50 cm") && fed_back.contains("0.500 m"),
+        "{fed_back}"
+    );
+    assert!(
+        transcript
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Note { .. }))
+    );
 }
 
 #[test]
 fn step_limit_stops_a_looping_llm() {
-    let looping = || reply(200, message(None, json!([tool_call("c", "How far is the blue can from the red can?")])));
+    let looping = || {
+        reply(
+            200,
+            message(
+                None,
+                json!([tool_call("c", "How far is the blue can from the red can?")]),
+            ),
+        )
+    };
     let (url, server) = serve(vec![looping(), looping()]);
     let mut llm = client(&url, 5000, 0);
     let mut vlm = scripted_vlm();
     let mut transcript = Transcript::new("q", Path::new("img.png"), "llm");
-    let options = OrchestratorOptions { max_steps: 2, ..OrchestratorOptions::default() };
-    let err = answer_with_llm("q", Path::new("img.png"), &mut llm, &mut vlm, &options, &mut transcript)
-        .unwrap_err()
-        .to_string();
+    let options = OrchestratorOptions {
+        max_steps: 2,
+        ..OrchestratorOptions::default()
+    };
+    let err = answer_with_llm(
+        "q",
+        Path::new("img.png"),
+        &mut llm,
+        &mut vlm,
+        &options,
+        &mut transcript,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("within 2 steps"), "{err}");
     server.join().unwrap();
 }
 
 #[test]
 fn timeout_is_retried_then_reported() {
-    let slow = || Reply { delay: Duration::from_millis(900), status: 200, body: message(Some("late"), json!([])) };
+    let slow = || Reply {
+        delay: Duration::from_millis(900),
+        status: 200,
+        body: message(Some("late"), json!([])),
+    };
     let (url, server) = serve(vec![slow(), slow(), slow()]);
     let mut llm = client(&url, 200, 2);
     let started = Instant::now();
-    let err = llm.complete(&[svlm_reason::ChatMessage::user("hi")], &[]).unwrap_err();
-    assert!(matches!(err, LlmError::Unreachable { attempts: 3, .. }), "{err:?}");
+    let err = llm
+        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .unwrap_err();
+    assert!(
+        matches!(err, LlmError::Unreachable { attempts: 3, .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
-    assert!(text.contains(&url) && text.to_lowercase().contains("timeout"), "{text}");
+    assert!(
+        text.contains(&url) && text.to_lowercase().contains("timeout"),
+        "{text}"
+    );
     assert_eq!(llm.attempts, 3);
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
     server.join().unwrap();
 }
 
 #[test]
 fn malformed_replies_are_named() {
-    let (url, server) = serve(vec![reply(200, "this is not json"), reply(200, r#"{"id":"x","object":"chat.completion"}"#)]);
+    let (url, server) = serve(vec![
+        reply(200, "this is not json"),
+        reply(200, r#"{"id":"x","object":"chat.completion"}"#),
+    ]);
     let mut llm = client(&url, 5000, 3);
-    let err = llm.complete(&[svlm_reason::ChatMessage::user("hi")], &[]).unwrap_err().to_string();
+    let err = llm
+        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not JSON") && err.contains(&url), "{err}");
-    let err = llm.complete(&[svlm_reason::ChatMessage::user("hi")], &[]).unwrap_err().to_string();
+    let err = llm
+        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("missing `choices`"), "{err}");
     // Malformed replies are not retried.
     assert_eq!(llm.attempts, 2);
@@ -239,21 +357,40 @@ fn server_error_then_success_is_retried() {
         reply(200, message(Some("hello"), json!([]))),
     ]);
     let mut llm = client(&url, 5000, 3);
-    let m = llm.complete(&[svlm_reason::ChatMessage::user("hi")], &[]).unwrap();
+    let m = llm
+        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .unwrap();
     assert_eq!(m.content.as_deref(), Some("hello"));
     assert_eq!(llm.attempts, 3);
     assert_eq!(server.join().unwrap().len(), 3);
 
     let (url, server) = serve(vec![reply(503, "down"), reply(503, "down")]);
     let mut llm = client(&url, 5000, 1);
-    let err = llm.complete(&[svlm_reason::ChatMessage::user("hi")], &[]).unwrap_err();
-    assert!(matches!(err, LlmError::Retryable { status: 503, attempts: 2, .. }), "{err:?}");
+    let err = llm
+        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LlmError::Retryable {
+                status: 503,
+                attempts: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     server.join().unwrap();
 
     let (url, server) = serve(vec![reply(401, "bad key")]);
     let mut llm = client(&url, 5000, 3);
-    let err = llm.complete(&[svlm_reason::ChatMessage::user("hi")], &[]).unwrap_err();
-    assert!(matches!(err, LlmError::Status { status: 401, .. }), "{err:?}");
+    let err = llm
+        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .unwrap_err();
+    assert!(
+        matches!(err, LlmError::Status { status: 401, .. }),
+        "{err:?}"
+    );
     assert_eq!(llm.attempts, 1);
     server.join().unwrap();
 }
@@ -261,9 +398,19 @@ fn server_error_then_success_is_retried() {
 #[test]
 fn unreachable_endpoint_names_the_url() {
     // A port that was just free and is closed again.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}/v1");
     let mut llm = client(&url, 1000, 1);
-    let err = llm.complete(&[svlm_reason::ChatMessage::user("hi")], &[]).unwrap_err().to_string();
-    assert!(err.contains("unreachable") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    let err = llm
+        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unreachable") && err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }

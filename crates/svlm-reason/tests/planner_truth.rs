@@ -14,7 +14,10 @@ fn small_objects(scene: &Scene) -> Vec<usize> {
 
 /// A generated scene with at least `n` small objects.
 fn scene_with(n: usize, from_seed: u64) -> Scene {
-    let config = SceneConfig { objects: [n.max(3), 6], ..SceneConfig::default() };
+    let config = SceneConfig {
+        objects: [n.max(3), 6],
+        ..SceneConfig::default()
+    };
     (from_seed..from_seed + 500)
         .map(|s| generate_scene(s, &config))
         .find(|s| small_objects(s).len() >= n)
@@ -36,17 +39,30 @@ fn run(scene: &Scene, question: &str) -> FinalValue {
     let image = PathBuf::from(format!("scene-{}.png", scene.seed));
     let mut oracle = TruthOracle::new(1).with_scene(&image, scene.clone());
     let mut transcript = Transcript::new(question, &image, "rules");
-    let outcome =
-        answer_with_rules(question, &image, &mut oracle, &PlannerOptions::default(), &mut transcript)
-            .unwrap_or_else(|e| panic!("{question}: {e:#}"));
-    assert_eq!(transcript.final_answer.as_deref(), Some(outcome.answer.as_str()));
+    let outcome = answer_with_rules(
+        question,
+        &image,
+        &mut oracle,
+        &PlannerOptions::default(),
+        &mut transcript,
+    )
+    .unwrap_or_else(|e| panic!("{question}: {e:#}"));
+    assert_eq!(
+        transcript.final_answer.as_deref(),
+        Some(outcome.answer.as_str())
+    );
     assert_eq!(transcript.vlm_questions(), outcome.plan.questions.len());
     outcome.value
 }
 
 fn triangle_question(scene: &Scene, ids: [usize; 3], shape: &str) -> String {
     let n = |i: usize| scene.objects[ids[i]].name.clone();
-    format!("Do the {}, the {} and the {} form roughly {shape} triangle?", n(0), n(1), n(2))
+    format!(
+        "Do the {}, the {} and the {} form roughly {shape} triangle?",
+        n(0),
+        n(1),
+        n(2)
+    )
 }
 
 #[test]
@@ -62,20 +78,43 @@ fn equilateral_triangle_on_constructed_scenes() {
             scene.objects[i].center[2] = 0.1;
         }
         let q = triangle_question(&scene, ids, "an equilateral");
-        assert_eq!(run(&scene, &q), FinalValue::Bool { value: true }, "seed {seed}");
+        assert_eq!(
+            run(&scene, &q),
+            FinalValue::Bool { value: true },
+            "seed {seed}"
+        );
         // Stretch one corner: sides 0.9, ~1.5, ~1.5 -> isosceles but not equilateral.
-        let (x, y) = (scene.objects[ids[0]].center[0], scene.objects[ids[0]].center[1]);
+        let (x, y) = (
+            scene.objects[ids[0]].center[0],
+            scene.objects[ids[0]].center[1],
+        );
         place(&mut scene, ids[0], 2.2 * x, 2.2 * y);
-        assert_eq!(run(&scene, &q), FinalValue::Bool { value: false }, "seed {seed}");
+        assert_eq!(
+            run(&scene, &q),
+            FinalValue::Bool { value: false },
+            "seed {seed}"
+        );
         let iso = triangle_question(&scene, ids, "an isosceles");
-        assert_eq!(run(&scene, &iso), FinalValue::Bool { value: true }, "seed {seed}");
+        assert_eq!(
+            run(&scene, &iso),
+            FinalValue::Bool { value: true },
+            "seed {seed}"
+        );
         // A 3-4-5 right triangle (0.6, 0.8, 1.0 m).
         place(&mut scene, ids[0], 0.0, 0.0);
         place(&mut scene, ids[1], 0.6, 0.0);
         place(&mut scene, ids[2], 0.0, 0.8);
         let right = triangle_question(&scene, ids, "a right");
-        assert_eq!(run(&scene, &right), FinalValue::Bool { value: true }, "seed {seed}");
-        assert_eq!(run(&scene, &q), FinalValue::Bool { value: false }, "seed {seed}");
+        assert_eq!(
+            run(&scene, &right),
+            FinalValue::Bool { value: true },
+            "seed {seed}"
+        );
+        assert_eq!(
+            run(&scene, &q),
+            FinalValue::Bool { value: false },
+            "seed {seed}"
+        );
     }
 }
 
@@ -99,7 +138,11 @@ fn triangle_answers_match_truth_on_generated_scenes() {
         }
         let truth = spread <= options.side_tolerance;
         let q = triangle_question(&scene, ids, "an equilateral");
-        assert_eq!(run(&scene, &q), FinalValue::Bool { value: truth }, "seed {seed}: sides {s:?}");
+        assert_eq!(
+            run(&scene, &q),
+            FinalValue::Bool { value: truth },
+            "seed {seed}: sides {s:?}"
+        );
         checked += 1;
     }
     assert!(checked >= 30, "only {checked} scenes checked");
@@ -115,21 +158,47 @@ fn nearest_farthest_ordering_and_fit_match_truth() {
         let name = |i: usize| scene.objects[i].name.clone();
         let list = |c: &[usize]| {
             let names: Vec<String> = c.iter().map(|&i| format!("the {}", name(i))).collect();
-            format!("{} and {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
+            format!(
+                "{} and {}",
+                names[..names.len() - 1].join(", "),
+                names[names.len() - 1]
+            )
         };
         // Nearest / farthest to the reference object.
-        let mut by_distance: Vec<(f64, usize)> =
-            candidates.iter().map(|&c| (center_distance(&scene, c, reference), c)).collect();
+        let mut by_distance: Vec<(f64, usize)> = candidates
+            .iter()
+            .map(|&c| (center_distance(&scene, c, reference), c))
+            .collect();
         by_distance.sort_by(|a, b| a.0.total_cmp(&b.0));
         let clear = |a: f64, b: f64| (b - a).abs() > 0.12 * a.max(b);
         if clear(by_distance[0].0, by_distance[1].0) {
-            let q = format!("Which of {} is closest to the {}?", list(candidates), name(reference));
-            assert_eq!(run(&scene, &q), FinalValue::Choice { value: name(by_distance[0].1) }, "{q}");
+            let q = format!(
+                "Which of {} is closest to the {}?",
+                list(candidates),
+                name(reference)
+            );
+            assert_eq!(
+                run(&scene, &q),
+                FinalValue::Choice {
+                    value: name(by_distance[0].1)
+                },
+                "{q}"
+            );
             checked[0] += 1;
         }
         if clear(by_distance[1].0, by_distance[2].0) {
-            let q = format!("Which of {} is farthest from the {}?", list(candidates), name(reference));
-            assert_eq!(run(&scene, &q), FinalValue::Choice { value: name(by_distance[2].1) }, "{q}");
+            let q = format!(
+                "Which of {} is farthest from the {}?",
+                list(candidates),
+                name(reference)
+            );
+            assert_eq!(
+                run(&scene, &q),
+                FinalValue::Choice {
+                    value: name(by_distance[2].1)
+                },
+                "{q}"
+            );
             checked[0] += 1;
         }
         // Closest to the camera.
@@ -140,8 +209,17 @@ fn nearest_farthest_ordering_and_fit_match_truth() {
             .collect();
         by_camera.sort_by(|a, b| a.0.total_cmp(&b.0));
         if clear(by_camera[0].0, by_camera[1].0) {
-            let q = format!("Which is closest to the camera: {}?", list(candidates).replace(" and ", " or "));
-            assert_eq!(run(&scene, &q), FinalValue::Choice { value: name(by_camera[0].1) }, "{q}");
+            let q = format!(
+                "Which is closest to the camera: {}?",
+                list(candidates).replace(" and ", " or ")
+            );
+            assert_eq!(
+                run(&scene, &q),
+                FinalValue::Choice {
+                    value: name(by_camera[0].1)
+                },
+                "{q}"
+            );
             checked[1] += 1;
         }
         // Ordering by height, tallest first.
@@ -151,13 +229,19 @@ fn nearest_farthest_ordering_and_fit_match_truth() {
             .collect();
         by_height.sort_by(|a, b| b.0.total_cmp(&a.0));
         if by_height.windows(2).all(|w| clear(w[0].0, w[1].0)) {
-            let q = format!("Order {} by height, from tallest to shortest.", list(candidates));
+            let q = format!(
+                "Order {} by height, from tallest to shortest.",
+                list(candidates)
+            );
             let want: Vec<String> = by_height.iter().map(|(_, i)| name(*i)).collect();
             assert_eq!(run(&scene, &q), FinalValue::Order { value: want }, "{q}");
             checked[2] += 1;
         }
         // Fit: does the reference fit between the first two candidates?
-        let gap = svlm_world::closest_surface_distance(&scene.objects[candidates[0]], &scene.objects[candidates[1]]);
+        let gap = svlm_world::closest_surface_distance(
+            &scene.objects[candidates[0]],
+            &scene.objects[candidates[1]],
+        );
         let width = svlm_reason::oracle::canonical_width(&scene, &scene.objects[reference]);
         if clear(gap, width) {
             let q = format!(
@@ -166,11 +250,18 @@ fn nearest_farthest_ordering_and_fit_match_truth() {
                 name(candidates[0]),
                 name(candidates[1])
             );
-            assert_eq!(run(&scene, &q), FinalValue::Bool { value: width < gap }, "{q}: gap {gap}, width {width}");
+            assert_eq!(
+                run(&scene, &q),
+                FinalValue::Bool { value: width < gap },
+                "{q}: gap {gap}, width {width}"
+            );
             checked[3] += 1;
         }
     }
-    assert!(checked.iter().all(|&c| c >= 5), "checked per kind: {checked:?}");
+    assert!(
+        checked.iter().all(|&c| c >= 5),
+        "checked per kind: {checked:?}"
+    );
 }
 
 #[test]
@@ -179,9 +270,15 @@ fn unknown_questions_and_objects_fail_clearly() {
     let image = Path::new("x.png");
     let mut oracle = TruthOracle::new(0).with_scene(image, scene.clone());
     let mut t = Transcript::new("q", image, "rules");
-    let err = answer_with_rules("What colour is the floor?", image, &mut oracle, &PlannerOptions::default(), &mut t)
-        .unwrap_err()
-        .to_string();
+    let err = answer_with_rules(
+        "What colour is the floor?",
+        image,
+        &mut oracle,
+        &PlannerOptions::default(),
+        &mut t,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("cannot plan"), "{err}");
     let err = answer_with_rules(
         "Do the dragon, the unicorn and the phoenix form an equilateral triangle?",
