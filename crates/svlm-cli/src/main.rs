@@ -1,12 +1,17 @@
 //! `svlm`: one binary for spatial VQA synthesis, co-training, evaluation, reasoning and reward annotation.
 
+mod answerer;
 mod cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "svlm", version, about = "Teach vision-language models metric spatial reasoning (after SpatialVLM).")]
+#[command(
+    name = "svlm",
+    version,
+    about = "Teach vision-language models metric spatial reasoning (after SpatialVLM)."
+)]
 struct Cli {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -49,7 +54,8 @@ fn main() -> anyhow::Result<()> {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -3,10 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::answerer::{AnswerSettings, ModelAnswerer};
 use anyhow::{Context, bail};
-use svlm_model::generate::{GenerationImages, GenerationOptions, generate, stop_tokens_of};
-use svlm_model::{WeightDType, load_pretrained_as, resolve_device_with_dtype};
-use svlm_processor::{ChatMessage, processor::Processor};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,10 +40,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.model.display()
         );
     }
-    let dtype: WeightDType = args.dtype.parse()?;
-    let device = resolve_device_with_dtype(&args.device, dtype)?;
-    let processor = Processor::from_dir(&args.model)
-        .with_context(|| format!("reading the processor files of {}", args.model.display()))?;
     let images = args
         .image
         .iter()
@@ -54,47 +48,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("reading image {}", p.display()))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let message = ChatMessage::user_with_images(images.len(), args.question.clone());
-    let inputs = processor.process_chat(&[message], &images, true)?;
-
-    let loaded = load_pretrained_as(&args.model, &device, dtype)?;
-    let gen_images = if images.is_empty() {
-        GenerationImages::default()
-    } else {
-        let [tiles, c, h, w] = inputs.pixel_shape;
-        GenerationImages::from_host(
-            inputs.pixel_values.clone(),
-            [1, tiles, c, h, w],
-            inputs.pixel_attention_mask.as_deref(),
-            &device,
-        )?
-    };
-    let mut stop_tokens = stop_tokens_of(&args.model, &loaded.config)?;
-    if let Some(eou) = processor.tokenizer.token_to_id("<end_of_utterance>") {
-        stop_tokens.push(eou);
-    }
-    let options = GenerationOptions {
+    let settings = AnswerSettings {
+        device: args.device.clone(),
+        dtype: args.dtype.clone(),
         max_new_tokens: args.max_new_tokens,
         temperature: args.temperature,
         top_p: args.top_p,
-        stop_tokens,
-        pad_token: processor.tokenizer.pad_token_id().unwrap_or(0),
         seed: args.seed,
     };
+    let mut answerer = ModelAnswerer::open(&args.model, &args.model, &settings)?;
     let start = std::time::Instant::now();
-    let tokens = generate(
-        &loaded.model,
-        std::slice::from_ref(&inputs.input_ids),
-        gen_images,
-        &options,
-    )?;
-    let answer = processor.tokenizer.decode(&tokens[0], true)?;
-    tracing::info!(
-        "{} prompt tokens, {} new tokens in {:.2} s",
-        inputs.input_ids.len(),
-        tokens[0].len(),
-        start.elapsed().as_secs_f64()
+    let answers = answerer.answer(&[(images, args.question.clone())])?;
+    tracing::info!("answered in {:.2} s", start.elapsed().as_secs_f64());
+    println!(
+        "{}",
+        answers.first().map(String::as_str).unwrap_or_default()
     );
-    println!("{}", answer.trim());
     Ok(())
 }

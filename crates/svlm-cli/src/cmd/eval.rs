@@ -1,8 +1,84 @@
-// Placeholder until this subcommand lands; it refuses to run rather than pretend.
+//! `svlm eval --model <dir|repo|run> --data <set> --out DIR`: batched generation over a spatial VQA set, scored per
+//! question type, with a JSON + markdown report, PNG charts and the predictions.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use svlm_eval::{EvalOptions, LoadOptions, evaluate, load_benchmark};
+
+use crate::answerer::{AnswerSettings, ModelAnswerer, resolve_model_spec};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// An HF model folder, a training run (newest checkpoint), a checkpoint-N folder, a .gguf file or a hub repo id.
+    #[arg(long)]
+    pub model: String,
+    /// Tokenizer/processor folder, when the model folder has none (e.g. a training checkpoint).
+    #[arg(long)]
+    pub processor: Option<PathBuf>,
+    /// The evaluation set: svlm synth JSONL/Parquet, Q-Spatial-Bench or SpatialRGPT-Bench files (format detected).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Folder the images of --data are relative to (default: the data file's folder).
+    #[arg(long)]
+    pub image_root: Option<PathBuf>,
+    /// Report folder: report.json, report.md, predictions.jsonl, PNG charts.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Evaluate at most this many questions.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// cpu | cuda[:i] | vulkan[:i] | tch
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32 | bf16 | f16
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value_t = 48)]
+    pub max_new_tokens: usize,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`svlm eval` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let set = load_benchmark(
+        &args.data,
+        &LoadOptions {
+            image_root: args.image_root.clone(),
+            // Parquet sets (Q-Spatial-Bench) embed their images; they are written here once.
+            image_cache: Some(args.out.join("images")),
+            limit: args.limit,
+            ..LoadOptions::default()
+        },
+    )
+    .with_context(|| format!("loading --data {}", args.data.display()))?;
+    let (weights, processor) = resolve_model_spec(&args.model, args.processor.as_deref())?;
+    let settings = AnswerSettings {
+        device: args.device.clone(),
+        dtype: args.dtype.clone(),
+        max_new_tokens: args.max_new_tokens,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    };
+    let mut answerer = ModelAnswerer::open(&weights, &processor, &settings)?;
+    let options = EvalOptions {
+        batch_size: args.batch_size,
+        model_name: args.model.clone(),
+        ..EvalOptions::default()
+    };
+    let report = evaluate(&set, &mut answerer, &options)?;
+    report
+        .write(&args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    println!(
+        "{} questions: binary accuracy {}, within [0.5x, 2x] {}, valid format {}",
+        report.items,
+        pct(report.overall.binary.over_all),
+        pct(report.overall.within_2x.over_all),
+        pct(report.overall.valid_format_rate)
+    );
+    println!("report: {}", args.out.join("report.md").display());
+    Ok(())
 }

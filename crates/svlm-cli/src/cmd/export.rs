@@ -26,18 +26,9 @@ pub struct Args {
     pub overwrite: bool,
 }
 
-/// The newest `checkpoint-N` in a run folder.
+/// The newest `checkpoint-N` in a run folder (the trainer's own lookup, so both agree on the layout).
 fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(run_dir).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let step = name.strip_prefix("checkpoint-")?.parse::<u64>().ok()?;
-            e.path().is_dir().then_some((step, e.path()))
-        })
-        .max_by_key(|(step, _)| *step)
-        .map(|(_, p)| p)
+    svlm_train::checkpoint::latest_checkpoint(run_dir).map(|(_, path)| path)
 }
 
 /// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run
