@@ -86,7 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         scene.hfov_deg = [hfov, hfov];
     }
     let start = Instant::now();
-    let count = args.scenes.unwrap_or(if args.sequence.is_some() { 1 } else { 100 });
+    let count = args
+        .scenes
+        .unwrap_or(if args.sequence.is_some() { 1 } else { 100 });
     match args.sequence {
         None => {
             scene.validate().context("invalid scene options")?;
