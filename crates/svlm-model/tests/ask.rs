@@ -36,7 +36,7 @@ fn idefics3_chat_turn_matches_transformers() {
             true,
         )
         .unwrap();
-    assert_eq!(inputs.prompt.contains("<global-img>"), true);
+    assert!(inputs.prompt.contains("<global-img>"));
     assert_eq!(inputs.input_ids, ids("input_ids"), "prompt ids");
 
     let device = Device::flex();

@@ -735,11 +735,12 @@ fn parse_llava(
         .flat_map(|m| &m.content)
         .filter(|p| **p == ContentPart::Image)
         .count();
-    if markers == 0 && !sample.images.is_empty() {
-        if let Some(first) = sample.messages.iter_mut().find(|m| m.role == "user") {
-            for _ in 0..sample.images.len() {
-                first.content.insert(0, ContentPart::Image);
-            }
+    if markers == 0
+        && !sample.images.is_empty()
+        && let Some(first) = sample.messages.iter_mut().find(|m| m.role == "user")
+    {
+        for _ in 0..sample.images.len() {
+            first.content.insert(0, ContentPart::Image);
         }
     }
     Ok(sample)

@@ -12,6 +12,9 @@ use crate::config::{RatioBy, RunConfig, StopRule};
 use crate::data::{DataError, DataSet};
 use crate::mixture::{Mixture, MixtureSource, MixtureState};
 
+/// A drawn sample: (source index, row index) and the encoded sample.
+type Drawn = ((usize, usize), EncodedSample);
+
 /// Serializable loader position (part of every checkpoint).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoaderState {
@@ -33,7 +36,7 @@ pub fn split_rows(
     len: usize,
     holdout: usize,
 ) -> (Vec<usize>, Vec<usize>) {
-    let order = Mixture::epoch_order(seed ^ 0x5eed_0f_ba11, u32::MAX, source, len);
+    let order = Mixture::epoch_order(seed ^ 0x005e_ed0f_ba11, u32::MAX, source, len);
     let holdout = holdout.min(len.saturating_sub(1));
     let mut validation: Vec<usize> = order[..holdout].iter().map(|&i| i as usize).collect();
     let mut train: Vec<usize> = order[holdout..].iter().map(|&i| i as usize).collect();
@@ -174,7 +177,7 @@ impl<'a> Loader<'a> {
     }
 
     /// Draw one usable sample, skipping (and counting) bad rows. `None` when the stop rule says the data is done.
-    fn draw(&mut self) -> Result<Option<((usize, usize), EncodedSample)>, DataError> {
+    fn draw(&mut self) -> Result<Option<Drawn>, DataError> {
         loop {
             if self.stopped() {
                 return Ok(None);

@@ -175,6 +175,7 @@ impl Mixture {
 
     /// Draw the next (source, row). The caller reports what was used with [`Mixture::record`]; a row that turns out
     /// bad is simply not recorded and the source stays in deficit.
+    #[allow(clippy::should_implement_trait)] // a draw from a stateful mixture, not an iterator adaptor
     pub fn next(&mut self) -> Option<(usize, usize)> {
         let source = self.choose_source()?;
         Some((source, self.next_row(source)))

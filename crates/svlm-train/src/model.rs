@@ -257,7 +257,7 @@ impl ModuleVisitor for SnapshotVisitor<'_> {
             .val()
             .into_data()
             .convert::<f32>()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .unwrap_or_default();
         self.out.insert(self.path.join("."), values);
     }

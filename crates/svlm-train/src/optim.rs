@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -100,7 +100,7 @@ impl AdamW {
                 let values = t
                     .to_data()
                     .convert::<f32>()
-                    .into_vec::<f32>()
+                    .try_into_vec::<f32>()
                     .map_err(|e| format!("{e:?}"))?;
                 let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
                 buffers.push((format!("{prefix}.{name}"), bytes, values.len()));

@@ -5,7 +5,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -171,7 +170,7 @@ fn forward_loss<M: TrainableModel>(
         .sum_dim(1)
         .into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .unwrap_or_default();
     Ok((nll.sum(), per_sample))
 }
@@ -410,7 +409,7 @@ pub fn train<M: TrainableModel>(
         losses.push((step, loss));
 
         let mut validation = BTreeMap::new();
-        if config.eval.every > 0 && step % config.eval.every == 0 {
+        if config.eval.every > 0 && step.is_multiple_of(config.eval.every) {
             validation = validation_losses(&model, &loader, &names, eval_batch, device)?;
             last_validation = validation.clone();
         }
@@ -441,7 +440,7 @@ pub fn train<M: TrainableModel>(
         let line = serde_json::to_string(&m).map_err(|e| io_err(&metrics_path, e))?;
         writeln!(metrics_file, "{line}").map_err(|e| io_err(&metrics_path, e))?;
         if let Some(w) = events.as_mut()
-            && (step % config.log.every == 0 || !validation.is_empty())
+            && (step.is_multiple_of(config.log.every) || !validation.is_empty())
         {
             let mut scalars: Vec<(String, f32)> = vec![
                 ("loss".into(), m.loss as f32),
@@ -469,7 +468,7 @@ pub fn train<M: TrainableModel>(
         progress.set_position(step);
         progress.set_message(format!("loss {loss:.4} | {:.0} tok/s", m.tokens_per_s));
 
-        let periodic = config.checkpoint.every > 0 && step % config.checkpoint.every == 0;
+        let periodic = config.checkpoint.every > 0 && step.is_multiple_of(config.checkpoint.every);
         if periodic {
             last_checkpoint = Some(save(
                 run_dir,

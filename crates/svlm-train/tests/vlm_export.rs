@@ -16,7 +16,7 @@ fn logits(model: &svlm_model::Vlm, batch: &HostBatch, device: &Device) -> Vec<f3
         .expect("forward")
         .into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .expect("f32")
 }
 
