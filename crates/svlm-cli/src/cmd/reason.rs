@@ -60,7 +60,10 @@ pub struct Args {
 }
 
 fn oracle_for_image(image: &Path) -> anyhow::Result<TruthOracle> {
-    let dir = image.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = image
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let stem = image
         .file_stem()
         .and_then(|s| s.to_str())
@@ -88,7 +91,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let names: Vec<&str> = scene.objects.iter().map(|o| o.name.as_str()).collect();
             println!("scene {seed}: {}", names.join(", "));
             let image = args.out.join(format!("{stem}.png"));
-            (image.clone(), TruthOracle::new(seed).with_scene(image, scene))
+            (
+                image.clone(),
+                TruthOracle::new(seed).with_scene(image, scene),
+            )
         }
         (None, None) => anyhow::bail!("give --image IMG or --scene SEED"),
     };
@@ -145,13 +151,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     transcript.save(&transcript_path)?;
     for step in &transcript.steps {
-        if let svlm_reason::Step::Vlm { question, answer, parsed } = step {
+        if let svlm_reason::Step::Vlm {
+            question,
+            answer,
+            parsed,
+        } = step
+        {
             println!("  VLM: {question} -> {answer} [{}]", parsed.describe());
         }
     }
-    let answer = result.with_context(|| {
-        format!("no answer (transcript in {})", transcript_path.display())
-    })?;
+    let answer = result
+        .with_context(|| format!("no answer (transcript in {})", transcript_path.display()))?;
     println!("{answer}");
     println!("transcript: {}", transcript_path.display());
     Ok(())

@@ -58,9 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ),
         (Source::Geometry, _) => None,
     };
-    let vlm = oracle
-        .as_mut()
-        .map(|o| o as &mut dyn svlm_eval::Answerer);
+    let vlm = oracle.as_mut().map(|o| o as &mut dyn svlm_eval::Answerer);
     let report = annotate(&args.frames, &args.task, &options, vlm)?;
     let out = args.out.unwrap_or_else(|| args.frames.clone());
     let files = write_report(&report, &out)?;
@@ -82,10 +80,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match report.spearman_rho {
         Some(rho) => println!(
             "Spearman rho (frame index vs distance) = {rho:.4}{}",
-            if report.strictly_decreasing { " (strictly decreasing)" } else { "" }
+            if report.strictly_decreasing {
+                " (strictly decreasing)"
+            } else {
+                ""
+            }
         ),
-        None => println!("Spearman rho undefined (fewer than two measured frames or constant distance)"),
+        None => {
+            println!("Spearman rho undefined (fewer than two measured frames or constant distance)")
+        }
     }
-    println!("wrote {} and {}", files.json.display(), files.plot.display());
+    println!(
+        "wrote {} and {}",
+        files.json.display(),
+        files.plot.display()
+    );
     Ok(())
 }
