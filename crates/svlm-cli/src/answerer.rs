@@ -66,6 +66,25 @@ pub fn resolve_model_spec(
     Ok((weights, processor))
 }
 
+/// A [`ModelAnswerer`] for a `--model`-style spec with greedy decoding (reasoning and reward commands).
+pub fn open_answerer(
+    spec: &str,
+    processor_dir: Option<&Path>,
+    device: &str,
+) -> anyhow::Result<ModelAnswerer> {
+    let (weights, processor) = resolve_model_spec(spec, processor_dir)?;
+    let settings = AnswerSettings {
+        device: device.to_string(),
+        dtype: "f32".into(),
+        max_new_tokens: 48,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    };
+    ModelAnswerer::open(&weights, &processor, &settings)
+        .with_context(|| format!("opening the VLM {spec}"))
+}
+
 impl ModelAnswerer {
     pub fn open(
         weights: &Path,

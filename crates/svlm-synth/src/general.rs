@@ -21,6 +21,11 @@ pub const GENERAL_KINDS: [&str; 4] = [
     "general_presence",
 ];
 
+/// Every noun svlm-world gives its small objects (the vocabulary shape and count questions choose among).
+pub const WORLD_NOUNS: [&str; 8] = [
+    "cube", "box", "sphere", "ball", "cylinder", "can", "cup", "cone",
+];
+
 /// Largest count asked about; answers are the options "0".."MAX_COUNT".
 pub const MAX_COUNT: usize = 9;
 

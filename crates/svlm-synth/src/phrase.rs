@@ -548,7 +548,7 @@ pub fn choice(
     (capitalize(&question), answer)
 }
 
-/// (question, answer, unit shown) for a quantity.
+/// (question, answer, unit shown) for a quantity, numbers in the default (human-like, mixed-unit) style.
 pub fn quantity(
     q: Quantity,
     a: &str,
@@ -556,8 +556,20 @@ pub fn quantity(
     truth: &Truth,
     rng: &mut impl Rng,
 ) -> (String, String, Option<String>) {
+    quantity_with_style(q, a, b, truth, &svlm_answers::NumberStyle::default(), rng)
+}
+
+/// [`quantity`] with lengths written in `style`.
+pub fn quantity_with_style(
+    q: Quantity,
+    a: &str,
+    b: &str,
+    truth: &Truth,
+    style: &svlm_answers::NumberStyle,
+    rng: &mut impl Rng,
+) -> (String, String, Option<String>) {
     let text = quantity_text(q);
-    let (value, unit) = value_text(truth, rng);
+    let (value, unit) = value_text(truth, style, rng);
     let question = fill(pick(text.questions, rng), &[('a', a), ('b', b)]);
     let answer = fill(
         pick(text.answers, rng),
@@ -567,11 +579,14 @@ pub fn quantity(
 }
 
 /// The answer's number text and the unit it shows.
-fn value_text(truth: &Truth, rng: &mut impl Rng) -> (String, Option<String>) {
+fn value_text(
+    truth: &Truth,
+    style: &svlm_answers::NumberStyle,
+    rng: &mut impl Rng,
+) -> (String, Option<String>) {
     match truth {
         Truth::Length { meters } => {
-            let (text, unit) =
-                svlm_answers::format_length(*meters, &svlm_answers::NumberStyle::default(), rng);
+            let (text, unit) = svlm_answers::format_length(*meters, style, rng);
             (text, Some(unit.to_string()))
         }
         Truth::Clock { hour } => (svlm_answers::format_clock(*hour), None),

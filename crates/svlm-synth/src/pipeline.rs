@@ -165,6 +165,8 @@ pub fn run_config(source: &dyn ItemSource, opts: &SynthOptions) -> serde_json::V
             "volume_ratio": opts.qa.volume_ratio,
             "clock_boundary_deg": opts.qa.clock_boundary_deg,
             "min_length": opts.qa.min_length,
+            "kinds": opts.qa.kinds,
+            "number_style": format!("{:?}", opts.qa.number_style),
         },
         "question_types": crate::qa::question_types().len(),
     })

@@ -26,6 +26,10 @@ pub struct QaConfig {
     pub clock_boundary_deg: f64,
     /// Lengths below this (metres) are not asked about.
     pub min_length: f64,
+    /// Only these question types (names from [`question_types`]); `None` asks every type.
+    pub kinds: Option<Vec<String>>,
+    /// How quantitative answers write lengths (units, hedges, ranges, words).
+    pub number_style: svlm_answers::NumberStyle,
 }
 
 impl Default for QaConfig {
@@ -37,7 +41,39 @@ impl Default for QaConfig {
             volume_ratio: 1.5,
             clock_boundary_deg: 5.0,
             min_length: 0.02,
+            kinds: None,
+            number_style: svlm_answers::NumberStyle::default(),
         }
+    }
+}
+
+impl QaConfig {
+    /// Rejects type names that [`question_types`] does not know, listing them.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(kinds) = &self.kinds {
+            let known = question_types();
+            let unknown: Vec<&str> = kinds
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !known.contains(k))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(format!(
+                    "unknown question types {unknown:?}; known: {}",
+                    known.join(", ")
+                ));
+            }
+            if kinds.is_empty() {
+                return Err("the question type list is empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn asks(&self, kind: &str) -> bool {
+        self.kinds
+            .as_ref()
+            .is_none_or(|kinds| kinds.iter().any(|k| k == kind))
     }
 }
 
@@ -606,6 +642,13 @@ pub fn generate(
         }
     }
 
+    // Pools are laid out in the order of `question_types`.
+    for (pool, kind) in pools.iter_mut().zip(question_types()) {
+        if !cfg.asks(kind) {
+            pool.clear();
+        }
+    }
+
     let want_qual = cfg.qa_per_image.div_ceil(2);
     let (qual_pools, quant_pools) = pools.split_at_mut(n_qual);
     let avail_qual: usize = qual_pools.iter().map(Vec::len).sum();
@@ -618,7 +661,10 @@ pub fn generate(
     let mut chosen = round_robin(qual_pools, take_qual, rng);
     chosen.extend(round_robin(quant_pools, take_quant, rng));
     chosen.shuffle(rng);
-    chosen.into_iter().map(|c| render(g, &c, rng)).collect()
+    chosen
+        .into_iter()
+        .map(|c| render(g, &c, cfg, rng))
+        .collect()
 }
 
 fn push_quantity(
@@ -662,7 +708,7 @@ fn round_robin(pools: &mut [Vec<Candidate>], want: usize, rng: &mut impl Rng) ->
     out
 }
 
-fn render(g: &SceneGraph, c: &Candidate, rng: &mut impl Rng) -> GeneratedQa {
+fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> GeneratedQa {
     let name_a = g.objects[c.a].name.as_str();
     let name_b = g.objects[c.b].name.as_str();
     let the_a = format!("the {name_a}");
@@ -710,7 +756,8 @@ fn render(g: &SceneGraph, c: &Candidate, rng: &mut impl Rng) -> GeneratedQa {
             }
         }
         Kind::Quantity(q) => {
-            let (question, answer, unit) = phrase::quantity(q, &the_a, &the_b, &c.truth, rng);
+            let (question, answer, unit) =
+                phrase::quantity_with_style(q, &the_a, &the_b, &c.truth, &cfg.number_style, rng);
             let objects = if q.arity() == 1 {
                 vec![name_a.to_string()]
             } else {
@@ -814,6 +861,40 @@ mod tests {
         qas.iter()
             .filter(|q| q.spatial.kind == kind && q.spatial.objects == objects)
             .collect()
+    }
+
+    #[test]
+    fn type_allow_list_and_number_style() {
+        let g = scene();
+        let cfg = QaConfig {
+            qa_per_image: 10_000,
+            kinds: Some(vec!["left_predicate".into(), "distance".into()]),
+            number_style: svlm_answers::NumberStyle::plain_metric(),
+            ..QaConfig::default()
+        };
+        cfg.validate().unwrap();
+        let mut skips = SkipCounts::new();
+        let qas = generate(&g, &cfg, &mut ChaCha8Rng::seed_from_u64(9), &mut skips);
+        let kinds: std::collections::BTreeSet<&str> =
+            qas.iter().map(|q| q.spatial.kind.as_str()).collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["distance", "left_predicate"]
+        );
+        for q in qas.iter().filter(|q| q.spatial.kind == "distance") {
+            let unit = q.spatial.unit_shown.as_deref().unwrap_or("");
+            assert!(
+                ["mm", "cm", "m", "km"].contains(&unit),
+                "{unit}: {}",
+                q.answer
+            );
+            assert!(verify_answer(q).is_ok(), "{}", q.answer);
+        }
+        let bad = QaConfig {
+            kinds: Some(vec!["left_predicate".into(), "leftish".into()]),
+            ..QaConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("leftish"));
     }
 
     #[test]

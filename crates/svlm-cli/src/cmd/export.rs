@@ -31,43 +31,69 @@ fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
     svlm_train::checkpoint::latest_checkpoint(run_dir).map(|(_, path)| path)
 }
 
-/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run
-/// folder, when either holds `tokenizer.json`.
+/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run folder when either
+/// holds `tokenizer.json`, else the folder the run's saved config names (`model.tokenizer`, the pretrained folder,
+/// or the from-scratch `model.config` file's folder).
 fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
-    [Some(checkpoint), checkpoint.parent()]
+    let run_dir = checkpoint.parent();
+    if let Some(dir) = [Some(checkpoint), run_dir]
         .into_iter()
         .flatten()
         .find(|d| d.join("tokenizer.json").is_file())
-        .map(Path::to_path_buf)
+    {
+        return Some(dir.to_path_buf());
+    }
+    let config = [Some(checkpoint), run_dir]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("config.toml"))
+        .find(|p| p.is_file())?;
+    let config = svlm_train::RunConfig::load(&config, &[]).ok()?;
+    let model = &config.model;
+    model
+        .tokenizer
+        .clone()
+        .or_else(|| model.pretrained.as_ref().map(PathBuf::from))
+        .or_else(|| {
+            model
+                .config
+                .as_ref()
+                .and_then(|c| c.parent().map(Path::to_path_buf))
+        })
+        .filter(|d| d.join("tokenizer.json").is_file())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dtype: WeightDType = args.dtype.parse()?;
     let device = resolve_device("cpu")?;
     let source = &args.source;
-    let (model, side_dir) = if source.join("model.safetensors").is_file()
-        || source.join("model.safetensors.index.json").is_file()
-    {
-        let loaded = load_pretrained_as(source, &device, WeightDType::F32)?;
-        (loaded.model, Some(source.clone()))
-    } else {
-        let checkpoint = if source.join("model.bpk").is_file() {
-            source.clone()
-        } else {
-            latest_checkpoint(source).with_context(|| {
-                format!(
-                    "{}: no model.safetensors, model.bpk or checkpoint-N folder",
-                    source.display()
-                )
-            })?
-        };
-        let config = ModelConfig::from_file(&checkpoint.join("config.json"))?;
-        let mut model = Vlm::from_config(&config, &device)?;
-        load_burnpack(&mut model, &checkpoint.join("model.bpk"))?;
-        tracing::info!("loaded {}", checkpoint.display());
-        let side = processor_dir_of(&checkpoint);
-        (model, side)
+    let has_weights = |d: &Path| {
+        d.join("model.safetensors").is_file()
+            || d.join("model.safetensors.index.json").is_file()
+            || d.join("model.bpk").is_file()
     };
+    // A run folder stands for its newest checkpoint.
+    let folder = if has_weights(source) {
+        source.clone()
+    } else {
+        latest_checkpoint(source).with_context(|| {
+            format!(
+                "{}: no model.safetensors, model.bpk or checkpoint-N folder",
+                source.display()
+            )
+        })?
+    };
+    let model = if folder.join("model.bpk").is_file() && !folder.join("model.safetensors").is_file()
+    {
+        let config = ModelConfig::from_file(&folder.join("config.json"))?;
+        let mut model = Vlm::from_config(&config, &device)?;
+        load_burnpack(&mut model, &folder.join("model.bpk"))?;
+        model
+    } else {
+        load_pretrained_as(&folder, &device, WeightDType::F32)?.model
+    };
+    tracing::info!("loaded {}", folder.display());
+    let side_dir = processor_dir_of(&folder);
     let side_files_from = args.processor_from.clone().or(side_dir);
     if let Some(dir) = &side_files_from
         && !dir.is_dir()

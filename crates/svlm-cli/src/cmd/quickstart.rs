@@ -1,8 +1,557 @@
-// Placeholder until this subcommand lands; it refuses to run rather than pretend.
+//! `svlm quickstart`: the paper's claim in miniature on a laptop CPU. Procedural scenes -> spatial QA + general
+//! VQA about the same images -> a tokenizer trained on that text and a tiny Idefics3 -> one training run per
+//! spatial ratio (same steps, same seed) -> evaluation on held-out scenes -> `report.md` with charts.
+//!
+//! Everything lands under `--out`:
+//!
+//! ```text
+//! OUT/
+//!   data/        images/, spatial_{train,test}.jsonl, general_{train,test}.jsonl, plan.json
+//!   model/       tokenizer + processor files, config.json (the from-scratch model), plan.json
+//!   configs/     base.toml + tiny_cpu.toml (the repository's configs, as embedded in this binary)
+//!   runs/ratio_<r>/   a full training run each (metrics.jsonl, tb/, loss.png, checkpoint-N/)
+//!   eval/ratio_<r>/   spatial/ and general/ reports (report.md, predictions.jsonl, charts)
+//!   report.md, report.json, metrics_vs_ratio.png, loss_curves.png
+//! ```
+//!
+//! A rerun reuses finished stages (data and model when their plan is unchanged, finished training runs) and
+//! resumes an interrupted training run from its newest checkpoint.
+
+mod data;
+mod model;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use svlm_eval::{EvalOptions, EvalReport, LoadOptions, evaluate, load_benchmark};
+use svlm_train::config::RunConfig;
+
+use crate::answerer::{AnswerSettings, ModelAnswerer};
+use data::{DataFiles, DataPlan};
+use model::TinyModel;
+
+const BASE_TOML: &str = include_str!("../../../../configs/base.toml");
+const TINY_TOML: &str = include_str!("../../../../configs/tiny_cpu.toml");
+
+/// Spatial question types the quickstart asks: the paper's binary predicates that scenes of objects on a floor
+/// make unambiguous, and its headline distances and sizes.
+pub const QUICKSTART_TYPES: [&str; 12] = [
+    "left_predicate",
+    "right_predicate",
+    "left_choice",
+    "right_choice",
+    "front_predicate",
+    "behind_predicate",
+    "taller_predicate",
+    "shorter_predicate",
+    "distance",
+    "camera_distance",
+    "width",
+    "height",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The README run: about 10 minutes on 2 cores.
+    Default,
+    /// Seconds: every stage on a handful of scenes (the integration test). Its numbers mean nothing.
+    Ci,
+}
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Output folder (data, model, runs, eval, report).
+    #[arg(long, default_value = "out/quickstart")]
+    pub out: PathBuf,
+    /// Spatial share of the training mixture, one run each (comma-separated; the general share is 1 - r).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.5")]
+    pub ratios: Vec<f64>,
+    #[arg(long, value_enum, default_value = "default")]
+    pub preset: Preset,
+    /// Override the preset's optimizer steps per run.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Override the preset's number of training scenes.
+    #[arg(long)]
+    pub train_scenes: Option<usize>,
+    /// Override the preset's number of held-out scenes.
+    #[arg(long)]
+    pub test_scenes: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Training runs at a time (default: the number of cores, at most the number of ratios).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`svlm quickstart` is not implemented yet")
+/// Everything the quickstart does, resolved from the preset and the flags (saved in report.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub preset: Preset,
+    pub data: DataPlan,
+    pub model: TinyModel,
+    pub ratios: Vec<f64>,
+    pub steps: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub eval_batch_size: usize,
+    pub max_new_tokens: usize,
+}
+
+impl Plan {
+    fn from_args(args: &Args) -> anyhow::Result<Plan> {
+        let types: Vec<String> = QUICKSTART_TYPES.iter().map(|s| s.to_string()).collect();
+        let mut plan = match args.preset {
+            Preset::Default => Plan {
+                preset: args.preset,
+                data: DataPlan {
+                    seed: args.seed,
+                    train_scenes: 6000,
+                    test_scenes: 120,
+                    image_size: 64,
+                    objects: [2, 3],
+                    spatial_per_image: 8,
+                    general_per_image: 4,
+                    spatial_types: types,
+                    min_visible_pixels: 20,
+                },
+                model: TinyModel {
+                    vocab_size: 640,
+                    vision_hidden: 64,
+                    vision_layers: 2,
+                    vision_heads: 4,
+                    vision_intermediate: 128,
+                    patch_size: 8,
+                    scale_factor: 2,
+                    text_hidden: 96,
+                    text_layers: 3,
+                    text_heads: 4,
+                    text_kv_heads: 2,
+                    text_intermediate: 256,
+                    max_positions: 512,
+                },
+                ratios: args.ratios.clone(),
+                steps: 600,
+                batch_size: 16,
+                lr: 3e-3,
+                warmup_steps: 30,
+                eval_batch_size: 48,
+                max_new_tokens: 24,
+            },
+            Preset::Ci => Plan {
+                preset: args.preset,
+                data: DataPlan {
+                    seed: args.seed,
+                    train_scenes: 24,
+                    test_scenes: 4,
+                    image_size: 32,
+                    objects: [2, 3],
+                    spatial_per_image: 4,
+                    general_per_image: 2,
+                    spatial_types: types,
+                    min_visible_pixels: 4,
+                },
+                model: TinyModel {
+                    vocab_size: 400,
+                    vision_hidden: 16,
+                    vision_layers: 1,
+                    vision_heads: 2,
+                    vision_intermediate: 32,
+                    patch_size: 8,
+                    scale_factor: 2,
+                    text_hidden: 32,
+                    text_layers: 1,
+                    text_heads: 2,
+                    text_kv_heads: 1,
+                    text_intermediate: 64,
+                    max_positions: 256,
+                },
+                ratios: args.ratios.clone(),
+                steps: 3,
+                batch_size: 4,
+                lr: 1e-3,
+                warmup_steps: 0,
+                eval_batch_size: 8,
+                max_new_tokens: 6,
+            },
+        };
+        if let Some(s) = args.steps {
+            plan.steps = s;
+        }
+        if let Some(n) = args.train_scenes {
+            plan.data.train_scenes = n;
+        }
+        if let Some(n) = args.test_scenes {
+            plan.data.test_scenes = n;
+        }
+        if plan.ratios.is_empty() {
+            bail!("--ratios: give at least one spatial ratio");
+        }
+        for &r in &plan.ratios {
+            if !(0.0..=1.0).contains(&r) {
+                bail!("--ratios: {r} is not within [0, 1]");
+            }
+        }
+        if plan.data.train_scenes == 0 || plan.data.test_scenes == 0 || plan.steps == 0 {
+            bail!("--train-scenes, --test-scenes and --steps must be at least 1");
+        }
+        Ok(plan)
+    }
+}
+
+/// `ratio_0.50`: the folder name of a run.
+pub fn ratio_label(r: f64) -> String {
+    format!("ratio_{r:.2}")
+}
+
+pub(crate) fn progress_bar(len: u64, message: &str, enabled: bool) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>18} [{bar:40}] {pos}/{len} ({elapsed} < {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(message.to_string());
+    bar
+}
+
+/// The run config of one ratio: the repository's `configs/tiny_cpu.toml` (embedded), with this quickstart's
+/// paths, sizes and the spatial weight.
+fn run_config(out: &Path, plan: &Plan, ratio: f64, files: &DataFiles) -> anyhow::Result<RunConfig> {
+    let configs = out.join("configs");
+    std::fs::create_dir_all(&configs)?;
+    svlm_report::write_atomic(&configs.join("base.toml"), BASE_TOML.as_bytes())?;
+    svlm_report::write_atomic(&configs.join("tiny_cpu.toml"), TINY_TOML.as_bytes())?;
+    let path = |p: &Path| p.display().to_string();
+    let overrides = vec![
+        format!("name=\"{}\"", ratio_label(ratio)),
+        format!("seed={}", plan.data.seed),
+        format!(
+            "model.config={}",
+            path(&out.join("model").join("config.json"))
+        ),
+        format!("data.sources.general.path={}", path(&files.general_train)),
+        format!("data.sources.spatial.path={}", path(&files.spatial_train)),
+        format!("data.sources.general.weight={}", 1.0 - ratio),
+        format!("data.sources.spatial.weight={ratio}"),
+        format!("train.steps={}", plan.steps),
+        format!("train.batch_size={}", plan.batch_size),
+        format!("optim.lr={}", plan.lr),
+        format!("optim.warmup_steps={}", plan.warmup_steps),
+        format!("checkpoint.every={}", plan.steps.div_ceil(2)),
+        format!("eval.every={}", plan.steps.div_ceil(4)),
+        // The runs are child processes; the quickstart draws their progress from metrics.jsonl.
+        "log.progress=false".to_string(),
+    ];
+    let holdout = match plan.preset {
+        Preset::Default => 64,
+        Preset::Ci => 2,
+    };
+    let mut overrides = overrides;
+    overrides.push(format!("data.sources.general.holdout={holdout}"));
+    overrides.push(format!("data.sources.spatial.holdout={holdout}"));
+    RunConfig::load(&configs.join("tiny_cpu.toml"), &overrides)
+        .with_context(|| format!("the run config of ratio {ratio}"))
+}
+
+/// Results of one ratio, as the report shows them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RatioResult {
+    pub ratio: f64,
+    pub run_dir: PathBuf,
+    pub steps: u64,
+    pub final_loss: Option<f64>,
+    pub samples_per_s: f64,
+    pub train_seconds: f64,
+    pub spatial: EvalReport,
+    pub general: EvalReport,
+    pub eval_seconds: f64,
+}
+
+/// A training run of one ratio as a child process (`svlm train`), its output in `RUN_DIR/train.log`.
+struct RunningTrain {
+    ratio: f64,
+    run_dir: PathBuf,
+    child: std::process::Child,
+    started: Instant,
+}
+
+/// Starts `svlm train` for one ratio, or returns `None` when the run finished earlier. The resolved config is
+/// written to `OUT/configs/<label>.toml` (rerun it by hand with `svlm train --config`).
+fn start_training(
+    out: &Path,
+    plan: &Plan,
+    ratio: f64,
+    files: &DataFiles,
+) -> anyhow::Result<Option<RunningTrain>> {
+    let config = run_config(out, plan, ratio, files)?;
+    let label = ratio_label(ratio);
+    let run_dir = out.join("runs").join(&label);
+    let latest = svlm_train::checkpoint::latest_checkpoint(&run_dir);
+    if run_dir.join("report.json").is_file()
+        && latest.as_ref().is_some_and(|(step, _)| *step == plan.steps)
+    {
+        tracing::info!("{}: finished earlier, kept", run_dir.display());
+        return Ok(None);
+    }
+    let config_path = out.join("configs").join(format!("{label}.toml"));
+    svlm_report::write_atomic(&config_path, config.to_toml()?.as_bytes())?;
+    std::fs::create_dir_all(&run_dir)?;
+    let log_path = run_dir.join("train.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("locating the svlm binary")?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("train");
+    if latest.is_some() {
+        tracing::info!("{}: resuming from its newest checkpoint", run_dir.display());
+        command.arg("--resume").arg(&run_dir);
+    } else {
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--out")
+            .arg(&run_dir);
+    }
+    let child = command
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting the training run {label}"))?;
+    Ok(Some(RunningTrain {
+        ratio,
+        run_dir,
+        child,
+        started: Instant::now(),
+    }))
+}
+
+/// Steps logged so far in a run's metrics.jsonl.
+fn steps_logged(run_dir: &Path) -> u64 {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+        .unwrap_or(0)
+}
+
+/// Trains every ratio, `jobs` runs at a time (Burn's CPU backend keeps about one core busy on models this small, so
+/// concurrent runs use a multi-core machine fully). Returns the training seconds of each ratio.
+fn train_all(
+    out: &Path,
+    plan: &Plan,
+    files: &DataFiles,
+    jobs: usize,
+    progress: bool,
+) -> anyhow::Result<Vec<f64>> {
+    let bars = indicatif::MultiProgress::new();
+    if !progress {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut seconds = vec![0.0; plan.ratios.len()];
+    let mut pending: Vec<usize> = (0..plan.ratios.len()).rev().collect();
+    let mut running: Vec<(usize, RunningTrain, indicatif::ProgressBar)> = Vec::new();
+    loop {
+        while running.len() < jobs.max(1)
+            && let Some(i) = pending.pop()
+        {
+            let ratio = plan.ratios[i];
+            if let Some(run) = start_training(out, plan, ratio, files)? {
+                let bar = bars.add(progress_bar(
+                    plan.steps,
+                    &format!("ratio {ratio}"),
+                    progress,
+                ));
+                running.push((i, run, bar));
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut k = 0;
+        while k < running.len() {
+            let (i, run, bar) = &mut running[k];
+            bar.set_position(steps_logged(&run.run_dir).min(plan.steps));
+            match run.child.try_wait()? {
+                None => k += 1,
+                Some(status) => {
+                    bar.finish_and_clear();
+                    if !status.success() {
+                        let log = run.run_dir.join("train.log");
+                        let ratio = run.ratio;
+                        let text = std::fs::read_to_string(&log).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                        for (_, other, _) in running.iter_mut() {
+                            // Best effort: the error below is what matters.
+                            let _ = other.child.kill();
+                        }
+                        bail!(
+                            "training run of ratio {ratio} failed ({status}); the end of {}:\n{}",
+                            log.display(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        );
+                    }
+                    seconds[*i] = run.started.elapsed().as_secs_f64();
+                    println!(
+                        "      ratio {} trained in {:.0} s ({})",
+                        run.ratio,
+                        seconds[*i],
+                        run.run_dir.display()
+                    );
+                    running.swap_remove(k);
+                }
+            }
+        }
+    }
+    Ok(seconds)
+}
+
+fn evaluate_run(
+    out: &Path,
+    plan: &Plan,
+    ratio: f64,
+    run_dir: &Path,
+    files: &DataFiles,
+) -> anyhow::Result<(EvalReport, EvalReport)> {
+    let (_, checkpoint) = svlm_train::checkpoint::latest_checkpoint(run_dir)
+        .with_context(|| format!("no checkpoint in {}", run_dir.display()))?;
+    let settings = AnswerSettings {
+        device: "cpu".into(),
+        dtype: "f32".into(),
+        max_new_tokens: plan.max_new_tokens,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    };
+    let mut answerer = ModelAnswerer::open(&checkpoint, &out.join("model"), &settings)?;
+    let options = EvalOptions {
+        batch_size: plan.eval_batch_size,
+        model_name: ratio_label(ratio),
+        ..EvalOptions::default()
+    };
+    let dir = out.join("eval").join(ratio_label(ratio));
+    let mut reports = Vec::new();
+    for (name, path) in [
+        ("spatial", &files.spatial_test),
+        ("general", &files.general_test),
+    ] {
+        let set = load_benchmark(path, &LoadOptions::default())
+            .with_context(|| format!("loading {}", path.display()))?;
+        let report = evaluate(&set, &mut answerer, &options)
+            .with_context(|| format!("evaluating {} on {name}", run_dir.display()))?;
+        report
+            .write(&dir.join(name))
+            .with_context(|| format!("writing {}", dir.join(name).display()))?;
+        reports.push(report);
+    }
+    let general = reports.pop().context("general report")?;
+    let spatial = reports.pop().context("spatial report")?;
+    Ok((spatial, general))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let plan = Plan::from_args(&args)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let out = std::fs::canonicalize(&args.out)
+        .with_context(|| format!("resolving {}", args.out.display()))?;
+    let progress = !args.quiet;
+
+    println!(
+        "[1/4] data: {} training + {} held-out scenes",
+        plan.data.train_scenes, plan.data.test_scenes
+    );
+    let files = DataFiles::new(&out);
+    let data_summary = data::build(&plan.data, &files, progress)?;
+    println!(
+        "      {} spatial QA ({} images) and {} general QA for training; {} spatial + {} general held out ({:.1} s)",
+        data_summary.spatial_train_qa,
+        data_summary.spatial_train_records,
+        data_summary.general_train_qa,
+        data_summary.spatial_test_qa,
+        data_summary.general_test_qa,
+        data_summary.seconds
+    );
+
+    println!("[2/4] model: tokenizer trained on the generated text, tiny Idefics3 config");
+    let model_started = Instant::now();
+    model::build(
+        &plan.model,
+        plan.data.image_size,
+        || data::training_texts(&files),
+        serde_json::to_value(&plan.data)?,
+        &out.join("model"),
+    )?;
+    let model_seconds = model_started.elapsed().as_secs_f64();
+
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(plan.ratios.len())
+    });
+    println!(
+        "[3/4] training {} runs from scratch ({} at a time): spatial ratios {:?}, {} steps of {} each",
+        plan.ratios.len(),
+        jobs,
+        plan.ratios,
+        plan.steps,
+        plan.batch_size
+    );
+    let train_seconds = train_all(&out, &plan, &files, jobs, progress)?;
+
+    println!("[4/4] evaluating on held-out scenes");
+    let mut results = Vec::new();
+    for (&ratio, train_seconds) in plan.ratios.iter().zip(train_seconds) {
+        let run_dir = out.join("runs").join(ratio_label(ratio));
+        let t = Instant::now();
+        let (spatial, general) = evaluate_run(&out, &plan, ratio, &run_dir, &files)?;
+        let eval_seconds = t.elapsed().as_secs_f64();
+        let metrics = report::read_run_metrics(&run_dir)?;
+        let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        println!(
+            "      ratio {ratio}: spatial binary {}, within 2x {}, general {} ({eval_seconds:.0} s)",
+            pct(spatial.overall.binary.over_all),
+            pct(spatial.overall.within_2x.over_all),
+            pct(general.overall.accuracy.over_all),
+        );
+        results.push(RatioResult {
+            ratio,
+            run_dir,
+            steps: metrics.last().map_or(0, |m| m.step),
+            final_loss: metrics.last().map(|m| m.loss),
+            samples_per_s: report::mean_samples_per_s(&metrics),
+            train_seconds,
+            spatial,
+            general,
+            eval_seconds,
+        });
+    }
+    let total_seconds = started.elapsed().as_secs_f64();
+    let summary = report::Summary {
+        plan: plan.clone(),
+        data: data_summary,
+        model_seconds,
+        results,
+        total_seconds,
+    };
+    let written = report::write(&out, &summary)?;
+    println!(
+        "report: {} ({:.1} min in all)",
+        written.display(),
+        total_seconds / 60.0
+    );
+    Ok(())
 }

@@ -29,10 +29,20 @@ pub struct Args {
     /// The composite question, e.g. "Do the red cube, the blue sphere and the green cone form roughly an
     /// equilateral triangle?".
     question: String,
-    /// An image of a procedural RGB-D folder (DIR/<stem>.png with <stem>.objects.json): the exact-truth oracle
-    /// answers the VLM questions. (A trained-model VLM is not wired into this command yet.)
+    /// The image. With --vlm any photo; without it a frame of a procedural RGB-D folder (DIR/<stem>.png with
+    /// <stem>.objects.json), answered by the exact-truth oracle.
     #[arg(long, conflicts_with = "scene")]
     image: Option<PathBuf>,
+    /// The VLM answering the elementary questions: a model folder, a training run (newest checkpoint), a
+    /// checkpoint-N folder, a .gguf file or a cached hub id. Default: the exact-truth oracle.
+    #[arg(long)]
+    vlm: Option<String>,
+    /// Tokenizer/processor folder for --vlm, when the model folder has none.
+    #[arg(long)]
+    processor: Option<PathBuf>,
+    /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Generate and render procedural scene SEED (written into --out) and reason about it with the oracle.
     #[arg(long)]
     scene: Option<u64>,
@@ -70,7 +80,7 @@ fn oracle_for_image(image: &Path) -> anyhow::Result<TruthOracle> {
         .with_context(|| format!("bad image path {}", image.display()))?;
     let frame = read_frame(dir, stem).with_context(|| {
         format!(
-            "{} is not a frame of an RGB-D folder; only procedural frames (exact-truth oracle) can be answered until the trained-model VLM is wired in",
+            "{} is not a frame of an RGB-D folder: without --vlm MODEL only procedural frames (exact-truth oracle) can be answered",
             image.display()
         )
     })?;
@@ -81,8 +91,9 @@ fn oracle_for_image(image: &Path) -> anyhow::Result<TruthOracle> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let (image, mut oracle) = match (&args.image, args.scene) {
-        (Some(image), _) => (image.clone(), oracle_for_image(image)?),
+    let (image, oracle) = match (&args.image, args.scene) {
+        (Some(image), _) if args.vlm.is_some() => (image.clone(), None),
+        (Some(image), _) => (image.clone(), Some(oracle_for_image(image)?)),
         (None, Some(seed)) => {
             let scene = generate_scene(seed, &SceneConfig::default());
             let stem = format!("scene_{seed}");
@@ -93,11 +104,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let image = args.out.join(format!("{stem}.png"));
             (
                 image.clone(),
-                TruthOracle::new(seed).with_scene(image, scene),
+                Some(TruthOracle::new(seed).with_scene(image, scene)),
             )
         }
         (None, None) => anyhow::bail!("give --image IMG or --scene SEED"),
     };
+    let mut vlm: Box<dyn svlm_eval::Answerer> = match (&args.vlm, oracle) {
+        (Some(spec), _) => Box::new(crate::answerer::open_answerer(
+            spec,
+            args.processor.as_deref(),
+            &args.device,
+        )?),
+        (None, Some(oracle)) => Box::new(oracle),
+        (None, None) => anyhow::bail!("no VLM: give --vlm MODEL or a procedural frame"),
+    };
+    let vlm_name = args.vlm.clone().unwrap_or_else(|| "truth-oracle".into());
+    tracing::info!(vlm = %vlm_name, "elementary questions go to");
     let llm_configured = args.llm.is_some() || args.model.is_some();
     let use_llm = match args.planner {
         Planner::Llm => true,
@@ -129,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &args.question,
             &image,
             &mut client,
-            &mut oracle,
+            vlm.as_mut(),
             &options,
             &mut transcript,
         );
@@ -139,7 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let result = answer_with_rules(
             &args.question,
             &image,
-            &mut oracle,
+            vlm.as_mut(),
             &PlannerOptions::default(),
             &mut transcript,
         )

@@ -14,13 +14,6 @@ pub enum Source {
     Vlm,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Vlm {
-    /// The exact-truth oracle (procedural frames written by `svlm world` only): answers in the synthesis
-    /// templates' words, read back by the same parser as a model's answers.
-    Truth,
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     /// RGB-D frame folder (docs/ARCHITECTURE.md); frames in sorted stem order.
@@ -31,9 +24,17 @@ pub struct Args {
     task: String,
     #[arg(long, value_enum, default_value_t = Source::Geometry)]
     source: Source,
-    /// Answerer for --source vlm. The trained-model answerer is not wired into this command yet.
-    #[arg(long, value_enum, default_value_t = Vlm::Truth)]
-    vlm: Vlm,
+    /// The VLM for --source vlm: a model folder, a training run (newest checkpoint), a checkpoint-N folder, a
+    /// .gguf file or a cached hub id. Without it the exact-truth oracle answers (procedural frames written by
+    /// `svlm world` only: answers in the synthesis templates' words, read back by the same parser).
+    #[arg(long)]
+    vlm: Option<String>,
+    /// Tokenizer/processor folder for --vlm, when the model folder has none (e.g. a training checkpoint).
+    #[arg(long)]
+    processor: Option<PathBuf>,
+    /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Output folder for reward.json and reward.png (default: the frames folder).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -51,14 +52,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         ..RewardOptions::default()
     };
-    let mut oracle = match (args.source, args.vlm) {
-        (Source::Vlm, Vlm::Truth) => Some(
-            svlm_reason::oracle::oracle_for_folder(&args.frames, 0)
-                .context("--vlm truth needs procedural frames with exact truth")?,
-        ),
+    let mut answerer: Option<Box<dyn svlm_eval::Answerer>> = match (args.source, &args.vlm) {
+        (Source::Vlm, Some(spec)) => Some(Box::new(crate::answerer::open_answerer(
+            spec,
+            args.processor.as_deref(),
+            &args.device,
+        )?)),
+        (Source::Vlm, None) => Some(Box::new(
+            svlm_reason::oracle::oracle_for_folder(&args.frames, 0).context(
+                "without --vlm MODEL the exact-truth oracle answers, which needs procedural frames",
+            )?,
+        )),
         (Source::Geometry, _) => None,
     };
-    let vlm = oracle.as_mut().map(|o| o as &mut dyn svlm_eval::Answerer);
+    let vlm: Option<&mut dyn svlm_eval::Answerer> = match answerer.as_mut() {
+        Some(a) => Some(a.as_mut()),
+        None => None,
+    };
     let report = annotate(&args.frames, &args.task, &options, vlm)?;
     let out = args.out.unwrap_or_else(|| args.frames.clone());
     let files = write_report(&report, &out)?;

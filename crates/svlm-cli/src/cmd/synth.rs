@@ -43,6 +43,12 @@ pub struct Args {
     /// Objects per procedural scene, MIN-MAX.
     #[arg(long, default_value = "3-8")]
     objects: String,
+    /// Only these question types, comma-separated (e.g. left_predicate,distance; default: all 52).
+    #[arg(long, value_delimiter = ',')]
+    types: Option<Vec<String>>,
+    /// Lengths always as one plain metric number ("1.2 meters") instead of the mixed human-like style.
+    #[arg(long)]
+    plain_numbers: bool,
     /// Objects with fewer visible pixels are not asked about.
     #[arg(long, default_value_t = 150)]
     min_visible_pixels: usize,
@@ -113,11 +119,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         qa: QaConfig {
             qa_per_image: args.qa_per_image,
+            kinds: args.types.clone(),
+            number_style: if args.plain_numbers {
+                svlm_answers::NumberStyle::plain_metric()
+            } else {
+                svlm_answers::NumberStyle::default()
+            },
             ..QaConfig::default()
         },
         chunk_size: args.chunk_size,
         progress: !args.quiet,
     };
+    opts.qa
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--types: {e}"))?;
     let started = std::time::Instant::now();
     let outcome = run_shard(source.as_ref(), &opts)?;
     let m = outcome.manifest();

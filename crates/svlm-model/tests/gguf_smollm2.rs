@@ -128,7 +128,7 @@ fn smollm2_gguf_matches_transformers() {
         .slice([0..1, seq - 1..seq, 0..vocab])
         .into_data()
         .convert::<f32>()
-        .into_vec()
+        .try_into_vec()
         .unwrap();
 
     let start = reference["last_logits_slice_start"].as_u64().unwrap() as usize;

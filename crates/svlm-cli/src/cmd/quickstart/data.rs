@@ -1,0 +1,268 @@
+//! Quickstart data: procedural scenes rendered once, each giving a spatial record (synthesis templates, exact
+//! truth) and a general VQA record (colours, shapes, counts, presence) about the same image. Train and held-out
+//! scenes come from different seed streams, so no held-out image is ever trained on.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rand::SeedableRng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use svlm_synth::general::{GeneralQaConfig, WORLD_NOUNS, general_qa, general_record};
+use svlm_synth::graph::VisibilityParams;
+use svlm_synth::pipeline::synthesize_item;
+use svlm_synth::qa::QaConfig;
+use svlm_synth::{Item, SpatialRecord, from_world};
+use svlm_world::{SceneConfig, generate_scene, render, scene_seed};
+
+/// What the data stage draws; saved in `data/plan.json` so an unchanged rerun skips the stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataPlan {
+    pub seed: u64,
+    pub train_scenes: usize,
+    pub test_scenes: usize,
+    pub image_size: u32,
+    pub objects: [usize; 2],
+    pub spatial_per_image: usize,
+    pub general_per_image: usize,
+    pub spatial_types: Vec<String>,
+    pub min_visible_pixels: usize,
+}
+
+impl DataPlan {
+    pub fn scene_config(&self) -> SceneConfig {
+        SceneConfig {
+            width: self.image_size,
+            height: self.image_size,
+            objects: self.objects,
+            unique_names: true,
+            // Small objects on the floor only: every object is nameable by colour and noun, none hides behind
+            // furniture, so a from-scratch model can learn the relations within minutes.
+            table_probability: 0.0,
+            furniture_probability: 0.0,
+            wall_probability: 0.5,
+            hfov_deg: [55.0, 65.0],
+            camera_height: [1.1, 1.6],
+            pitch_deg: [20.0, 35.0],
+            max_roll_deg: 0.0,
+            max_distance: 2.5,
+            min_projected_size: 0.15,
+        }
+    }
+
+    pub fn qa_config(&self) -> QaConfig {
+        QaConfig {
+            qa_per_image: self.spatial_per_image,
+            kinds: Some(self.spatial_types.clone()),
+            number_style: svlm_answers::NumberStyle::plain_metric(),
+            ..QaConfig::default()
+        }
+    }
+
+    /// Seed of the held-out scene stream (disjoint from the training stream by construction of `scene_seed`).
+    fn test_seed(&self) -> u64 {
+        self.seed ^ 0x7E57_5CE7_E5EE_D000
+    }
+}
+
+/// Files the data stage writes under `OUT/data`.
+#[derive(Debug, Clone)]
+pub struct DataFiles {
+    pub dir: PathBuf,
+    pub spatial_train: PathBuf,
+    pub general_train: PathBuf,
+    pub spatial_test: PathBuf,
+    pub general_test: PathBuf,
+}
+
+impl DataFiles {
+    pub fn new(out: &Path) -> Self {
+        let dir = out.join("data");
+        Self {
+            spatial_train: dir.join("spatial_train.jsonl"),
+            general_train: dir.join("general_train.jsonl"),
+            spatial_test: dir.join("spatial_test.jsonl"),
+            general_test: dir.join("general_test.jsonl"),
+            dir,
+        }
+    }
+}
+
+/// Counts of what the data stage wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    pub train_images: usize,
+    pub test_images: usize,
+    pub spatial_train_records: usize,
+    pub spatial_train_qa: usize,
+    pub general_train_records: usize,
+    pub general_train_qa: usize,
+    pub spatial_test_qa: usize,
+    pub general_test_qa: usize,
+    /// Scenes without any spatial question (every pair ambiguous or too small), counted, not written.
+    pub scenes_without_spatial_qa: usize,
+    pub seconds: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Done {
+    plan: DataPlan,
+    summary: DataSummary,
+}
+
+struct SceneRecords {
+    spatial: Option<SpatialRecord>,
+    general: Option<SpatialRecord>,
+}
+
+fn scene_records(
+    plan: &DataPlan,
+    split: &str,
+    base_seed: u64,
+    index: usize,
+    images: &Path,
+) -> anyhow::Result<SceneRecords> {
+    let scene = generate_scene(scene_seed(base_seed, index as u64), &plan.scene_config());
+    let rendered = render(&scene);
+    let visibility = VisibilityParams {
+        min_visible_pixels: plan.min_visible_pixels,
+        ..VisibilityParams::default()
+    };
+    let graph = from_world(&scene, &rendered, &visibility);
+    let id = format!("{split}-{index:06}");
+    let item = Item {
+        id: id.clone(),
+        rgb: rendered.rgb.clone(),
+        graph,
+        provenance: serde_json::json!({"source": "world", "split": split, "index": index}),
+    };
+    let synthesized = synthesize_item(item, index, base_seed, &plan.qa_config());
+    let image_path = images.join(format!("{id}.png"));
+    svlm_report::write_atomic(&image_path, &synthesized.png)
+        .with_context(|| format!("writing {}", image_path.display()))?;
+    let nouns: BTreeSet<String> = WORLD_NOUNS.iter().map(|s| s.to_string()).collect();
+    let general_config = GeneralQaConfig {
+        per_image: plan.general_per_image,
+        min_visible_pixels: plan.min_visible_pixels,
+    };
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(scene_seed(base_seed ^ 0x6E4E, index as u64));
+    let general = general_qa(&scene, &rendered, &nouns, &general_config, &mut rng);
+    let image = synthesized.record.image.clone();
+    Ok(SceneRecords {
+        spatial: (!synthesized.record.spatial.is_empty()).then_some(synthesized.record),
+        general: (!general.is_empty())
+            .then(|| general_record(format!("{id}-general"), image, &general)),
+    })
+}
+
+fn write_jsonl(path: &Path, records: &[&SpatialRecord]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    svlm_report::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Renders the scenes and writes images and the four JSONL files; skipped when `data/plan.json` says the same
+/// plan already finished.
+pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Result<DataSummary> {
+    let done_path = files.dir.join("plan.json");
+    if let Ok(text) = std::fs::read_to_string(&done_path)
+        && let Ok(done) = serde_json::from_str::<Done>(&text)
+        && done.plan == *plan
+        && [
+            &files.spatial_train,
+            &files.general_train,
+            &files.spatial_test,
+            &files.general_test,
+        ]
+        .iter()
+        .all(|p| p.is_file())
+    {
+        tracing::info!(
+            "data: {} already holds this plan, kept",
+            files.dir.display()
+        );
+        return Ok(done.summary);
+    }
+    let started = std::time::Instant::now();
+    let images = files.dir.join("images");
+    std::fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
+    let bar = super::progress_bar(
+        (plan.train_scenes + plan.test_scenes) as u64,
+        "rendering scenes",
+        progress,
+    );
+    let make = |split: &str, seed: u64, n: usize| -> anyhow::Result<Vec<SceneRecords>> {
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let r = scene_records(plan, split, seed, i, &images);
+                bar.inc(1);
+                r
+            })
+            .collect()
+    };
+    let train = make("train", plan.seed, plan.train_scenes)?;
+    let test = make("test", plan.test_seed(), plan.test_scenes)?;
+    bar.finish_and_clear();
+
+    let qa = |records: &[&SpatialRecord]| records.iter().map(|r| r.spatial.len()).sum::<usize>();
+    let (spatial_train, general_train) = (spatial(&train), general(&train));
+    let (spatial_test, general_test) = (spatial(&test), general(&test));
+    write_jsonl(&files.spatial_train, &spatial_train)?;
+    write_jsonl(&files.general_train, &general_train)?;
+    write_jsonl(&files.spatial_test, &spatial_test)?;
+    write_jsonl(&files.general_test, &general_test)?;
+    let summary = DataSummary {
+        train_images: train.len(),
+        test_images: test.len(),
+        spatial_train_records: spatial_train.len(),
+        spatial_train_qa: qa(&spatial_train),
+        general_train_records: general_train.len(),
+        general_train_qa: qa(&general_train),
+        spatial_test_qa: qa(&spatial_test),
+        general_test_qa: qa(&general_test),
+        scenes_without_spatial_qa: train
+            .iter()
+            .chain(&test)
+            .filter(|r| r.spatial.is_none())
+            .count(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let done = Done {
+        plan: plan.clone(),
+        summary: summary.clone(),
+    };
+    svlm_report::write_atomic(&done_path, serde_json::to_string_pretty(&done)?.as_bytes())?;
+    Ok(summary)
+}
+
+fn spatial(set: &[SceneRecords]) -> Vec<&SpatialRecord> {
+    set.iter().filter_map(|r| r.spatial.as_ref()).collect()
+}
+
+fn general(set: &[SceneRecords]) -> Vec<&SpatialRecord> {
+    set.iter().filter_map(|r| r.general.as_ref()).collect()
+}
+
+/// Every question and answer of the training files: the corpus the tokenizer learns from.
+pub fn training_texts(files: &DataFiles) -> anyhow::Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for path in [&files.spatial_train, &files.general_train] {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (line, row) in text.lines().enumerate() {
+            let record: SpatialRecord = serde_json::from_str(row)
+                .with_context(|| format!("{}:{}", path.display(), line + 1))?;
+            for turn in record.conversations {
+                texts.push(turn.value.replace("<image>", "").trim().to_string());
+            }
+        }
+    }
+    Ok(texts)
+}

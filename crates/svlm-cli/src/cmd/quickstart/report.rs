@@ -1,0 +1,336 @@
+//! The quickstart report: `report.md` (tables, targets, examples), `report.json` (everything, machine-readable),
+//! `metrics_vs_ratio.png` and `loss_curves.png`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use svlm_eval::truth_text;
+use svlm_report::{LinePlot, Series, markdown_table, write_atomic};
+use svlm_train::trainer::StepMetrics;
+
+use super::data::DataSummary;
+use super::{Plan, RatioResult, ratio_label};
+
+/// Everything the report is made from (written as report.json).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub plan: Plan,
+    pub data: DataSummary,
+    pub model_seconds: f64,
+    pub results: Vec<RatioResult>,
+    pub total_seconds: f64,
+}
+
+/// The `metrics.jsonl` of a run, one entry per logged step (malformed lines are an error naming the line).
+pub fn read_run_metrics(run_dir: &Path) -> anyhow::Result<Vec<StepMetrics>> {
+    let path = run_dir.join("metrics.jsonl");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+pub fn mean_samples_per_s(metrics: &[StepMetrics]) -> f64 {
+    let samples: usize = metrics.iter().map(|m| m.samples).sum();
+    let seconds: f64 = metrics.iter().map(|m| m.step_time_s).sum();
+    if seconds > 0.0 {
+        samples as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+fn metrics_plot(summary: &Summary, path: &Path) -> anyhow::Result<()> {
+    let series = |name: &str, f: &dyn Fn(&RatioResult) -> Option<f64>| {
+        Series::new(
+            name,
+            summary
+                .results
+                .iter()
+                .filter_map(|r| f(r).map(|v| (r.ratio, 100.0 * v)))
+                .collect(),
+        )
+    };
+    let mut plot = LinePlot::new(
+        "Held-out accuracy against the spatial share of training",
+        "spatial ratio (share of training samples)",
+        "% of held-out questions",
+    )
+    .with_series(series("spatial binary predicates", &|r| {
+        r.spatial.overall.binary.over_all
+    }))
+    .with_series(series("spatial within [0.5x, 2x]", &|r| {
+        r.spatial.overall.within_2x.over_all
+    }))
+    .with_series(series("general VQA", &|r| {
+        r.general.overall.accuracy.over_all
+    }))
+    .with_series(series("spatial valid format", &|r| {
+        r.spatial.overall.valid_format_rate
+    }));
+    plot.markers = true;
+    plot.save_png(path)
+}
+
+fn loss_plot(summary: &Summary, path: &Path) -> anyhow::Result<()> {
+    let mut plot = LinePlot::new("Training loss", "step", "loss (assistant tokens)");
+    plot.log_y = true;
+    for r in &summary.results {
+        let metrics = read_run_metrics(&r.run_dir)?;
+        plot = plot.with_series(Series::new(
+            format!("spatial ratio {}", r.ratio),
+            metrics.iter().map(|m| (m.step as f64, m.loss)).collect(),
+        ));
+    }
+    plot.save_png(path)
+}
+
+/// One line per target of the issue, with the measured values (never asserted: reported).
+fn targets(summary: &Summary) -> Vec<String> {
+    let mut lines = Vec::new();
+    let without = summary.results.iter().find(|r| r.ratio == 0.0);
+    let with = summary
+        .results
+        .iter()
+        .filter(|r| r.ratio > 0.0)
+        .max_by(|a, b| {
+            a.spatial
+                .overall
+                .binary
+                .over_all
+                .unwrap_or(0.0)
+                .total_cmp(&b.spatial.overall.binary.over_all.unwrap_or(0.0))
+        });
+    let mark = |ok: bool| if ok { "met" } else { "missed" };
+    if let Some(w) = with {
+        let binary = w.spatial.overall.binary.over_all.unwrap_or(0.0);
+        let within = w.spatial.overall.within_2x.over_all.unwrap_or(0.0);
+        lines.push(format!(
+            "- binary predicate accuracy >= 85% with spatial data (ratio {}): {} — {}",
+            w.ratio,
+            pct(Some(binary)),
+            mark(binary >= 0.85)
+        ));
+        lines.push(format!(
+            "- within [0.5x, 2x] >= 60% with spatial data (ratio {}): {} — {}",
+            w.ratio,
+            pct(Some(within)),
+            mark(within >= 0.60)
+        ));
+        if let Some(z) = without {
+            let gz = z.general.overall.accuracy.over_all.unwrap_or(0.0);
+            let gw = w.general.overall.accuracy.over_all.unwrap_or(0.0);
+            lines.push(format!(
+                "- without spatial data (ratio 0): binary {} (chance is 50%), within 2x {}",
+                pct(z.spatial.overall.binary.over_all),
+                pct(z.spatial.overall.within_2x.over_all)
+            ));
+            lines.push(format!(
+                "- general VQA kept: {} at ratio 0, {} at ratio {} ({:+.1} points)",
+                pct(Some(gz)),
+                pct(Some(gw)),
+                w.ratio,
+                100.0 * (gw - gz)
+            ));
+        }
+    }
+    lines
+}
+
+fn per_type_table(summary: &Summary) -> String {
+    let kinds: BTreeSet<&String> = summary
+        .results
+        .iter()
+        .flat_map(|r| r.spatial.by_type.keys().chain(r.general.by_type.keys()))
+        .collect();
+    let mut headers = vec!["question type".to_string()];
+    headers.extend(summary.results.iter().map(|r| format!("ratio {}", r.ratio)));
+    let rows: Vec<Vec<String>> = kinds
+        .into_iter()
+        .map(|kind| {
+            let mut row = vec![kind.clone()];
+            for r in &summary.results {
+                let m = r
+                    .spatial
+                    .by_type
+                    .get(kind)
+                    .or_else(|| r.general.by_type.get(kind));
+                row.push(m.map_or("-".into(), |m| {
+                    format!("{} (n={})", pct(m.accuracy.over_all), m.count)
+                }));
+            }
+            row
+        })
+        .collect();
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    markdown_table(&refs, &rows)
+}
+
+/// The first held-out questions of each family, with the truth and every run's answer.
+fn examples(summary: &Summary, per_kind: usize) -> String {
+    let Some(first) = summary.results.first() else {
+        return String::new();
+    };
+    let mut answers: Vec<BTreeMap<&str, &str>> = Vec::new();
+    for r in &summary.results {
+        answers.push(
+            r.spatial
+                .predictions
+                .iter()
+                .chain(&r.general.predictions)
+                .map(|p| (p.id.as_str(), p.answer_text.as_str()))
+                .collect(),
+        );
+    }
+    let mut taken: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut headers = vec!["image".to_string(), "question".into(), "truth".into()];
+    headers.extend(summary.results.iter().map(|r| format!("ratio {}", r.ratio)));
+    let mut rows = Vec::new();
+    for p in first
+        .spatial
+        .predictions
+        .iter()
+        .chain(&first.general.predictions)
+    {
+        let n = taken.entry(p.kind.as_str()).or_default();
+        if *n >= per_kind {
+            continue;
+        }
+        *n += 1;
+        let image = Path::new(&p.image)
+            .file_name()
+            .map_or(p.image.clone(), |f| f.to_string_lossy().into_owned());
+        let mut row = vec![
+            format!("[{image}](data/images/{image})"),
+            p.question.replace('|', "/"),
+            truth_text(&p.truth),
+        ];
+        for a in &answers {
+            row.push(a.get(p.id.as_str()).unwrap_or(&"-").replace('|', "/"));
+        }
+        rows.push(row);
+    }
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    markdown_table(&refs, &rows)
+}
+
+/// Writes report.json, the two charts and report.md into `out`; returns the markdown path.
+pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
+    write_atomic(
+        &out.join("report.json"),
+        serde_json::to_string_pretty(summary)?.as_bytes(),
+    )?;
+    metrics_plot(summary, &out.join("metrics_vs_ratio.png"))?;
+    loss_plot(summary, &out.join("loss_curves.png"))?;
+
+    let plan = &summary.plan;
+    let d = &summary.data;
+    let mut md = String::new();
+    writeln!(md, "# svlm quickstart report\n")?;
+    writeln!(
+        md,
+        "A tiny Idefics3 (SigLIP tower {}x{}, Llama decoder {}x{}, tokenizer of {} tokens trained on the generated \
+         text) trained from scratch on the CPU, once per spatial ratio, each run {} steps of {} samples with the \
+         same seed. Training data: {} procedural scenes ({}x{} px) giving {} spatial QA and {} general QA; \
+         evaluation on {} held-out scenes never trained on ({} spatial and {} general questions), one question per \
+         prompt, greedy decoding. Preset `{}`; {:.1} minutes in all.\n",
+        plan.model.vision_layers,
+        plan.model.vision_hidden,
+        plan.model.text_layers,
+        plan.model.text_hidden,
+        plan.model.vocab_size,
+        plan.steps,
+        plan.batch_size,
+        d.train_images,
+        plan.data.image_size,
+        plan.data.image_size,
+        d.spatial_train_qa,
+        d.general_train_qa,
+        d.test_images,
+        d.spatial_test_qa,
+        d.general_test_qa,
+        serde_json::to_value(plan.preset)?.as_str().unwrap_or("?"),
+        summary.total_seconds / 60.0
+    )?;
+    writeln!(md, "## Results on held-out scenes\n")?;
+    let rows: Vec<Vec<String>> = summary
+        .results
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{}", r.ratio),
+                pct(r.spatial.overall.binary.over_all),
+                pct(r.spatial.overall.within_2x.over_all),
+                pct(r.spatial.overall.valid_format_rate),
+                pct(r.general.overall.accuracy.over_all),
+                r.final_loss.map_or("-".into(), |l| format!("{l:.3}")),
+                format!("{:.0} s", r.train_seconds),
+                format!("{:.1}", r.samples_per_s),
+            ]
+        })
+        .collect();
+    md.push_str(&markdown_table(
+        &[
+            "spatial ratio",
+            "binary accuracy",
+            "within [0.5x, 2x]",
+            "valid format",
+            "general VQA accuracy",
+            "final train loss",
+            "train time",
+            "samples/s",
+        ],
+        &rows,
+    ));
+    writeln!(
+        md,
+        "\nTargets (issue 5; measured, not tuned on these scenes):\n"
+    )?;
+    for line in targets(summary) {
+        writeln!(md, "{line}")?;
+    }
+    writeln!(
+        md,
+        "\n![metrics against ratio](metrics_vs_ratio.png)\n\n![loss curves](loss_curves.png)\n"
+    )?;
+    writeln!(md, "## Accuracy per question type\n")?;
+    writeln!(
+        md,
+        "Accuracy over all questions of the type (an unreadable answer counts as wrong): yes/no and choices exact, \
+         lengths within [0.5x, 2x].\n"
+    )?;
+    md.push_str(&per_type_table(summary));
+    writeln!(md, "\n## Example answers\n")?;
+    md.push_str(&examples(summary, 1));
+    writeln!(md, "\n## Files\n")?;
+    for r in &summary.results {
+        let label = ratio_label(r.ratio);
+        writeln!(
+            md,
+            "- ratio {}: run `runs/{label}/` (metrics.jsonl, tb/, loss.png, checkpoints), evaluation \
+             `eval/{label}/spatial/` and `eval/{label}/general/` (report.md, predictions.jsonl)",
+            r.ratio
+        )?;
+    }
+    writeln!(
+        md,
+        "- data `data/` (JSONL + images), model folder `model/` (tokenizer, processor, config.json), configs \
+         `configs/`\n- export a run as an HF folder: `svlm export {}/runs/<run> --out DIR`",
+        out.display()
+    )?;
+    let path = out.join("report.md");
+    write_atomic(&path, md.as_bytes())?;
+    Ok(path)
+}

@@ -1,0 +1,203 @@
+//! The quickstart end to end at CI size (`svlm quickstart --preset ci`, seconds): every stage writes its outputs,
+//! the report parses, and a rerun reuses the finished stages and reproduces the same numbers.
+//!
+//! Run alone with `cargo test -p svlm-cli --test quickstart`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn svlm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_svlm"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run svlm")
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_png(path: &Path) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 1000,
+        "{} is not a PNG chart",
+        path.display()
+    );
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+#[test]
+fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("qs");
+    let out_arg = out.to_str().expect("utf-8 path");
+    let run = svlm(&[
+        "quickstart",
+        "--preset",
+        "ci",
+        "--out",
+        out_arg,
+        "--ratios",
+        "0,0.5",
+        "--quiet",
+    ]);
+    assert!(
+        run.status.success(),
+        "quickstart failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // Data: four JSONL files with rows, images they point at.
+    let data = out.join("data");
+    for name in [
+        "spatial_train.jsonl",
+        "general_train.jsonl",
+        "spatial_test.jsonl",
+        "general_test.jsonl",
+    ] {
+        assert!(lines(&data.join(name)) > 0, "{name} is empty");
+    }
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(data.join("spatial_test.jsonl"))
+            .expect("read")
+            .lines()
+            .next()
+            .expect("a row"),
+    )
+    .expect("a synth record");
+    let image = first["image"].as_str().expect("image path");
+    assert!(data.join(image).is_file(), "{image} missing");
+    assert!(first["spatial"].as_array().is_some_and(|a| !a.is_empty()));
+
+    // Model folder: tokenizer trained here, processor and from-scratch config.
+    let model = out.join("model");
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "processor_config.json",
+        "config.json",
+        "generation_config.json",
+    ] {
+        assert!(model.join(name).is_file(), "model/{name} missing");
+    }
+    let config = read_json(&model.join("config.json"));
+    let tokenizer = read_json(&model.join("tokenizer.json"));
+    let vocab = tokenizer["model"]["vocab"]
+        .as_object()
+        .expect("BPE vocab")
+        .len()
+        + tokenizer["added_tokens"].as_array().map_or(0, |a| a.len());
+    assert!(
+        config["text_config"]["vocab_size"].as_u64().expect("vocab") as usize >= vocab - 32,
+        "the model's vocabulary does not cover the trained tokenizer"
+    );
+
+    // One training run and one evaluation per ratio.
+    for label in ["ratio_0.00", "ratio_0.50"] {
+        let run_dir = out.join("runs").join(label);
+        assert!(
+            run_dir
+                .join("checkpoint-3")
+                .join("model.safetensors")
+                .is_file(),
+            "{label}: no final checkpoint"
+        );
+        assert_eq!(
+            lines(&run_dir.join("metrics.jsonl")),
+            3,
+            "{label}: one metrics line per step"
+        );
+        assert!(run_dir.join("config.toml").is_file());
+        for family in ["spatial", "general"] {
+            let dir = out.join("eval").join(label).join(family);
+            let report = read_json(&dir.join("report.json"));
+            assert!(
+                report["items"].as_u64().expect("items") > 0,
+                "{label}/{family}: no questions"
+            );
+            assert_eq!(
+                lines(&dir.join("predictions.jsonl")) as u64,
+                report["items"].as_u64().expect("items")
+            );
+        }
+    }
+
+    // The report: JSON with one result per ratio, markdown with its sections, two charts.
+    let report = read_json(&out.join("report.json"));
+    let results = report["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["ratio"].as_f64(), Some(0.0));
+    assert_eq!(results[1]["ratio"].as_f64(), Some(0.5));
+    for r in results {
+        let binary = &r["spatial"]["overall"]["binary"];
+        assert!(binary["total"].as_u64().expect("binary total") > 0);
+        assert!(
+            r["general"]["overall"]["count"]
+                .as_u64()
+                .expect("general count")
+                > 0
+        );
+        assert_eq!(r["steps"].as_u64(), Some(3));
+    }
+    let markdown = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    for section in [
+        "## Results on held-out scenes",
+        "## Accuracy per question type",
+        "## Example answers",
+        "metrics_vs_ratio.png",
+    ] {
+        assert!(markdown.contains(section), "report.md lacks {section:?}");
+    }
+    assert_png(&out.join("metrics_vs_ratio.png"));
+    assert_png(&out.join("loss_curves.png"));
+
+    // A rerun keeps data, model and finished runs, and evaluates the same checkpoints to the same numbers.
+    let again = svlm(&["quickstart", "--preset", "ci", "--out", out_arg, "--quiet"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let rerun = read_json(&out.join("report.json"));
+    for (a, b) in results
+        .iter()
+        .zip(rerun["results"].as_array().expect("results"))
+    {
+        assert_eq!(a["spatial"]["overall"], b["spatial"]["overall"]);
+        assert_eq!(a["general"]["overall"], b["general"]["overall"]);
+        assert_eq!(a["final_loss"], b["final_loss"]);
+    }
+}
+
+#[test]
+fn bad_ratios_are_rejected_before_any_work() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("qs");
+    let run = svlm(&[
+        "quickstart",
+        "--preset",
+        "ci",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--ratios",
+        "0,1.5",
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("1.5"), "{stderr}");
+    assert!(
+        !out.join("data").exists(),
+        "work started despite the bad flag"
+    );
+}
