@@ -1,2 +1,22 @@
 //! svlm-perception: turning ordinary photos into metric 3D for synthesis — metric monocular depth
 //! (Depth Anything V2: DINOv2 encoder + DPT head, HF layout) and camera intrinsics.
+//!
+//! [`DepthAnything::load`] (an HF folder) or [`DepthAnything::from_pretrained`] (folder or hub id), then
+//! [`DepthAnything::predict`] -> [`svlm_geometry::DepthMap`] in metres at the photo's size. Preprocessing is
+//! transformers' `DPTImageProcessor` (PIL backend) and the network `DepthAnythingForDepthEstimation`, both
+//! checked against transformers 5 on a tiny random-weight model (`tests/parity.rs`).
+
+pub mod config;
+pub mod depth;
+pub mod intrinsics;
+pub mod model;
+pub mod preprocess;
+
+pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
+pub use depth::DepthAnything;
+pub use intrinsics::{
+    CameraSpec, IntrinsicsEstimate, IntrinsicsOptions, IntrinsicsSource, estimate_intrinsics,
+    read_exif,
+};
+pub use model::{DepthAnythingModel, DepthOutput};
+pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};

@@ -1,0 +1,322 @@
+//! Parity of Depth Anything (preprocessing, backbone, depth, post-processing) with transformers 5 on the tiny
+//! random-weight metric model made by `scripts/make_perception_fixtures.py`, and the loader's errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::TensorView;
+use svlm_model::WeightDType;
+use svlm_model::io::{CheckpointTensor, read_safetensors_file};
+use svlm_perception::{DepthAnything, DepthKind};
+use svlm_processor::Rgb8;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn model_dir() -> PathBuf {
+    fixtures().join("tiny-depth-anything")
+}
+
+struct Reference(BTreeMap<String, CheckpointTensor>);
+
+impl Reference {
+    fn open() -> Self {
+        Self(read_safetensors_file(&fixtures().join("reference.safetensors")).unwrap())
+    }
+
+    fn floats(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
+        let t = self
+            .0
+            .get(name)
+            .unwrap_or_else(|| panic!("no `{name}` in reference"));
+        let v = t
+            .to_data(name, WeightDType::F32)
+            .unwrap()
+            .try_into_vec::<f32>()
+            .unwrap();
+        (v, t.shape.clone())
+    }
+
+    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
+        let (v, shape) = self.floats(name);
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn photo() -> image::RgbImage {
+    image::open(fixtures().join("chelsea_small.png"))
+        .unwrap()
+        .to_rgb8()
+}
+
+fn load() -> DepthAnything {
+    DepthAnything::load(&model_dir(), &Device::flex()).unwrap()
+}
+
+#[test]
+fn preprocessing_matches_dpt_image_processor() {
+    let model = load();
+    let reference = Reference::open();
+    let (expected, shape) = reference.floats("pixel_values");
+    let pixels = model
+        .processor
+        .preprocess(&Rgb8::from_image(&photo()))
+        .unwrap();
+    assert_eq!(vec![1, 3, pixels.height, pixels.width], shape);
+    let diff = max_abs_diff(&pixels.data, &expected);
+    eprintln!("pixel_values max |diff| = {diff:e}");
+    assert!(diff <= 1e-5, "pixel values differ by {diff}");
+}
+
+#[test]
+fn backbone_and_depth_match_transformers() {
+    let model = load();
+    assert_eq!(model.kind(), DepthKind::Metric);
+    let device = Device::flex();
+    let reference = Reference::open();
+    let pixels: Tensor<4> = reference.tensor("pixel_values", &device);
+    let out = model.model.forward(pixels);
+    assert_eq!(out.feature_maps.len(), 4);
+    for (i, fm) in out.feature_maps.into_iter().enumerate() {
+        let (expected, shape) = reference.floats(&format!("feature_maps.{i}"));
+        assert_eq!(fm.dims().to_vec(), shape);
+        let diff = max_abs_diff(&values(fm), &expected);
+        eprintln!("feature_maps.{i} max |diff| = {diff:e}");
+        assert!(diff <= 1e-4, "feature map {i} differs by {diff}");
+    }
+    let (expected, shape) = reference.floats("predicted_depth");
+    assert_eq!(out.predicted_depth.dims().to_vec(), shape);
+    let diff = max_abs_diff(&values(out.predicted_depth), &expected);
+    eprintln!("predicted_depth (70x112, interpolated positions) max |diff| = {diff:e} m");
+    assert!(diff <= 1e-4, "depth differs by {diff}");
+
+    // The config's own 4x4 patch grid: position embeddings used as stored.
+    let square: Tensor<4> = reference.tensor("pixel_values_square", &device);
+    let depth = model.model.forward(square).predicted_depth;
+    let (expected, _) = reference.floats("predicted_depth_square");
+    let diff = max_abs_diff(&values(depth), &expected);
+    eprintln!("predicted_depth_square max |diff| = {diff:e} m");
+    assert!(diff <= 1e-4, "square-input depth differs by {diff}");
+}
+
+#[test]
+fn predict_matches_post_processed_depth() {
+    let model = load();
+    let reference = Reference::open();
+    let image = photo();
+    let start = Instant::now();
+    let depth = model.predict(&image).unwrap();
+    eprintln!(
+        "predict ({}x{}): {:?}",
+        image.width(),
+        image.height(),
+        start.elapsed()
+    );
+    assert_eq!((depth.width, depth.height), (image.width(), image.height()));
+    let (expected, shape) = reference.floats("post_processed_depth");
+    assert_eq!(shape, vec![image.height() as usize, image.width() as usize]);
+    let diff = max_abs_diff(&depth.data, &expected);
+    eprintln!("post_processed_depth max |diff| = {diff:e} m");
+    assert!(diff <= 1e-4, "post-processed depth differs by {diff}");
+
+    // A batch with a second, differently sized photo: each gets its own size and the same values.
+    let small = image::imageops::resize(&image, 50, 40, image::imageops::FilterType::Triangle);
+    let batch = model
+        .predict_batch(&[image.clone(), small.clone(), image])
+        .unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(batch[0], depth);
+    assert_eq!(batch[2], depth);
+    assert_eq!((batch[1].width, batch[1].height), (50, 40));
+    let alone = model.predict(&small).unwrap();
+    assert!(max_abs_diff(&batch[1].data, &alone.data) <= 1e-5);
+}
+
+/// Copies the fixture folder with `edit` applied to its tensors (name -> (shape, f32 values)).
+fn edited_copy(
+    edit: impl FnOnce(&mut BTreeMap<String, (Vec<usize>, Vec<f32>)>),
+) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(model_dir().join(name), tmp.path().join(name)).unwrap();
+    }
+    let tensors = read_safetensors_file(&model_dir().join("model.safetensors")).unwrap();
+    let mut plain: BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .map(|(k, t)| {
+            let v = t
+                .to_data(k, WeightDType::F32)
+                .unwrap()
+                .try_into_vec::<f32>()
+                .unwrap();
+            (k.clone(), (t.shape.clone(), v))
+        })
+        .collect();
+    edit(&mut plain);
+    let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = plain
+        .iter()
+        .map(|(k, (s, v))| {
+            (
+                k,
+                (s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            )
+        })
+        .collect();
+    let views: Vec<(&str, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, (s, b))| {
+            (
+                k.as_str(),
+                TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors")).unwrap();
+    tmp
+}
+
+fn load_error(dir: &Path) -> String {
+    match DepthAnything::load(dir, &Device::flex()) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn unchanged_copy_loads() {
+    let dir = edited_copy(|_| {});
+    DepthAnything::load(dir.path(), &Device::flex()).unwrap();
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let key = "neck.fusion_stage.layers.2.residual_layer1.convolution2.bias";
+    let dir = edited_copy(|t| {
+        t.remove(key).unwrap();
+    });
+    let err = load_error(dir.path());
+    assert!(err.contains("missing tensors"), "{err}");
+    assert!(err.contains(key), "{err}");
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    let key = "backbone.encoder.layer.1.attention.attention.key.weight";
+    let dir = edited_copy(|t| {
+        let (shape, v) = t.get_mut(key).unwrap();
+        *shape = vec![shape[0] / 2, shape[1] * 2];
+        let _ = v;
+    });
+    let err = load_error(dir.path());
+    assert!(err.contains("wrong shapes"), "{err}");
+    assert!(err.contains(key), "{err}");
+    assert!(!err.contains("missing tensors"), "{err}");
+}
+
+#[test]
+fn unexpected_tensor_is_named() {
+    let dir = edited_copy(|t| {
+        t.insert("head.conv4.weight".into(), (vec![2], vec![0.0, 1.0]));
+    });
+    let err = load_error(dir.path());
+    assert!(err.contains("unexpected tensors"), "{err}");
+    assert!(err.contains("head.conv4.weight"), "{err}");
+}
+
+#[test]
+fn transformers5_key_names_load_to_the_same_model() {
+    let dir = edited_copy(|t| {
+        let renamed: BTreeMap<String, (Vec<usize>, Vec<f32>)> = std::mem::take(t)
+            .into_iter()
+            .map(|(k, v)| {
+                let k = k
+                    .replace(".attention.attention.query.", ".attention.q_proj.")
+                    .replace(".attention.output.dense.", ".attention.o_proj.");
+                (k, v)
+            })
+            .collect();
+        *t = renamed;
+    });
+    let renamed = DepthAnything::load(dir.path(), &Device::flex()).unwrap();
+    let original = load();
+    let image = photo();
+    assert_eq!(
+        renamed.predict(&image).unwrap(),
+        original.predict(&image).unwrap()
+    );
+}
+
+#[test]
+fn relative_models_are_refused_by_predict() {
+    let dir = edited_copy(|_| {});
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["depth_estimation_type"] = "relative".into();
+    config["max_depth"] = 1.into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let model = DepthAnything::load(dir.path(), &Device::flex()).unwrap();
+    let err = model.predict(&photo()).unwrap_err().to_string();
+    assert!(err.contains("relative"), "{err}");
+    let raw = model.predict_raw(&photo()).unwrap();
+    assert!(raw.data.iter().all(|v| v.is_finite()));
+    // ReLU head: non-negative at the processed size (the bicubic resize may overshoot below 0, as in HF).
+    let reference = Reference::open();
+    let depth = model
+        .model
+        .forward(reference.tensor("pixel_values", &Device::flex()))
+        .predicted_depth;
+    let depth = values(depth);
+    assert!(depth.iter().all(|&v| v >= 0.0));
+    assert!(depth.iter().any(|&v| v > 0.0));
+}
+
+/// CPU throughput on a 518x518 input for the tiny model (real weights are needed for real numbers).
+/// Run: `cargo test -p svlm-perception --release --test parity -- --ignored --nocapture throughput`
+#[test]
+#[ignore]
+fn throughput_518() {
+    let model = load();
+    let device = Device::flex();
+    let pixels: Tensor<4> = Tensor::zeros([1, 3, 518, 518], &device);
+    let _ = values(model.model.forward(pixels.clone()).predicted_depth);
+    let n = 5;
+    let start = Instant::now();
+    for _ in 0..n {
+        let _ = values(model.model.forward(pixels.clone()).predicted_depth);
+    }
+    let per = start.elapsed().as_secs_f64() / n as f64;
+    eprintln!(
+        "forward 518x518 (tiny fixture): {:.1} ms, {:.2} images/s",
+        per * 1e3,
+        1.0 / per
+    );
+    let image = image::RgbImage::from_pixel(640, 480, image::Rgb([120, 90, 60]));
+    let start = Instant::now();
+    for _ in 0..n {
+        model.predict_raw(&image).unwrap();
+    }
+    let per = start.elapsed().as_secs_f64() / n as f64;
+    eprintln!(
+        "predict 640x480 photo (tiny fixture, processor size 70): {:.1} ms",
+        per * 1e3
+    );
+}
