@@ -289,34 +289,52 @@ fn relative_models_are_refused_by_predict() {
     assert!(depth.iter().any(|&v| v > 0.0));
 }
 
-/// CPU throughput on a 518x518 input for the tiny model (real weights are needed for real numbers).
-/// Run: `cargo test -p svlm-perception --release --test parity -- --ignored --nocapture throughput`
+/// Seconds per forward pass of `model` on a `[1, 3, 518, 518]` input (after one warm-up pass).
+fn seconds_per_forward(model: &svlm_perception::DepthAnythingModel, runs: usize) -> f64 {
+    let pixels: Tensor<4> = Tensor::zeros([1, 3, 518, 518], &Device::flex());
+    let _ = values(model.forward(pixels.clone()).predicted_depth);
+    let start = Instant::now();
+    for _ in 0..runs {
+        let _ = values(model.forward(pixels.clone()).predicted_depth);
+    }
+    start.elapsed().as_secs_f64() / runs as f64
+}
+
+/// CPU throughput at 518x518 for the tiny fixture and for the architecture of
+/// `depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf` (ViT-S/14, random weights: the speed does not
+/// depend on them; real weights are needed for real depth).
+/// Run: `cargo test -p svlm-perception --test parity -- --ignored --nocapture throughput`
 #[test]
 #[ignore]
 fn throughput_518() {
-    let model = load();
-    let device = Device::flex();
-    let pixels: Tensor<4> = Tensor::zeros([1, 3, 518, 518], &device);
-    let _ = values(model.model.forward(pixels.clone()).predicted_depth);
-    let n = 5;
-    let start = Instant::now();
-    for _ in 0..n {
-        let _ = values(model.model.forward(pixels.clone()).predicted_depth);
-    }
-    let per = start.elapsed().as_secs_f64() / n as f64;
+    let tiny = load();
+    let per = seconds_per_forward(&tiny.model, 5);
     eprintln!(
-        "forward 518x518 (tiny fixture): {:.1} ms, {:.2} images/s",
+        "tiny fixture, 518x518: {:.1} ms/image, {:.2} images/s",
         per * 1e3,
         1.0 / per
     );
-    let image = image::RgbImage::from_pixel(640, 480, image::Rgb([120, 90, 60]));
-    let start = Instant::now();
-    for _ in 0..n {
-        model.predict_raw(&image).unwrap();
-    }
-    let per = start.elapsed().as_secs_f64() / n as f64;
+    let config = svlm_perception::DepthAnythingConfig::from_json(&serde_json::json!({
+        "model_type": "depth_anything",
+        "backbone_config": {
+            "model_type": "dinov2", "hidden_size": 384, "num_hidden_layers": 12,
+            "num_attention_heads": 6, "image_size": 518, "patch_size": 14,
+            "out_indices": [3, 6, 9, 12], "reshape_hidden_states": false
+        },
+        "reassemble_hidden_size": 384,
+        "reassemble_factors": [4, 2, 1, 0.5],
+        "neck_hidden_sizes": [48, 96, 192, 384],
+        "fusion_hidden_size": 64,
+        "head_hidden_size": 32,
+        "depth_estimation_type": "metric",
+        "max_depth": 20
+    }))
+    .unwrap();
+    let small = svlm_perception::DepthAnythingModel::new(&config, &Device::flex()).unwrap();
+    let per = seconds_per_forward(&small, 2);
     eprintln!(
-        "predict 640x480 photo (tiny fixture, processor size 70): {:.1} ms",
-        per * 1e3
+        "Depth-Anything-V2-Small architecture, 518x518: {:.0} ms/image, {:.2} images/s",
+        per * 1e3,
+        1.0 / per
     );
 }
