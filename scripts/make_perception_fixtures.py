@@ -9,7 +9,9 @@ downsized) as `chelsea_small.png`, and `reference.safetensors` with what transfo
 - `pixel_values`            the PIL-backend `DPTImageProcessorPil` output, [1, 3, H, W]
 - `feature_maps.{i}`        the backbone's selected (layer-normed) hidden states, [1, 1 + h*w, C]
 - `predicted_depth`         the model output at the processed size, [1, H, W]
+- `predicted_depth_f64`     the same in float64 (stored as f32): the float32 noise floor of transformers itself
 - `post_processed_depth`    `post_process_depth_estimation` resized to the photo, [h0, w0]
+- `pixel_values_down`       the same photo preprocessed with `size` 42 x 42 (a downscale), [1, 3, 42, 56]
 - `pixel_values_square`, `predicted_depth_square`: a second input (square, the default patch grid, so
   the position embeddings are used without interpolation) fed to the model directly.
 
@@ -150,6 +152,21 @@ def main():
     }
     for i, fm in enumerate(backbone_out.feature_maps):
         tensors[f"feature_maps.{i}"] = fm.contiguous()
+
+    # The same model in float64: transformers' own float32 rounding noise is of the order of the 1e-4 tolerance.
+    model64 = DepthAnythingForDepthEstimation(config).eval()
+    model64.load_state_dict(model.state_dict())
+    model64 = model64.double()
+    with torch.no_grad():
+        tensors["predicted_depth_f64"] = model64(pixel_values.double()).predicted_depth.float().contiguous()
+
+    # Downscaling (Pillow widens the bicubic support) to 42 x 63 -> 63 / 14 = 4.5 patches, which Python's
+    # round() takes to 4 (half to even): 42 x 56.
+    down = DPTImageProcessorPil(
+        **{k: v for k, v in processor_config.items() if k != "image_processor_type"}
+        | {"size": {"height": 42, "width": 42}}
+    )
+    tensors["pixel_values_down"] = down(images=photo, return_tensors="pt")["pixel_values"].contiguous()
 
     g = torch.Generator().manual_seed(7)
     square = torch.randn((1, 3, 56, 56), generator=g)

@@ -87,6 +87,24 @@ fn preprocessing_matches_dpt_image_processor() {
 }
 
 #[test]
+fn downscaling_preprocessing_matches_and_rounds_half_to_even() {
+    let model = load();
+    let reference = Reference::open();
+    let (expected, shape) = reference.floats("pixel_values_down");
+    let processor = svlm_perception::DptImageProcessor {
+        size: (42, 42),
+        ..model.processor.clone()
+    };
+    let pixels = processor.preprocess(&Rgb8::from_image(&photo())).unwrap();
+    // 96x64 -> 63x42 -> 4.5 patches wide -> 4 (Python's round), not 5.
+    assert_eq!(vec![1, 3, pixels.height, pixels.width], shape);
+    assert_eq!((pixels.height, pixels.width), (42, 56));
+    let diff = max_abs_diff(&pixels.data, &expected);
+    eprintln!("pixel_values_down max |diff| = {diff:e}");
+    assert!(diff <= 1e-5, "pixel values differ by {diff}");
+}
+
+#[test]
 fn backbone_and_depth_match_transformers() {
     let model = load();
     assert_eq!(model.kind(), DepthKind::Metric);
@@ -104,9 +122,19 @@ fn backbone_and_depth_match_transformers() {
     }
     let (expected, shape) = reference.floats("predicted_depth");
     assert_eq!(out.predicted_depth.dims().to_vec(), shape);
-    let diff = max_abs_diff(&values(out.predicted_depth), &expected);
+    let depth = values(out.predicted_depth);
+    let diff = max_abs_diff(&depth, &expected);
     eprintln!("predicted_depth (70x112, interpolated positions) max |diff| = {diff:e} m");
     assert!(diff <= 1e-4, "depth differs by {diff}");
+    // Both float32 results against transformers in float64: the two are equally close to it.
+    let (exact, _) = reference.floats("predicted_depth_f64");
+    let ours = max_abs_diff(&depth, &exact);
+    let theirs = max_abs_diff(&expected, &exact);
+    eprintln!("vs float64 transformers: svlm {ours:e} m, transformers float32 {theirs:e} m");
+    assert!(
+        ours <= 1e-4,
+        "depth differs from the float64 reference by {ours}"
+    );
 
     // The config's own 4x4 patch grid: position embeddings used as stored.
     let square: Tensor<4> = reference.tensor("pixel_values_square", &device);
