@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use svlm_perception::{DepthAnything, IntrinsicsOptions, estimate_intrinsics, read_exif};
+use svlm_perception::{DepthAnything, IntrinsicsOptions};
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,15 +32,10 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let options = IntrinsicsOptions::default();
     for path in args[2..].iter().map(Path::new) {
-        let image = image::open(path)
-            .with_context(|| format!("reading {}", path.display()))?
-            .to_rgb8();
         let start = Instant::now();
-        let depth = model.predict(&image)?;
+        let lifted = model.lift_photo(path, &options)?;
         let elapsed = start.elapsed();
-        let exif = read_exif(path).unwrap_or(None);
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("image");
-        let k = estimate_intrinsics(name, depth.width, depth.height, exif.as_deref(), &options)?;
+        let depth = &lifted.depth;
         let (lo, hi) = depth
             .data
             .iter()
@@ -48,13 +43,14 @@ fn main() -> Result<()> {
                 (a.min(v), b.max(v))
             });
         println!(
-            "{}: {}x{}, depth {lo:.2}..{hi:.2} m, fx {:.1} ({:?}), {:.0} ms",
+            "{}: {}x{}, depth {lo:.2}..{hi:.2} m, fx {:.1} ({:?}), {:.0} ms; {}",
             path.display(),
             depth.width,
             depth.height,
-            k.intrinsics.fx,
-            k.source,
-            elapsed.as_secs_f64() * 1e3
+            lifted.intrinsics.intrinsics.fx,
+            lifted.intrinsics.source,
+            elapsed.as_secs_f64() * 1e3,
+            serde_json::to_string(&lifted.record)?
         );
         let mm: Vec<u16> = depth
             .data
@@ -69,8 +65,14 @@ fn main() -> Result<()> {
         .context("depth map size")?;
         let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or("image");
         let out = out_dir.join(format!("{stem}_depth_mm.png"));
-        png.save(&out)
-            .with_context(|| format!("writing {}", out.display()))?;
+        let mut bytes = Vec::new();
+        image::DynamicImage::ImageLuma16(png)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .context("encoding the depth PNG")?;
+        svlm_model::io::write_atomic(&out, &bytes)?;
     }
     Ok(())
 }

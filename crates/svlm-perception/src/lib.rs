@@ -2,7 +2,9 @@
 //! (Depth Anything V2: DINOv2 encoder + DPT head, HF layout) and camera intrinsics.
 //!
 //! [`DepthAnything::load`] (an HF folder) or [`DepthAnything::from_pretrained`] (folder or hub id), then
-//! [`DepthAnything::predict`] -> [`svlm_geometry::DepthMap`] in metres at the photo's size. Preprocessing is
+//! [`DepthAnything::predict`] -> [`svlm_geometry::DepthMap`] in metres at the photo's size;
+//! [`DepthAnything::lift_photo`] does a photo file: EXIF orientation, depth, intrinsics ([`estimate_intrinsics`]:
+//! user-given, EXIF 35mm-equivalent focal length, or a field-of-view prior) and a [`DepthRecord`]. Preprocessing is
 //! transformers' `DPTImageProcessor` (PIL backend) and the network `DepthAnythingForDepthEstimation`, both
 //! checked against transformers 5 on a tiny random-weight model (`tests/parity.rs`).
 
@@ -10,6 +12,7 @@ pub mod config;
 pub mod depth;
 pub mod intrinsics;
 pub mod model;
+pub mod photo;
 pub mod preprocess;
 
 pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
@@ -19,4 +22,5 @@ pub use intrinsics::{
     read_exif,
 };
 pub use model::{DepthAnythingModel, DepthOutput};
+pub use photo::{DepthRecord, Photo, PhotoDepth, load_photo};
 pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};

@@ -1,0 +1,132 @@
+//! Photo files end to end: EXIF orientation and focal length, depth at the upright size, the record.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use image::ImageEncoder;
+use svlm_perception::{CameraSpec, DepthAnything, IntrinsicsOptions, IntrinsicsSource, load_photo};
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Little-endian EXIF: IFD0 {Orientation = `orientation`, ExifIFD pointer}, Exif IFD {FocalLengthIn35mmFilm}.
+fn exif_block(orientation: u16, f35: u16) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"II");
+    b.extend_from_slice(&42u16.to_le_bytes());
+    b.extend_from_slice(&8u32.to_le_bytes());
+    // IFD0 at 8: 2 entries (2 + 24 + 4 bytes) -> Exif IFD at 38.
+    b.extend_from_slice(&2u16.to_le_bytes());
+    for (tag, kind, value) in [(0x0112u16, 3u16, u32::from(orientation)), (0x8769, 4, 38)] {
+        b.extend_from_slice(&tag.to_le_bytes());
+        b.extend_from_slice(&kind.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&value.to_le_bytes());
+    }
+    b.extend_from_slice(&0u32.to_le_bytes());
+    assert_eq!(b.len(), 38);
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&0xA405u16.to_le_bytes());
+    b.extend_from_slice(&3u16.to_le_bytes());
+    b.extend_from_slice(&1u32.to_le_bytes());
+    b.extend_from_slice(&u32::from(f35).to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b
+}
+
+fn chelsea() -> image::RgbImage {
+    image::open(fixtures().join("chelsea_small.png"))
+        .unwrap()
+        .to_rgb8()
+}
+
+fn model() -> DepthAnything {
+    DepthAnything::load(&fixtures().join("tiny-depth-anything"), &Device::flex()).unwrap()
+}
+
+#[test]
+fn rotated_jpeg_with_focal_length_is_lifted_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cat.jpg");
+    let img = chelsea();
+    let mut bytes = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 95);
+    encoder.set_exif_metadata(exif_block(6, 26)).unwrap();
+    encoder
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+
+    let photo = load_photo(&path).unwrap();
+    assert_eq!(photo.orientation, 6);
+    assert_eq!(photo.image.dimensions(), (img.height(), img.width()));
+
+    let model = model();
+    let lifted = model
+        .lift_photo(&path, &IntrinsicsOptions::default())
+        .unwrap();
+    assert_eq!((lifted.depth.width, lifted.depth.height), (64, 96));
+    assert_eq!(
+        lifted.intrinsics.source,
+        IntrinsicsSource::Exif35mm {
+            focal_length_35mm: 26.0
+        }
+    );
+    let diagonal = 64f64.hypot(96.0);
+    assert!(
+        (lifted.intrinsics.intrinsics.fx - 26.0 * diagonal / 43.266_615_305_567_87).abs() < 1e-9
+    );
+    assert_eq!(lifted.record.exif_orientation, 6);
+    assert_eq!(lifted.record.image_size, (64, 96));
+    assert_eq!(lifted.record.depth_estimation_type, "metric");
+
+    // Orientation 6 = rotate 90 degrees clockwise: the same as predicting on the rotated raw pixels.
+    let raw = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(raw.dimensions(), (96, 64));
+    let rotated = image::imageops::rotate90(&raw);
+    assert_eq!(model.predict(&rotated).unwrap(), lifted.depth);
+}
+
+#[test]
+fn png_without_exif_uses_the_prior_or_user_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cat.png");
+    chelsea().save(&path).unwrap();
+    let model = model();
+    let lifted = model
+        .lift_photo(&path, &IntrinsicsOptions::default())
+        .unwrap();
+    assert_eq!(
+        lifted.intrinsics.source,
+        IntrinsicsSource::FovPrior { hfov_deg: 60.0 }
+    );
+    assert_eq!(lifted.record.exif_orientation, 1);
+    assert_eq!(lifted.record.processed_size, (70, 112));
+    assert_eq!(lifted.depth, model.predict(&chelsea()).unwrap());
+
+    let mut options = IntrinsicsOptions::default();
+    options
+        .per_image
+        .insert("cat.png".into(), CameraSpec::Fov { hfov_deg: 90.0 });
+    let lifted = model.lift_photo(&path, &options).unwrap();
+    assert_eq!(lifted.intrinsics.source, IntrinsicsSource::UserImage);
+    assert!((lifted.intrinsics.intrinsics.fx - 48.0).abs() < 1e-9);
+}
+
+#[test]
+fn unreadable_photo_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.jpg");
+    std::fs::write(&path, b"\xff\xd8\xff\xe0 not a jpeg").unwrap();
+    let err = match model().lift_photo(&path, &IntrinsicsOptions::default()) {
+        Ok(_) => panic!("a broken file must fail"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("broken.jpg"), "{err}");
+}
