@@ -85,6 +85,12 @@ fn rotated_jpeg_with_focal_length_is_lifted_upright() {
     assert_eq!(lifted.record.exif_orientation, 6);
     assert_eq!(lifted.record.image_size, (64, 96));
     assert_eq!(lifted.record.depth_estimation_type, "metric");
+    // The pair feeds svlm-geometry directly; bicubic overshoot below 0 (as in transformers) counts as invalid.
+    let (cloud, stats) =
+        svlm_geometry::depth_to_points(&lifted.depth, &lifted.intrinsics.intrinsics, None).unwrap();
+    assert_eq!(stats.valid + stats.invalid, 64 * 96);
+    assert_eq!(cloud.len(), stats.valid);
+    assert!(stats.valid > 64 * 96 / 2, "{stats:?}");
 
     // Orientation 6 = rotate 90 degrees clockwise: the same as predicting on the rotated raw pixels.
     let raw = image::open(&path).unwrap().to_rgb8();
