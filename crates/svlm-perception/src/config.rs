@@ -130,6 +130,29 @@ impl Dinov2Config {
     }
 }
 
+fn d_backbone() -> Dinov2Config {
+    Dinov2Config {
+        model_type: "dinov2".into(),
+        hidden_size: 384,
+        num_hidden_layers: d_layers(),
+        num_attention_heads: 6,
+        mlp_ratio: d_mlp_ratio(),
+        hidden_act: d_act(),
+        layer_norm_eps: d_ln_eps(),
+        image_size: 518,
+        patch_size: d_patch(),
+        num_channels: d_channels(),
+        qkv_bias: true,
+        layerscale_value: d_layerscale(),
+        use_swiglu_ffn: false,
+        use_mask_token: true,
+        apply_layernorm: true,
+        reshape_hidden_states: false,
+        out_indices: Some(vec![9, 10, 11, 12]),
+        out_features: None,
+    }
+}
+
 fn d_reassemble_hidden() -> usize {
     384
 }
@@ -169,6 +192,8 @@ pub enum DepthKind {
 pub struct DepthAnythingConfig {
     #[serde(default)]
     pub model_type: String,
+    /// Absent: transformers' default (a ViT-S/14 DINOv2 at 518, stages 9-12, token sequences).
+    #[serde(default = "d_backbone")]
     pub backbone_config: Dinov2Config,
     #[serde(default = "d_patch")]
     pub patch_size: usize,
@@ -376,6 +401,21 @@ mod tests {
         assert!(c.backbone_config.apply_layernorm);
         assert_eq!(c.kind(), DepthKind::Metric);
         assert_eq!(c.head_input().unwrap(), 3);
+    }
+
+    #[test]
+    fn absent_backbone_config_is_transformers_default() {
+        let c =
+            DepthAnythingConfig::from_json(&serde_json::json!({"model_type": "depth_anything"}))
+                .unwrap();
+        let b = &c.backbone_config;
+        assert_eq!(
+            (b.hidden_size, b.num_attention_heads, b.image_size),
+            (384, 6, 518)
+        );
+        assert_eq!(b.selected_stages().unwrap(), vec![9, 10, 11, 12]);
+        assert_eq!(c.kind(), DepthKind::Relative);
+        assert_eq!(c.max_depth, 1.0);
     }
 
     #[test]
