@@ -9,6 +9,7 @@
 //! without a unit...) is invalid. It counts in the valid-format rate, and as not correct in every "over all" rate;
 //! "over valid" rates leave it out. Both are reported.
 
+pub mod baseline;
 pub mod benchmarks;
 pub mod dataset;
 pub mod evaluate;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod report;
 pub mod score;
 
+pub use baseline::PriorBaseline;
 pub use benchmarks::{
     BenchmarkFormat, LoadOptions, detect_format, load_benchmark, read_qspatial, read_spatialrgpt,
     read_synth,

@@ -196,6 +196,25 @@ pub enum Vlm {
 }
 
 impl Vlm {
+    /// Redraws the vision tower's position embeddings from N(0, std^2) (a from-scratch init choice; a loaded
+    /// checkpoint keeps its own). Transformers initializes them with std = `initializer_range` (0.02), next to
+    /// patch features of order 1: trained from scratch, a tiny Idefics3 then learns what is in the image but never
+    /// where (measured in transformers and here: the side of a square stays at chance after 1,200 steps with 0.02,
+    /// and is learned in 400 with 1.0, PyTorch's own `nn.Embedding` default). Returns false for text-only models.
+    pub fn reinit_vision_positions(&mut self, std: f64) -> bool {
+        let embedding = match self {
+            Vlm::Idefics3(m) => &mut m.model.vision_model.embeddings.position_embedding,
+            Vlm::Llava(m) => &mut m.vision_tower.vision_model.embeddings.position_embedding,
+            Vlm::Llama(_) => return false,
+        };
+        let weight = embedding.weight.val();
+        let device = weight.device();
+        let [n, d] = weight.dims();
+        embedding.weight =
+            burn::module::Initializer::Normal { mean: 0.0, std }.init([n, d], &device);
+        true
+    }
+
     /// Random init (HF's scheme: normal(0, initializer_range), norms at one) — from-scratch runs.
     pub fn from_config(config: &ModelConfig, device: &Device) -> anyhow::Result<Self> {
         Ok(match config {

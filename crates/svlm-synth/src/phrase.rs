@@ -578,6 +578,21 @@ pub fn quantity_with_style(
     (capitalize(&question), answer, unit)
 }
 
+/// The shortest answer a person gives: "Yes." / "No.", "The red cube.", "1.2 meters.", "3 o'clock.". `None` for
+/// angles, whose direction ("below the horizontal") only the sentence carries.
+pub fn short_answer(
+    truth: &Truth,
+    style: &svlm_answers::NumberStyle,
+    rng: &mut impl Rng,
+) -> Option<String> {
+    match truth {
+        Truth::Bool { value } => Some((if *value { "Yes." } else { "No." }).to_string()),
+        Truth::Choice { value, .. } => Some(format!("The {value}.")),
+        Truth::Angle { .. } => None,
+        other => Some(format!("{}.", capitalize(&value_text(other, style, rng).0))),
+    }
+}
+
 /// The answer's number text and the unit it shows.
 fn value_text(
     truth: &Truth,

@@ -167,6 +167,7 @@ pub fn run_config(source: &dyn ItemSource, opts: &SynthOptions) -> serde_json::V
             "min_length": opts.qa.min_length,
             "kinds": opts.qa.kinds,
             "number_style": format!("{:?}", opts.qa.number_style),
+            "short_answers": opts.qa.short_answers,
         },
         "question_types": crate::qa::question_types().len(),
     })

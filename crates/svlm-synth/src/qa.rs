@@ -30,6 +30,8 @@ pub struct QaConfig {
     pub kinds: Option<Vec<String>>,
     /// How quantitative answers write lengths (units, hedges, ranges, words).
     pub number_style: svlm_answers::NumberStyle,
+    /// Answers without a sentence around them ("Yes.", "The red cube.", "1.2 meters.").
+    pub short_answers: bool,
 }
 
 impl Default for QaConfig {
@@ -43,6 +45,7 @@ impl Default for QaConfig {
             min_length: 0.02,
             kinds: None,
             number_style: svlm_answers::NumberStyle::default(),
+            short_answers: false,
         }
     }
 }
@@ -663,7 +666,15 @@ pub fn generate(
     chosen.shuffle(rng);
     chosen
         .into_iter()
-        .map(|c| render(g, &c, cfg, rng))
+        .map(|c| {
+            let mut qa = render(g, &c, cfg, rng);
+            if cfg.short_answers
+                && let Some(short) = phrase::short_answer(&qa.spatial.truth, &cfg.number_style, rng)
+            {
+                qa.answer = short;
+            }
+            qa
+        })
         .collect()
 }
 
@@ -889,6 +900,26 @@ mod tests {
                 q.answer
             );
             assert!(verify_answer(q).is_ok(), "{}", q.answer);
+        }
+        let short = QaConfig {
+            short_answers: true,
+            ..cfg.clone()
+        };
+        let qas = generate(&g, &short, &mut ChaCha8Rng::seed_from_u64(9), &mut skips);
+        for q in &qas {
+            assert!(verify_answer(q).is_ok(), "{}", q.answer);
+            match &q.spatial.truth {
+                Truth::Bool { value } => {
+                    assert_eq!(q.answer, if *value { "Yes." } else { "No." })
+                }
+                Truth::Length { .. } => assert!(
+                    q.answer.split_whitespace().count() == 2
+                        && (q.answer.ends_with("meters.") || q.answer.ends_with("meter.")),
+                    "{}",
+                    q.answer
+                ),
+                other => panic!("unexpected truth {other:?}"),
+            }
         }
         let bad = QaConfig {
             kinds: Some(vec!["left_predicate".into(), "leftish".into()]),

@@ -82,6 +82,15 @@ pub struct ModelConfig {
     /// Longest token sequence kept per sample; longer samples are truncated (their truncated tokens are logged).
     #[serde(default = "default_max_seq_len")]
     pub max_seq_len: usize,
+    /// From-scratch models only: std of the vision tower's position embeddings at init (transformers uses 0.02,
+    /// with which a small VLM trained from scratch does not learn where things are; see
+    /// `svlm_model::Vlm::reinit_vision_positions`). 0 keeps the transformers init.
+    #[serde(default = "default_vision_position_std")]
+    pub vision_position_std: f64,
+}
+
+fn default_vision_position_std() -> f64 {
+    1.0
 }
 
 fn default_max_seq_len() -> usize {

@@ -227,12 +227,10 @@ impl SampleEncoder for ProcessorEncoder {
 pub fn build_model(config: &RunConfig, device: &Device) -> anyhow::Result<(Vlm, PathBuf)> {
     match (&config.model.pretrained, &config.model.config) {
         (Some(spec), _) => {
-            let dir = PathBuf::from(spec);
-            if !dir.is_dir() {
-                anyhow::bail!(
-                    "model.pretrained: {spec} is not a local folder (hub ids resolve once svlm-model exposes its hub module)"
-                );
-            }
+            // A folder, a .gguf file (converted once into the svlm cache) or a hub repo id (HF cache;
+            // HF_HUB_OFFLINE=1 resolves from the cache only).
+            let dir = svlm_model::hub::resolve_model(spec, None)
+                .map_err(|e| anyhow::anyhow!("model.pretrained: {e:#}"))?;
             let loaded = svlm_model::load_pretrained(&dir, device)?;
             let tokenizer_dir = config.model.tokenizer.clone().unwrap_or(dir);
             Ok((loaded.model, tokenizer_dir))
@@ -240,7 +238,10 @@ pub fn build_model(config: &RunConfig, device: &Device) -> anyhow::Result<(Vlm, 
         (None, Some(path)) => {
             let model_config = ModelConfig::from_file(path)?;
             device.seed(config.seed);
-            let model = Vlm::from_config(&model_config, device)?;
+            let mut model = Vlm::from_config(&model_config, device)?;
+            if config.model.vision_position_std > 0.0 {
+                model.reinit_vision_positions(config.model.vision_position_std);
+            }
             let tokenizer_dir = config
                 .model
                 .tokenizer

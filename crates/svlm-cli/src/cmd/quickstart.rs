@@ -117,10 +117,12 @@ impl Plan {
                     train_scenes: 6000,
                     test_scenes: 120,
                     image_size: 64,
-                    objects: [2, 3],
-                    spatial_per_image: 8,
+                    objects: [2, 2],
+                    spatial_per_image: 12,
                     general_per_image: 4,
                     spatial_types: types,
+                    short_answers: true,
+                    questions_per_record: 1,
                     min_visible_pixels: 20,
                 },
                 model: TinyModel {
@@ -140,7 +142,7 @@ impl Plan {
                 },
                 ratios: args.ratios.clone(),
                 steps: 600,
-                batch_size: 16,
+                batch_size: 64,
                 lr: 3e-3,
                 warmup_steps: 30,
                 eval_batch_size: 48,
@@ -157,6 +159,8 @@ impl Plan {
                     spatial_per_image: 4,
                     general_per_image: 2,
                     spatial_types: types,
+                    short_answers: true,
+                    questions_per_record: 2,
                     min_visible_pixels: 4,
                 },
                 model: TinyModel {
@@ -379,7 +383,7 @@ fn train_all(
         if running.is_empty() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(std::time::Duration::from_secs(1));
         let mut k = 0;
         while k < running.len() {
             let (i, run, bar) = &mut running[k];
@@ -477,10 +481,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let files = DataFiles::new(&out);
     let data_summary = data::build(&plan.data, &files, progress)?;
     println!(
-        "      {} spatial QA ({} images) and {} general QA for training; {} spatial + {} general held out ({:.1} s)",
+        "      {} spatial QA and {} general QA about {} images for training; {} spatial + {} general held out ({:.1} s)",
         data_summary.spatial_train_qa,
-        data_summary.spatial_train_records,
         data_summary.general_train_qa,
+        data_summary.train_images,
         data_summary.spatial_test_qa,
         data_summary.general_test_qa,
         data_summary.seconds
@@ -503,7 +507,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .min(plan.ratios.len())
     });
     println!(
-        "[3/4] training {} runs from scratch ({} at a time): spatial ratios {:?}, {} steps of {} each",
+        "[3/4] training {} run(s) from scratch ({} at a time): spatial ratios {:?}, {} steps of {} each",
         plan.ratios.len(),
         jobs,
         plan.ratios,
@@ -539,12 +543,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             eval_seconds,
         });
     }
+    // What the training answers alone score on the held-out questions (no model, no image).
+    let load = |path: &Path| {
+        load_benchmark(path, &LoadOptions::default())
+            .with_context(|| format!("loading {}", path.display()))
+    };
+    let mut spatial_prior = svlm_eval::PriorBaseline::fit(&load(&files.spatial_train)?);
+    let mut general_prior = svlm_eval::PriorBaseline::fit(&load(&files.general_train)?);
+    let prior = report::Prior {
+        spatial: spatial_prior.evaluate(&load(&files.spatial_test)?, "answer prior"),
+        general: general_prior.evaluate(&load(&files.general_test)?, "answer prior"),
+    };
     let total_seconds = started.elapsed().as_secs_f64();
     let summary = report::Summary {
         plan: plan.clone(),
         data: data_summary,
         model_seconds,
         results,
+        prior,
         total_seconds,
     };
     let written = report::write(&out, &summary)?;

@@ -49,6 +49,9 @@ pub struct Args {
     /// Lengths always as one plain metric number ("1.2 meters") instead of the mixed human-like style.
     #[arg(long)]
     plain_numbers: bool,
+    /// Bare answers ("Yes.", "The red cube.", "1.2 meters.") instead of sentences.
+    #[arg(long)]
+    short_answers: bool,
     /// Objects with fewer visible pixels are not asked about.
     #[arg(long, default_value_t = 150)]
     min_visible_pixels: usize,
@@ -120,6 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         qa: QaConfig {
             qa_per_image: args.qa_per_image,
             kinds: args.types.clone(),
+            short_answers: args.short_answers,
             number_style: if args.plain_numbers {
                 svlm_answers::NumberStyle::plain_metric()
             } else {

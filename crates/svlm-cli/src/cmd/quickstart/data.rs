@@ -27,6 +27,11 @@ pub struct DataPlan {
     pub spatial_per_image: usize,
     pub general_per_image: usize,
     pub spatial_types: Vec<String>,
+    /// Bare answers ("Yes.", "The red cube.", "1.2 meters."): the supervised tokens are the decision itself.
+    pub short_answers: bool,
+    /// Question/answer pairs per training record: a scene's questions are split into records of this many, so a
+    /// batch holds more different images for the same number of tokens.
+    pub questions_per_record: usize,
     pub min_visible_pixels: usize,
 }
 
@@ -47,7 +52,7 @@ impl DataPlan {
             pitch_deg: [20.0, 35.0],
             max_roll_deg: 0.0,
             max_distance: 2.5,
-            min_projected_size: 0.15,
+            min_projected_size: 0.2,
         }
     }
 
@@ -56,6 +61,7 @@ impl DataPlan {
             qa_per_image: self.spatial_per_image,
             kinds: Some(self.spatial_types.clone()),
             number_style: svlm_answers::NumberStyle::plain_metric(),
+            short_answers: self.short_answers,
             ..QaConfig::default()
         }
     }
@@ -114,6 +120,48 @@ struct Done {
 struct SceneRecords {
     spatial: Option<SpatialRecord>,
     general: Option<SpatialRecord>,
+}
+
+/// Splits a record into records of at most `k` question/answer pairs about the same image (ids `<id>-<part>`); each
+/// part's first question carries the `<image>` marker.
+fn split_record(record: &SpatialRecord, k: usize) -> Vec<SpatialRecord> {
+    let k = k.max(1);
+    let pairs: Vec<(&[svlm_synth::Turn], &svlm_synth::SpatialQa)> = record
+        .conversations
+        .chunks(2)
+        .zip(&record.spatial)
+        .collect();
+    if pairs.len() <= k {
+        return vec![record.clone()];
+    }
+    pairs
+        .chunks(k)
+        .enumerate()
+        .map(|(part, chunk)| {
+            let mut conversations = Vec::with_capacity(2 * chunk.len());
+            for (i, (turns, _)) in chunk.iter().enumerate() {
+                for turn in turns.iter() {
+                    let mut turn = turn.clone();
+                    let question = turn.value.strip_prefix("<image>\n").unwrap_or(&turn.value);
+                    if turn.from == "human" {
+                        turn.value = if i == 0 {
+                            format!("<image>\n{question}")
+                        } else {
+                            question.to_string()
+                        };
+                    }
+                    conversations.push(turn);
+                }
+            }
+            SpatialRecord {
+                id: format!("{}-{part}", record.id),
+                image: record.image.clone(),
+                conversations,
+                spatial: chunk.iter().map(|(_, qa)| (*qa).clone()).collect(),
+                provenance: record.provenance.clone(),
+            }
+        })
+        .collect()
 }
 
 fn scene_records(
@@ -212,14 +260,26 @@ pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Resu
     bar.finish_and_clear();
 
     let qa = |records: &[&SpatialRecord]| records.iter().map(|r| r.spatial.len()).sum::<usize>();
-    let (spatial_train, general_train) = (spatial(&train), general(&train));
+    let split = |records: Vec<&SpatialRecord>| -> Vec<SpatialRecord> {
+        records
+            .into_iter()
+            .flat_map(|r| split_record(r, plan.questions_per_record))
+            .collect()
+    };
+    let spatial_train_split = split(spatial(&train));
+    let general_train_split = split(general(&train));
+    let spatial_train: Vec<&SpatialRecord> = spatial_train_split.iter().collect();
+    let general_train: Vec<&SpatialRecord> = general_train_split.iter().collect();
     let (spatial_test, general_test) = (spatial(&test), general(&test));
     write_jsonl(&files.spatial_train, &spatial_train)?;
     write_jsonl(&files.general_train, &general_train)?;
     write_jsonl(&files.spatial_test, &spatial_test)?;
     write_jsonl(&files.general_test, &general_test)?;
     let summary = DataSummary {
-        train_images: train.len(),
+        train_images: train
+            .iter()
+            .filter(|r| r.spatial.is_some() || r.general.is_some())
+            .count(),
         test_images: test.len(),
         spatial_train_records: spatial_train.len(),
         spatial_train_qa: qa(&spatial_train),
@@ -265,4 +325,65 @@ pub fn training_texts(files: &DataFiles) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(texts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use svlm_synth::{SpatialQa, Truth, Turn};
+
+    fn record(n: usize) -> SpatialRecord {
+        let mut conversations = Vec::new();
+        let mut spatial = Vec::new();
+        for i in 0..n {
+            let q = format!("question {i}?");
+            conversations.push(Turn {
+                from: "human".into(),
+                value: if i == 0 { format!("<image>\n{q}") } else { q },
+            });
+            conversations.push(Turn {
+                from: "gpt".into(),
+                value: format!("answer {i}."),
+            });
+            spatial.push(SpatialQa {
+                kind: "left_predicate".into(),
+                objects: vec!["a".into(), "b".into()],
+                truth: Truth::Bool { value: i % 2 == 0 },
+                unit_shown: None,
+                source: "exact".into(),
+            });
+        }
+        SpatialRecord {
+            id: "r".into(),
+            image: "images/r.png".into(),
+            conversations,
+            spatial,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn split_keeps_pairs_truths_and_one_image_marker_per_record() {
+        let parts = split_record(&record(5), 2);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts.iter().map(|p| p.spatial.len()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        for (k, part) in parts.iter().enumerate() {
+            assert_eq!(part.id, format!("r-{k}"));
+            assert_eq!(part.conversations.len(), 2 * part.spatial.len());
+            let markers = part
+                .conversations
+                .iter()
+                .filter(|t| t.value.contains("<image>"))
+                .count();
+            assert_eq!(markers, 1);
+            assert!(part.conversations[0].value.starts_with("<image>\n"));
+        }
+        assert_eq!(parts[1].conversations[0].value, "<image>\nquestion 2?");
+        assert_eq!(parts[1].conversations[1].value, "answer 2.");
+        assert_eq!(parts[2].spatial[0].truth, Truth::Bool { value: true });
+        assert_eq!(split_record(&record(2), 4), vec![record(2)]);
+    }
 }

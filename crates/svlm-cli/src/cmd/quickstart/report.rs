@@ -21,7 +21,15 @@ pub struct Summary {
     pub data: DataSummary,
     pub model_seconds: f64,
     pub results: Vec<RatioResult>,
+    /// The answer-prior baseline (majority / median answer per question type of the training set, no image).
+    pub prior: Prior,
     pub total_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prior {
+    pub spatial: svlm_eval::EvalReport,
+    pub general: svlm_eval::EvalReport,
 }
 
 /// The `metrics.jsonl` of a run, one entry per logged step (malformed lines are an error naming the line).
@@ -157,6 +165,7 @@ fn per_type_table(summary: &Summary) -> String {
         .collect();
     let mut headers = vec!["question type".to_string()];
     headers.extend(summary.results.iter().map(|r| format!("ratio {}", r.ratio)));
+    headers.push("answer prior".into());
     let rows: Vec<Vec<String>> = kinds
         .into_iter()
         .map(|kind| {
@@ -171,6 +180,13 @@ fn per_type_table(summary: &Summary) -> String {
                     format!("{} (n={})", pct(m.accuracy.over_all), m.count)
                 }));
             }
+            let prior = &summary.prior;
+            let m = prior
+                .spatial
+                .by_type
+                .get(kind)
+                .or_else(|| prior.general.by_type.get(kind));
+            row.push(m.map_or("-".into(), |m| pct(m.accuracy.over_all)));
             row
         })
         .collect();
@@ -280,6 +296,16 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
                 format!("{:.1}", r.samples_per_s),
             ]
         })
+        .chain(std::iter::once(vec![
+            "answer prior (no model, no image)".to_string(),
+            pct(summary.prior.spatial.overall.binary.over_all),
+            pct(summary.prior.spatial.overall.within_2x.over_all),
+            pct(summary.prior.spatial.overall.valid_format_rate),
+            pct(summary.prior.general.overall.accuracy.over_all),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]))
         .collect();
     md.push_str(&markdown_table(
         &[
