@@ -141,7 +141,7 @@ impl Plan {
                     max_positions: 512,
                 },
                 ratios: args.ratios.clone(),
-                steps: 600,
+                steps: 1100,
                 batch_size: 64,
                 lr: 3e-3,
                 warmup_steps: 30,
