@@ -150,20 +150,8 @@ impl Idefics3 {
         pixel_mask: Option<Tensor<3, Int>>,
     ) -> Option<Tensor<3>> {
         let device = pixels.device();
-        let [n, c, h, w] = pixels.dims();
-        let nonzero: Vec<f32> = pixels
-            .clone()
-            .abs()
-            .reshape([n, c * h * w])
-            .max_dim(1)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec()
-            .unwrap_or_default();
-        let real: Vec<i64> = (0..n)
-            .filter(|&i| nonzero.get(i).is_some_and(|&v| v > 0.0))
-            .map(|i| i as i64)
-            .collect();
+        let [n, _, h, w] = pixels.dims();
+        let real = crate::vlm::real_image_indices(&pixels);
         if real.is_empty() {
             return None;
         }

@@ -414,9 +414,10 @@ pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
 }
 
 /// LLaVA: drop all-zero (padding) images so `[B, N]` batches with fewer images per sample work.
-fn drop_padding_images(pixels: Tensor<4>) -> Tensor<4> {
+/// Indices of the images `[n, C, H, W]` with any non-zero value: an all-zero image is padding, as transformers
+/// decides it.
+pub(crate) fn real_image_indices(pixels: &Tensor<4>) -> Vec<i64> {
     let [n, c, h, w] = pixels.dims();
-    let device = pixels.device();
     let maxima: Vec<f32> = pixels
         .clone()
         .abs()
@@ -426,10 +427,16 @@ fn drop_padding_images(pixels: Tensor<4>) -> Tensor<4> {
         .convert::<f32>()
         .try_into_vec()
         .unwrap_or_default();
-    let real: Vec<i64> = (0..n)
+    (0..n)
         .filter(|&i| maxima.get(i).is_some_and(|&v| v > 0.0))
         .map(|i| i as i64)
-        .collect();
+        .collect()
+}
+
+fn drop_padding_images(pixels: Tensor<4>) -> Tensor<4> {
+    let n = pixels.dims()[0];
+    let device = pixels.device();
+    let real = real_image_indices(&pixels);
     if real.len() == n || real.is_empty() {
         return pixels;
     }
