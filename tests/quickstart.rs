@@ -200,4 +200,23 @@ fn bad_ratios_are_rejected_before_any_work() {
         !out.join("data").exists(),
         "work started despite the bad flag"
     );
+
+    // A device the binary was not built for (CI builds the CPU backend only) fails before any work.
+    let run = svlm(&[
+        "quickstart",
+        "--preset",
+        "ci",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--device",
+        "cuda",
+    ]);
+    if !run.status.success() {
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains("cuda"), "{stderr}");
+        assert!(
+            !out.join("data").exists(),
+            "work started despite the unusable device"
+        );
+    }
 }

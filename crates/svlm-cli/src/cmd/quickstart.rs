@@ -83,7 +83,11 @@ pub struct Args {
     pub test_scenes: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Training runs at a time (default: the number of cores, at most the number of ratios).
+    /// Device for training and evaluation: cpu, cuda[:i], vulkan[:i] (GPU backends need the CLI's `cuda` /
+    /// `vulkan` feature). On a GPU, raise --steps: the default budget is sized for 2 CPU cores.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Training runs at a time (default: the number of cores on the CPU, 1 on a GPU; at most the number of ratios).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// No progress bars.
@@ -104,6 +108,7 @@ pub struct Plan {
     pub warmup_steps: u64,
     pub eval_batch_size: usize,
     pub max_new_tokens: usize,
+    pub device: String,
 }
 
 impl Plan {
@@ -147,6 +152,7 @@ impl Plan {
                 warmup_steps: 30,
                 eval_batch_size: 48,
                 max_new_tokens: 24,
+                device: args.device.clone(),
             },
             Preset::Ci => Plan {
                 preset: args.preset,
@@ -185,6 +191,7 @@ impl Plan {
                 warmup_steps: 0,
                 eval_batch_size: 8,
                 max_new_tokens: 6,
+                device: args.device.clone(),
             },
         };
         if let Some(s) = args.steps {
@@ -252,6 +259,7 @@ fn run_config(out: &Path, plan: &Plan, ratio: f64, files: &DataFiles) -> anyhow:
         format!("data.sources.general.weight={}", 1.0 - ratio),
         format!("data.sources.spatial.weight={ratio}"),
         format!("train.steps={}", plan.steps),
+        format!("train.device=\"{}\"", plan.device),
         format!("train.batch_size={}", plan.batch_size),
         format!("optim.lr={}", plan.lr),
         format!("optim.warmup_steps={}", plan.warmup_steps),
@@ -432,7 +440,7 @@ fn evaluate_run(
     let (_, checkpoint) = svlm_train::checkpoint::latest_checkpoint(run_dir)
         .with_context(|| format!("no checkpoint in {}", run_dir.display()))?;
     let settings = AnswerSettings {
-        device: "cpu".into(),
+        device: plan.device.clone(),
         dtype: "f32".into(),
         max_new_tokens: plan.max_new_tokens,
         temperature: 0.0,
@@ -468,6 +476,9 @@ fn evaluate_run(
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let plan = Plan::from_args(&args)?;
+    // A device this binary cannot drive is an error before any work.
+    svlm_model::resolve_device(&plan.device)
+        .with_context(|| format!("--device {}", plan.device))?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = std::fs::canonicalize(&args.out)
@@ -502,9 +513,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let model_seconds = model_started.elapsed().as_secs_f64();
 
     let jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(plan.ratios.len())
+        if plan.device == "cpu" {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(plan.ratios.len())
+        } else {
+            1
+        }
     });
     println!(
         "[3/4] training {} run(s) from scratch ({} at a time): spatial ratios {:?}, {} steps of {} each",
