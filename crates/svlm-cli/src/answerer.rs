@@ -66,6 +66,32 @@ pub fn resolve_model_spec(
     Ok((weights, processor))
 }
 
+/// The trained-VLM flags of the commands that can also answer with the exact-truth oracle (`reason`, `reward`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct VlmArgs {
+    /// The VLM answering the elementary questions: a model folder, a training run (newest checkpoint), a
+    /// checkpoint-N folder, a .gguf file or a cached hub id. Without it the exact-truth oracle answers (procedural
+    /// frames written by `svlm world` only: answers in the synthesis templates' words, read back by the same parser).
+    #[arg(long)]
+    pub vlm: Option<String>,
+    /// Tokenizer/processor folder for --vlm, when the model folder has none (e.g. a training checkpoint).
+    #[arg(long)]
+    pub processor: Option<PathBuf>,
+    /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl VlmArgs {
+    /// The model answerer when --vlm is given.
+    pub fn open(&self) -> anyhow::Result<Option<ModelAnswerer>> {
+        self.vlm
+            .as_deref()
+            .map(|spec| open_answerer(spec, self.processor.as_deref(), &self.device))
+            .transpose()
+    }
+}
+
 /// A [`ModelAnswerer`] for a `--model`-style spec with greedy decoding (reasoning and reward commands).
 pub fn open_answerer(
     spec: &str,

@@ -232,8 +232,8 @@ fn has_tied_head(model: &Vlm) -> bool {
     }
 }
 
-/// The parameters a model expects: module path -> shape.
-pub fn expected_shapes(model: &Vlm) -> BTreeMap<String, Vec<usize>> {
+/// The parameters a module expects: module path -> shape.
+pub fn expected_shapes<M: ModuleSnapshot>(model: &M) -> BTreeMap<String, Vec<usize>> {
     model
         .collect(None, None, true)
         .into_iter()
@@ -251,13 +251,37 @@ pub fn apply_checkpoint(
 ) -> anyhow::Result<()> {
     let family = model.config().family();
     let tied = has_tied_head(model);
+    apply_named_checkpoint(
+        model,
+        tensors,
+        dtype,
+        source,
+        &format!("{family} model"),
+        |key| canonical_name(family, key, tied),
+        |path| export_name(family, path),
+    )
+}
+
+/// Loads checkpoint tensors into any module whose parameters a checkpoint names: `module_path` maps a
+/// checkpoint key to a module path (`None`: not a parameter, skipped), `checkpoint_name` a module path back to
+/// the key it should have had (for the list of missing tensors). Fails, listing every missing, unexpected and
+/// wrong-shaped tensor, unless names and shapes match exactly; `what` names the model in that message.
+pub fn apply_named_checkpoint<M: ModuleSnapshot>(
+    model: &mut M,
+    tensors: &BTreeMap<String, CheckpointTensor>,
+    dtype: WeightDType,
+    source: &str,
+    what: &str,
+    module_path: impl Fn(&str) -> Option<String>,
+    checkpoint_name: impl Fn(&str) -> String,
+) -> anyhow::Result<()> {
     let expected = expected_shapes(model);
     let mut by_path: BTreeMap<String, (&str, &CheckpointTensor)> = BTreeMap::new();
     let mut unexpected = Vec::new();
     let mut wrong_shape = Vec::new();
     let mut wrong_paths = BTreeSet::new();
     for (key, t) in tensors {
-        let Some(path) = canonical_name(family, key, tied) else {
+        let Some(path) = module_path(key) else {
             continue;
         };
         match expected.get(&path) {
@@ -279,10 +303,10 @@ pub fn apply_checkpoint(
     let missing: Vec<String> = expected
         .iter()
         .filter(|(p, _)| !by_path.contains_key(*p) && !wrong_paths.contains(*p))
-        .map(|(p, s)| format!("{} {s:?}", export_name(family, p)))
+        .map(|(p, s)| format!("{} {s:?}", checkpoint_name(p)))
         .collect();
     if !(missing.is_empty() && unexpected.is_empty() && wrong_shape.is_empty()) {
-        let mut msg = format!("{source} does not match the {family} model its config describes:");
+        let mut msg = format!("{source} does not match the {what} its config describes:");
         for (title, list) in [
             (
                 "missing tensors (expected by the model, absent from the checkpoint)",

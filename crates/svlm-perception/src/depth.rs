@@ -1,10 +1,9 @@
 //! Loading a Depth Anything (V2) folder and predicting depth maps for photos.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::store::ModuleSnapshot;
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 use svlm_geometry::DepthMap;
@@ -34,11 +33,7 @@ pub fn canonical_name(key: &str) -> String {
 
 /// The parameters a model expects: module path -> shape.
 pub fn expected_shapes(model: &DepthAnythingModel) -> BTreeMap<String, Vec<usize>> {
-    model
-        .collect(None, None, true)
-        .into_iter()
-        .map(|t| (t.name.clone(), t.shape.to_vec()))
-        .collect()
+    svlm_model::io::expected_shapes(model)
 }
 
 /// Loads checkpoint tensors into `model`, failing with every missing, unexpected and wrong-shaped tensor
@@ -49,72 +44,15 @@ pub fn apply_checkpoint(
     dtype: WeightDType,
     source: &str,
 ) -> Result<()> {
-    let expected = expected_shapes(model);
-    let mut by_path: BTreeMap<String, (&str, &CheckpointTensor)> = BTreeMap::new();
-    let mut unexpected = Vec::new();
-    let mut wrong_shape = Vec::new();
-    let mut wrong_paths = BTreeSet::new();
-    for (key, t) in tensors {
-        let path = canonical_name(key);
-        match expected.get(&path) {
-            None => unexpected.push(format!("{key} {:?}", t.shape)),
-            Some(shape) if *shape != t.shape => {
-                wrong_shape.push(format!("{key}: checkpoint {:?}, model {shape:?}", t.shape));
-                wrong_paths.insert(path);
-            }
-            Some(_) => {
-                if let Some((other, _)) = by_path.insert(path.clone(), (key, t)) {
-                    bail!("{source}: `{other}` and `{key}` both map to parameter `{path}`");
-                }
-            }
-        }
-    }
-    let missing: Vec<String> = expected
-        .iter()
-        .filter(|(p, _)| !by_path.contains_key(*p) && !wrong_paths.contains(*p))
-        .map(|(p, s)| format!("{p} {s:?}"))
-        .collect();
-    if !(missing.is_empty() && unexpected.is_empty() && wrong_shape.is_empty()) {
-        let mut msg =
-            format!("{source} does not match the Depth Anything model its config describes:");
-        for (title, list) in [
-            (
-                "missing tensors (expected by the model, absent from the checkpoint)",
-                &missing,
-            ),
-            (
-                "unexpected tensors (in the checkpoint, not in the model)",
-                &unexpected,
-            ),
-            ("wrong shapes", &wrong_shape),
-        ] {
-            if !list.is_empty() {
-                msg.push_str(&format!("\n  {title}: {}", list.len()));
-                for item in list.iter().take(50) {
-                    msg.push_str(&format!("\n    {item}"));
-                }
-                if list.len() > 50 {
-                    msg.push_str(&format!("\n    ... and {} more", list.len() - 50));
-                }
-            }
-        }
-        bail!(msg);
-    }
-    let mut packs = Vec::with_capacity(by_path.len());
-    for (path, (key, t)) in &by_path {
-        let data = t.to_data(key, dtype)?;
-        packs.push(burn::store::bridge::from_data(data, path.clone(), None));
-    }
-    let result = model.apply(packs, None, None, true);
-    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        let missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
-        bail!(
-            "{source}: applying weights failed: errors {errors:?}, missing {missing:?}, unused {:?}",
-            result.unused
-        );
-    }
-    Ok(())
+    svlm_model::io::apply_named_checkpoint(
+        model,
+        tensors,
+        dtype,
+        source,
+        "Depth Anything model",
+        |key| Some(canonical_name(key)),
+        str::to_string,
+    )
 }
 
 /// A Depth Anything model with its image processor, ready to predict.

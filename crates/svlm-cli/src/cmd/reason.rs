@@ -33,16 +33,8 @@ pub struct Args {
     /// <stem>.objects.json), answered by the exact-truth oracle.
     #[arg(long, conflicts_with = "scene")]
     image: Option<PathBuf>,
-    /// The VLM answering the elementary questions: a model folder, a training run (newest checkpoint), a
-    /// checkpoint-N folder, a .gguf file or a cached hub id. Default: the exact-truth oracle.
-    #[arg(long)]
-    vlm: Option<String>,
-    /// Tokenizer/processor folder for --vlm, when the model folder has none.
-    #[arg(long)]
-    processor: Option<PathBuf>,
-    /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    vlm: crate::answerer::VlmArgs,
     /// Generate and render procedural scene SEED (written into --out) and reason about it with the oracle.
     #[arg(long)]
     scene: Option<u64>,
@@ -92,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let (image, oracle) = match (&args.image, args.scene) {
-        (Some(image), _) if args.vlm.is_some() => (image.clone(), None),
+        (Some(image), _) if args.vlm.vlm.is_some() => (image.clone(), None),
         (Some(image), _) => (image.clone(), Some(oracle_for_image(image)?)),
         (None, Some(seed)) => {
             let scene = generate_scene(seed, &SceneConfig::default());
@@ -109,16 +101,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("give --image IMG or --scene SEED"),
     };
-    let mut vlm: Box<dyn svlm_eval::Answerer> = match (&args.vlm, oracle) {
-        (Some(spec), _) => Box::new(crate::answerer::open_answerer(
-            spec,
-            args.processor.as_deref(),
-            &args.device,
-        )?),
+    let mut vlm: Box<dyn svlm_eval::Answerer> = match (args.vlm.open()?, oracle) {
+        (Some(model), _) => Box::new(model),
         (None, Some(oracle)) => Box::new(oracle),
         (None, None) => anyhow::bail!("no VLM: give --vlm MODEL or a procedural frame"),
     };
-    let vlm_name = args.vlm.clone().unwrap_or_else(|| "truth-oracle".into());
+    let vlm_name = args
+        .vlm
+        .vlm
+        .clone()
+        .unwrap_or_else(|| "truth-oracle".into());
     tracing::info!(vlm = %vlm_name, "elementary questions go to");
     let llm_configured = args.llm.is_some() || args.model.is_some();
     let use_llm = match args.planner {

@@ -24,17 +24,8 @@ pub struct Args {
     task: String,
     #[arg(long, value_enum, default_value_t = Source::Geometry)]
     source: Source,
-    /// The VLM for --source vlm: a model folder, a training run (newest checkpoint), a checkpoint-N folder, a
-    /// .gguf file or a cached hub id. Without it the exact-truth oracle answers (procedural frames written by
-    /// `svlm world` only: answers in the synthesis templates' words, read back by the same parser).
-    #[arg(long)]
-    vlm: Option<String>,
-    /// Tokenizer/processor folder for --vlm, when the model folder has none (e.g. a training checkpoint).
-    #[arg(long)]
-    processor: Option<PathBuf>,
-    /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    vlm: crate::answerer::VlmArgs,
     /// Output folder for reward.json and reward.png (default: the frames folder).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -52,12 +43,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         ..RewardOptions::default()
     };
-    let mut answerer: Option<Box<dyn svlm_eval::Answerer>> = match (args.source, &args.vlm) {
-        (Source::Vlm, Some(spec)) => Some(Box::new(crate::answerer::open_answerer(
-            spec,
-            args.processor.as_deref(),
-            &args.device,
-        )?)),
+    let model = match args.source {
+        Source::Vlm => args.vlm.open()?,
+        Source::Geometry => None,
+    };
+    let mut answerer: Option<Box<dyn svlm_eval::Answerer>> = match (args.source, model) {
+        (Source::Vlm, Some(model)) => Some(Box::new(model)),
         (Source::Vlm, None) => Some(Box::new(
             svlm_reason::oracle::oracle_for_folder(&args.frames, 0).context(
                 "without --vlm MODEL the exact-truth oracle answers, which needs procedural frames",
