@@ -229,14 +229,7 @@ pub fn intrinsics_from_35mm(width: u32, height: u32, f35: f64) -> Result<Intrins
 
 /// The raw EXIF block (TIFF structure) of an image file, if its format carries one (JPEG, PNG, WebP, TIFF).
 pub fn read_exif(path: &Path) -> Result<Option<Vec<u8>>> {
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut decoder = reader
-        .into_decoder()
-        .with_context(|| format!("decoding {}", path.display()))?;
-    decoder
+    crate::photo::open_decoder(path)?
         .exif_metadata()
         .with_context(|| format!("reading the EXIF of {}", path.display()))
 }

@@ -18,16 +18,20 @@ pub struct Photo {
     pub orientation: u8,
 }
 
+/// The image decoder of a file, its format guessed from the content.
+pub(crate) fn open_decoder(path: &Path) -> Result<impl image::ImageDecoder> {
+    image::ImageReader::open(path)
+        .with_context(|| format!("opening {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("reading {}", path.display()))?
+        .into_decoder()
+        .with_context(|| format!("decoding {}", path.display()))
+}
+
 /// Reads a photo (JPEG, PNG, TIFF, WebP per the `image` features), applying its EXIF orientation as
 /// viewers do, so that pixels, depth and intrinsics describe the upright picture.
 pub fn load_photo(path: &Path) -> Result<Photo> {
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("opening {}", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut decoder = reader
-        .into_decoder()
-        .with_context(|| format!("decoding {}", path.display()))?;
+    let mut decoder = open_decoder(path)?;
     let exif = decoder
         .exif_metadata()
         .with_context(|| format!("reading the EXIF of {}", path.display()))?;
