@@ -7,11 +7,16 @@
 //! user-given, EXIF 35mm-equivalent focal length, or a field-of-view prior) and a [`DepthRecord`]. Preprocessing is
 //! transformers' `DPTImageProcessor` (PIL backend) and the network `DepthAnythingForDepthEstimation`, both
 //! checked against transformers 5 on a tiny random-weight model (`tests/parity.rs`).
+//!
+//! Open-vocabulary detection ([`owl`]): [`OwlDetector::from_pretrained`] (OWLv2 or OWL-ViT, folder or hub id), then
+//! [`OwlDetector::detect`]`(photo, queries, threshold)` -> [`Detection`]s (query, score, box in photo pixels);
+//! checked against transformers 5 on tiny random-weight models (`tests/owl_parity.rs`).
 
 pub mod config;
 pub mod depth;
 pub mod intrinsics;
 pub mod model;
+pub mod owl;
 pub mod photo;
 pub mod preprocess;
 
@@ -22,5 +27,6 @@ pub use intrinsics::{
     read_exif,
 };
 pub use model::{DepthAnythingModel, DepthOutput};
+pub use owl::{Detection, OwlDetector, OwlVersion};
 pub use photo::{DepthRecord, Photo, PhotoDepth, load_photo};
 pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};

@@ -1,0 +1,449 @@
+//! Parity of OWLv2 and OWL-ViT (tokenization, preprocessing, model outputs, post-processing) with transformers 5
+//! on the tiny random-weight models made by `scripts/make_owl_fixtures.py`, and the loader's errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::TensorView;
+use svlm_model::WeightDType;
+use svlm_model::io::{CheckpointTensor, read_safetensors_file};
+use svlm_perception::owl::{
+    OwlDetector, OwlVersion, TextQueries, clip_box, post_process_object_detection,
+};
+use svlm_processor::Rgb8;
+
+const QUERIES: [&str; 4] = [
+    "a photo of a cup",
+    "coffee",
+    "a spoon on a saucer",
+    "Plate, TABLE!",
+];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/owl")
+}
+
+fn v2_dir() -> PathBuf {
+    fixtures().join("tiny-owlv2")
+}
+
+fn v1_dir() -> PathBuf {
+    fixtures().join("tiny-owlvit")
+}
+
+struct Reference(BTreeMap<String, CheckpointTensor>);
+
+impl Reference {
+    fn open() -> Self {
+        Self(read_safetensors_file(&fixtures().join("reference.safetensors")).unwrap())
+    }
+
+    fn get(&self, name: &str) -> &CheckpointTensor {
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("no `{name}` in reference"))
+    }
+
+    fn floats(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
+        let t = self.get(name);
+        let v = t
+            .to_data(name, WeightDType::F32)
+            .unwrap()
+            .try_into_vec::<f32>()
+            .unwrap();
+        (v, t.shape.clone())
+    }
+
+    fn ints(&self, name: &str) -> Vec<i64> {
+        self.get(name)
+            .bytes()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
+        let (v, shape) = self.floats(name);
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    fn queries(&self) -> TextQueries {
+        TextQueries::new(
+            self.ints("input_ids"),
+            self.ints("attention_mask"),
+            QUERIES.len(),
+        )
+        .unwrap()
+    }
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn photo() -> image::RgbImage {
+    image::open(fixtures().join("photo.png")).unwrap().to_rgb8()
+}
+
+fn load(dir: &Path) -> OwlDetector {
+    OwlDetector::load(dir, &Device::flex()).unwrap()
+}
+
+fn compare<const D: usize>(reference: &Reference, name: &str, got: Tensor<D>, tolerance: f32) {
+    let (expected, shape) = reference.floats(name);
+    assert_eq!(got.dims().to_vec(), shape, "{name} shape");
+    let diff = max_abs_diff(&values(got), &expected);
+    eprintln!("{name} max |diff| = {diff:e}");
+    assert!(diff <= tolerance, "{name} differs by {diff}");
+}
+
+#[test]
+fn tokenizer_matches_the_hf_processor() {
+    let reference = Reference::open();
+    let expected = reference.queries();
+    for dir in [v2_dir(), v1_dir()] {
+        let model = load(&dir);
+        let got = model.tokenizer.encode(&QUERIES).unwrap();
+        assert_eq!(got, expected, "{}", dir.display());
+    }
+    // "!" is a real token with the pad id (0): only the mask tells it from padding.
+    assert!(expected.input_ids[48..64].contains(&0));
+    let model = load(&v2_dir());
+    let long = "a photo of a cup ".repeat(4);
+    let err = model.tokenizer.encode(&[long.as_str()]).unwrap_err();
+    assert!(err.to_string().contains("at most 16"), "{err}");
+}
+
+#[test]
+fn v2_preprocessing_matches_owlv2_image_processor() {
+    let model = load(&v2_dir());
+    let reference = Reference::open();
+    let image = Rgb8::from_image(&photo());
+    let pixels = model.processor.preprocess(&image).unwrap();
+    let (expected, shape) = reference.floats("pixel_values");
+    assert_eq!(vec![1, 3, pixels.height, pixels.width], shape);
+    let diff = max_abs_diff(&pixels.data, &expected);
+    eprintln!("owlv2 pixel_values (90x60 -> pad 90 -> 64, anti-aliased) max |diff| = {diff:e}");
+    assert!(diff <= 1e-5, "pixel values differ by {diff}");
+
+    let up = svlm_perception::owl::OwlImageProcessor {
+        size: (96, 96),
+        ..model.processor.clone()
+    };
+    let pixels = up.preprocess(&image).unwrap();
+    let (expected, shape) = reference.floats("pixel_values_up");
+    assert_eq!(vec![1, 3, pixels.height, pixels.width], shape);
+    let diff = max_abs_diff(&pixels.data, &expected);
+    eprintln!("owlv2 pixel_values_up (90 -> 96) max |diff| = {diff:e}");
+    assert!(diff <= 1e-5, "upscaled pixel values differ by {diff}");
+}
+
+#[test]
+fn v2_outputs_match_owlv2_for_object_detection() {
+    let model = load(&v2_dir());
+    let device = Device::flex();
+    let reference = Reference::open();
+    let queries = reference.queries();
+    let out = model
+        .model
+        .forward(reference.tensor("pixel_values", &device), &queries)
+        .unwrap();
+    compare(&reference, "logits", out.logits, 1e-4);
+    compare(&reference, "pred_boxes", out.pred_boxes, 1e-4);
+    compare(
+        &reference,
+        "objectness_logits",
+        out.objectness_logits.expect("OWLv2 has an objectness head"),
+        1e-4,
+    );
+    compare(&reference, "image_embeds", out.image_embeds, 1e-4);
+    compare(&reference, "text_embeds", out.text_embeds, 1e-4);
+    compare(&reference, "class_embeds", out.class_embeds, 1e-4);
+    compare(
+        &reference,
+        "image_level_embeds",
+        out.image_level_embeds,
+        1e-4,
+    );
+}
+
+fn reference_rows(reference: &Reference, name: &str) -> Vec<[f32; 6]> {
+    let (v, _) = reference.floats(name);
+    v.chunks_exact(6)
+        .map(|c| [c[0], c[1], c[2], c[3], c[4], c[5]])
+        .collect()
+}
+
+fn assert_same_detections(
+    got: &[svlm_perception::owl::RawDetection],
+    expected: &[[f32; 6]],
+    what: &str,
+) {
+    assert!(
+        !expected.is_empty(),
+        "{what}: the fixture should keep some boxes"
+    );
+    assert_eq!(got.len(), expected.len(), "{what}: number of detections");
+    let mut worst = 0f32;
+    for (g, e) in got.iter().zip(expected) {
+        assert_eq!(g.label as f32, e[1], "{what}: label");
+        worst = worst.max((g.score - e[0]).abs());
+        for k in 0..4 {
+            worst = worst.max((g.box_xyxy[k] - e[2 + k]).abs() / 100.0);
+        }
+    }
+    eprintln!(
+        "{what}: {} detections, max |score diff|, |box diff| / 100 px = {worst:e}",
+        got.len()
+    );
+    assert!(worst <= 1e-4, "{what}: detections differ by {worst}");
+}
+
+#[test]
+fn v2_post_processing_and_detect_match_transformers() {
+    let model = load(&v2_dir());
+    let reference = Reference::open();
+    let image = photo();
+    let (h, w) = (image.height() as usize, image.width() as usize);
+    let (threshold, _) = reference.floats("threshold");
+    let threshold = threshold[0];
+    let (logits, shape) = reference.floats("logits");
+    let (boxes, _) = reference.floats("pred_boxes");
+    let expected = reference_rows(&reference, "detections");
+    // Transformers' outputs through our post-processing: the same rows.
+    let from_reference =
+        post_process_object_detection(&logits, &boxes, shape[2], threshold, OwlVersion::V2, (h, w));
+    assert_same_detections(&from_reference, &expected, "post-processing of HF outputs");
+
+    // The whole path from the photo and the query strings.
+    let queries = model.tokenizer.encode(&QUERIES).unwrap();
+    let out = model
+        .forward(std::slice::from_ref(&image), &queries)
+        .unwrap();
+    let ours = post_process_object_detection(
+        &values(out.logits),
+        &values(out.pred_boxes),
+        QUERIES.len(),
+        threshold,
+        OwlVersion::V2,
+        (h, w),
+    );
+    assert_same_detections(&ours, &expected, "photo -> detections");
+
+    let detections = model.detect(&image, &QUERIES, threshold).unwrap();
+    assert_eq!(detections.len(), expected.len());
+    assert!(detections.windows(2).all(|p| p[0].score >= p[1].score));
+    for d in &detections {
+        let row = expected
+            .iter()
+            .find(|e| (e[0] - d.score).abs() < 1e-5)
+            .expect("every detection is a reference row");
+        assert_eq!(d.query_index as f32, row[1]);
+        assert_eq!(d.label, QUERIES[d.query_index]);
+        let clipped = clip_box([row[2], row[3], row[4], row[5]], w as f32, h as f32);
+        for k in 0..4 {
+            assert!(
+                (d.box_xyxy[k] - clipped[k]).abs() < 1e-3,
+                "{d:?} vs {clipped:?}"
+            );
+        }
+        assert!(d.box_xyxy[2] <= w as f32 && d.box_xyxy[3] <= h as f32);
+    }
+    // The model saw a 90x90 square: some boxes reach into the padding below the 60-pixel photo.
+    assert!(
+        expected.iter().any(|e| e[5] > h as f32),
+        "the fixture should exercise clipping"
+    );
+}
+
+#[test]
+fn v1_matches_owlvit_for_object_detection() {
+    let model = load(&v1_dir());
+    assert_eq!(model.version(), OwlVersion::V1);
+    assert!(model.model.objectness_head.is_none());
+    let device = Device::flex();
+    let reference = Reference::open();
+    let image = photo();
+    let pixels = model
+        .processor
+        .preprocess(&Rgb8::from_image(&image))
+        .unwrap();
+    let (expected, _) = reference.floats("owlvit_pixel_values");
+    let diff = max_abs_diff(&pixels.data, &expected);
+    eprintln!("owlvit pixel_values max |diff| = {diff:e}");
+    assert!(diff <= 1e-5, "OWL-ViT pixel values differ by {diff}");
+
+    let queries = reference.queries();
+    let out = model
+        .model
+        .forward(reference.tensor("owlvit_pixel_values", &device), &queries)
+        .unwrap();
+    assert!(out.objectness_logits.is_none());
+    compare(&reference, "owlvit_logits", out.logits, 1e-4);
+    compare(&reference, "owlvit_pred_boxes", out.pred_boxes, 1e-4);
+
+    let (threshold, _) = reference.floats("owlvit_threshold");
+    let out = model
+        .forward(std::slice::from_ref(&image), &queries)
+        .unwrap();
+    let ours = post_process_object_detection(
+        &values(out.logits),
+        &values(out.pred_boxes),
+        QUERIES.len(),
+        threshold[0],
+        OwlVersion::V1,
+        (image.height() as usize, image.width() as usize),
+    );
+    assert_same_detections(
+        &ours,
+        &reference_rows(&reference, "owlvit_detections"),
+        "owlvit",
+    );
+}
+
+#[test]
+fn padded_queries_get_the_lowest_logit() {
+    let model = load(&v2_dir());
+    let device = Device::flex();
+    let reference = Reference::open();
+    let mut queries = reference.queries();
+    // A padded query (all pad ids, as a batch filler would be) must never win.
+    for v in &mut queries.input_ids[16..32] {
+        *v = 0;
+    }
+    let out = model
+        .model
+        .forward(reference.tensor("pixel_values", &device), &queries)
+        .unwrap();
+    let logits = values(out.logits);
+    assert!(logits.chunks_exact(4).all(|row| row[1] == f32::MIN));
+    let (expected, _) = reference.floats("logits");
+    let others: Vec<f32> = logits
+        .chunks_exact(4)
+        .flat_map(|r| [r[0], r[2], r[3]])
+        .collect();
+    let expected: Vec<f32> = expected
+        .chunks_exact(4)
+        .flat_map(|r| [r[0], r[2], r[3]])
+        .collect();
+    assert!(max_abs_diff(&others, &expected) <= 1e-4);
+}
+
+/// Copies a fixture folder with `edit` applied to its tensors (name -> (shape, f32 values)).
+fn edited_copy(
+    dir: &Path,
+    edit: impl FnOnce(&mut BTreeMap<String, (Vec<usize>, Vec<f32>)>),
+) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [
+        "config.json",
+        "preprocessor_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(dir.join(name), tmp.path().join(name)).unwrap();
+    }
+    let tensors = read_safetensors_file(&dir.join("model.safetensors")).unwrap();
+    let mut plain: BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .map(|(k, t)| {
+            let v = t
+                .to_data(k, WeightDType::F32)
+                .unwrap()
+                .try_into_vec::<f32>()
+                .unwrap();
+            (k.clone(), (t.shape.clone(), v))
+        })
+        .collect();
+    edit(&mut plain);
+    let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = plain
+        .iter()
+        .map(|(k, (s, v))| {
+            (
+                k,
+                (s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            )
+        })
+        .collect();
+    let views: Vec<(&str, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, (s, b))| {
+            (
+                k.as_str(),
+                TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors")).unwrap();
+    tmp
+}
+
+fn load_error(dir: &Path) -> String {
+    match OwlDetector::load(dir, &Device::flex()) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn unchanged_copy_loads() {
+    let dir = edited_copy(&v2_dir(), |_| {});
+    OwlDetector::load(dir.path(), &Device::flex()).unwrap();
+}
+
+#[test]
+fn wrong_shape_is_named() {
+    let key = "owlv2.vision_model.pre_layernorm.weight";
+    let dir = edited_copy(&v2_dir(), |t| {
+        let (shape, v) = t.get_mut(key).unwrap();
+        v.truncate(shape[0] / 2);
+        *shape = vec![shape[0] / 2];
+    });
+    let err = load_error(dir.path());
+    assert!(err.contains("wrong shapes"), "{err}");
+    assert!(err.contains(key), "{err}");
+    assert!(!err.contains("missing tensors"), "{err}");
+}
+
+#[test]
+fn missing_and_unexpected_tensors_are_named() {
+    let dir = edited_copy(&v2_dir(), |t| {
+        t.remove("objectness_head.dense2.bias").unwrap();
+        t.insert("owlv2.extra_head.weight".into(), (vec![2], vec![0.0, 1.0]));
+    });
+    let err = load_error(dir.path());
+    assert!(err.contains("missing tensors"), "{err}");
+    assert!(err.contains("objectness_head.dense2.bias"), "{err}");
+    assert!(err.contains("unexpected tensors"), "{err}");
+    assert!(err.contains("owlv2.extra_head.weight"), "{err}");
+
+    let dir = edited_copy(&v2_dir(), |t| {
+        t.remove("owlv2.logit_scale").unwrap();
+    });
+    let err = load_error(dir.path());
+    assert!(err.contains("owlv2.logit_scale"), "{err}");
+}
+
+#[test]
+fn a_v2_checkpoint_is_not_a_v1_model() {
+    let dir = edited_copy(&v2_dir(), |_| {});
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["model_type"] = "owlvit".into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let err = load_error(dir.path());
+    assert!(err.contains("owlvit.logit_scale"), "{err}");
+}
