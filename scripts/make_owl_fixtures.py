@@ -5,13 +5,15 @@ Writes into crates/svlm-perception/tests/fixtures/owl/:
 
 - `tiny-owlv2/`: a tiny random-weight `Owlv2ForObjectDetection` (`save_pretrained`), its
   `preprocessor_config.json` (the hub checkpoints' `Owlv2ImageProcessor` settings with a 64 px target) and a
-  CLIP tokenizer (`CLIPTokenizer` of transformers 5 — the real CLIP normalizer, pre-tokenizer, byte-level BPE with
+  CLIP tokenizer (`tokenizer.json` and the slow files `vocab.json` + `merges.txt` + `special_tokens_map.json`,
+  checked to tokenize alike; `CLIPTokenizer` of transformers 5 — the real CLIP normalizer, pre-tokenizer, byte-level BPE with
   `</w>` and RoBERTa-style post-processor — over a small vocabulary: the 512 byte symbols, merges for the query
   words, `<|startoftext|>` and `<|endoftext|>` last as in CLIP, pad token `!` = id 0 as the OWL checkpoints have).
 - `tiny-owlvit/`: the same for OWL-ViT v1 (`OwlViTForObjectDetection`, no objectness head).
 - `photo.png`: scikit-image's `coffee` (a real photo), downsized to 90 x 60 (not square, so padding shows).
 - `reference.safetensors`: what transformers computes:
   - `input_ids` [Q, 16] (as int64) and `attention_mask`: the processor's text encoding of QUERIES;
+  - `tokenizer_probe_ids` [4, 32]: the unpadded ids of TOKENIZER_PROBES, then -1;
   - `pixel_values` [1, 3, 64, 64]: `Owlv2ImageProcessorPil` (the PIL backend: pad to square with 0 at the
     bottom/right, Gaussian anti-aliasing + scipy `zoom` order 1, as the original skimage-based code) — the default
     `Owlv2ImageProcessor` backend when torchvision is absent;
@@ -30,6 +32,7 @@ scipy + scikit-image + pillow; CI never runs it. Rerun from the repository root:
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,8 @@ from transformers.models.owlvit.image_processing_pil_owlvit import OwlViTImagePr
 OUT = Path(__file__).resolve().parent.parent / "crates" / "svlm-perception" / "tests" / "fixtures" / "owl"
 
 QUERIES = ["a photo of a cup", "coffee", "a spoon on a saucer", "Plate, TABLE!"]
+# Harder strings for the tokenizer alone: whitespace runs, case, accents (NFC, byte-level), digits, contractions.
+TOKENIZER_PROBES = ["Two  CATS!!", "caf\u00e9 au lait\t", "a 3-legged table's top", "\u5496\u5561 cup"]
 IMAGE_SIZE = 64
 
 
@@ -74,6 +79,22 @@ def tiny_tokenizer():
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=merges, pad_token="!", model_max_length=16)
+
+
+def write_vocab_and_merges(tokenizer, model_dir):
+    """The slow-tokenizer files (as the google/owl* hub repos ship them), checked to tokenize like tokenizer.json."""
+    state = json.loads(tokenizer._tokenizer.to_str())["model"]
+    (model_dir / "vocab.json").write_text(json.dumps(state["vocab"], ensure_ascii=False) + "\n")
+    lines = ["#version: 0.2"] + [" ".join(pair) for pair in state["merges"]]
+    (model_dir / "merges.txt").write_text("\n".join(lines) + "\n")
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "!", "unk_token": "<|endoftext|>"}
+    (model_dir / "special_tokens_map.json").write_text(json.dumps(special, indent=2) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"]:
+            shutil.copy(model_dir / f, Path(tmp) / f)
+        slow = CLIPTokenizer.from_pretrained(tmp)
+        for q in QUERIES + TOKENIZER_PROBES:
+            assert slow(q)["input_ids"] == tokenizer(q)["input_ids"], q
 
 
 def scramble(model, seed):
@@ -139,7 +160,10 @@ def save_model(model, processor_config, name):
         shutil.rmtree(model_dir)
     model.save_pretrained(model_dir, safe_serialization=True)
     # A fresh tokenizer: the one used above carries the padding state of its last call into tokenizer.json.
-    tiny_tokenizer().save_pretrained(model_dir)
+    tokenizer = tiny_tokenizer()
+    tokenizer.save_pretrained(model_dir)
+    if name == "tiny-owlv2":
+        write_vocab_and_merges(tokenizer, model_dir)
     (model_dir / "preprocessor_config.json").write_text(json.dumps(processor_config, indent=2) + "\n")
     return model_dir
 
@@ -159,6 +183,11 @@ def main():
     enc = tokenizer(QUERIES, padding="max_length", max_length=16, return_tensors="pt")
     input_ids, attention_mask = enc["input_ids"], enc["attention_mask"]
     tensors = {"input_ids": input_ids.to(torch.int64), "attention_mask": attention_mask.to(torch.int64)}
+    probes = torch.full((len(TOKENIZER_PROBES), 32), -1, dtype=torch.int64)
+    for i, probe in enumerate(TOKENIZER_PROBES):
+        ids = tokenizer(probe)["input_ids"]
+        probes[i, : len(ids)] = torch.tensor(ids)
+    tensors["tokenizer_probe_ids"] = probes
 
     # ---------------------------------------------------------------- OWLv2
     config = Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)

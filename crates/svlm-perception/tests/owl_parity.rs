@@ -9,7 +9,7 @@ use safetensors::tensor::TensorView;
 use svlm_model::WeightDType;
 use svlm_model::io::{CheckpointTensor, read_safetensors_file};
 use svlm_perception::owl::{
-    OwlDetector, OwlVersion, TextQueries, clip_box, post_process_object_detection,
+    OwlDetector, OwlTokenizer, OwlVersion, TextQueries, clip_box, post_process_object_detection,
 };
 use svlm_processor::Rgb8;
 
@@ -124,6 +124,49 @@ fn tokenizer_matches_the_hf_processor() {
     let long = "a photo of a cup ".repeat(4);
     let err = model.tokenizer.encode(&[long.as_str()]).unwrap_err();
     assert!(err.to_string().contains("at most 16"), "{err}");
+}
+
+const TOKENIZER_PROBES: [&str; 4] = [
+    "Two  CATS!!",
+    "caf\u{e9} au lait\t",
+    "a 3-legged table's top",
+    "\u{5496}\u{5561} cup",
+];
+
+#[test]
+fn tokenizer_json_and_vocab_merges_tokenize_as_transformers() {
+    let reference = Reference::open();
+    let expected: Vec<Vec<u32>> = reference
+        .ints("tokenizer_probe_ids")
+        .chunks_exact(32)
+        .map(|row| row.iter().filter(|&&v| v >= 0).map(|&v| v as u32).collect())
+        .collect();
+    let slow = tempfile::tempdir().unwrap();
+    for name in [
+        "vocab.json",
+        "merges.txt",
+        "special_tokens_map.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(v2_dir().join(name), slow.path().join(name)).unwrap();
+    }
+    let from_json = OwlTokenizer::from_dir(&v2_dir(), 16).unwrap();
+    let from_slow = OwlTokenizer::from_dir(slow.path(), 16).unwrap();
+    for tokenizer in [&from_json, &from_slow] {
+        for (probe, ids) in TOKENIZER_PROBES.iter().zip(&expected) {
+            assert_eq!(&tokenizer.tokens(probe).unwrap(), ids, "{probe:?}");
+        }
+        assert_eq!(tokenizer.encode(&QUERIES).unwrap(), reference.queries());
+    }
+    // 17 tokens: more than the 16 positions.
+    assert_eq!(expected[2].len(), 17);
+    assert!(from_slow.encode(&[TOKENIZER_PROBES[2]]).is_err());
+    std::fs::remove_file(slow.path().join("merges.txt")).unwrap();
+    let err = match OwlTokenizer::from_dir(slow.path(), 16) {
+        Ok(_) => panic!("a folder without merges.txt or tokenizer.json should fail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("merges.txt"), "{err}");
 }
 
 #[test]
