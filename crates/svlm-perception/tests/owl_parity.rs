@@ -304,6 +304,27 @@ fn v2_post_processing_and_detect_match_transformers() {
         }
         assert!(d.box_xyxy[2] <= w as f32 && d.box_xyxy[3] <= h as f32);
     }
+    // A batch: the same detections per photo, whatever the other photo is.
+    let small = image::imageops::resize(&image, 40, 50, image::imageops::FilterType::Triangle);
+    let batch = model
+        .detect_batch(&[small.clone(), image.clone()], &QUERIES, threshold)
+        .unwrap();
+    assert_eq!(batch.len(), 2);
+    let same = |a: &[svlm_perception::Detection], b: &[svlm_perception::Detection]| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!((x.query_index, &x.label), (y.query_index, &y.label));
+            assert!((x.score - y.score).abs() < 1e-5);
+            for k in 0..4 {
+                assert!((x.box_xyxy[k] - y.box_xyxy[k]).abs() < 1e-3);
+            }
+        }
+    };
+    same(
+        &batch[0],
+        &model.detect(&small, &QUERIES, threshold).unwrap(),
+    );
+    same(&batch[1], &detections);
     // The model saw a 90x90 square: some boxes reach into the padding below the 60-pixel photo.
     assert!(
         expected.iter().any(|e| e[5] > h as f32),
@@ -489,4 +510,45 @@ fn a_v2_checkpoint_is_not_a_v1_model() {
     std::fs::write(&path, config.to_string()).unwrap();
     let err = load_error(dir.path());
     assert!(err.contains("owlvit.logit_scale"), "{err}");
+}
+
+/// CPU seconds per forward pass (after a warm-up) of the `google/owlv2-base-patch16-ensemble` architecture
+/// (ViT-B/16 at 960x960, 3600 patches; random weights: the speed does not depend on them) with 4 queries.
+/// Run: `cargo test -p svlm-perception --test owl_parity -- --ignored --nocapture owlv2_base_cpu_throughput`
+/// (dependencies are optimized in the test profile). Measured on the shared 2-core dev machine: ~39 s/image.
+#[test]
+#[ignore]
+fn owlv2_base_cpu_throughput() {
+    let device = Device::flex();
+    let config = svlm_perception::owl::OwlConfig::from_json(&serde_json::json!({
+        "model_type": "owlv2", "projection_dim": 512,
+        "text_config": {"model_type": "owlv2_text_model"},
+        "vision_config": {"image_size": 960, "model_type": "owlv2_vision_model"}
+    }))
+    .unwrap();
+    let model = svlm_perception::owl::OwlForObjectDetection::new(&config, &device).unwrap();
+    let ids: Vec<i64> = (0..4)
+        .flat_map(|q| {
+            let mut row = vec![49406, 320 + q, 1929, 49407];
+            row.resize(16, 0);
+            row
+        })
+        .collect();
+    let mask: Vec<i64> = ids.iter().map(|&v| i64::from(v != 0)).collect();
+    let queries = TextQueries::new(ids, mask, 4).unwrap();
+    let pixels: Tensor<4> = Tensor::zeros([1, 3, 960, 960], &device);
+    let run = || values(model.forward(pixels.clone(), &queries).unwrap().logits);
+    let _ = run();
+    let runs = 2;
+    let start = std::time::Instant::now();
+    for _ in 0..runs {
+        let logits = run();
+        assert_eq!(logits.len(), 3600 * 4);
+    }
+    let per = start.elapsed().as_secs_f64() / runs as f64;
+    eprintln!(
+        "OWLv2-B/16 at 960x960, CPU (flex): {:.2} s/image, {:.3} images/s",
+        per,
+        1.0 / per
+    );
 }

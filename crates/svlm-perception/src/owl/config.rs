@@ -304,6 +304,25 @@ mod tests {
     }
 
     #[test]
+    fn hub_owlv2_base_config_reads_as_vit_b16_at_960() {
+        // google/owlv2-base-patch16-ensemble's config.json (transformers 4.x writes only non-defaults).
+        let c = OwlConfig::from_json(&serde_json::json!({
+            "architectures": ["Owlv2ForObjectDetection"], "initializer_factor": 1.0,
+            "logit_scale_init_value": 2.6592, "model_type": "owlv2", "projection_dim": 512,
+            "text_config": {"model_type": "owlv2_text_model"}, "torch_dtype": "float32",
+            "transformers_version": "4.38.2",
+            "vision_config": {"image_size": 960, "model_type": "owlv2_vision_model"}
+        }))
+        .unwrap();
+        let v = &c.vision_config;
+        assert_eq!(
+            (v.hidden_size, v.num_hidden_layers, v.patch(), v.grid()),
+            (768, 12, 16, 60)
+        );
+        assert_eq!((c.text_config.hidden_size, c.projection_dim), (512, 512));
+    }
+
+    #[test]
     fn bad_configs_name_the_problem() {
         let err = OwlConfig::from_json(&serde_json::json!({"model_type": "clip"})).unwrap_err();
         assert!(err.to_string().contains("clip"), "{err}");

@@ -307,9 +307,60 @@ pub fn clip_box(b: [f32; 4], width: f32, height: f32) -> [f32; 4] {
     ]
 }
 
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes (0 when either is empty).
+pub fn box_iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// Greedy per-query non-maximum suppression: highest score first, a box is dropped when its IoU with an already kept
+/// box *of the same query* exceeds `iou_threshold`. transformers' text-query detection applies none (OWL predicts
+/// one box per patch, so one object often gets several); [`OwlDetector::detect`] does not call this, callers that
+/// want one box per object do. Returns the kept detections by descending score.
+pub fn suppress_overlaps(mut detections: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
+    detections.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::with_capacity(detections.len());
+    for d in detections {
+        let overlaps = kept.iter().any(|k| {
+            k.query_index == d.query_index && box_iou(k.box_xyxy, d.box_xyxy) > iou_threshold
+        });
+        if !overlaps {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suppression_is_per_query_and_keeps_the_best() {
+        let det = |q: usize, score: f32, b: [f32; 4]| Detection {
+            label: format!("q{q}"),
+            query_index: q,
+            score,
+            box_xyxy: b,
+        };
+        assert!((box_iou([0.0, 0.0, 2.0, 2.0], [1.0, 0.0, 3.0, 2.0]) - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(box_iou([0.0, 0.0, 1.0, 1.0], [2.0, 2.0, 3.0, 3.0]), 0.0);
+        let kept = suppress_overlaps(
+            vec![
+                det(0, 0.5, [0.0, 0.0, 10.0, 10.0]),
+                det(0, 0.9, [1.0, 1.0, 10.0, 10.0]),
+                det(1, 0.4, [0.0, 0.0, 10.0, 10.0]),
+                det(0, 0.3, [20.0, 20.0, 30.0, 30.0]),
+            ],
+            0.5,
+        );
+        let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
+        assert_eq!(scores, vec![0.9, 0.4, 0.3]);
+    }
 
     #[test]
     fn checkpoint_names_round_trip() {

@@ -11,7 +11,8 @@ pub mod tokenize;
 
 pub use config::{OwlConfig, OwlTextConfig, OwlVersion, OwlVisionConfig};
 pub use detector::{
-    Detection, OwlDetector, RawDetection, apply_checkpoint, clip_box, post_process_object_detection,
+    Detection, OwlDetector, RawDetection, apply_checkpoint, box_iou, clip_box,
+    post_process_object_detection, suppress_overlaps,
 };
 pub use model::{OwlForObjectDetection, OwlOutput, TextQueries, box_bias};
 pub use preprocess::OwlImageProcessor;
