@@ -18,6 +18,9 @@ Writes into crates/svlm-perception/tests/fixtures/owl/:
     bottom/right, Gaussian anti-aliasing + scipy `zoom` order 1, as the original skimage-based code) — the default
     `Owlv2ImageProcessor` backend when torchvision is absent;
   - `pixel_values_up` [1, 3, 96, 96]: the same photo resized *up* (no anti-aliasing, mirror boundary);
+  - `pixel_values_down` [1, 3, 24, 24]: resized far down (sigma 1.375, a 13-tap blur);
+  - `pixel_values_corner` [1, 3, 2, 2]: the photo's top-left 6 x 4 pixels to 2 x 2 (a 9-tap blur on 6-pixel
+    lines: the mirror boundary reaches across the image);
   - `logits` [1, 16, Q], `pred_boxes` [1, 16, 4], `objectness_logits` [1, 16], `image_embeds` [1, 4, 4, C],
     `text_embeds` [1, Q, P], `class_embeds` [1, 16, P], `image_level_embeds` [1, P] (the CLIP image embedding);
   - `detections`: `post_process_object_detection(threshold=THRESHOLD, target_sizes=[(h, w)])` as
@@ -211,6 +214,10 @@ def main():
     pixel_values = processor(images=photo, return_tensors="pt")["pixel_values"]
     up = Owlv2ImageProcessorPil(**{**kwargs, "size": {"height": 96, "width": 96}})
     tensors["pixel_values_up"] = up(images=photo, return_tensors="pt")["pixel_values"]
+    down = Owlv2ImageProcessorPil(**{**kwargs, "size": {"height": 24, "width": 24}})
+    tensors["pixel_values_down"] = down(images=photo, return_tensors="pt")["pixel_values"]
+    two = Owlv2ImageProcessorPil(**{**kwargs, "size": {"height": 2, "width": 2}})
+    tensors["pixel_values_corner"] = two(images=photo.crop((0, 0, 6, 4)), return_tensors="pt")["pixel_values"]
 
     with torch.no_grad():
         out = model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask)

@@ -191,6 +191,22 @@ fn v2_preprocessing_matches_owlv2_image_processor() {
     let diff = max_abs_diff(&pixels.data, &expected);
     eprintln!("owlv2 pixel_values_up (90 -> 96) max |diff| = {diff:e}");
     assert!(diff <= 1e-5, "upscaled pixel values differ by {diff}");
+
+    for (name, source, side) in [
+        ("pixel_values_down", image.clone(), 24),
+        ("pixel_values_corner", image.crop(0, 0, 6, 4), 2),
+    ] {
+        let processor = svlm_perception::owl::OwlImageProcessor {
+            size: (side, side),
+            ..model.processor.clone()
+        };
+        let pixels = processor.preprocess(&source).unwrap();
+        let (expected, shape) = reference.floats(name);
+        assert_eq!(vec![1, 3, pixels.height, pixels.width], shape);
+        let diff = max_abs_diff(&pixels.data, &expected);
+        eprintln!("owlv2 {name} max |diff| = {diff:e}");
+        assert!(diff <= 1e-5, "{name} differs by {diff}");
+    }
 }
 
 #[test]
