@@ -162,6 +162,26 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     assert_png(&out.join("metrics_vs_ratio.png"));
     assert_png(&out.join("loss_curves.png"));
 
+    // Reward demo: approach frames in the training data, a held-out sequence annotated from exact depth (strictly
+    // falling) and by each model, with its reward.json and plot.
+    let approach_rows = std::fs::read_to_string(data.join("spatial_train.jsonl"))
+        .expect("read")
+        .lines()
+        .filter(|l| l.contains("\"approach_sequence\""))
+        .count();
+    assert_eq!(approach_rows, 2 * 3, "2 training sequences of 3 frames");
+    let reward = &report["reward"];
+    assert!(reward["task"].as_str().is_some_and(|t| t.contains("gripper")));
+    assert_eq!(reward["geometry"]["strictly_decreasing"], true);
+    assert!(reward["geometry"]["spearman_rho"].as_f64().is_some_and(|r| r < -0.99));
+    assert_eq!(reward["models"].as_array().map(Vec::len), Some(2));
+    for source in ["geometry", "ratio_0.00", "ratio_0.50"] {
+        let dir = out.join("reward").join(source);
+        assert!(dir.join("reward.json").is_file(), "reward/{source}/reward.json missing");
+        assert_png(&dir.join("reward.png"));
+    }
+    assert!(markdown.contains("## Reward annotation on a held-out approach sequence"));
+
     // A rerun keeps data, model and finished runs, and evaluates the same checkpoints to the same numbers.
     let again = svlm(&["quickstart", "--preset", "ci", "--out", out_arg, "--quiet"]);
     assert!(

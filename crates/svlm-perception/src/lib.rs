@@ -18,6 +18,7 @@ pub mod intrinsics;
 pub mod model;
 pub mod owl;
 pub mod photo;
+pub mod photo_source;
 pub mod preprocess;
 
 pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
@@ -29,4 +30,8 @@ pub use intrinsics::{
 pub use model::{DepthAnythingModel, DepthOutput};
 pub use owl::{Detection, OwlDetector, OwlVersion};
 pub use photo::{DepthRecord, Photo, PhotoDepth, load_photo};
+pub use photo_source::{
+    DepthEstimator, GivenBoxes, GivenDepth, ModelDepth, NamedBox, ObjectDetector, PhotoSettings,
+    PhotoSource, list_photos,
+};
 pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};

@@ -225,7 +225,9 @@ pub struct TrainConfig {
     /// Micro-batches per optimizer step.
     #[serde(default = "default_one")]
     pub grad_accum: usize,
-    /// `cpu`, `cuda`, `cuda:1`, `vulkan`; resolved by `svlm_model::resolve_device`.
+    /// `cpu`, `cuda`, `cuda:1`, `vulkan`; resolved by `svlm_model::resolve_device`. A comma-separated list
+    /// (`cuda:0,cuda:1`) trains data-parallel: each device takes its own micro-batches of every step, and their
+    /// gradients are summed on the first device, which holds the optimizer (see [`TrainConfig::devices`]).
     #[serde(default = "default_device")]
     pub device: String,
     #[serde(default = "default_precision")]
@@ -246,6 +248,17 @@ fn default_device() -> String {
 }
 fn default_precision() -> Precision {
     Precision::F32
+}
+
+impl TrainConfig {
+    /// The devices of the run, in order; the first holds the model and the optimizer. One optimizer step takes
+    /// `batch_size * grad_accum * devices().len()` samples.
+    pub fn devices(&self) -> Vec<String> {
+        self.device
+            .split(',')
+            .map(|d| d.trim().to_string())
+            .collect()
+    }
 }
 
 impl Default for TrainConfig {
@@ -586,6 +599,25 @@ impl RunConfig {
         }
         if self.train.grad_accum == 0 {
             return bad("train.grad_accum", "must be >= 1".into());
+        }
+        let devices = self.train.devices();
+        if devices.iter().any(String::is_empty) {
+            return bad(
+                "train.device",
+                format!("empty device name in `{}`", self.train.device),
+            );
+        }
+        let mut seen = HashSet::new();
+        for d in &devices {
+            // Two replicas on one accelerator only halve its batch; on the CPU it is how tests check the
+            // data-parallel path.
+            let cpu = d.eq_ignore_ascii_case("cpu") || d.eq_ignore_ascii_case("flex");
+            if !cpu && !seen.insert(d.to_ascii_lowercase()) {
+                return bad(
+                    "train.device",
+                    format!("device `{d}` is listed twice in `{}`", self.train.device),
+                );
+            }
         }
         let o = &self.optim;
         for (key, v) in [
@@ -998,6 +1030,26 @@ mod tests {
                 language: false
             }
         );
+    }
+
+    #[test]
+    fn device_lists_for_data_parallel() {
+        let mut c = RunConfig::from_toml_str(BASE, Path::new("/data")).expect("parse");
+        c.train.device = "cuda:0, cuda:1".into();
+        assert_eq!(c.train.devices(), vec!["cuda:0", "cuda:1"]);
+        c.validate().expect("two GPUs");
+        c.train.device = "cpu,cpu".into();
+        c.validate()
+            .expect("two CPU replicas (how tests run the data-parallel path)");
+        c.train.device = "cuda:1,cuda:1".into();
+        let err = c.validate().expect_err("same GPU twice").to_string();
+        assert!(
+            err.contains("train.device") && err.contains("twice"),
+            "{err}"
+        );
+        c.train.device = "cuda:0,".into();
+        let err = c.validate().expect_err("empty entry").to_string();
+        assert!(err.contains("empty device name"), "{err}");
     }
 
     #[test]

@@ -33,10 +33,16 @@
 //!
 //! The loop is device-agnostic: `--device cuda` / `vulkan` (compiled in with the `cuda` / `vulkan` features of the
 //! CLI) runs the same code; `train.precision = "bf16"` configures the device's float dtype to bf16 (Burn 0.22 has no
-//! autocast: weights and moments are bf16 too, so use it for fine-tuning, not from-scratch training). Data-parallel
-//! training over several GPUs is Burn's multi-device route (`burn::train` `ExecutionStrategy::MultiDevice`, or
-//! `DistributedDataParallel` with NCCL on CUDA): one model replica per device, `GradientsParams` from each device
-//! combined with `MultiGradientsParams` before the optimizer step. This crate runs one device per process.
+//! autocast: weights and moments are bf16 too, so use it for fine-tuning, not from-scratch training).
+//!
+//! Data parallelism: `train.device = "cuda:0,cuda:1"` (or `--device cuda:0,cuda:1`). The first device holds the
+//! model and the optimizer; every step each other device gets a fork of the current weights
+//! (`Module::fork`), runs its own `grad_accum` micro-batches in a thread of its own, and sends its
+//! `GradientsParams` back (`to_device`); they are summed in device order with the first device's, then one AdamW
+//! step runs. A step therefore takes `batch_size * grad_accum * devices` samples and equals the one-device step that
+//! accumulates as many micro-batches (tested on two CPU replicas in `tests/train_loop.rs`). The weights travel
+//! to every device each step: simple and exact, and cheap next to the forward/backward of a VLM; NCCL all-reduce
+//! (Burn's `DistributedDataParallel`) would keep replicas resident instead.
 
 pub mod batch;
 pub mod bench;

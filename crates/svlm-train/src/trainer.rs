@@ -47,6 +47,8 @@ pub enum TrainError {
     Model(String),
     #[error("no usable batch: the data ran out before the first step")]
     NoData,
+    #[error("devices: {0}")]
+    Devices(String),
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -62,6 +64,11 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Stop right after this step as if the process had been killed (no final checkpoint or report). Tests use it.
     pub halt_after: Option<u64>,
+    /// More autodiff devices for data parallelism (the model and optimizer live on `train`'s `device`). Every step
+    /// each device runs `grad_accum` micro-batches on its own copy of the weights, in its own thread; the gradients
+    /// come back to the first device and are summed in device order, so a step equals the single-device step with
+    /// `grad_accum * devices` micro-batches.
+    pub replicas: Vec<Device>,
 }
 
 /// Realized mixture of one source.
@@ -175,6 +182,57 @@ fn forward_loss<M: TrainableModel>(
     Ok((nll.sum(), per_sample))
 }
 
+/// Gradients of one round of micro-batches: `round[0]` on `model` (on `device`, in this thread), `round[k]` on
+/// `replicas[k - 1]` (on `replica_devices[k - 1]`, in a thread of its own). Each loss is divided by the step's
+/// supervised-token count, so the summed gradients are those of the whole step's mean loss. Replica gradients are
+/// moved to `device`; results come back in round order.
+fn micro_batch_grads<M: TrainableModel>(
+    model: &M,
+    replicas: &[M],
+    replica_devices: &[Device],
+    round: &[HostBatch],
+    device: &Device,
+    supervised: usize,
+) -> Result<Vec<(GradientsParams, Vec<f32>)>, TrainError> {
+    let one =
+        |m: &M, b: &HostBatch, d: &Device| -> Result<(GradientsParams, Vec<f32>), TrainError> {
+            let (sum, per_sample) = forward_loss(m, b, d)?;
+            let grads =
+                GradientsParams::from_grads(sum.div_scalar(supervised as f64).backward(), m);
+            Ok((grads, per_sample))
+        };
+    if round.len() == 1 {
+        return Ok(vec![one(model, &round[0], device)?]);
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = round[1..]
+            .iter()
+            .zip(replicas.iter().cloned().zip(replica_devices))
+            .map(|(b, (replica, d))| {
+                scope.spawn(move || {
+                    one(&replica, b, d).map(|(grads, per_sample)| {
+                        (
+                            grads.to_device(&device.clone().inner(), &replica),
+                            per_sample,
+                        )
+                    })
+                })
+            })
+            .collect();
+        let mut out = vec![one(model, &round[0], device)?];
+        for (k, w) in workers.into_iter().enumerate() {
+            let result = w.join().map_err(|_| {
+                TrainError::Model(format!(
+                    "the data-parallel worker on device {} panicked",
+                    k + 1
+                ))
+            })?;
+            out.push(result?);
+        }
+        Ok(out)
+    })
+}
+
 /// Validation loss per source (mean over supervised tokens).
 pub fn validation_losses<M: TrainableModel>(
     model: &M,
@@ -265,7 +323,24 @@ pub fn train<M: TrainableModel>(
         );
     }
 
-    let per_step = (config.train.batch_size * config.train.grad_accum) as u64;
+    let devices = 1 + options.replicas.len();
+    if devices != config.train.devices().len() {
+        return Err(TrainError::Devices(format!(
+            "train.device `{}` names {} device(s) but the trainer was given {devices}",
+            config.train.device,
+            config.train.devices().len()
+        )));
+    }
+    let micro_per_step = config.train.grad_accum * devices;
+    let per_step = (config.train.batch_size * micro_per_step) as u64;
+    if devices > 1 {
+        tracing::info!(
+            "data parallel over {devices} devices: {} samples per step ({} per micro-batch, {} micro-batches per device)",
+            per_step,
+            config.train.batch_size,
+            config.train.grad_accum
+        );
+    }
     let total_steps = match (config.data.stop, config.train.steps) {
         (StopRule::Steps, Some(s)) => s,
         (_, cap) => {
@@ -319,8 +394,8 @@ pub fn train<M: TrainableModel>(
 
     while step < max_steps {
         let started = Instant::now();
-        let mut micro = Vec::with_capacity(config.train.grad_accum);
-        for _ in 0..config.train.grad_accum {
+        let mut micro = Vec::with_capacity(micro_per_step);
+        for _ in 0..micro_per_step {
             match loader.next_batch()? {
                 Some(b) => micro.push(b),
                 None => break,
@@ -340,17 +415,28 @@ pub fn train<M: TrainableModel>(
         let mut accumulator = GradientsAccumulator::<M>::new();
         let mut source_sums: BTreeMap<usize, (f64, usize)> = BTreeMap::new();
         let mut loss_sum = 0.0f64;
-        for b in &micro {
-            let (sum, per_sample) = forward_loss(&model, b, device)?;
-            for (i, &l) in per_sample.iter().enumerate() {
-                let e = source_sums.entry(b.sources[i]).or_default();
-                e.0 += f64::from(l);
-                e.1 += b.supervised[i];
-                loss_sum += f64::from(l);
+        let replicas: Vec<M> = options
+            .replicas
+            .iter()
+            .map(|d| model.clone().fork(d))
+            .collect();
+        for round in micro.chunks(devices) {
+            for (b, (grads, per_sample)) in round.iter().zip(micro_batch_grads(
+                &model,
+                &replicas,
+                &options.replicas,
+                round,
+                device,
+                supervised,
+            )?) {
+                for (i, &l) in per_sample.iter().enumerate() {
+                    let e = source_sums.entry(b.sources[i]).or_default();
+                    e.0 += f64::from(l);
+                    e.1 += b.supervised[i];
+                    loss_sum += f64::from(l);
+                }
+                accumulator.accumulate(&model, grads);
             }
-            let loss = sum.div_scalar(supervised as f64);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            accumulator.accumulate(&model, grads);
         }
         let grads = accumulator.grads();
         let loss = loss_sum / supervised as f64;

@@ -65,6 +65,7 @@ fn killed_after_n_steps_and_resumed_matches_an_uninterrupted_run() {
         &TrainOptions {
             resume: false,
             halt_after: Some(n),
+            ..TrainOptions::default()
         },
     )
     .expect("first half");
@@ -79,6 +80,7 @@ fn killed_after_n_steps_and_resumed_matches_an_uninterrupted_run() {
         &TrainOptions {
             resume: true,
             halt_after: None,
+            ..TrainOptions::default()
         },
     )
     .expect("resumed");
@@ -114,6 +116,83 @@ fn killed_after_n_steps_and_resumed_matches_an_uninterrupted_run() {
         "the loss never changed: no update reached the model"
     );
     assert_eq!(full.sources, resumed.sources, "same realized mixture");
+}
+
+/// Data parallelism on two CPU replicas (the same code path as two GPUs, minus the copies between devices): each
+/// step runs one micro-batch per device in its own thread and sums the gradients on the first device, so it must
+/// train exactly like one device accumulating two micro-batches.
+#[test]
+fn data_parallel_over_two_devices_matches_gradient_accumulation_on_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = device();
+    let steps = 5;
+    let single_cfg = config(
+        dir.path(),
+        &["train.steps=5", "train.grad_accum=2", "train.stage=full"],
+        "",
+    );
+    let parallel_cfg = config(
+        dir.path(),
+        &["train.steps=5", "train.device=cpu,cpu", "train.stage=full"],
+        "",
+    );
+    assert_eq!(parallel_cfg.train.devices().len(), 2);
+    let single = train(
+        &single_cfg,
+        &dir.path().join("single"),
+        TinyVlm::new(&dev, 5),
+        &ByteEncoder,
+        &dev,
+        &TrainOptions::default(),
+    )
+    .expect("single-device run");
+    let parallel = train(
+        &parallel_cfg,
+        &dir.path().join("parallel"),
+        TinyVlm::new(&dev, 5),
+        &ByteEncoder,
+        &dev,
+        &TrainOptions {
+            replicas: vec![device()],
+            ..TrainOptions::default()
+        },
+    )
+    .expect("data-parallel run");
+    assert_eq!((single.steps, parallel.steps), (steps, steps));
+    assert_eq!(single.sources, parallel.sources, "same samples seen");
+    let a = read_metrics(&dir.path().join("single")).expect("metrics");
+    let b = read_metrics(&dir.path().join("parallel")).expect("metrics");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.samples, 2 * parallel_cfg.train.batch_size);
+        assert_eq!(x.samples, y.samples, "step {}", x.step);
+        assert!(
+            (x.loss - y.loss).abs() <= 1e-6 && (x.grad_norm - y.grad_norm).abs() <= 1e-5,
+            "step {}: loss {} vs {}, grad norm {} vs {}",
+            x.step,
+            x.loss,
+            y.loss,
+            x.grad_norm,
+            y.grad_norm
+        );
+    }
+    let weights = |run: &str| {
+        let (_, ckpt) =
+            svlm_train::checkpoint::latest_checkpoint(&dir.path().join(run)).expect("checkpoint");
+        snapshot(&burn::module::Module::load_file(
+            TinyVlm::new(&dev, 7),
+            ckpt.join("model.bpk"),
+        ))
+    };
+    let (wa, wb) = (weights("single"), weights("parallel"));
+    assert_eq!(wa.len(), wb.len());
+    for (path, va) in &wa {
+        let max_diff = va
+            .iter()
+            .zip(&wb[path])
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max_diff <= 1e-5, "{path}: max |diff| {max_diff}");
+    }
 }
 
 #[test]

@@ -441,61 +441,7 @@ impl FolderReader {
     }
 
     fn read_depth(&self, stem: &str) -> Result<(PathBuf, DepthMap), FrameError> {
-        let dir = &self.dir;
-        let png = dir.join(format!("{stem}.depth.png"));
-        if png.exists() {
-            let image = decode_image(&png)?;
-            let (w, h) = (image.width(), image.height());
-            let DynamicImage::ImageLuma16(buf) = image else {
-                return Err(FrameError::invalid(
-                    &png,
-                    format!(
-                        "depth PNG must be 16-bit grayscale millimetres, found {:?}",
-                        image.color()
-                    ),
-                ));
-            };
-            let data = buf
-                .into_raw()
-                .into_iter()
-                .map(|mm| mm as f32 / 1000.0)
-                .collect();
-            return Ok((
-                png,
-                DepthMap {
-                    width: w,
-                    height: h,
-                    data,
-                },
-            ));
-        }
-        let npy = dir.join(format!("{stem}.depth.npy"));
-        if npy.exists() {
-            let array = crate::npy::read_npy(&npy)?;
-            if array.data.iter().any(|z| z.is_infinite() && *z < 0.0) {
-                return Err(FrameError::invalid(&npy, "depth holds -inf"));
-            }
-            let (w, h) = (dim(&npy, array.width)?, dim(&npy, array.height)?);
-            return Ok((
-                npy,
-                DepthMap {
-                    width: w,
-                    height: h,
-                    data: array.data,
-                },
-            ));
-        }
-        for ext in ["tiff", "tif"] {
-            let tiff = dir.join(format!("{stem}.depth.{ext}"));
-            if tiff.exists() {
-                let depth = read_float_tiff(&tiff)?;
-                return Ok((tiff, depth));
-            }
-        }
-        Err(FrameError::Missing {
-            path: png,
-            what: format!("depth for frame {stem:?} (.depth.png, .depth.npy or .depth.tiff)"),
-        })
+        read_depth_file(&self.dir, stem)
     }
 }
 
@@ -649,4 +595,63 @@ fn read_objects(path: &Path) -> Result<(Vec<FrameObject>, Option<Isometry3<f64>>
             }
         };
     Ok((objects, pose))
+}
+
+/// The depth file of frame `stem` in `dir` (`<stem>.depth.png` in millimetres, `.depth.npy` or `.depth.tiff` in
+/// metres), with its path.
+pub fn read_depth_file(dir: &Path, stem: &str) -> Result<(PathBuf, DepthMap), FrameError> {
+    let png = dir.join(format!("{stem}.depth.png"));
+    if png.exists() {
+        let image = decode_image(&png)?;
+        let (w, h) = (image.width(), image.height());
+        let DynamicImage::ImageLuma16(buf) = image else {
+            return Err(FrameError::invalid(
+                &png,
+                format!(
+                    "depth PNG must be 16-bit grayscale millimetres, found {:?}",
+                    image.color()
+                ),
+            ));
+        };
+        let data = buf
+            .into_raw()
+            .into_iter()
+            .map(|mm| mm as f32 / 1000.0)
+            .collect();
+        return Ok((
+            png,
+            DepthMap {
+                width: w,
+                height: h,
+                data,
+            },
+        ));
+    }
+    let npy = dir.join(format!("{stem}.depth.npy"));
+    if npy.exists() {
+        let array = crate::npy::read_npy(&npy)?;
+        if array.data.iter().any(|z| z.is_infinite() && *z < 0.0) {
+            return Err(FrameError::invalid(&npy, "depth holds -inf"));
+        }
+        let (w, h) = (dim(&npy, array.width)?, dim(&npy, array.height)?);
+        return Ok((
+            npy,
+            DepthMap {
+                width: w,
+                height: h,
+                data: array.data,
+            },
+        ));
+    }
+    for ext in ["tiff", "tif"] {
+        let tiff = dir.join(format!("{stem}.depth.{ext}"));
+        if tiff.exists() {
+            let depth = read_float_tiff(&tiff)?;
+            return Ok((tiff, depth));
+        }
+    }
+    Err(FrameError::Missing {
+        path: png,
+        what: format!("depth for frame {stem:?} (.depth.png, .depth.npy or .depth.tiff)"),
+    })
 }

@@ -11,6 +11,7 @@
 //!   configs/     base.toml + tiny_cpu.toml (the repository's configs, as embedded in this binary)
 //!   runs/ratio_<r>/   a full training run each (metrics.jsonl, tb/, loss.png, checkpoint-N/)
 //!   eval/ratio_<r>/   spatial/ and general/ reports (report.md, predictions.jsonl, charts)
+//!   reward/      frames/ (a held-out approach sequence, RGB-D), geometry/ and ratio_<r>/ (reward.json, reward.png)
 //!   report.md, report.json, metrics_vs_ratio.png, loss_curves.png
 //! ```
 //!
@@ -129,6 +130,8 @@ impl Plan {
                     short_answers: true,
                     questions_per_record: 1,
                     min_visible_pixels: 20,
+                    approach_sequences: 300,
+                    approach_frames: 8,
                 },
                 model: TinyModel {
                     vocab_size: 640,
@@ -168,6 +171,8 @@ impl Plan {
                     short_answers: true,
                     questions_per_record: 2,
                     min_visible_pixels: 4,
+                    approach_sequences: 2,
+                    approach_frames: 3,
                 },
                 model: TinyModel {
                     vocab_size: 400,
@@ -439,15 +444,7 @@ fn evaluate_run(
 ) -> anyhow::Result<(EvalReport, EvalReport)> {
     let (_, checkpoint) = svlm_train::checkpoint::latest_checkpoint(run_dir)
         .with_context(|| format!("no checkpoint in {}", run_dir.display()))?;
-    let settings = AnswerSettings {
-        device: plan.device.clone(),
-        dtype: "f32".into(),
-        max_new_tokens: plan.max_new_tokens,
-        temperature: 0.0,
-        top_p: 1.0,
-        seed: 0,
-    };
-    let mut answerer = ModelAnswerer::open(&checkpoint, &out.join("model"), &settings)?;
+    let mut answerer = ModelAnswerer::open(&checkpoint, &out.join("model"), &answer_settings(plan))?;
     let options = EvalOptions {
         batch_size: plan.eval_batch_size,
         model_name: ratio_label(ratio),
@@ -471,6 +468,75 @@ fn evaluate_run(
     let general = reports.pop().context("general report")?;
     let spatial = reports.pop().context("spatial report")?;
     Ok((spatial, general))
+}
+
+/// Frames of the held-out approach sequence the reward demo annotates.
+const REWARD_FRAMES: usize = 12;
+
+/// The reward demo (issue 7): a held-out approach sequence in the quickstart's world, annotated from exact depth
+/// (geometry) and by every trained model; `reward/<source>/reward.json` + `reward.png` each.
+fn reward_demo(
+    out: &Path,
+    plan: &Plan,
+    runs: &[(f64, PathBuf)],
+) -> anyhow::Result<Option<report::RewardDemo>> {
+    use svlm_reason::reward::{RewardOptions, RewardSource, annotate, write_report};
+    if plan.data.approach_sequences == 0 {
+        return Ok(None);
+    }
+    let dir = out.join("reward");
+    let frames_dir = dir.join("frames");
+    let seed = plan.data.reward_seed();
+    let frames =
+        svlm_world::approach_sequence(seed, REWARD_FRAMES, &plan.data.sequence_config())
+            .with_context(|| format!("held-out approach sequence (seed {seed})"))?;
+    let info = svlm_world::write_sequence_folder(&frames_dir, seed, &frames, || {})
+        .with_context(|| format!("writing {}", frames_dir.display()))?;
+    let task = format!("distance between the {} and the {}", info.gripper, info.target);
+    let geometry = annotate(
+        &frames_dir,
+        &task,
+        &RewardOptions {
+            source: RewardSource::Geometry,
+            ..RewardOptions::default()
+        },
+        None,
+    )
+    .context("reward from exact depth")?;
+    write_report(&geometry, &dir.join("geometry"))?;
+    let mut models = Vec::new();
+    for (ratio, run_dir) in runs {
+        let (_, checkpoint) = svlm_train::checkpoint::latest_checkpoint(run_dir)
+            .with_context(|| format!("no checkpoint in {}", run_dir.display()))?;
+        let mut answerer =
+            ModelAnswerer::open(&checkpoint, &out.join("model"), &answer_settings(plan))?;
+        let options = RewardOptions {
+            source: RewardSource::Vlm,
+            batch_size: plan.eval_batch_size,
+            ..RewardOptions::default()
+        };
+        let annotated = annotate(&frames_dir, &task, &options, Some(&mut answerer))
+            .with_context(|| format!("reward from {}", run_dir.display()))?;
+        write_report(&annotated, &dir.join(ratio_label(*ratio)))?;
+        models.push((*ratio, annotated));
+    }
+    Ok(Some(report::RewardDemo {
+        task,
+        true_center_distance_m: info.center_distance_m,
+        geometry,
+        models,
+    }))
+}
+
+fn answer_settings(plan: &Plan) -> AnswerSettings {
+    AnswerSettings {
+        device: plan.device.clone(),
+        dtype: "f32".into(),
+        max_new_tokens: plan.max_new_tokens,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -569,6 +635,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         spatial: spatial_prior.evaluate(&load(&files.spatial_test)?, "answer prior"),
         general: general_prior.evaluate(&load(&files.general_test)?, "answer prior"),
     };
+    let runs: Vec<(f64, PathBuf)> = results.iter().map(|r| (r.ratio, r.run_dir.clone())).collect();
+    let reward = reward_demo(&out, &plan, &runs)?;
+    if let Some(demo) = &reward {
+        let rho = |r: &svlm_reason::reward::RewardReport| {
+            r.spearman_rho
+                .map_or("undefined".to_string(), |v| format!("{v:+.3}"))
+        };
+        println!(
+            "      reward demo ({} frames, {}): Spearman rho from exact depth {}; {}",
+            REWARD_FRAMES,
+            demo.task,
+            rho(&demo.geometry),
+            demo.models
+                .iter()
+                .map(|(ratio, r)| format!("ratio {ratio} model {}", rho(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let total_seconds = started.elapsed().as_secs_f64();
     let summary = report::Summary {
         plan: plan.clone(),
@@ -576,6 +661,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model_seconds,
         results,
         prior,
+        reward,
         total_seconds,
     };
     let written = report::write(&out, &summary)?;

@@ -23,8 +23,34 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Read RGB-D frames from this folder (docs/ARCHITECTURE.md) instead of generating scenes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "images")]
     rgbd: Option<PathBuf>,
+    /// Synthesize from the photos in this folder: metric depth (--depth-model, or --depth-dir files), intrinsics
+    /// (--intrinsics, EXIF, else --fov), named boxes (--boxes-dir), depth-consistent pixels inside each box.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// With --images: Depth Anything V2 metric model, an HF folder or hub id
+    /// (depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf; downloaded once into the hub cache).
+    #[arg(long, requires = "images", conflicts_with = "depth_dir")]
+    depth_model: Option<String>,
+    /// With --images: depth files instead of a model, `<stem>.depth.png` (mm) / `.depth.npy` / `.depth.tiff` (m).
+    #[arg(long, requires = "images")]
+    depth_dir: Option<PathBuf>,
+    /// With --images: named boxes per photo, `<stem>.objects.json` = {"objects": [{"name", "bbox": [x, y, w, h]}]}.
+    #[arg(long, requires = "images")]
+    boxes_dir: Option<PathBuf>,
+    /// With --images: intrinsics JSON, `{"folder": {"hfov_deg": 70}, "per_image": {"a.jpg": {"fx": 500}}}`.
+    #[arg(long, requires = "images")]
+    intrinsics: Option<PathBuf>,
+    /// With --images: horizontal field of view (degrees) assumed when neither --intrinsics nor EXIF gives one.
+    #[arg(long, default_value_t = 60.0)]
+    fov: f64,
+    /// With --images: boxes scoring below this are dropped.
+    #[arg(long, default_value_t = 0.1)]
+    min_score: f64,
+    /// Device for the perception models: cpu, cuda[:i], vulkan[:i].
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// jsonl, parquet or both.
     #[arg(long, default_value = "jsonl")]
     format: OutputFormat,
@@ -74,6 +100,58 @@ fn pair<T: std::str::FromStr>(text: &str, sep: char, what: &str) -> anyhow::Resu
     }
 }
 
+/// The photo path of `--images`: a depth source and a box source, both required.
+fn photo_source(
+    args: &Args,
+    dir: &std::path::Path,
+    estimate: EstimateParams,
+) -> anyhow::Result<svlm_perception::PhotoSource> {
+    use svlm_perception::{
+        DepthAnything, DepthEstimator, GivenBoxes, GivenDepth, IntrinsicsOptions, ModelDepth,
+        ObjectDetector, PhotoSettings, PhotoSource, list_photos,
+    };
+    let photos = list_photos(dir)?;
+    if photos.is_empty() {
+        bail!("--images {}: no image files", dir.display());
+    }
+    let depth: Box<dyn DepthEstimator> = match (&args.depth_model, &args.depth_dir) {
+        (Some(spec), _) => {
+            let device = svlm_model::resolve_device(&args.device)
+                .with_context(|| format!("--device {}", args.device))?;
+            Box::new(ModelDepth::new(
+                DepthAnything::from_pretrained(spec, None, &device)
+                    .with_context(|| format!("--depth-model {spec}"))?,
+            ))
+        }
+        (None, Some(depth_dir)) => Box::new(GivenDepth {
+            dir: depth_dir.clone(),
+        }),
+        (None, None) => bail!("--images needs --depth-model MODEL or --depth-dir DIR"),
+    };
+    let detector: Box<dyn ObjectDetector> = match &args.boxes_dir {
+        Some(boxes) => Box::new(GivenBoxes { dir: boxes.clone() }),
+        None => bail!("--images needs --boxes-dir DIR (named boxes per photo)"),
+    };
+    let mut intrinsics = match &args.intrinsics {
+        Some(path) => IntrinsicsOptions::from_json_file(path)?,
+        None => IntrinsicsOptions::default(),
+    };
+    if args.intrinsics.is_none() {
+        intrinsics.fov_prior_deg = args.fov;
+    }
+    Ok(PhotoSource {
+        photos,
+        depth,
+        detector,
+        settings: PhotoSettings {
+            intrinsics,
+            estimate,
+            min_score: args.min_score,
+            ..PhotoSettings::default()
+        },
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let visibility = VisibilityParams {
         min_visible_pixels: args.min_visible_pixels,
@@ -83,8 +161,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         visibility: visibility.clone(),
         ..EstimateParams::default()
     };
-    let source: Box<dyn ItemSource> = match &args.rgbd {
-        Some(dir) => {
+    let source: Box<dyn ItemSource> = match (&args.rgbd, &args.images) {
+        (_, Some(dir)) => Box::new(photo_source(&args, dir, estimate)?),
+        (Some(dir), None) => {
             if args.truth == TruthSource::Exact {
                 tracing::info!(
                     "--rgbd frames are lifted from depth: answers are marked `estimated`"
@@ -95,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .with_context(|| format!("opening RGB-D folder {}", dir.display()))?,
             )
         }
-        None => {
+        (None, None) => {
             let (width, height) = pair::<u32>(&args.image_size, 'x', "--image-size")?;
             let (lo, hi) = pair::<usize>(&args.objects, '-', "--objects")?;
             let config = svlm_world::SceneConfig {

@@ -20,7 +20,8 @@ pub struct Args {
     /// Continue the run in this directory from its newest checkpoint (its saved config.toml is used).
     #[arg(long, conflicts_with = "config")]
     pub resume: Option<PathBuf>,
-    /// Device: cpu, cuda[:i], vulkan[:i] (overrides train.device).
+    /// Device: cpu, cuda[:i], vulkan[:i] (overrides train.device); a comma-separated list (`cuda:0,cuda:1`)
+    /// trains data-parallel across those devices.
     #[arg(long)]
     pub device: Option<String>,
 }
@@ -31,18 +32,24 @@ pub fn train_config(
     run_dir: &std::path::Path,
     resume: bool,
 ) -> anyhow::Result<TrainOutcome> {
-    let mut device = svlm_model::resolve_device(&config.train.device)?;
-    if config.train.precision == Precision::Bf16 && config.train.device != "cpu" {
-        device
-            .configure(svlm_model::burn::tensor::FloatDType::BF16)
-            .map_err(|e| anyhow::anyhow!("bf16 on {}: {e:?}", config.train.device))?;
+    let bf16 = config.train.precision == Precision::Bf16;
+    let mut devices = Vec::new();
+    for name in config.train.devices() {
+        let mut device = svlm_model::resolve_device(&name)?;
+        if bf16 && !name.eq_ignore_ascii_case("cpu") {
+            device
+                .configure(svlm_model::burn::tensor::FloatDType::BF16)
+                .map_err(|e| anyhow::anyhow!("bf16 on {name}: {e:?}"))?;
+        }
+        devices.push(device.autodiff());
     }
-    let device = device.autodiff();
+    let device = devices.remove(0);
     let (model, processor_dir) = svlm_train::vlm::build_model(config, &device)?;
     let encoder = svlm_train::vlm::ProcessorEncoder::from_dir(&processor_dir)?;
     let options = TrainOptions {
         resume,
         halt_after: None,
+        replicas: devices,
     };
     Ok(svlm_train::train(
         config, run_dir, model, &encoder, &device, &options,

@@ -11,10 +11,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use svlm_synth::general::{GeneralQaConfig, WORLD_NOUNS, general_qa, general_record};
 use svlm_synth::graph::VisibilityParams;
-use svlm_synth::pipeline::synthesize_item;
+use svlm_synth::phrase::short_answer;
+use svlm_synth::pipeline::{encode_png, synthesize_item};
 use svlm_synth::qa::QaConfig;
-use svlm_synth::{Item, SpatialRecord, from_world};
-use svlm_world::{SceneConfig, generate_scene, render, scene_seed};
+use svlm_synth::{Item, SpatialQa, SpatialRecord, Truth, Turn, from_world};
+use svlm_world::{
+    SceneConfig, SequenceConfig, approach_sequence, approach_target, generate_scene, render,
+    scene_seed,
+};
 
 /// What the data stage draws; saved in `data/plan.json` so an unchanged rerun skips the stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +37,13 @@ pub struct DataPlan {
     /// batch holds more different images for the same number of tokens.
     pub questions_per_record: usize,
     pub min_visible_pixels: usize,
+    /// Training approach sequences: a gripper moving in a straight line towards an object on the floor,
+    /// `approach_frames` frames each, every frame asking "How far is the gripper from the X?" (centre distance,
+    /// exact). The reward demo asks the trained model the same about a held-out sequence.
+    #[serde(default)]
+    pub approach_sequences: usize,
+    #[serde(default)]
+    pub approach_frames: usize,
 }
 
 impl DataPlan {
@@ -70,6 +81,83 @@ impl DataPlan {
     fn test_seed(&self) -> u64 {
         self.seed ^ 0x7E57_5CE7_E5EE_D000
     }
+
+    /// Approach sequences in the quickstart's world: one or two objects on the floor plus the gripper.
+    pub fn sequence_config(&self) -> SequenceConfig {
+        SequenceConfig {
+            scene: SceneConfig {
+                objects: [1, 2],
+                ..self.scene_config()
+            },
+            ..SequenceConfig::default()
+        }
+    }
+
+    /// Seed of the held-out approach sequence the reward demo annotates.
+    pub fn reward_seed(&self) -> u64 {
+        scene_seed(self.test_seed() ^ APPROACH_STREAM, 0)
+    }
+}
+
+/// Mixed into the seeds of approach sequences so they never share a stream with the scenes.
+const APPROACH_STREAM: u64 = 0xA99_7C4E;
+
+/// One record per frame of a training approach sequence: "How far is the gripper from the X?" with the exact
+/// centre-to-centre distance (what the synthesis templates mean by "how far is A from B").
+fn approach_records(
+    plan: &DataPlan,
+    index: usize,
+    images: &Path,
+) -> anyhow::Result<Vec<SpatialRecord>> {
+    let seed = scene_seed(plan.seed ^ APPROACH_STREAM, index as u64);
+    let frames = approach_sequence(seed, plan.approach_frames, &plan.sequence_config())
+        .with_context(|| format!("approach sequence {index} (seed {seed})"))?;
+    let target_id = approach_target(&frames).context("approach sequence without a gripper")?;
+    let style = svlm_answers::NumberStyle::plain_metric();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut records = Vec::with_capacity(frames.len());
+    for (f, scene) in frames.iter().enumerate() {
+        let gripper = scene.objects.iter().find(|o| o.is_gripper);
+        let (Some(gripper), Some(target)) = (gripper, scene.object(target_id)) else {
+            anyhow::bail!("approach sequence {index}, frame {f}: gripper or target missing");
+        };
+        let meters = (gripper.center_point() - target.center_point()).norm();
+        let truth = Truth::Length { meters };
+        let answer = short_answer(&truth, &style, &mut rng)
+            .context("a length always has a short answer")?;
+        let id = format!("train-approach-{index:05}-{f:02}");
+        let image = format!("images/{id}.png");
+        let png = encode_png(&render(scene).rgb);
+        svlm_report::write_atomic(&images.join(format!("{id}.png")), &png)
+            .with_context(|| format!("writing {image}"))?;
+        let question = svlm_reason::reward::distance_question(&gripper.name, &target.name);
+        records.push(SpatialRecord {
+            id,
+            image,
+            conversations: vec![
+                Turn {
+                    from: "human".into(),
+                    value: format!("<image>\n{question}"),
+                },
+                Turn {
+                    from: "gpt".into(),
+                    value: answer,
+                },
+            ],
+            spatial: vec![SpatialQa {
+                kind: "distance".into(),
+                objects: vec![gripper.name.clone(), target.name.clone()],
+                truth,
+                unit_shown: None,
+                source: "exact".into(),
+            }],
+            provenance: Some(serde_json::json!({
+                "source": "approach_sequence", "split": "train", "sequence": index, "frame": f,
+            })),
+        });
+    }
+    Ok(records)
+}
 }
 
 /// Files the data stage writes under `OUT/data`.
@@ -106,6 +194,9 @@ pub struct DataSummary {
     pub general_train_qa: usize,
     pub spatial_test_qa: usize,
     pub general_test_qa: usize,
+    /// Frames of the training approach sequences (one distance question each, counted in the spatial QA).
+    #[serde(default)]
+    pub approach_frames: usize,
     /// Scenes without any spatial question (every pair ambiguous or too small), counted, not written.
     pub scenes_without_spatial_qa: usize,
     pub seconds: f64,
@@ -257,6 +348,13 @@ pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Resu
     };
     let train = make("train", plan.seed, plan.train_scenes)?;
     let test = make("test", plan.test_seed(), plan.test_scenes)?;
+    let approach: Vec<SpatialRecord> = (0..plan.approach_sequences)
+        .into_par_iter()
+        .map(|i| approach_records(plan, i, &images))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
     bar.finish_and_clear();
 
     let qa = |records: &[&SpatialRecord]| records.iter().map(|r| r.spatial.len()).sum::<usize>();
@@ -266,7 +364,8 @@ pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Resu
             .flat_map(|r| split_record(r, plan.questions_per_record))
             .collect()
     };
-    let spatial_train_split = split(spatial(&train));
+    let mut spatial_train_split = split(spatial(&train));
+    spatial_train_split.extend(approach.iter().cloned());
     let general_train_split = split(general(&train));
     let spatial_train: Vec<&SpatialRecord> = spatial_train_split.iter().collect();
     let general_train: Vec<&SpatialRecord> = general_train_split.iter().collect();
@@ -287,6 +386,7 @@ pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Resu
         general_train_qa: qa(&general_train),
         spatial_test_qa: qa(&spatial_test),
         general_test_qa: qa(&general_test),
+        approach_frames: approach.len(),
         scenes_without_spatial_qa: train
             .iter()
             .chain(&test)

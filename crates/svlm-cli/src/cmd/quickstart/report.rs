@@ -23,7 +23,97 @@ pub struct Summary {
     pub results: Vec<RatioResult>,
     /// The answer-prior baseline (majority / median answer per question type of the training set, no image).
     pub prior: Prior,
+    /// The reward demo on a held-out approach sequence (absent when the plan has no approach sequences).
+    #[serde(default)]
+    pub reward: Option<RewardDemo>,
     pub total_seconds: f64,
+}
+
+/// A held-out approach sequence annotated from exact depth and by each trained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewardDemo {
+    pub task: String,
+    /// The exact centre-to-centre distance per frame (what the models were trained to answer).
+    pub true_center_distance_m: Vec<f64>,
+    pub geometry: svlm_reason::reward::RewardReport,
+    pub models: Vec<(f64, svlm_reason::reward::RewardReport)>,
+}
+
+fn rho_text(r: &svlm_reason::reward::RewardReport) -> String {
+    r.spearman_rho.map_or_else(
+        || "undefined (fewer than two readable, non-constant distances)".to_string(),
+        |v| format!("{v:+.3}"),
+    )
+}
+
+/// The reward section of report.md: Spearman rho per source and the per-frame distances.
+fn reward_section(demo: &RewardDemo) -> anyhow::Result<String> {
+    let mut md = String::new();
+    writeln!(md, "\n## Reward annotation on a held-out approach sequence\n")?;
+    writeln!(
+        md,
+        "A gripper approaches an object in {} frames of a sequence never trained on; task: \"{}\". Each source \
+         estimates the distance per frame; Spearman rho between frame index and distance is -1 for a distance that \
+         falls at every frame. The models were trained on approach frames answering the centre distance; exact depth \
+         gives the closest-surface gap.\n",
+        demo.true_center_distance_m.len(),
+        demo.task
+    )?;
+    let mut rows = vec![vec![
+        "exact depth (geometry)".to_string(),
+        rho_text(&demo.geometry),
+        format!("{}/{}", demo.geometry.n_valid, demo.geometry.n_frames),
+        demo.geometry.strictly_decreasing.to_string(),
+    ]];
+    for (ratio, r) in &demo.models {
+        rows.push(vec![
+            format!("model, spatial ratio {ratio}"),
+            rho_text(r),
+            format!("{}/{}", r.n_valid, r.n_frames),
+            r.strictly_decreasing.to_string(),
+        ]);
+    }
+    md.push_str(&markdown_table(
+        &["source", "Spearman rho", "frames with a distance", "strictly decreasing"],
+        &rows,
+    ));
+    let mut headers = vec!["frame".to_string(), "true centre distance".to_string(), "exact-depth gap".to_string()];
+    headers.extend(demo.models.iter().map(|(ratio, _)| format!("ratio {ratio} answer")));
+    let rows: Vec<Vec<String>> = demo
+        .true_center_distance_m
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut row = vec![i.to_string(), format!("{d:.3} m")];
+            row.push(
+                demo.geometry
+                    .frames
+                    .iter()
+                    .find(|f| f.index == i)
+                    .map_or("-".into(), |f| format!("{:.3} m", f.distance_m)),
+            );
+            for (_, r) in &demo.models {
+                let answer = r
+                    .frames
+                    .iter()
+                    .find(|f| f.index == i)
+                    .and_then(|f| f.answer.clone())
+                    .or_else(|| r.failed.iter().find(|f| f.index == i).map(|f| format!("({})", f.reason)))
+                    .unwrap_or_else(|| "-".into());
+                row.push(answer);
+            }
+            row
+        })
+        .collect();
+    writeln!(md)?;
+    let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    md.push_str(&markdown_table(&refs, &rows));
+    writeln!(
+        md,
+        "\nFiles: `reward/frames/` (the RGB-D sequence), `reward/geometry/` and `reward/ratio_*/` (reward.json, \
+         reward.png)."
+    )?;
+    Ok(md)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -340,6 +430,9 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
     md.push_str(&per_type_table(summary));
     writeln!(md, "\n## Example answers\n")?;
     md.push_str(&examples(summary, 1));
+    if let Some(demo) = &summary.reward {
+        md.push_str(&reward_section(demo)?);
+    }
     writeln!(md, "\n## Files\n")?;
     for r in &summary.results {
         let label = ratio_label(r.ratio);

@@ -1,0 +1,359 @@
+//! Photos as a synthesis source (`svlm synth --images DIR`): photo -> metric depth -> intrinsics -> named boxes ->
+//! depth-consistent pixels inside each box -> the scene graph the RGB-D path builds
+//! (`svlm_synth::source::graph_from_frame`), so a photo with the true depth substituted for the model's gives
+//! exactly the QA of the same RGB-D frame (`tests/photo_pipeline.rs`).
+//!
+//! Depth and boxes come through two small traits, so the models (Depth Anything V2, an open-vocabulary detector)
+//! and given data (a depth file, COCO-style boxes) are interchangeable and every record says which produced it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use svlm_geometry::DepthMap;
+use svlm_synth::graph::EstimateParams;
+use svlm_synth::source::graph_from_frame;
+use svlm_synth::{BadItem, Item, ItemSource};
+use svlm_world::{Frame, FrameObject};
+
+use crate::depth::DepthAnything;
+use crate::intrinsics::{IntrinsicsOptions, estimate_intrinsics};
+use crate::photo::load_photo;
+
+/// Metric z-depth for a photo, at the photo's size.
+pub trait DepthEstimator: Send + Sync {
+    /// What produced the depth (model folder and settings), recorded per image.
+    fn describe(&self) -> serde_json::Value;
+    fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap>;
+}
+
+/// A named box in pixel coordinates of the (EXIF-oriented) photo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedBox {
+    pub name: String,
+    /// `[x0, y0, x1, y1]` in pixels.
+    pub xyxy: [f64; 4],
+    /// Detector confidence (1 for given boxes).
+    pub score: f64,
+}
+
+/// Named boxes for a photo.
+pub trait ObjectDetector: Send + Sync {
+    fn describe(&self) -> serde_json::Value;
+    fn detect(&self, path: &Path, image: &RgbImage) -> Result<Vec<NamedBox>>;
+}
+
+/// Depth Anything V2 (metric) on each photo. Burn modules are not shared between threads, so calls take turns;
+/// each prediction uses every core through the backend.
+pub struct ModelDepth {
+    model: Mutex<DepthAnything>,
+    description: serde_json::Value,
+}
+
+impl ModelDepth {
+    pub fn new(model: DepthAnything) -> Self {
+        let description = json!({
+            "model": model.dir.display().to_string(),
+            "depth_estimation_type": model.config.depth_estimation_type,
+            "max_depth": model.config.max_depth,
+        });
+        Self {
+            model: Mutex::new(model),
+            description,
+        }
+    }
+}
+
+impl DepthEstimator for ModelDepth {
+    fn describe(&self) -> serde_json::Value {
+        self.description.clone()
+    }
+
+    fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap> {
+        let model = self
+            .model
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the depth model panicked on an earlier image"))?;
+        model
+            .predict(image)
+            .with_context(|| format!("depth of {}", path.display()))
+    }
+}
+
+/// Depth given beside each photo: `<stem>.depth.npy` (f32 metres), `.depth.tiff` (f32 metres) or `.depth.png`
+/// (16-bit millimetres) in `dir` — the RGB-D folder's depth files. For photos with measured depth, and for checking
+/// the photo path against the RGB-D path with the true depth.
+pub struct GivenDepth {
+    pub dir: PathBuf,
+}
+
+impl DepthEstimator for GivenDepth {
+    fn describe(&self) -> serde_json::Value {
+        json!({"given_depth": self.dir.display().to_string()})
+    }
+
+    fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap> {
+        let stem = stem_of(path);
+        let (_, depth) = svlm_world::read_depth_file(&self.dir, &stem)
+            .with_context(|| format!("given depth for {}", path.display()))?;
+        anyhow::ensure!(
+            (depth.width, depth.height) == image.dimensions(),
+            "given depth for {} is {}x{}, the photo {}x{}",
+            path.display(),
+            depth.width,
+            depth.height,
+            image.width(),
+            image.height()
+        );
+        Ok(depth)
+    }
+}
+
+/// Boxes given per image, read from `objects.json`-style files: `{"objects": [{"name": "chair", "bbox": [x, y, w,
+/// h]}]}` named `<stem>.objects.json` in `dir` (the RGB-D folder's object files, boxes in COCO's `[x, y, w, h]`).
+pub struct GivenBoxes {
+    pub dir: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct GivenObjects {
+    objects: Vec<GivenObject>,
+}
+
+#[derive(Deserialize)]
+struct GivenObject {
+    name: String,
+    bbox: Option<[f64; 4]>,
+}
+
+impl ObjectDetector for GivenBoxes {
+    fn describe(&self) -> serde_json::Value {
+        json!({"given_boxes": self.dir.display().to_string()})
+    }
+
+    fn detect(&self, path: &Path, _image: &RgbImage) -> Result<Vec<NamedBox>> {
+        let file = self.dir.join(format!("{}.objects.json", stem_of(path)));
+        let text =
+            std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let given: GivenObjects =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        Ok(given
+            .objects
+            .into_iter()
+            .filter_map(|o| {
+                let [x, y, w, h] = o.bbox?;
+                Some(NamedBox {
+                    name: o.name,
+                    xyxy: [x, y, x + w, y + h],
+                    score: 1.0,
+                })
+            })
+            .collect())
+    }
+}
+
+fn stem_of(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Image files of a folder (png, jpg, jpeg, tif, tiff, webp, bmp; depth, instance and mask images excluded),
+/// sorted by name.
+pub fn list_photos(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut photos = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("listing {}", dir.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let is_image = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"]
+            .iter()
+            .any(|e| name.ends_with(e));
+        let is_aux = [".depth.", ".instances.", ".mask."]
+            .iter()
+            .any(|m| name.contains(m));
+        if path.is_file() && is_image && !is_aux {
+            photos.push(path);
+        }
+    }
+    photos.sort();
+    Ok(photos)
+}
+
+/// Settings of the photo path besides the two models.
+#[derive(Debug, Clone)]
+pub struct PhotoSettings {
+    pub intrinsics: IntrinsicsOptions,
+    pub estimate: EstimateParams,
+    /// Pixels of a box whose depth lies within this fraction of the box's median depth form the object's mask.
+    pub box_depth_band: f64,
+    /// Boxes scoring below this are dropped.
+    pub min_score: f64,
+}
+
+impl Default for PhotoSettings {
+    fn default() -> Self {
+        Self {
+            intrinsics: IntrinsicsOptions::default(),
+            estimate: EstimateParams::default(),
+            box_depth_band: 0.15,
+            min_score: 0.0,
+        }
+    }
+}
+
+/// Photos of a folder as a synthesis source.
+pub struct PhotoSource {
+    pub photos: Vec<PathBuf>,
+    pub depth: Box<dyn DepthEstimator>,
+    pub detector: Box<dyn ObjectDetector>,
+    pub settings: PhotoSettings,
+}
+
+impl PhotoSource {
+    /// The frame the RGB-D path would read for this photo: oriented RGB, depth, intrinsics and named boxes (no
+    /// instance masks: the graph builder takes the depth-consistent pixels of each box).
+    pub fn frame(&self, path: &Path) -> Result<(Frame, serde_json::Value), BadItem> {
+        let stem = stem_of(path);
+        let bad = |reason: &str, detail: String| BadItem {
+            item: path.display().to_string(),
+            reason: reason.to_string(),
+            detail,
+        };
+        let photo = load_photo(path).map_err(|e| bad("unreadable", format!("{e:#}")))?;
+        let depth = self
+            .depth
+            .depth(path, &photo.image)
+            .map_err(|e| bad("depth_failed", format!("{e:#}")))?;
+        let invalid_depth = depth
+            .data
+            .iter()
+            .filter(|d| !(d.is_finite() && **d > 0.0))
+            .count();
+        if invalid_depth == depth.data.len() {
+            return Err(bad(
+                "no_valid_depth",
+                format!("{}: no pixel has a valid depth", path.display()),
+            ));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let intrinsics = estimate_intrinsics(
+            &name,
+            depth.width,
+            depth.height,
+            photo.exif.as_deref(),
+            &self.settings.intrinsics,
+        )
+        .map_err(|e| bad("intrinsics", format!("{e:#}")))?;
+        let boxes: Vec<NamedBox> = self
+            .detector
+            .detect(path, &photo.image)
+            .map_err(|e| bad("detector_failed", format!("{e:#}")))?
+            .into_iter()
+            .filter(|b| b.score >= self.settings.min_score)
+            .collect();
+        if boxes.is_empty() {
+            return Err(bad(
+                "nothing_detected",
+                format!("{}: no box above score {}", path.display(), self.settings.min_score),
+            ));
+        }
+        let objects: Vec<FrameObject> = boxes
+            .iter()
+            .enumerate()
+            .map(|(k, b)| FrameObject {
+                id: k as u16 + 1,
+                name: b.name.clone(),
+                bbox: Some([b.xyxy[0], b.xyxy[1], b.xyxy[2] - b.xyxy[0], b.xyxy[3] - b.xyxy[1]]),
+                truth: None,
+            })
+            .collect();
+        let provenance = json!({
+            "source": "photo",
+            "file": path.display().to_string(),
+            "truth": "estimated",
+            "depth": self.depth.describe(),
+            "detector": self.detector.describe(),
+            "intrinsics": {
+                "fx": intrinsics.intrinsics.fx, "fy": intrinsics.intrinsics.fy,
+                "cx": intrinsics.intrinsics.cx, "cy": intrinsics.intrinsics.cy,
+                "source": intrinsics.source,
+            },
+            "exif_orientation": photo.orientation,
+            "detections": boxes,
+            "invalid_depth_pixels": invalid_depth,
+        });
+        Ok((
+            Frame {
+                stem,
+                rgb: photo.image,
+                depth,
+                intrinsics: intrinsics.intrinsics,
+                instances: None,
+                objects,
+                world_from_camera: None,
+                invalid_depth,
+                notes: Vec::new(),
+            },
+            provenance,
+        ))
+    }
+}
+
+impl ItemSource for PhotoSource {
+    fn len(&self) -> usize {
+        self.photos.len()
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        json!({
+            "source": "photos",
+            "photos": self.photos.len(),
+            "truth": "estimated",
+            "depth": self.depth.describe(),
+            "detector": self.detector.describe(),
+            "box_depth_band": self.settings.box_depth_band,
+            "min_score": self.settings.min_score,
+        })
+    }
+
+    fn item(&self, index: usize) -> Result<Item, BadItem> {
+        let path = self.photos.get(index).cloned().unwrap_or_default();
+        let (frame, mut provenance) = self.frame(&path)?;
+        let graph = graph_from_frame(&frame, &self.settings.estimate, self.settings.box_depth_band)
+            .map_err(|e| BadItem {
+                item: path.display().to_string(),
+                reason: e.reason().to_string(),
+                detail: format!("{}: {e}", path.display()),
+            })?;
+        if let Some(p) = provenance.as_object_mut() {
+            p.insert("plane_found".into(), json!(graph.plane_found));
+        }
+        Ok(Item {
+            id: format!("photo-{}", frame.stem),
+            rgb: frame.rgb,
+            graph,
+            provenance,
+        })
+    }
+}
+
+/// Counts of what a folder of photos gave, for logs and manifests.
+pub fn count_reasons(bad: &[BadItem]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for b in bad {
+        *counts.entry(b.reason.clone()).or_insert(0) += 1;
+    }
+    counts
+}

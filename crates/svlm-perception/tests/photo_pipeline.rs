@@ -1,0 +1,178 @@
+//! The photo path (`PhotoSource`: photo file -> depth -> intrinsics -> named boxes -> scene graph) against the RGB-D
+//! path (`RgbdSource` on a folder) on a real image: Middlebury 2014 Motorcycle from scikit-image, with the true depth
+//! (from the ground-truth disparity and calibration) substituted for a depth model's. Fixture:
+//! `scripts/make_middlebury_photo_fixture.py`.
+
+use std::path::{Path, PathBuf};
+
+use svlm_perception::intrinsics::CameraSpec;
+use svlm_perception::{GivenBoxes, GivenDepth, IntrinsicsOptions, PhotoSettings, PhotoSource};
+use svlm_synth::pipeline::synthesize_item;
+use svlm_synth::qa::QaConfig;
+use svlm_synth::{EstimateParams, ItemSource, RgbdSource};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/middlebury")
+}
+
+fn folder_camera(dir: &Path) -> CameraSpec {
+    let k: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("intrinsics.json")).expect("intrinsics.json"),
+    )
+    .expect("json");
+    let f = |key: &str| k[key].as_f64().expect("number");
+    CameraSpec::Pixels {
+        fx: f("fx"),
+        fy: Some(f("fy")),
+        cx: Some(f("cx")),
+        cy: Some(f("cy")),
+        width: Some(f("width") as u32),
+        height: Some(f("height") as u32),
+    }
+}
+
+fn photo_source(dir: &Path, photos: Vec<PathBuf>) -> PhotoSource {
+    PhotoSource {
+        photos,
+        depth: Box::new(GivenDepth {
+            dir: dir.to_path_buf(),
+        }),
+        detector: Box::new(GivenBoxes {
+            dir: dir.to_path_buf(),
+        }),
+        settings: PhotoSettings {
+            intrinsics: IntrinsicsOptions {
+                folder: Some(folder_camera(dir)),
+                use_exif: false,
+                ..IntrinsicsOptions::default()
+            },
+            estimate: EstimateParams::default(),
+            box_depth_band: 0.15,
+            min_score: 0.0,
+        },
+    }
+}
+
+#[test]
+fn photo_path_with_true_depth_gives_the_rgbd_paths_qa_on_middlebury() {
+    let dir = fixture();
+    let rgbd = RgbdSource::open(&dir, EstimateParams::default()).expect("RGB-D folder");
+    assert_eq!(rgbd.stems, vec!["motorcycle"]);
+    let from_folder = rgbd.item(0).expect("RGB-D item");
+
+    let photos = svlm_perception::list_photos(&dir).expect("list");
+    assert_eq!(photos, vec![dir.join("motorcycle.png")], "depth PNG is not a photo");
+    let source = photo_source(&dir, photos);
+    let from_photo = source.item(0).expect("photo item");
+
+    assert_eq!(from_photo.rgb, from_folder.rgb);
+    let (a, b) = (&from_folder.graph, &from_photo.graph);
+    assert_eq!(a.plane_found, b.plane_found);
+    assert!(
+        a.objects.len() >= 4,
+        "the five named boxes should mostly survive: {:?}",
+        a.skips
+    );
+    assert_eq!(
+        a.objects.iter().map(|o| &o.name).collect::<Vec<_>>(),
+        b.objects.iter().map(|o| &o.name).collect::<Vec<_>>()
+    );
+    // Debug prints every f64 exactly (shortest round trip): equal text, equal graphs.
+    assert_eq!(format!("{a:?}"), format!("{b:?}"), "the scene graphs differ");
+    // Metric sanity on real geometry: both wheels stand on the floor about 2-5 m from the camera.
+    for wheel in ["front wheel", "rear wheel"] {
+        let o = b
+            .objects
+            .iter()
+            .find(|o| o.name == wheel)
+            .unwrap_or_else(|| panic!("{wheel} missing"));
+        let distance = (o.center - b.camera).norm();
+        assert!((1.5..6.0).contains(&distance), "{wheel} at {distance} m");
+    }
+
+    let qa = QaConfig::default();
+    let x = synthesize_item(from_folder, 0, 7, &qa).record;
+    let y = synthesize_item(from_photo, 0, 7, &qa).record;
+    assert!(x.spatial.len() >= 10, "{} questions", x.spatial.len());
+    assert_eq!(x.conversations, y.conversations);
+    assert_eq!(x.spatial, y.spatial);
+
+    let provenance = &y.provenance.expect("provenance");
+    assert_eq!(provenance["source"], "photo");
+    assert_eq!(provenance["detections"].as_array().map(Vec::len), Some(5));
+    assert_eq!(provenance["intrinsics"]["source"]["kind"], "user_folder");
+}
+
+#[test]
+fn bad_photos_are_named_skips_with_reasons() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let fixture = fixture();
+    for name in [
+        "motorcycle.png",
+        "motorcycle.objects.json",
+        "intrinsics.json",
+    ] {
+        std::fs::copy(fixture.join(name), dir.join(name)).expect("copy");
+    }
+    // A corrupt photo, a photo whose depth is all invalid, one without boxes.
+    std::fs::write(dir.join("corrupt.png"), b"not a png").expect("write");
+    std::fs::copy(fixture.join("motorcycle.png"), dir.join("zero.png")).expect("copy");
+    std::fs::copy(
+        fixture.join("motorcycle.objects.json"),
+        dir.join("zero.objects.json"),
+    )
+    .expect("copy");
+    let image = image::open(fixture.join("motorcycle.png")).expect("png");
+    let zeros = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::new(image.width(), image.height());
+    zeros.save(dir.join("zero.depth.png")).expect("save");
+    std::fs::copy(fixture.join("motorcycle.png"), dir.join("empty.png")).expect("copy");
+    std::fs::copy(
+        fixture.join("motorcycle.depth.png"),
+        dir.join("empty.depth.png"),
+    )
+    .expect("copy");
+    std::fs::write(dir.join("empty.objects.json"), br#"{"objects": []}"#).expect("write");
+    std::fs::copy(
+        fixture.join("motorcycle.depth.png"),
+        dir.join("motorcycle.depth.png"),
+    )
+    .expect("copy");
+
+    let photos = svlm_perception::list_photos(dir).expect("list");
+    let source = photo_source(dir, photos.clone());
+    let mut reasons = Vec::new();
+    for (i, path) in photos.iter().enumerate() {
+        match source.item(i) {
+            Ok(item) => reasons.push((stem(path), "ok".to_string(), item.id)),
+            Err(bad) => {
+                assert!(
+                    bad.item.contains(&stem(path)),
+                    "{} does not name the file",
+                    bad.item
+                );
+                reasons.push((stem(path), bad.reason, bad.detail))
+            }
+        }
+    }
+    let got: Vec<(&str, &str)> = reasons
+        .iter()
+        .map(|(s, r, _)| (s.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("corrupt", "unreadable"),
+            ("empty", "nothing_detected"),
+            ("motorcycle", "ok"),
+            ("zero", "no_valid_depth"),
+        ],
+        "{reasons:?}"
+    );
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
