@@ -31,7 +31,7 @@ pub use model::{DepthAnythingModel, DepthOutput};
 pub use owl::{Detection, OwlDetector, OwlVersion};
 pub use photo::{DepthRecord, Photo, PhotoDepth, load_photo};
 pub use photo_source::{
-    DepthEstimator, GivenBoxes, GivenDepth, ModelDepth, NamedBox, ObjectDetector, PhotoSettings,
-    PhotoSource, list_photos,
+    DepthEstimator, GivenBoxes, GivenDepth, ModelDepth, NamedBox, ObjectDetector, OwlBoxes,
+    PhotoSettings, PhotoSource, list_photos, object_name,
 };
 pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};

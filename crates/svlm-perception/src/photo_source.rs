@@ -6,7 +6,6 @@
 //! Depth and boxes come through two small traits, so the models (Depth Anything V2, an open-vocabulary detector)
 //! and given data (a depth file, COCO-style boxes) are interchangeable and every record says which produced it.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -22,6 +21,7 @@ use svlm_world::{Frame, FrameObject};
 
 use crate::depth::DepthAnything;
 use crate::intrinsics::{IntrinsicsOptions, estimate_intrinsics};
+use crate::owl::{OwlDetector, suppress_overlaps};
 use crate::photo::load_photo;
 
 /// Metric z-depth for a photo, at the photo's size.
@@ -137,8 +137,8 @@ impl ObjectDetector for GivenBoxes {
 
     fn detect(&self, path: &Path, _image: &RgbImage) -> Result<Vec<NamedBox>> {
         let file = self.dir.join(format!("{}.objects.json", stem_of(path)));
-        let text =
-            std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
         let given: GivenObjects =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
         Ok(given
@@ -151,6 +151,78 @@ impl ObjectDetector for GivenBoxes {
                     xyxy: [x, y, x + w, y + h],
                     score: 1.0,
                 })
+            })
+            .collect())
+    }
+}
+
+/// An open-vocabulary detector (OWLv2 / OWL-ViT) asked for a fixed vocabulary on every photo; overlapping boxes
+/// of one query are suppressed (IoU above `nms_iou`). The object's name is the query without a leading article
+/// ("a mug" -> "mug"); duplicates ("mug", "mug") are told apart by the scene graph as for any source.
+pub struct OwlBoxes {
+    detector: Mutex<OwlDetector>,
+    pub vocabulary: Vec<String>,
+    pub threshold: f32,
+    pub nms_iou: f32,
+    model: String,
+}
+
+impl OwlBoxes {
+    pub fn new(
+        detector: OwlDetector,
+        vocabulary: Vec<String>,
+        threshold: f32,
+        nms_iou: f32,
+    ) -> Self {
+        let model = format!("{:?} {}", detector.version(), detector.dir.display());
+        Self {
+            detector: Mutex::new(detector),
+            vocabulary,
+            threshold,
+            nms_iou,
+            model,
+        }
+    }
+}
+
+/// "a red mug" -> "red mug"; "an apple" -> "apple"; "the chair" -> "chair".
+pub fn object_name(query: &str) -> String {
+    let q = query.trim();
+    for article in ["a photo of a ", "a photo of an ", "a ", "an ", "the "] {
+        if q.len() > article.len() && q[..article.len()].eq_ignore_ascii_case(article) {
+            return q[article.len()..].trim().to_string();
+        }
+    }
+    q.to_string()
+}
+
+impl ObjectDetector for OwlBoxes {
+    fn describe(&self) -> serde_json::Value {
+        json!({
+            "detector": self.model,
+            "vocabulary": self.vocabulary,
+            "threshold": self.threshold,
+            "nms_iou": self.nms_iou,
+        })
+    }
+
+    fn detect(&self, path: &Path, image: &RgbImage) -> Result<Vec<NamedBox>> {
+        let queries: Vec<&str> = self.vocabulary.iter().map(String::as_str).collect();
+        let detections = {
+            let detector = self
+                .detector
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the detector panicked on an earlier image"))?;
+            detector
+                .detect(image, &queries, self.threshold)
+                .with_context(|| format!("detecting in {}", path.display()))?
+        };
+        Ok(suppress_overlaps(detections, self.nms_iou)
+            .into_iter()
+            .map(|d| NamedBox {
+                name: object_name(&d.label),
+                xyxy: d.box_xyxy.map(f64::from),
+                score: f64::from(d.score),
             })
             .collect())
     }
@@ -266,7 +338,11 @@ impl PhotoSource {
         if boxes.is_empty() {
             return Err(bad(
                 "nothing_detected",
-                format!("{}: no box above score {}", path.display(), self.settings.min_score),
+                format!(
+                    "{}: no box above score {}",
+                    path.display(),
+                    self.settings.min_score
+                ),
             ));
         }
         let objects: Vec<FrameObject> = boxes
@@ -275,7 +351,12 @@ impl PhotoSource {
             .map(|(k, b)| FrameObject {
                 id: k as u16 + 1,
                 name: b.name.clone(),
-                bbox: Some([b.xyxy[0], b.xyxy[1], b.xyxy[2] - b.xyxy[0], b.xyxy[3] - b.xyxy[1]]),
+                bbox: Some([
+                    b.xyxy[0],
+                    b.xyxy[1],
+                    b.xyxy[2] - b.xyxy[0],
+                    b.xyxy[3] - b.xyxy[1],
+                ]),
                 truth: None,
             })
             .collect();
@@ -331,12 +412,16 @@ impl ItemSource for PhotoSource {
     fn item(&self, index: usize) -> Result<Item, BadItem> {
         let path = self.photos.get(index).cloned().unwrap_or_default();
         let (frame, mut provenance) = self.frame(&path)?;
-        let graph = graph_from_frame(&frame, &self.settings.estimate, self.settings.box_depth_band)
-            .map_err(|e| BadItem {
-                item: path.display().to_string(),
-                reason: e.reason().to_string(),
-                detail: format!("{}: {e}", path.display()),
-            })?;
+        let graph = graph_from_frame(
+            &frame,
+            &self.settings.estimate,
+            self.settings.box_depth_band,
+        )
+        .map_err(|e| BadItem {
+            item: path.display().to_string(),
+            reason: e.reason().to_string(),
+            detail: format!("{}: {e}", path.display()),
+        })?;
         if let Some(p) = provenance.as_object_mut() {
             p.insert("plane_found".into(), json!(graph.plane_found));
         }
@@ -349,11 +434,17 @@ impl ItemSource for PhotoSource {
     }
 }
 
-/// Counts of what a folder of photos gave, for logs and manifests.
-pub fn count_reasons(bad: &[BadItem]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for b in bad {
-        *counts.entry(b.reason.clone()).or_insert(0) += 1;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_drop_the_article_only() {
+        assert_eq!(object_name("a mug"), "mug");
+        assert_eq!(object_name("An apple"), "apple");
+        assert_eq!(object_name("a photo of a red chair"), "red chair");
+        assert_eq!(object_name("the table"), "table");
+        assert_eq!(object_name("anvil"), "anvil");
+        assert_eq!(object_name(" a "), "a");
     }
-    counts
 }

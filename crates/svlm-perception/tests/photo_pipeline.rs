@@ -61,7 +61,11 @@ fn photo_path_with_true_depth_gives_the_rgbd_paths_qa_on_middlebury() {
     let from_folder = rgbd.item(0).expect("RGB-D item");
 
     let photos = svlm_perception::list_photos(&dir).expect("list");
-    assert_eq!(photos, vec![dir.join("motorcycle.png")], "depth PNG is not a photo");
+    assert_eq!(
+        photos,
+        vec![dir.join("motorcycle.png")],
+        "depth PNG is not a photo"
+    );
     let source = photo_source(&dir, photos);
     let from_photo = source.item(0).expect("photo item");
 
@@ -78,7 +82,11 @@ fn photo_path_with_true_depth_gives_the_rgbd_paths_qa_on_middlebury() {
         b.objects.iter().map(|o| &o.name).collect::<Vec<_>>()
     );
     // Debug prints every f64 exactly (shortest round trip): equal text, equal graphs.
-    assert_eq!(format!("{a:?}"), format!("{b:?}"), "the scene graphs differ");
+    assert_eq!(
+        format!("{a:?}"),
+        format!("{b:?}"),
+        "the scene graphs differ"
+    );
     // Metric sanity on real geometry: both wheels stand on the floor about 2-5 m from the camera.
     for wheel in ["front wheel", "rear wheel"] {
         let o = b
@@ -124,7 +132,8 @@ fn bad_photos_are_named_skips_with_reasons() {
     )
     .expect("copy");
     let image = image::open(fixture.join("motorcycle.png")).expect("png");
-    let zeros = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::new(image.width(), image.height());
+    let zeros =
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::new(image.width(), image.height());
     zeros.save(dir.join("zero.depth.png")).expect("save");
     std::fs::copy(fixture.join("motorcycle.png"), dir.join("empty.png")).expect("copy");
     std::fs::copy(

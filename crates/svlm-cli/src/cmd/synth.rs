@@ -36,7 +36,15 @@ pub struct Args {
     /// With --images: depth files instead of a model, `<stem>.depth.png` (mm) / `.depth.npy` / `.depth.tiff` (m).
     #[arg(long, requires = "images")]
     depth_dir: Option<PathBuf>,
-    /// With --images: named boxes per photo, `<stem>.objects.json` = {"objects": [{"name", "bbox": [x, y, w, h]}]}.
+    /// With --images: open-vocabulary detector (OWLv2 / OWL-ViT), an HF folder or hub id
+    /// (google/owlv2-base-patch16-ensemble), asked for --vocab on every photo.
+    #[arg(long, requires = "images", conflicts_with = "boxes_dir")]
+    detector: Option<String>,
+    /// With --detector: what to look for, comma-separated ("a mug,a chair,a laptop"); names drop the article.
+    #[arg(long, value_delimiter = ',')]
+    vocab: Vec<String>,
+    /// With --images: named boxes per photo instead of a detector, `<stem>.objects.json` =
+    /// {"objects": [{"name", "bbox": [x, y, w, h]}]}.
     #[arg(long, requires = "images")]
     boxes_dir: Option<PathBuf>,
     /// With --images: intrinsics JSON, `{"folder": {"hfov_deg": 70}, "per_image": {"a.jpg": {"fx": 500}}}`.
@@ -45,9 +53,12 @@ pub struct Args {
     /// With --images: horizontal field of view (degrees) assumed when neither --intrinsics nor EXIF gives one.
     #[arg(long, default_value_t = 60.0)]
     fov: f64,
-    /// With --images: boxes scoring below this are dropped.
+    /// With --detector: boxes scoring below this are dropped.
     #[arg(long, default_value_t = 0.1)]
     min_score: f64,
+    /// With --detector: boxes of one query overlapping more than this IoU keep only the best.
+    #[arg(long, default_value_t = 0.3)]
+    nms_iou: f32,
     /// Device for the perception models: cpu, cuda[:i], vulkan[:i].
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -108,16 +119,19 @@ fn photo_source(
 ) -> anyhow::Result<svlm_perception::PhotoSource> {
     use svlm_perception::{
         DepthAnything, DepthEstimator, GivenBoxes, GivenDepth, IntrinsicsOptions, ModelDepth,
-        ObjectDetector, PhotoSettings, PhotoSource, list_photos,
+        ObjectDetector, OwlBoxes, OwlDetector, PhotoSettings, PhotoSource, list_photos,
     };
     let photos = list_photos(dir)?;
     if photos.is_empty() {
         bail!("--images {}: no image files", dir.display());
     }
+    let device = || {
+        svlm_model::resolve_device(&args.device)
+            .with_context(|| format!("--device {}", args.device))
+    };
     let depth: Box<dyn DepthEstimator> = match (&args.depth_model, &args.depth_dir) {
         (Some(spec), _) => {
-            let device = svlm_model::resolve_device(&args.device)
-                .with_context(|| format!("--device {}", args.device))?;
+            let device = device()?;
             Box::new(ModelDepth::new(
                 DepthAnything::from_pretrained(spec, None, &device)
                     .with_context(|| format!("--depth-model {spec}"))?,
@@ -128,9 +142,28 @@ fn photo_source(
         }),
         (None, None) => bail!("--images needs --depth-model MODEL or --depth-dir DIR"),
     };
-    let detector: Box<dyn ObjectDetector> = match &args.boxes_dir {
-        Some(boxes) => Box::new(GivenBoxes { dir: boxes.clone() }),
-        None => bail!("--images needs --boxes-dir DIR (named boxes per photo)"),
+    let detector: Box<dyn ObjectDetector> = match (&args.detector, &args.boxes_dir) {
+        (Some(spec), _) => {
+            let vocab: Vec<String> = args
+                .vocab
+                .iter()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            if vocab.is_empty() {
+                bail!("--detector needs --vocab \"a mug,a chair,...\"");
+            }
+            let model = OwlDetector::from_pretrained(spec, None, &device()?)
+                .with_context(|| format!("--detector {spec}"))?;
+            Box::new(OwlBoxes::new(
+                model,
+                vocab,
+                args.min_score as f32,
+                args.nms_iou,
+            ))
+        }
+        (None, Some(boxes)) => Box::new(GivenBoxes { dir: boxes.clone() }),
+        (None, None) => bail!("--images needs --detector MODEL --vocab ... or --boxes-dir DIR"),
     };
     let mut intrinsics = match &args.intrinsics {
         Some(path) => IntrinsicsOptions::from_json_file(path)?,
