@@ -171,13 +171,24 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
         .count();
     assert_eq!(approach_rows, 2 * 3, "2 training sequences of 3 frames");
     let reward = &report["reward"];
-    assert!(reward["task"].as_str().is_some_and(|t| t.contains("gripper")));
+    assert!(
+        reward["task"]
+            .as_str()
+            .is_some_and(|t| t.contains("gripper"))
+    );
     assert_eq!(reward["geometry"]["strictly_decreasing"], true);
-    assert!(reward["geometry"]["spearman_rho"].as_f64().is_some_and(|r| r < -0.99));
+    assert!(
+        reward["geometry"]["spearman_rho"]
+            .as_f64()
+            .is_some_and(|r| r < -0.99)
+    );
     assert_eq!(reward["models"].as_array().map(Vec::len), Some(2));
     for source in ["geometry", "ratio_0.00", "ratio_0.50"] {
         let dir = out.join("reward").join(source);
-        assert!(dir.join("reward.json").is_file(), "reward/{source}/reward.json missing");
+        assert!(
+            dir.join("reward.json").is_file(),
+            "reward/{source}/reward.json missing"
+        );
         assert_png(&dir.join("reward.png"));
     }
     assert!(markdown.contains("## Reward annotation on a held-out approach sequence"));

@@ -444,7 +444,8 @@ fn evaluate_run(
 ) -> anyhow::Result<(EvalReport, EvalReport)> {
     let (_, checkpoint) = svlm_train::checkpoint::latest_checkpoint(run_dir)
         .with_context(|| format!("no checkpoint in {}", run_dir.display()))?;
-    let mut answerer = ModelAnswerer::open(&checkpoint, &out.join("model"), &answer_settings(plan))?;
+    let mut answerer =
+        ModelAnswerer::open(&checkpoint, &out.join("model"), &answer_settings(plan))?;
     let options = EvalOptions {
         batch_size: plan.eval_batch_size,
         model_name: ratio_label(ratio),
@@ -472,6 +473,9 @@ fn evaluate_run(
 
 /// Frames of the held-out approach sequence the reward demo annotates.
 const REWARD_FRAMES: usize = 12;
+/// The demo's frames are rendered at least this large so that the gripper has enough depth pixels for the
+/// geometry source; the models see them through their processor (resized to the training size).
+const REWARD_MIN_SIZE: u32 = 128;
 
 /// The reward demo (issue 7): a held-out approach sequence in the quickstart's world, annotated from exact depth
 /// (geometry) and by every trained model; `reward/<source>/reward.json` + `reward.png` each.
@@ -487,12 +491,17 @@ fn reward_demo(
     let dir = out.join("reward");
     let frames_dir = dir.join("frames");
     let seed = plan.data.reward_seed();
-    let frames =
-        svlm_world::approach_sequence(seed, REWARD_FRAMES, &plan.data.sequence_config())
-            .with_context(|| format!("held-out approach sequence (seed {seed})"))?;
+    let mut config = plan.data.sequence_config();
+    config.scene.width = config.scene.width.max(REWARD_MIN_SIZE);
+    config.scene.height = config.scene.height.max(REWARD_MIN_SIZE);
+    let frames = svlm_world::approach_sequence(seed, REWARD_FRAMES, &config)
+        .with_context(|| format!("held-out approach sequence (seed {seed})"))?;
     let info = svlm_world::write_sequence_folder(&frames_dir, seed, &frames, || {})
         .with_context(|| format!("writing {}", frames_dir.display()))?;
-    let task = format!("distance between the {} and the {}", info.gripper, info.target);
+    let task = format!(
+        "distance between the {} and the {}",
+        info.gripper, info.target
+    );
     let geometry = annotate(
         &frames_dir,
         &task,
@@ -635,7 +644,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         spatial: spatial_prior.evaluate(&load(&files.spatial_test)?, "answer prior"),
         general: general_prior.evaluate(&load(&files.general_test)?, "answer prior"),
     };
-    let runs: Vec<(f64, PathBuf)> = results.iter().map(|r| (r.ratio, r.run_dir.clone())).collect();
+    let runs: Vec<(f64, PathBuf)> = results
+        .iter()
+        .map(|r| (r.ratio, r.run_dir.clone()))
+        .collect();
     let reward = reward_demo(&out, &plan, &runs)?;
     if let Some(demo) = &reward {
         let rho = |r: &svlm_reason::reward::RewardReport| {

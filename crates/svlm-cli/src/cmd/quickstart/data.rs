@@ -123,8 +123,8 @@ fn approach_records(
         };
         let meters = (gripper.center_point() - target.center_point()).norm();
         let truth = Truth::Length { meters };
-        let answer = short_answer(&truth, &style, &mut rng)
-            .context("a length always has a short answer")?;
+        let answer =
+            short_answer(&truth, &style, &mut rng).context("a length always has a short answer")?;
         let id = format!("train-approach-{index:05}-{f:02}");
         let image = format!("images/{id}.png");
         let png = encode_png(&render(scene).rgb);
@@ -157,7 +157,6 @@ fn approach_records(
         });
     }
     Ok(records)
-}
 }
 
 /// Files the data stage writes under `OUT/data`.

@@ -49,7 +49,10 @@ fn rho_text(r: &svlm_reason::reward::RewardReport) -> String {
 /// The reward section of report.md: Spearman rho per source and the per-frame distances.
 fn reward_section(demo: &RewardDemo) -> anyhow::Result<String> {
     let mut md = String::new();
-    writeln!(md, "\n## Reward annotation on a held-out approach sequence\n")?;
+    writeln!(
+        md,
+        "\n## Reward annotation on a held-out approach sequence\n"
+    )?;
     writeln!(
         md,
         "A gripper approaches an object in {} frames of a sequence never trained on; task: \"{}\". Each source \
@@ -74,11 +77,24 @@ fn reward_section(demo: &RewardDemo) -> anyhow::Result<String> {
         ]);
     }
     md.push_str(&markdown_table(
-        &["source", "Spearman rho", "frames with a distance", "strictly decreasing"],
+        &[
+            "source",
+            "Spearman rho",
+            "frames with a distance",
+            "strictly decreasing",
+        ],
         &rows,
     ));
-    let mut headers = vec!["frame".to_string(), "true centre distance".to_string(), "exact-depth gap".to_string()];
-    headers.extend(demo.models.iter().map(|(ratio, _)| format!("ratio {ratio} answer")));
+    let mut headers = vec![
+        "frame".to_string(),
+        "true centre distance".to_string(),
+        "exact-depth gap".to_string(),
+    ];
+    headers.extend(
+        demo.models
+            .iter()
+            .map(|(ratio, _)| format!("ratio {ratio} answer")),
+    );
     let rows: Vec<Vec<String>> = demo
         .true_center_distance_m
         .iter()
@@ -98,7 +114,12 @@ fn reward_section(demo: &RewardDemo) -> anyhow::Result<String> {
                     .iter()
                     .find(|f| f.index == i)
                     .and_then(|f| f.answer.clone())
-                    .or_else(|| r.failed.iter().find(|f| f.index == i).map(|f| format!("({})", f.reason)))
+                    .or_else(|| {
+                        r.failed
+                            .iter()
+                            .find(|f| f.index == i)
+                            .map(|f| format!("({})", f.reason))
+                    })
                     .unwrap_or_else(|| "-".into());
                 row.push(answer);
             }
