@@ -53,8 +53,9 @@ def main():
     model = Idefics3ForConditionalGeneration(Idefics3Config(**CONFIG)).train()
     if args.pos_std is not None:
         model.model.vision_model.embeddings.position_embedding.weight.data.normal_(0, args.pos_std)
-    train = [sample(i, np.random.default_rng(1)) for i in range(256)]
-    test = [sample(i, np.random.default_rng(2)) for i in range(32)]
+    train_rng, test_rng = np.random.default_rng(1), np.random.default_rng(2)
+    train = [sample(i, train_rng) for i in range(256)]
+    test = [sample(i, test_rng) for i in range(32)]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.95), weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1, (s + 1) / 10) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps)))
