@@ -54,16 +54,18 @@ impl DataPlan {
             objects: self.objects,
             unique_names: true,
             // Small objects on the floor only: every object is nameable by colour and noun, none hides behind
-            // furniture, so a from-scratch model can learn the relations within minutes.
+            // furniture. A low, close camera makes them large in the image (at least 30% of its width): how many
+            // pixels an object covers decides whether a tiny from-scratch model learns where it is
+            // (experiments/quickstart.md, binding probes).
             table_probability: 0.0,
             furniture_probability: 0.0,
             wall_probability: 0.5,
             hfov_deg: [55.0, 65.0],
-            camera_height: [1.1, 1.6],
-            pitch_deg: [20.0, 35.0],
+            camera_height: [0.8, 1.2],
+            pitch_deg: [25.0, 40.0],
             max_roll_deg: 0.0,
-            max_distance: 2.5,
-            min_projected_size: 0.2,
+            max_distance: 2.0,
+            min_projected_size: 0.3,
         }
     }
 
