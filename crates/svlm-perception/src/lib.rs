@@ -29,7 +29,7 @@ pub use intrinsics::{
 };
 pub use model::{DepthAnythingModel, DepthOutput};
 pub use owl::{Detection, OwlDetector, OwlVersion};
-pub use photo::{DepthRecord, Photo, PhotoDepth, load_photo};
+pub use photo::{DepthRecord, Photo, PhotoDepth, load_photo, photo_intrinsics};
 pub use photo_source::{
     DepthEstimator, GivenBoxes, GivenDepth, ModelDepth, NamedBox, ObjectDetector, OwlBoxes,
     PhotoSettings, PhotoSource, list_photos, object_name,

@@ -70,6 +70,22 @@ pub struct PhotoDepth {
     pub record: DepthRecord,
 }
 
+/// The intrinsics of a `width x height` photo file: user values keyed by its file name, its EXIF, or the prior,
+/// as `options` say.
+pub fn photo_intrinsics(
+    path: &Path,
+    photo: &Photo,
+    width: u32,
+    height: u32,
+    options: &IntrinsicsOptions,
+) -> Result<IntrinsicsEstimate> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    estimate_intrinsics(&name, width, height, photo.exif.as_deref(), options)
+}
+
 impl DepthAnything {
     /// Reads `path`, predicts metric depth at its size and estimates its intrinsics (user values keyed by
     /// the file name, EXIF, or the prior, per `options`).
@@ -78,18 +94,8 @@ impl DepthAnything {
         let depth = self
             .predict(&photo.image)
             .with_context(|| format!("depth of {}", path.display()))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let intrinsics = estimate_intrinsics(
-            &name,
-            depth.width,
-            depth.height,
-            photo.exif.as_deref(),
-            options,
-        )
-        .with_context(|| format!("intrinsics of {}", path.display()))?;
+        let intrinsics = photo_intrinsics(path, &photo, depth.width, depth.height, options)
+            .with_context(|| format!("intrinsics of {}", path.display()))?;
         let processed_size = self
             .processor
             .resize_output_size(photo.image.height() as usize, photo.image.width() as usize);

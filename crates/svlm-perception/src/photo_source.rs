@@ -20,9 +20,9 @@ use svlm_synth::{BadItem, Item, ItemSource};
 use svlm_world::{Frame, FrameObject};
 
 use crate::depth::DepthAnything;
-use crate::intrinsics::{IntrinsicsOptions, estimate_intrinsics};
+use crate::intrinsics::IntrinsicsOptions;
 use crate::owl::{OwlDetector, suppress_overlaps};
-use crate::photo::load_photo;
+use crate::photo::{load_photo, photo_intrinsics};
 
 /// Metric z-depth for a photo, at the photo's size.
 pub trait DepthEstimator: Send + Sync {
@@ -316,15 +316,11 @@ impl PhotoSource {
                 format!("{}: no pixel has a valid depth", path.display()),
             ));
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let intrinsics = estimate_intrinsics(
-            &name,
+        let intrinsics = photo_intrinsics(
+            path,
+            &photo,
             depth.width,
             depth.height,
-            photo.exif.as_deref(),
             &self.settings.intrinsics,
         )
         .map_err(|e| bad("intrinsics", format!("{e:#}")))?;
