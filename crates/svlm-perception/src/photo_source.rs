@@ -6,6 +6,7 @@
 //! Depth and boxes come through two small traits, so the models (Depth Anything V2, an open-vocabulary detector)
 //! and given data (a depth file, COCO-style boxes) are interchangeable and every record says which produced it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -22,13 +23,17 @@ use svlm_world::{Frame, FrameObject};
 use crate::depth::DepthAnything;
 use crate::intrinsics::IntrinsicsOptions;
 use crate::owl::{OwlDetector, suppress_overlaps};
-use crate::photo::{load_photo, photo_intrinsics};
+use crate::photo::{Photo, load_photo, photo_intrinsics};
 
 /// Metric z-depth for a photo, at the photo's size.
 pub trait DepthEstimator: Send + Sync {
     /// What produced the depth (model folder and settings), recorded per image.
     fn describe(&self) -> serde_json::Value;
     fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap>;
+    /// Depth for several photos; models override it with one batched forward pass.
+    fn depth_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<DepthMap>> {
+        photos.iter().map(|(p, i)| self.depth(p, i)).collect()
+    }
 }
 
 /// A named box in pixel coordinates of the (EXIF-oriented) photo.
@@ -45,6 +50,10 @@ pub struct NamedBox {
 pub trait ObjectDetector: Send + Sync {
     fn describe(&self) -> serde_json::Value;
     fn detect(&self, path: &Path, image: &RgbImage) -> Result<Vec<NamedBox>>;
+    /// Boxes for several photos; models override it with one batched forward pass.
+    fn detect_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<Vec<NamedBox>>> {
+        photos.iter().map(|(p, i)| self.detect(p, i)).collect()
+    }
 }
 
 /// Depth Anything V2 (metric) on each photo. Burn modules are not shared between threads, so calls take turns;
@@ -81,6 +90,22 @@ impl DepthEstimator for ModelDepth {
         model
             .predict(image)
             .with_context(|| format!("depth of {}", path.display()))
+    }
+
+    fn depth_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<DepthMap>> {
+        let batched = self
+            .model
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the depth model panicked on an earlier image"))
+            .and_then(|model| {
+                let images: Vec<RgbImage> = photos.iter().map(|(_, i)| (*i).clone()).collect();
+                model.predict_batch(&images)
+            });
+        match batched {
+            Ok(maps) if maps.len() == photos.len() => maps.into_iter().map(Ok).collect(),
+            // One bad photo must not fail the chunk: fall back to one photo at a time, each with its own error.
+            _ => photos.iter().map(|(p, i)| self.depth(p, i)).collect(),
+        }
     }
 }
 
@@ -217,14 +242,38 @@ impl ObjectDetector for OwlBoxes {
                 .detect(image, &queries, self.threshold)
                 .with_context(|| format!("detecting in {}", path.display()))?
         };
-        Ok(suppress_overlaps(detections, self.nms_iou)
+        Ok(self.named(detections))
+    }
+
+    fn detect_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<Vec<NamedBox>>> {
+        let queries: Vec<&str> = self.vocabulary.iter().map(String::as_str).collect();
+        let batched = self
+            .detector
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the detector panicked on an earlier image"))
+            .and_then(|detector| {
+                let images: Vec<RgbImage> = photos.iter().map(|(_, i)| (*i).clone()).collect();
+                detector.detect_batch(&images, &queries, self.threshold)
+            });
+        match batched {
+            Ok(all) if all.len() == photos.len() => {
+                all.into_iter().map(|d| Ok(self.named(d))).collect()
+            }
+            _ => photos.iter().map(|(p, i)| self.detect(p, i)).collect(),
+        }
+    }
+}
+
+impl OwlBoxes {
+    fn named(&self, detections: Vec<crate::owl::Detection>) -> Vec<NamedBox> {
+        suppress_overlaps(detections, self.nms_iou)
             .into_iter()
             .map(|d| NamedBox {
                 name: object_name(&d.label),
                 xyxy: d.box_xyxy.map(f64::from),
                 score: f64::from(d.score),
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -282,29 +331,52 @@ impl Default for PhotoSettings {
     }
 }
 
-/// Photos of a folder as a synthesis source.
+/// Photos of a folder as a synthesis source. A chunk's photos go through the depth model and the detector as one
+/// batch each ([`ItemSource::prepare`]); `item` alone runs them one photo at a time, with the same result.
 pub struct PhotoSource {
     pub photos: Vec<PathBuf>,
     pub depth: Box<dyn DepthEstimator>,
     pub detector: Box<dyn ObjectDetector>,
     pub settings: PhotoSettings,
+    prepared: Mutex<HashMap<usize, FrameResult>>,
 }
 
+type FrameResult = Result<(Frame, serde_json::Value), BadItem>;
+
 impl PhotoSource {
+    pub fn new(
+        photos: Vec<PathBuf>,
+        depth: Box<dyn DepthEstimator>,
+        detector: Box<dyn ObjectDetector>,
+        settings: PhotoSettings,
+    ) -> Self {
+        Self {
+            photos,
+            depth,
+            detector,
+            settings,
+            prepared: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The frame the RGB-D path would read for this photo: oriented RGB, depth, intrinsics and named boxes (no
     /// instance masks: the graph builder takes the depth-consistent pixels of each box).
-    pub fn frame(&self, path: &Path) -> Result<(Frame, serde_json::Value), BadItem> {
-        let stem = stem_of(path);
-        let bad = |reason: &str, detail: String| BadItem {
-            item: path.display().to_string(),
-            reason: reason.to_string(),
-            detail,
-        };
-        let photo = load_photo(path).map_err(|e| bad("unreadable", format!("{e:#}")))?;
-        let depth = self
-            .depth
-            .depth(path, &photo.image)
-            .map_err(|e| bad("depth_failed", format!("{e:#}")))?;
+    pub fn frame(&self, path: &Path) -> FrameResult {
+        let photo = load_photo(path).map_err(|e| bad_item(path, "unreadable", format!("{e:#}")))?;
+        let depth = self.depth.depth(path, &photo.image);
+        self.assemble(path, photo, depth, |p, i| self.detector.detect(p, i))
+    }
+
+    /// Checks the depth, estimates the intrinsics, runs (or takes) the boxes and builds the frame.
+    fn assemble(
+        &self,
+        path: &Path,
+        photo: Photo,
+        depth: Result<DepthMap>,
+        boxes: impl FnOnce(&Path, &RgbImage) -> Result<Vec<NamedBox>>,
+    ) -> FrameResult {
+        let bad = |reason: &str, detail: String| bad_item(path, reason, detail);
+        let depth = depth.map_err(|e| bad("depth_failed", format!("{e:#}")))?;
         let invalid_depth = depth
             .data
             .iter()
@@ -324,9 +396,7 @@ impl PhotoSource {
             &self.settings.intrinsics,
         )
         .map_err(|e| bad("intrinsics", format!("{e:#}")))?;
-        let boxes: Vec<NamedBox> = self
-            .detector
-            .detect(path, &photo.image)
+        let boxes: Vec<NamedBox> = boxes(path, &photo.image)
             .map_err(|e| bad("detector_failed", format!("{e:#}")))?
             .into_iter()
             .filter(|b| b.score >= self.settings.min_score)
@@ -373,7 +443,7 @@ impl PhotoSource {
         });
         Ok((
             Frame {
-                stem,
+                stem: stem_of(path),
                 rgb: photo.image,
                 depth,
                 intrinsics: intrinsics.intrinsics,
@@ -385,6 +455,14 @@ impl PhotoSource {
             },
             provenance,
         ))
+    }
+}
+
+fn bad_item(path: &Path, reason: &str, detail: String) -> BadItem {
+    BadItem {
+        item: path.display().to_string(),
+        reason: reason.to_string(),
+        detail,
     }
 }
 
@@ -405,9 +483,37 @@ impl ItemSource for PhotoSource {
         })
     }
 
+    fn prepare(&self, indices: &[usize]) {
+        let mut loaded = Vec::new();
+        let mut done: Vec<(usize, FrameResult)> = Vec::new();
+        for &i in indices {
+            let Some(path) = self.photos.get(i) else {
+                continue;
+            };
+            match load_photo(path) {
+                Ok(photo) => loaded.push((i, path.as_path(), photo)),
+                Err(e) => done.push((i, Err(bad_item(path, "unreadable", format!("{e:#}"))))),
+            }
+        }
+        let views: Vec<(&Path, &RgbImage)> =
+            loaded.iter().map(|(_, p, ph)| (*p, &ph.image)).collect();
+        let depths = self.depth.depth_batch(&views);
+        let boxes = self.detector.detect_batch(&views);
+        for (((i, path, photo), depth), boxes) in loaded.into_iter().zip(depths).zip(boxes) {
+            done.push((i, self.assemble(path, photo, depth, |_, _| boxes)));
+        }
+        if let Ok(mut prepared) = self.prepared.lock() {
+            prepared.extend(done);
+        }
+    }
+
     fn item(&self, index: usize) -> Result<Item, BadItem> {
         let path = self.photos.get(index).cloned().unwrap_or_default();
-        let (frame, mut provenance) = self.frame(&path)?;
+        let prepared = self.prepared.lock().ok().and_then(|mut p| p.remove(&index));
+        let (frame, mut provenance) = match prepared {
+            Some(result) => result?,
+            None => self.frame(&path)?,
+        };
         let graph = graph_from_frame(
             &frame,
             &self.settings.estimate,

@@ -32,15 +32,15 @@ fn folder_camera(dir: &Path) -> CameraSpec {
 }
 
 fn photo_source(dir: &Path, photos: Vec<PathBuf>) -> PhotoSource {
-    PhotoSource {
+    PhotoSource::new(
         photos,
-        depth: Box::new(GivenDepth {
+        Box::new(GivenDepth {
             dir: dir.to_path_buf(),
         }),
-        detector: Box::new(GivenBoxes {
+        Box::new(GivenBoxes {
             dir: dir.to_path_buf(),
         }),
-        settings: PhotoSettings {
+        PhotoSettings {
             intrinsics: IntrinsicsOptions {
                 folder: Some(folder_camera(dir)),
                 use_exif: false,
@@ -50,7 +50,7 @@ fn photo_source(dir: &Path, photos: Vec<PathBuf>) -> PhotoSource {
             box_depth_band: 0.15,
             min_score: 0.0,
         },
-    }
+    )
 }
 
 #[test]
@@ -178,6 +178,71 @@ fn bad_photos_are_named_skips_with_reasons() {
         ],
         "{reasons:?}"
     );
+}
+
+/// The models' batched path (`prepare`: one depth forward per processed size, one detector forward per chunk)
+/// gives the items of one photo at a time, with the tiny random-weight Depth Anything V2 and OWLv2 fixtures.
+#[test]
+fn a_prepared_chunk_gives_the_items_of_one_photo_at_a_time() {
+    use burn::tensor::Device;
+    use svlm_perception::{DepthAnything, ModelDepth, OwlBoxes, OwlDetector};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let photos = vec![
+        fixtures.join("chelsea_small.png"),
+        fixtures.join("middlebury/motorcycle.png"),
+        fixtures.join("owl/photo.png"),
+    ];
+    let source = || {
+        let device = Device::flex();
+        PhotoSource::new(
+            photos.clone(),
+            Box::new(ModelDepth::new(
+                DepthAnything::load(&fixtures.join("tiny-depth-anything"), &device)
+                    .expect("depth fixture"),
+            )),
+            Box::new(OwlBoxes::new(
+                OwlDetector::load(&fixtures.join("owl/tiny-owlv2"), &device).expect("owl fixture"),
+                vec!["a cat".into(), "a motorcycle".into()],
+                0.0,
+                0.3,
+            )),
+            PhotoSettings::default(),
+        )
+    };
+    let (batched, single) = (source(), source());
+    batched.prepare(&[0, 1, 2]);
+    let mut compared = 0;
+    for i in 0..photos.len() {
+        let (a, b) = (batched.item(i), single.item(i));
+        match (&a, &b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.rgb, b.rgb);
+                let (ga, gb) = (&a.graph, &b.graph);
+                assert_eq!(
+                    ga.objects.iter().map(|o| &o.name).collect::<Vec<_>>(),
+                    gb.objects.iter().map(|o| &o.name).collect::<Vec<_>>(),
+                    "photo {i}"
+                );
+                for (x, y) in ga.objects.iter().zip(&gb.objects) {
+                    assert!(
+                        (x.center - y.center).norm() < 1e-3,
+                        "photo {i}, {}: {} vs {}",
+                        x.name,
+                        x.center,
+                        y.center
+                    );
+                }
+                assert_eq!(
+                    a.provenance["detections"].as_array().map(Vec::len),
+                    b.provenance["detections"].as_array().map(Vec::len)
+                );
+                compared += 1;
+            }
+            (Err(a), Err(b)) => assert_eq!(a.reason, b.reason, "photo {i}"),
+            _ => panic!("photo {i}: batched {a:?} vs single {b:?}"),
+        }
+    }
+    assert!(compared >= 1, "no photo gave a scene graph to compare");
 }
 
 fn stem(path: &Path) -> String {

@@ -334,6 +334,7 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
 
     let indices: Vec<usize> = range.collect();
     for chunk in indices.chunks(opts.chunk_size.max(1)) {
+        source.prepare(chunk);
         let results: Vec<Result<SynthesizedItem, BadItem>> = chunk
             .par_iter()
             .map(|&i| {

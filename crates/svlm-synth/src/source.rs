@@ -41,6 +41,10 @@ pub trait ItemSource: Sync {
     /// What identifies the output of this source (goes into the manifest; reruns must match it).
     fn describe(&self) -> serde_json::Value;
     fn item(&self, index: usize) -> Result<Item, BadItem>;
+    /// Called with each chunk's indices before its items are read: sources that run models batch the chunk
+    /// here (one forward pass per chunk on a GPU) and serve `item` from what they computed. The items must be the
+    /// ones `item` alone would give.
+    fn prepare(&self, _indices: &[usize]) {}
 }
 
 /// Procedural scenes `0..scenes` of base seed `seed`.

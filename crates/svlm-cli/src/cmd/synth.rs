@@ -172,17 +172,17 @@ fn photo_source(
     if args.intrinsics.is_none() {
         intrinsics.fov_prior_deg = args.fov;
     }
-    Ok(PhotoSource {
+    Ok(PhotoSource::new(
         photos,
         depth,
         detector,
-        settings: PhotoSettings {
+        PhotoSettings {
             intrinsics,
             estimate,
             min_score: args.min_score,
             ..PhotoSettings::default()
         },
-    })
+    ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
