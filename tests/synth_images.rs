@@ -111,28 +111,22 @@ fn images_need_a_depth_source_and_a_box_source() {
     .expect("copy");
     let dir = tmp.path().to_str().expect("utf8");
     let out = tmp.path().join("out");
-    let run = svlm(&[
-        "synth",
-        "--images",
-        dir,
-        "--out",
-        out.to_str().expect("utf8"),
-        "--boxes-dir",
-        dir,
-    ]);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("--depth-model"), "{stderr}");
-    let run = svlm(&[
-        "synth",
-        "--images",
-        dir,
-        "--out",
-        out.to_str().expect("utf8"),
-        "--depth-dir",
-        dir,
-    ]);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("--detector"), "{stderr}");
+    // Only one of the two sources given: the error names the missing one.
+    for (given, missing) in [
+        ("--boxes-dir", "--depth-model"),
+        ("--depth-dir", "--detector"),
+    ] {
+        let run = svlm(&[
+            "synth",
+            "--images",
+            dir,
+            "--out",
+            out.to_str().expect("utf8"),
+            given,
+            dir,
+        ]);
+        assert!(!run.status.success());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(missing), "{stderr}");
+    }
 }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
@@ -83,24 +83,17 @@ impl DepthEstimator for ModelDepth {
     }
 
     fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap> {
-        let model = self
-            .model
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the depth model panicked on an earlier image"))?;
+        let model = lock(&self.model, "depth model")?;
         model
             .predict(image)
             .with_context(|| format!("depth of {}", path.display()))
     }
 
     fn depth_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<DepthMap>> {
-        let batched = self
-            .model
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the depth model panicked on an earlier image"))
-            .and_then(|model| {
-                let images: Vec<RgbImage> = photos.iter().map(|(_, i)| (*i).clone()).collect();
-                model.predict_batch(&images)
-            });
+        let batched = lock(&self.model, "depth model").and_then(|model| {
+            let images: Vec<RgbImage> = photos.iter().map(|(_, i)| (*i).clone()).collect();
+            model.predict_batch(&images)
+        });
         match batched {
             Ok(maps) if maps.len() == photos.len() => maps.into_iter().map(Ok).collect(),
             // One bad photo must not fail the chunk: fall back to one photo at a time, each with its own error.
@@ -138,21 +131,11 @@ impl DepthEstimator for GivenDepth {
     }
 }
 
-/// Boxes given per image, read from `objects.json`-style files: `{"objects": [{"name": "chair", "bbox": [x, y, w,
-/// h]}]}` named `<stem>.objects.json` in `dir` (the RGB-D folder's object files, boxes in COCO's `[x, y, w, h]`).
+/// Boxes given per image: `<stem>.objects.json` in `dir`, the RGB-D folder's object files
+/// (`{"objects": [{"id": 1, "name": "chair", "bbox": [x, y, w, h]}]}`, read by `svlm_world::read_objects`); objects
+/// without a box are left out.
 pub struct GivenBoxes {
     pub dir: PathBuf,
-}
-
-#[derive(Deserialize)]
-struct GivenObjects {
-    objects: Vec<GivenObject>,
-}
-
-#[derive(Deserialize)]
-struct GivenObject {
-    name: String,
-    bbox: Option<[f64; 4]>,
 }
 
 impl ObjectDetector for GivenBoxes {
@@ -162,12 +145,8 @@ impl ObjectDetector for GivenBoxes {
 
     fn detect(&self, path: &Path, _image: &RgbImage) -> Result<Vec<NamedBox>> {
         let file = self.dir.join(format!("{}.objects.json", stem_of(path)));
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        let given: GivenObjects =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
-        Ok(given
-            .objects
+        let (objects, _) = svlm_world::read_objects(&file)?;
+        Ok(objects
             .into_iter()
             .filter_map(|o| {
                 let [x, y, w, h] = o.bbox?;
@@ -234,10 +213,7 @@ impl ObjectDetector for OwlBoxes {
     fn detect(&self, path: &Path, image: &RgbImage) -> Result<Vec<NamedBox>> {
         let queries: Vec<&str> = self.vocabulary.iter().map(String::as_str).collect();
         let detections = {
-            let detector = self
-                .detector
-                .lock()
-                .map_err(|_| anyhow::anyhow!("the detector panicked on an earlier image"))?;
+            let detector = lock(&self.detector, "detector")?;
             detector
                 .detect(image, &queries, self.threshold)
                 .with_context(|| format!("detecting in {}", path.display()))?
@@ -247,14 +223,10 @@ impl ObjectDetector for OwlBoxes {
 
     fn detect_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<Vec<NamedBox>>> {
         let queries: Vec<&str> = self.vocabulary.iter().map(String::as_str).collect();
-        let batched = self
-            .detector
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the detector panicked on an earlier image"))
-            .and_then(|detector| {
-                let images: Vec<RgbImage> = photos.iter().map(|(_, i)| (*i).clone()).collect();
-                detector.detect_batch(&images, &queries, self.threshold)
-            });
+        let batched = lock(&self.detector, "detector").and_then(|detector| {
+            let images: Vec<RgbImage> = photos.iter().map(|(_, i)| (*i).clone()).collect();
+            detector.detect_batch(&images, &queries, self.threshold)
+        });
         match batched {
             Ok(all) if all.len() == photos.len() => {
                 all.into_iter().map(|d| Ok(self.named(d))).collect()
@@ -275,6 +247,13 @@ impl OwlBoxes {
             })
             .collect()
     }
+}
+
+/// A model shared by the pipeline's threads; a panic during an earlier photo poisons it for the rest.
+fn lock<'a, T>(model: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
+    model
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the {what} panicked on an earlier image"))
 }
 
 fn stem_of(path: &Path) -> String {

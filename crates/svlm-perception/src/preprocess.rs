@@ -73,7 +73,8 @@ struct ProcessorJson {
     size_divisor: Option<usize>,
 }
 
-fn triple(key: &str, v: &Value) -> anyhow::Result<[f32; 3]> {
+/// `image_mean` / `image_std`: one number for every channel or a list of three.
+pub(crate) fn triple(key: &str, v: &Value) -> anyhow::Result<[f32; 3]> {
     if let Some(x) = v.as_f64() {
         return Ok([x as f32; 3]);
     }

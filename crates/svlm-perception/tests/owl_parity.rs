@@ -1,11 +1,12 @@
 //! Parity of OWLv2 and OWL-ViT (tokenization, preprocessing, model outputs, post-processing) with transformers 5
 //! on the tiny random-weight models made by `scripts/make_owl_fixtures.py`, and the loader's errors.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use safetensors::tensor::TensorView;
 use svlm_model::WeightDType;
 use svlm_model::io::{CheckpointTensor, read_safetensors_file};
 use svlm_perception::owl::{
@@ -421,53 +422,21 @@ fn padded_queries_get_the_lowest_logit() {
     assert!(max_abs_diff(&others, &expected) <= 1e-4);
 }
 
-/// Copies a fixture folder with `edit` applied to its tensors (name -> (shape, f32 values)).
+/// Copies a fixture folder with `edit` applied to its tensors.
 fn edited_copy(
     dir: &Path,
     edit: impl FnOnce(&mut BTreeMap<String, (Vec<usize>, Vec<f32>)>),
 ) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for name in [
-        "config.json",
-        "preprocessor_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-    ] {
-        std::fs::copy(dir.join(name), tmp.path().join(name)).unwrap();
-    }
-    let tensors = read_safetensors_file(&dir.join("model.safetensors")).unwrap();
-    let mut plain: BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors
-        .iter()
-        .map(|(k, t)| {
-            let v = t
-                .to_data(k, WeightDType::F32)
-                .unwrap()
-                .try_into_vec::<f32>()
-                .unwrap();
-            (k.clone(), (t.shape.clone(), v))
-        })
-        .collect();
-    edit(&mut plain);
-    let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = plain
-        .iter()
-        .map(|(k, (s, v))| {
-            (
-                k,
-                (s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            )
-        })
-        .collect();
-    let views: Vec<(&str, TensorView<'_>)> = bytes
-        .iter()
-        .map(|(k, (s, b))| {
-            (
-                k.as_str(),
-                TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &tmp.path().join("model.safetensors")).unwrap();
-    tmp
+    common::edited_copy(
+        dir,
+        &[
+            "config.json",
+            "preprocessor_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+        ],
+        edit,
+    )
 }
 
 fn load_error(dir: &Path) -> String {

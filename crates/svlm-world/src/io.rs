@@ -517,7 +517,9 @@ fn read_float_tiff(path: &Path) -> Result<DepthMap, FrameError> {
 }
 
 #[allow(clippy::type_complexity)]
-fn read_objects(path: &Path) -> Result<(Vec<FrameObject>, Option<Isometry3<f64>>), FrameError> {
+/// An `objects.json` of the RGB-D folder format: the objects (ids, names, optional boxes and exact truth) and the
+/// camera pose when given.
+pub fn read_objects(path: &Path) -> Result<(Vec<FrameObject>, Option<Isometry3<f64>>), FrameError> {
     let text = std::fs::read_to_string(path).map_err(|e| FrameError::io(path, e))?;
     let value: Value = serde_json::from_str(&text).map_err(|source| FrameError::Json {
         path: path.to_path_buf(),

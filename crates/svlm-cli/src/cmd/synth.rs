@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     vocab: Vec<String>,
     /// With --images: named boxes per photo instead of a detector, `<stem>.objects.json` =
-    /// {"objects": [{"name", "bbox": [x, y, w, h]}]}.
+    /// {"objects": [{"id": 1, "name": "chair", "bbox": [x, y, w, h]}]} (the RGB-D folder's object files).
     #[arg(long, requires = "images")]
     boxes_dir: Option<PathBuf>,
     /// With --images: intrinsics JSON, `{"folder": {"hfov_deg": 70}, "per_image": {"a.jpg": {"fx": 500}}}`.

@@ -19,7 +19,7 @@ use svlm_processor::image_ops::{center_crop, to_chw_normalized};
 use svlm_processor::{Resample, Rgb8};
 
 use super::config::OwlVersion;
-use crate::preprocess::PixelValues;
+use crate::preprocess::{PixelValues, triple};
 
 /// CLIP's `OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`, digits as transformers writes them.
 #[allow(clippy::excessive_precision)]
@@ -92,18 +92,6 @@ struct ProcessorJson {
     do_normalize: Option<bool>,
     image_mean: Option<Value>,
     image_std: Option<Value>,
-}
-
-fn triple(key: &str, v: &Value) -> anyhow::Result<[f32; 3]> {
-    if let Some(x) = v.as_f64() {
-        return Ok([x as f32; 3]);
-    }
-    let list: Vec<f64> = serde_json::from_value(v.clone())
-        .with_context(|| format!("`{key}` must be a number or a list of 3 numbers"))?;
-    match list.as_slice() {
-        [a, b, c] => Ok([*a as f32, *b as f32, *c as f32]),
-        _ => bail!("`{key}` has {} values, expected 3", list.len()),
-    }
 }
 
 /// `{"height": H, "width": W}` or a bare number (a square), as `get_size_dict` reads OWL configs.
