@@ -364,6 +364,8 @@ pub struct SceneConfig {
     /// Smallest projected size of an object's bounding box (its larger side), as a fraction of the image width,
     /// so that every object is big enough to be asked about.
     pub min_projected_size: f64,
+    /// Colours the small objects are drawn from; empty = the whole palette ([`Color::ALL`]).
+    pub colors: Vec<Color>,
 }
 
 impl Default for SceneConfig {
@@ -382,6 +384,7 @@ impl Default for SceneConfig {
             max_roll_deg: 0.0,
             max_distance: 5.0,
             min_projected_size: 0.04,
+            colors: Vec::new(),
         }
     }
 }
@@ -432,6 +435,12 @@ impl SceneConfig {
                 "min_projected_size = {} must be within [0, 0.5]",
                 self.min_projected_size
             ));
+        }
+        let mut colors = self.colors.clone();
+        colors.sort();
+        colors.dedup();
+        if colors.len() != self.colors.len() {
+            return bad(format!("colors {:?} lists a colour twice", self.colors));
         }
         if !(self.max_distance.is_finite() && self.max_distance >= 1.5) {
             return bad(format!(
@@ -649,7 +658,7 @@ fn furniture_candidate<R: Rng + ?Sized>(rng: &mut R, shape: Shape) -> Candidate 
     }
 }
 
-fn small_object_candidate<R: Rng + ?Sized>(rng: &mut R) -> Candidate {
+fn small_object_candidate<R: Rng + ?Sized>(rng: &mut R, colors: &[Color]) -> Candidate {
     let shapes = [
         Shape::Cube,
         Shape::Box,
@@ -658,7 +667,12 @@ fn small_object_candidate<R: Rng + ?Sized>(rng: &mut R) -> Candidate {
         Shape::Cone,
     ];
     let shape = shapes[rng.random_range(0..shapes.len())];
-    let color = Color::ALL[rng.random_range(0..Color::ALL.len())];
+    let palette = if colors.is_empty() {
+        &Color::ALL[..]
+    } else {
+        colors
+    };
+    let color = palette[rng.random_range(0..palette.len())];
     let mut r = |lo: f64, hi: f64| rng.random_range(lo..=hi);
     let (extents, noun) = match shape {
         Shape::Cube => {
@@ -739,7 +753,7 @@ fn place_objects<R: Rng + ?Sized>(
     }
     let mut failures = 0;
     while objects.len() < target && failures < 150 {
-        let candidate = small_object_candidate(rng);
+        let candidate = small_object_candidate(rng, &config.colors);
         let on_top = objects.iter().any(|o| o.shape.is_support()) && rng.random::<f64>() < 0.45;
         match try_place(rng, config, camera, &objects, candidate, on_top) {
             Some(object) => objects.push(object),

@@ -97,6 +97,40 @@ fn objects_rest_on_their_support_do_not_intersect_and_are_in_view() {
 }
 
 #[test]
+fn small_objects_take_their_colours_from_the_configured_palette() {
+    let palette = vec![Color::Red, Color::Blue, Color::Cyan];
+    let config = SceneConfig {
+        objects: [6, 6],
+        table_probability: 0.0,
+        furniture_probability: 0.0,
+        colors: palette.clone(),
+        ..SceneConfig::default()
+    };
+    config.validate().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        for object in generate_scene(scene_seed(7, i), &config).objects {
+            assert!(palette.contains(&object.color), "{}", object.name);
+            seen.insert(object.color);
+        }
+    }
+    assert_eq!(seen.len(), palette.len(), "every listed colour is used");
+    // An empty list is the whole palette, drawn exactly as before the option existed.
+    let full = SceneConfig::default();
+    assert!(full.colors.is_empty());
+    let colors: std::collections::BTreeSet<Color> = (0..60)
+        .flat_map(|i| generate_scene(scene_seed(7, i), &full).objects)
+        .map(|o| o.color)
+        .collect();
+    assert!(colors.len() > 8);
+    let twice = SceneConfig {
+        colors: vec![Color::Red, Color::Red],
+        ..SceneConfig::default()
+    };
+    assert!(twice.validate().unwrap_err().to_string().contains("twice"));
+}
+
+#[test]
 fn duplicate_names_occur_when_allowed() {
     let config = SceneConfig {
         unique_names: false,
