@@ -55,8 +55,30 @@ def qa(rng, task, cols, pos):
     if task == "side":
         i = rng.randrange(len(cols))
         return f"Where is the {cols[i]} object?", "Left." if pos[i][0] + SIZE / 2 < 32 else "Right."
+    if task == "side_subject":
+        # The answer names the object before its side: the side is read one token after the colour word.
+        i = rng.randrange(len(cols))
+        side = "left" if pos[i][0] + SIZE / 2 < 32 else "right"
+        return f"Where is the {cols[i]} object?", f"The {cols[i]} object is on the {side}."
     i, j = rng.sample(range(len(cols)), 2)
-    return f"Is the {cols[i]} object left of the {cols[j]} object?", "Yes." if pos[i][0] < pos[j][0] else "No."
+    answer = "Yes." if pos[i][0] < pos[j][0] else "No."
+    if task == "pair_subject":
+        # The answer restates the subject and its relation before deciding: the relation word is read right
+        # after the colour of the subject, and yes/no compares it with the question's word.
+        relation = "left" if pos[i][0] < pos[j][0] else "right"
+        answer = f"The {cols[i]} object is {relation} of the {cols[j]} object, so {answer[:-1].lower()}."
+    if task == "pair_scratch":
+        # A scratchpad where every step is one short look back: the listing (position -> name), its first
+        # colour, the question's first colour copied, then yes/no from the two colours just written.
+        order = sorted(range(len(cols)), key=lambda k: pos[k][0])
+        listed = ", ".join(cols[k] for k in order)
+        answer = f"From left to right: {listed}. First: {cols[order[0]]}. Asked: {cols[i]}. {answer}"
+    if task == "pair_listed":
+        # The answer first lists the objects left to right (position -> name, learned fast), then says yes or no.
+        order = sorted(range(len(cols)), key=lambda k: pos[k][0])
+        listed = ", ".join(f"the {cols[k]} object" for k in order)
+        answer = f"From left to right: {listed}. {answer}"
+    return f"Is the {cols[i]} object left of the {cols[j]} object?", answer
 
 
 def main():
@@ -75,6 +97,7 @@ def main():
     ap.add_argument("--noise", type=float, default=8.0)
     ap.add_argument("--model-dir", default="out/quickstart/model")
     ap.add_argument("--pixel-config", action="store_true", help="the model config of position_init_experiment.py")
+    ap.add_argument("--question-first", action="store_true", help="the question before the image in the user turn")
     args = ap.parse_args()
     global NOISE, SIZE
     NOISE, SIZE = args.noise, args.size
@@ -93,7 +116,12 @@ def main():
     model = Idefics3ForConditionalGeneration(Idefics3Config(**cfg)).train()
     model.model.vision_model.embeddings.position_embedding.weight.data.normal_(0, 1.0)
     tok = PreTrainedTokenizerFast(tokenizer_file=f"{args.model_dir}/tokenizer.json")
-    head = "<|im_start|>User:<fake_token_around_image><global-img>" + "<image>" * 16 + "<fake_token_around_image>"
+    image = "<fake_token_around_image><global-img>" + "<image>" * 16 + "<fake_token_around_image>"
+
+    def prompt(q):
+        if args.question_first:
+            return "<|im_start|>User:" + q + image + "<end_of_utterance>\nAssistant:"
+        return "<|im_start|>User:" + image + q + "<end_of_utterance>\nAssistant:"
     rng = random.Random(0)
 
     def batch(n, r, caption=None):
@@ -103,8 +131,8 @@ def main():
             p, cols, pos = scene(r, args.objects, args.size)
             task = "caption" if r.random() < caption else ("single" if r.random() < args.mix_single else args.task)
             q, a = qa(r, task, cols, pos)
-            pr = tok.encode(head + q + "<end_of_utterance>\nAssistant:", add_special_tokens=False)
-            full = tok.encode(head + q + "<end_of_utterance>\nAssistant: " + a + "<end_of_utterance>\n", add_special_tokens=False)
+            pr = tok.encode(prompt(q), add_special_tokens=False)
+            full = tok.encode(prompt(q) + " " + a + "<end_of_utterance>\n", add_special_tokens=False)
             ids.append(full); labs.append([-100] * len(pr) + full[len(pr):]); pix.append(p)
         n_max = max(map(len, ids))
         I = torch.full((n, n_max), 2); L = torch.full((n, n_max), -100); M = torch.zeros((n, n_max), dtype=torch.long)
@@ -130,9 +158,19 @@ def main():
             model.train()
             pred = lg[:, :-1].argmax(-1)
             tgt = L2[:, 1:]
-            ok = ((pred == tgt) | (tgt == -100)).all(1)
-            acc = ok.float().mean().item()
-            print(f"step {step} loss {out.loss.item():.4f} test acc {acc:.3f} ({time.time() - t0:.0f}s)", flush=True)
+            right = (pred == tgt) | (tgt == -100)
+            acc = right.all(1).float().mean().item()
+            parts = ""
+            if args.task in ("pair_listed", "pair_scratch"):
+                # The last answer word and what follows it vs the listing before it (teacher-forced).
+                tail = len(tok.encode(" Yes.<end_of_utterance>\n", add_special_tokens=False))
+                last = (tgt != -100).long().cumsum(1).max(1, keepdim=True).values
+                rank = (tgt != -100).long().cumsum(1)
+                is_tail = (tgt != -100) & (rank > last - tail)
+                listing = (right | is_tail).all(1).float().mean().item()
+                final = (right | ~is_tail).all(1).float().mean().item()
+                parts = f" listing {listing:.3f} final {final:.3f}"
+            print(f"step {step} loss {out.loss.item():.4f} test acc {acc:.3f}{parts} ({time.time() - t0:.0f}s)", flush=True)
 
 
 main()

@@ -531,6 +531,50 @@ pub fn predicate(
     (capitalize(&question), answer)
 }
 
+/// The order in which a reasoned answer lists two objects for `rel`: the one for which `rel` holds comes first.
+fn ordering(rel: Relation) -> &'static str {
+    use Relation::*;
+    match rel {
+        Left => "From left to right",
+        Right => "From right to left",
+        Above => "From top to bottom",
+        Below => "From bottom to top",
+        Front => "From front to back",
+        Behind => "From back to front",
+        Closer => "From nearest to farthest",
+        Farther => "From farthest to nearest",
+        Taller => "From tallest to shortest",
+        Shorter => "From shortest to tallest",
+        Wider => "From widest to thinnest",
+        Thinner => "From thinnest to widest",
+        Bigger => "From biggest to smallest",
+        Smaller => "From smallest to biggest",
+    }
+}
+
+/// A reasoned answer to "Is `subject` REL `other`?": the two objects ordered along `rel` (the one for which it holds
+/// first), the first of them, the subject asked about, then the verdict, which is yes exactly when the two agree:
+/// "From left to right: the gray cube, the red box. First: the gray cube. Asked: the red box. No."
+/// Each step looks back a short way at what was just written, which a small model from scratch learns far sooner
+/// than the bare verdict (`experiments/quickstart.md`, binding probes).
+pub fn reasoned_predicate(rel: Relation, subject: &str, other: &str, value: bool) -> String {
+    let (first, second) = if value {
+        (subject, other)
+    } else {
+        (other, subject)
+    };
+    let verdict = if value { "Yes." } else { "No." };
+    format!(
+        "{}: {first}, {second}. First: {first}. Asked: {subject}. {verdict}",
+        ordering(rel)
+    )
+}
+
+/// A reasoned answer to "Which is REL-er, `winner` or `other`?": the two ordered along `rel`, then the first.
+pub fn reasoned_choice(rel: Relation, winner: &str, other: &str) -> String {
+    format!("{}: {winner}, {other}. So {winner}.", ordering(rel))
+}
+
 /// (question, answer) for "which is REL-er, first or second?".
 pub fn choice(
     rel: Relation,

@@ -168,6 +168,7 @@ pub fn run_config(source: &dyn ItemSource, opts: &SynthOptions) -> serde_json::V
             "kinds": opts.qa.kinds,
             "number_style": format!("{:?}", opts.qa.number_style),
             "short_answers": opts.qa.short_answers,
+            "reasoned_answers": opts.qa.reasoned_answers,
         },
         "question_types": crate::qa::question_types().len(),
     })

@@ -32,6 +32,10 @@ pub struct QaConfig {
     pub number_style: svlm_answers::NumberStyle,
     /// Answers without a sentence around them ("Yes.", "The red cube.", "1.2 meters.").
     pub short_answers: bool,
+    /// Yes/no and "which" answers reason before they decide: the two objects ordered along the relation, then
+    /// the verdict ([`phrase::reasoned_predicate`], [`phrase::reasoned_choice`]). Overrides `short_answers` for
+    /// those types; quantities keep their style.
+    pub reasoned_answers: bool,
 }
 
 impl Default for QaConfig {
@@ -46,6 +50,7 @@ impl Default for QaConfig {
             kinds: None,
             number_style: svlm_answers::NumberStyle::default(),
             short_answers: false,
+            reasoned_answers: false,
         }
     }
 }
@@ -668,7 +673,10 @@ pub fn generate(
         .into_iter()
         .map(|c| {
             let mut qa = render(g, &c, cfg, rng);
+            let reasoned = cfg.reasoned_answers
+                && matches!(qa.spatial.truth, Truth::Bool { .. } | Truth::Choice { .. });
             if cfg.short_answers
+                && !reasoned
                 && let Some(short) = phrase::short_answer(&qa.spatial.truth, &cfg.number_style, rng)
             {
                 qa.answer = short;
@@ -728,7 +736,10 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
     match c.kind {
         Kind::Predicate(rel) => {
             let value = matches!(c.truth, Truth::Bool { value: true });
-            let (question, answer) = phrase::predicate(rel, &the_a, &the_b, value, rng);
+            let (question, mut answer) = phrase::predicate(rel, &the_a, &the_b, value, rng);
+            if cfg.reasoned_answers {
+                answer = phrase::reasoned_predicate(rel, &the_a, &the_b, value);
+            }
             GeneratedQa {
                 question,
                 answer,
@@ -752,8 +763,12 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
             } else {
                 (&the_b, &the_a)
             };
-            let (question, answer) =
-                phrase::choice(rel, first, second, &format!("the {winner}"), rng);
+            let the_winner = format!("the {winner}");
+            let (question, mut answer) = phrase::choice(rel, first, second, &the_winner, rng);
+            if cfg.reasoned_answers {
+                let loser = if c.winner == c.a { &the_b } else { &the_a };
+                answer = phrase::reasoned_choice(rel, &the_winner, loser);
+            }
             GeneratedQa {
                 question,
                 answer,
@@ -926,6 +941,75 @@ mod tests {
             ..QaConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("leftish"));
+    }
+
+    #[test]
+    fn reasoned_answers_order_the_objects_then_decide() {
+        let g = scene();
+        let cfg = QaConfig {
+            qa_per_image: 10_000,
+            short_answers: true,
+            reasoned_answers: true,
+            number_style: svlm_answers::NumberStyle::plain_metric(),
+            ..QaConfig::default()
+        };
+        let mut skips = SkipCounts::new();
+        let qas = generate(&g, &cfg, &mut ChaCha8Rng::seed_from_u64(3), &mut skips);
+        let (mut predicates, mut choices) = (0, 0);
+        for q in &qas {
+            verify_answer(q).unwrap_or_else(|e| panic!("{}: {e}", q.question));
+            let objects: Vec<String> = q
+                .spatial
+                .objects
+                .iter()
+                .map(|o| format!("the {o}"))
+                .collect();
+            match &q.spatial.truth {
+                Truth::Bool { value } => {
+                    predicates += 1;
+                    // "<ordering>: X, Y. First: X. Asked: <subject>. Yes|No." with X the subject exactly when yes.
+                    let (listing, rest) = q.answer.split_once(": ").expect("ordering");
+                    assert!(listing.starts_with("From "), "{}", q.answer);
+                    let (pair, rest) = rest.split_once(". First: ").expect("first");
+                    let (first, rest) = rest.split_once(". Asked: ").expect("asked");
+                    let (asked, verdict) = rest.split_once(". ").expect("verdict");
+                    let (x, y) = pair.split_once(", ").expect("two objects");
+                    assert_eq!(first, x);
+                    assert_eq!(asked, objects[0], "{}", q.answer);
+                    assert!(objects.contains(&x.to_string()) && objects.contains(&y.to_string()));
+                    assert_ne!(x, y);
+                    assert_eq!(verdict, if *value { "Yes." } else { "No." });
+                    assert_eq!(*value, first == asked, "{}", q.answer);
+                }
+                Truth::Choice { value, .. } => {
+                    choices += 1;
+                    let winner = format!("the {value}");
+                    assert!(
+                        q.answer.split_once(": ").unwrap().1.starts_with(&winner)
+                            && q.answer.ends_with(&format!("So {winner}.")),
+                        "{}",
+                        q.answer
+                    );
+                }
+                // Quantities keep the short style.
+                Truth::Length { .. } => assert!(q.answer.split_whitespace().count() == 2),
+                _ => {}
+            }
+        }
+        assert!(
+            predicates > 20 && choices > 20,
+            "{predicates} predicates, {choices} choices"
+        );
+        // The same relation reads the same way in both polarities: "left" lists left to right.
+        let left = qas
+            .iter()
+            .find(|q| q.spatial.kind == "left_predicate")
+            .expect("a left predicate");
+        assert!(
+            left.answer.starts_with("From left to right: "),
+            "{}",
+            left.answer
+        );
     }
 
     #[test]

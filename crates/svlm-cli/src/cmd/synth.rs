@@ -89,6 +89,10 @@ pub struct Args {
     /// Bare answers ("Yes.", "The red cube.", "1.2 meters.") instead of sentences.
     #[arg(long)]
     short_answers: bool,
+    /// Yes/no and "which" answers order the two objects along the relation before deciding ("From left to right:
+    /// the gray cube, the red box. First: the gray cube. Asked: the red box. No.").
+    #[arg(long)]
+    reasoned_answers: bool,
     /// Objects with fewer visible pixels are not asked about.
     #[arg(long, default_value_t = 150)]
     min_visible_pixels: usize,
@@ -236,6 +240,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             qa_per_image: args.qa_per_image,
             kinds: args.types.clone(),
             short_answers: args.short_answers,
+            reasoned_answers: args.reasoned_answers,
             number_style: if args.plain_numbers {
                 svlm_answers::NumberStyle::plain_metric()
             } else {
