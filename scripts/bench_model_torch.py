@@ -26,6 +26,8 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="0 = torch default")
     ap.add_argument("--attn", default="eager", help="eager (as svlm) or sdpa")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="f32", help="f32, bf16 or f16 (weights and activations, as svlm)")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -41,18 +43,25 @@ def main():
         tie_word_embeddings=False,
     )
     cfg._attn_implementation = a.attn
-    model = LlamaForCausalLM(cfg).train()
-    ids = torch.randint(0, a.vocab, (a.batch, a.seq))
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[a.dtype]
+    model = LlamaForCausalLM(cfg).to(device=a.device, dtype=dtype).train()
+    ids = torch.randint(0, a.vocab, (a.batch, a.seq), device=a.device)
     mask = torch.ones_like(ids)
+
+    def sync():
+        if a.device != "cpu":
+            torch.cuda.synchronize()
 
     def step():
         model.zero_grad(set_to_none=True)
         out = model(input_ids=ids, attention_mask=mask, labels=ids)
         out.loss.backward()
+        sync()
 
     def forward():
         with torch.no_grad():
             model(input_ids=ids, attention_mask=mask)
+        sync()
 
     for _ in range(a.warmup):
         step()
@@ -69,7 +78,7 @@ def main():
     times.sort()
     fwd.sort()
     print(json.dumps({
-        "framework": f"torch {torch.__version__}",
+        "framework": f"torch {torch.__version__} on {a.device} ({a.dtype})",
         "threads": torch.get_num_threads(),
         "attn": a.attn,
         "forward_backward_ms_median": 1000 * times[len(times) // 2],

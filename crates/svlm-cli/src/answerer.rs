@@ -7,7 +7,10 @@ use anyhow::{Context, bail};
 use svlm_model::generate::{GenerationImages, GenerationOptions, generate, stop_tokens_of};
 use svlm_model::{LoadedModel, WeightDType, load_pretrained_as, resolve_device_with_dtype};
 use svlm_processor::Rgb8;
-use svlm_processor::{ChatMessage, processor::Processor};
+use svlm_processor::{
+    ChatMessage,
+    processor::{ProcessedInputs, Processor},
+};
 
 /// Generation settings a user chooses on the command line.
 #[derive(Debug, Clone)]
@@ -153,30 +156,7 @@ impl ModelAnswerer {
             let message = ChatMessage::user_with_images(images.len(), question.clone());
             inputs.push(self.processor.process_chat(&[message], images, true)?);
         }
-        let with_images = inputs.iter().filter(|i| i.pixel_shape[0] > 0).count();
-        let images = if with_images == 0 {
-            GenerationImages::default()
-        } else if with_images == inputs.len() {
-            let batch = self.processor.collate(&inputs)?;
-            let shape: [usize; 5] = match batch.pixel_shape.as_slice() {
-                [b, n, c, h, w] => [*b, *n, *c, *h, *w],
-                // LLaVA collates images flat: one image per prompt here.
-                [n, c, h, w] if *n == inputs.len() => [*n, 1, *c, *h, *w],
-                other => bail!(
-                    "cannot batch pixel values of shape {other:?}: ask one image per question"
-                ),
-            };
-            GenerationImages::from_host(
-                batch.pixel_values,
-                shape,
-                batch.pixel_attention_mask.as_deref(),
-                &self.device,
-            )?
-        } else {
-            bail!(
-                "a batch mixes questions with and without images; answer them in separate batches"
-            );
-        };
+        let images = generation_images(&self.processor, &inputs, &self.device)?;
         let prompts: Vec<Vec<u32>> = inputs.iter().map(|i| i.input_ids.clone()).collect();
         let tokens = generate(&self.loaded.model, &prompts, images, &self.options)?;
         tokens
@@ -184,6 +164,34 @@ impl ModelAnswerer {
             .map(|t| Ok(self.processor.tokenizer.decode(t, true)?.trim().to_string()))
             .collect()
     }
+}
+
+/// The images of processed prompts as one generation batch on `device` (all prompts with images, or none).
+pub fn generation_images(
+    processor: &Processor,
+    inputs: &[ProcessedInputs],
+    device: &svlm_model::burn::tensor::Device,
+) -> anyhow::Result<GenerationImages> {
+    let with_images = inputs.iter().filter(|i| i.pixel_shape[0] > 0).count();
+    if with_images == 0 {
+        return Ok(GenerationImages::default());
+    }
+    if with_images != inputs.len() {
+        bail!("a batch mixes questions with and without images; answer them in separate batches");
+    }
+    let batch = processor.collate(inputs)?;
+    let shape: [usize; 5] = match batch.pixel_shape.as_slice() {
+        [b, n, c, h, w] => [*b, *n, *c, *h, *w],
+        // LLaVA collates images flat: one image per prompt here.
+        [n, c, h, w] if *n == inputs.len() => [*n, 1, *c, *h, *w],
+        other => bail!("cannot batch pixel values of shape {other:?}: ask one image per question"),
+    };
+    GenerationImages::from_host(
+        batch.pixel_values,
+        shape,
+        batch.pixel_attention_mask.as_deref(),
+        device,
+    )
 }
 
 impl svlm_eval::Answerer for ModelAnswerer {

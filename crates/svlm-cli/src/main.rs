@@ -42,6 +42,8 @@ enum Command {
     Reward(cmd::reward::Args),
     /// The whole pipeline in miniature on the CPU: world -> synth -> co-train at several ratios -> eval -> report.
     Quickstart(cmd::quickstart::Args),
+    /// Check that a GPU backend computes a model as the CPU does (logits, greedy tokens, bf16/f16 drift).
+    CheckDevice(cmd::check_device::Args),
     /// Benchmarks that print ratios against a reference.
     #[command(subcommand)]
     Bench(cmd::bench::Bench),
@@ -73,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Reason(a) => cmd::reason::run(a),
         Command::Reward(a) => cmd::reward::run(a),
         Command::Quickstart(a) => cmd::quickstart::run(a),
+        Command::CheckDevice(a) => cmd::check_device::run(a),
         Command::Bench(b) => cmd::bench::run(b),
     }
 }

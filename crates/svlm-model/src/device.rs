@@ -67,7 +67,7 @@ fn not_compiled(name: &str, feature: &str) -> anyhow::Error {
     )
 }
 
-/// `"cpu"` (the flex backend) | `"cuda[:i]"` | `"vulkan[:i]"` | `"tch"` (libtorch CPU) |
+/// `"cpu"` (the flex backend) | `"cuda[:i]"` | `"vulkan[:i|:cpu]"` | `"tch"` (libtorch CPU) |
 /// `"tch:cuda[:i]"`.
 pub fn resolve_device(name: &str) -> anyhow::Result<Device> {
     let lower = name.trim().to_ascii_lowercase();
@@ -95,14 +95,22 @@ pub fn resolve_device(name: &str) -> anyhow::Result<Device> {
             }
         }
         "vulkan" => {
-            let index = parse_index(name, rest.as_deref())?;
+            use burn::tensor::DeviceKind;
+            // `vulkan` = the adapter wgpu thinks best (a discrete GPU first; `CUBECL_WGPU_DEFAULT_DEVICE`
+            // overrides it), `vulkan:i` = the i-th discrete GPU, `vulkan:cpu` = a CPU Vulkan driver (lavapipe),
+            // which runs the GPU code path on machines without a GPU.
+            let kind = match rest.as_deref() {
+                None => DeviceKind::DefaultDevice,
+                Some("cpu") => DeviceKind::Cpu,
+                Some(_) => DeviceKind::DiscreteGpu(parse_index(name, rest.as_deref())?),
+            };
             #[cfg(feature = "vulkan")]
             {
-                Ok(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index)))
+                Ok(Device::vulkan(kind))
             }
             #[cfg(not(feature = "vulkan"))]
             {
-                let _ = index;
+                let _ = kind;
                 Err(not_compiled(name, "vulkan"))
             }
         }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use svlm_model::burn::module::Module;
 use svlm_model::burn::tensor::{Device, Int, Tensor, TensorData};
-use svlm_model::{LlamaConfig, ModelConfig, Vlm, VlmBatch};
+use svlm_model::{LlamaConfig, ModelConfig, Vlm, VlmBatch, WeightDType, resolve_device_with_dtype};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -40,6 +40,13 @@ pub struct Args {
     /// Skip the PyTorch run.
     #[arg(long)]
     pub no_torch: bool,
+    /// cpu | cuda[:i] | vulkan[:i] | tch: where Burn runs. PyTorch runs on its CPU for `cpu` and on
+    /// `cuda` for any GPU device (the same card).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32 | bf16 | f16, on both sides.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -84,7 +91,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.max_position_embeddings = args.seq.max(2048);
     let cfg = ModelConfig::Llama(cfg);
 
-    let device = Device::flex().autodiff();
+    let dtype: WeightDType = args.dtype.parse()?;
+    let base_device = resolve_device_with_dtype(&args.device, dtype)?;
+    let device = base_device.clone().autodiff();
     let model = Vlm::from_config(&cfg, &device)?;
     let train_batch = batch(&args, &device);
     let step = || -> anyhow::Result<f64> {
@@ -106,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?,
     );
 
-    let infer_device = Device::flex();
+    let infer_device = base_device;
     let infer_model = Vlm::from_config(&cfg, &infer_device)?;
     let infer_batch = batch(&args, &infer_device);
     let forward = || -> anyhow::Result<f64> {
@@ -135,7 +144,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.seq
     );
     println!(
-        "burn 0.22.1 flex (cpu): forward+backward {:.1} ms, forward {:.1} ms (median of {})",
+        "burn 0.22.1 on {} ({}): forward+backward {:.1} ms, forward {:.1} ms (median of {})",
+        args.device,
+        args.dtype,
         fb * 1e3,
         fwd * 1e3,
         args.iters
@@ -156,6 +167,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .args(["--batch", &args.batch.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
         .args(["--iters", &args.iters.to_string()])
+        .args([
+            "--device",
+            if args.device == "cpu" { "cpu" } else { "cuda" },
+        ])
+        .args(["--dtype", &args.dtype])
         .output();
     let out = match out {
         Ok(o) if o.status.success() => o,

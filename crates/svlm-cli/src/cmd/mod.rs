@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_model;
 pub mod bench_synth;
 pub mod bench_train;
+pub mod check_device;
 pub mod eval;
 pub mod export;
 pub mod quickstart;
