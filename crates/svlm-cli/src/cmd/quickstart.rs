@@ -128,10 +128,17 @@ impl Plan {
                     general_per_image: 4,
                     spatial_types: types,
                     short_answers: true,
+                    reasoned_answers: true,
                     questions_per_record: 1,
                     min_visible_pixels: 20,
                     approach_sequences: 300,
                     approach_frames: 8,
+                    // Six colours far apart in hue: a from-scratch model names them from 64x64 renders far
+                    // sooner than the twelve of the full palette (experiments/quickstart.md).
+                    colors: {
+                        use svlm_world::Color::*;
+                        vec![Red, Green, Blue, Yellow, Purple, Cyan]
+                    },
                 },
                 model: TinyModel {
                     vocab_size: 640,
@@ -154,7 +161,7 @@ impl Plan {
                 lr: 3e-3,
                 warmup_steps: 30,
                 eval_batch_size: 48,
-                max_new_tokens: 24,
+                max_new_tokens: 48,
                 device: args.device.clone(),
             },
             Preset::Ci => Plan {
@@ -169,10 +176,12 @@ impl Plan {
                     general_per_image: 2,
                     spatial_types: types,
                     short_answers: true,
+                    reasoned_answers: true,
                     questions_per_record: 2,
                     min_visible_pixels: 4,
                     approach_sequences: 2,
                     approach_frames: 3,
+                    colors: Vec::new(),
                 },
                 model: TinyModel {
                     vocab_size: 400,

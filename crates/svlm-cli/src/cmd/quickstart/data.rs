@@ -33,6 +33,10 @@ pub struct DataPlan {
     pub spatial_types: Vec<String>,
     /// Bare answers ("Yes.", "The red cube.", "1.2 meters."): the supervised tokens are the decision itself.
     pub short_answers: bool,
+    /// Yes/no and "which" answers order the two objects along the relation before deciding
+    /// (`svlm_synth::phrase::reasoned_predicate`).
+    #[serde(default)]
+    pub reasoned_answers: bool,
     /// Question/answer pairs per training record: a scene's questions are split into records of this many, so a
     /// batch holds more different images for the same number of tokens.
     pub questions_per_record: usize,
@@ -44,6 +48,9 @@ pub struct DataPlan {
     pub approach_sequences: usize,
     #[serde(default)]
     pub approach_frames: usize,
+    /// The colours of the objects (empty = the world's whole palette of 12).
+    #[serde(default)]
+    pub colors: Vec<svlm_world::Color>,
 }
 
 impl DataPlan {
@@ -66,6 +73,7 @@ impl DataPlan {
             max_roll_deg: 0.0,
             max_distance: 2.0,
             min_projected_size: 0.3,
+            colors: self.colors.clone(),
         }
     }
 
@@ -75,6 +83,7 @@ impl DataPlan {
             kinds: Some(self.spatial_types.clone()),
             number_style: svlm_answers::NumberStyle::plain_metric(),
             short_answers: self.short_answers,
+            reasoned_answers: self.reasoned_answers,
             ..QaConfig::default()
         }
     }
