@@ -69,6 +69,24 @@ pub fn resolve_model_spec(
     Ok((weights, processor))
 }
 
+/// `--model` and `--processor` of the commands that load a model to evaluate or check.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelSpec {
+    /// An HF model folder, a training run (newest checkpoint), a checkpoint-N folder, a .gguf file or a hub repo id.
+    #[arg(long)]
+    pub model: String,
+    /// Tokenizer/processor folder, when the model folder has none (e.g. a training checkpoint).
+    #[arg(long)]
+    pub processor: Option<PathBuf>,
+}
+
+impl ModelSpec {
+    /// The weights folder and the tokenizer/processor folder ([`resolve_model_spec`]).
+    pub fn resolve(&self) -> anyhow::Result<(PathBuf, PathBuf)> {
+        resolve_model_spec(&self.model, self.processor.as_deref())
+    }
+}
+
 /// The trained-VLM flags of the commands that can also answer with the exact-truth oracle (`reason`, `reward`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct VlmArgs {

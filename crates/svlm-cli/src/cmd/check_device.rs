@@ -17,16 +17,12 @@ use svlm_model::{
 use svlm_processor::processor::Processor;
 use svlm_processor::{ChatMessage, Rgb8};
 
-use crate::answerer::{generation_images, resolve_model_spec};
+use crate::answerer::{ModelSpec, generation_images};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model: an HF folder, a training run or checkpoint, a .gguf file or a cached hub id.
-    #[arg(long)]
-    pub model: String,
-    /// Tokenizer/processor folder, when the model folder has none.
-    #[arg(long)]
-    pub processor: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: ModelSpec,
     /// The device to check: cuda[:i] | vulkan[:i] | tch[:cuda[:i]] (cpu checks the CPU against itself).
     #[arg(long)]
     pub device: String,
@@ -147,7 +143,7 @@ fn run_in_child(args: &Args, dir: &Path, device: &str, dtype: WeightDType) -> an
     let exe = std::env::current_exe().context("locating the svlm binary")?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("check-device")
-        .args(["--model", &args.model])
+        .args(["--model", &args.spec.model])
         .args(["--device", device])
         .args(["--prompt", &args.prompt])
         .args(["--max-new-tokens", &args.max_new_tokens.to_string()])
@@ -155,7 +151,7 @@ fn run_in_child(args: &Args, dir: &Path, device: &str, dtype: WeightDType) -> an
         .args(["--pass", &format!("{device}/{dtype_name}")])
         .arg("--pass-out")
         .arg(&out);
-    if let Some(p) = &args.processor {
+    if let Some(p) = &args.spec.processor {
         cmd.arg("--processor").arg(p);
     }
     if let Some(p) = &args.image {
@@ -268,7 +264,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     // Fail on a device that is not compiled in before the CPU pass.
     resolve_device_with_dtype(&args.device, WeightDType::F32)?;
-    let (weights, processor_dir) = resolve_model_spec(&args.model, args.processor.as_deref())?;
+    let (weights, processor_dir) = args.spec.resolve()?;
     let processor = Processor::from_dir(&processor_dir)
         .with_context(|| format!("reading the processor files of {}", processor_dir.display()))?;
     let config = ModelConfig::from_json(&svlm_model::io::read_config_json(&weights)?)?;
@@ -281,7 +277,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (Some(path), false) => bail!(
             "--image {}: {} is a text-only model",
             path.display(),
-            args.model
+            args.spec.model
         ),
         (None, true) => Some(procedural_image()),
         (None, false) => None,
@@ -310,7 +306,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cpu_text = processor.decode(&cpu.greedy, true)?;
     println!(
         "{}: {seq} prompt tokens; cpu f32 forward {:.1} ms, largest |logit| {scale:.3}; greedy: {cpu_text:?}",
-        args.model, cpu.forward_ms
+        args.spec.model, cpu.forward_ms
     );
     println!(
         "{:<10} {:<5} {:>14} {:>10} {:>14} {:>14} {:>12}",
@@ -404,7 +400,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(out) = &args.out {
         let report = Report {
-            model: args.model.clone(),
+            model: args.spec.model.clone(),
             prompt_tokens: seq,
             cpu_forward_ms: cpu.forward_ms,
             cpu_greedy: cpu_text,

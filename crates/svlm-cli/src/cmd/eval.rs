@@ -6,16 +6,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use svlm_eval::{EvalOptions, LoadOptions, evaluate, load_benchmark};
 
-use crate::answerer::{AnswerSettings, ModelAnswerer, resolve_model_spec};
+use crate::answerer::{AnswerSettings, ModelAnswerer, ModelSpec};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// An HF model folder, a training run (newest checkpoint), a checkpoint-N folder, a .gguf file or a hub repo id.
-    #[arg(long)]
-    pub model: String,
-    /// Tokenizer/processor folder, when the model folder has none (e.g. a training checkpoint).
-    #[arg(long)]
-    pub processor: Option<PathBuf>,
+    #[command(flatten)]
+    pub spec: ModelSpec,
     /// The evaluation set: svlm synth JSONL/Parquet, Q-Spatial-Bench or SpatialRGPT-Bench files (format detected).
     #[arg(long)]
     pub data: PathBuf,
@@ -52,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
     )
     .with_context(|| format!("loading --data {}", args.data.display()))?;
-    let (weights, processor) = resolve_model_spec(&args.model, args.processor.as_deref())?;
+    let (weights, processor) = args.spec.resolve()?;
     let settings = AnswerSettings {
         device: args.device.clone(),
         dtype: args.dtype.clone(),
@@ -64,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut answerer = ModelAnswerer::open(&weights, &processor, &settings)?;
     let options = EvalOptions {
         batch_size: args.batch_size,
-        model_name: args.model.clone(),
+        model_name: args.spec.model.clone(),
         ..EvalOptions::default()
     };
     let report = evaluate(&set, &mut answerer, &options)?;
