@@ -144,18 +144,7 @@ impl ModelAnswerer {
             format!("reading the processor files of {}", processor_dir.display())
         })?;
         let loaded = load_pretrained_as(weights, &device, dtype)?;
-        let mut stop_tokens = stop_tokens_of(weights, &loaded.config)?;
-        if let Some(eou) = processor.tokenizer.token_to_id("<end_of_utterance>") {
-            stop_tokens.push(eou);
-        }
-        let options = GenerationOptions {
-            max_new_tokens: settings.max_new_tokens,
-            temperature: settings.temperature,
-            top_p: settings.top_p,
-            stop_tokens,
-            pad_token: processor.tokenizer.pad_token_id().unwrap_or(0),
-            seed: settings.seed,
-        };
+        let options = generation_options(weights, &loaded, &processor, settings)?;
         Ok(Self {
             loaded,
             processor,
@@ -182,6 +171,28 @@ impl ModelAnswerer {
             .map(|t| Ok(self.processor.tokenizer.decode(t, true)?.trim().to_string()))
             .collect()
     }
+}
+
+/// Generation options for a loaded model: the user's settings, the model's stop tokens plus the chat turn's
+/// `<end_of_utterance>`, and the tokenizer's pad token.
+pub fn generation_options(
+    weights: &Path,
+    loaded: &LoadedModel,
+    processor: &Processor,
+    settings: &AnswerSettings,
+) -> anyhow::Result<GenerationOptions> {
+    let mut stop_tokens = stop_tokens_of(weights, &loaded.config)?;
+    if let Some(eou) = processor.tokenizer.token_to_id("<end_of_utterance>") {
+        stop_tokens.push(eou);
+    }
+    Ok(GenerationOptions {
+        max_new_tokens: settings.max_new_tokens,
+        temperature: settings.temperature,
+        top_p: settings.top_p,
+        stop_tokens,
+        pad_token: processor.tokenizer.pad_token_id().unwrap_or(0),
+        seed: settings.seed,
+    })
 }
 
 /// The images of processed prompts as one generation batch on `device` (all prompts with images, or none).

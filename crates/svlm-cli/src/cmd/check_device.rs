@@ -10,14 +10,14 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use svlm_model::burn::tensor::{Tensor, TensorData};
-use svlm_model::generate::{GenerationOptions, generate, stop_tokens_of};
+use svlm_model::generate::{argmax, generate};
 use svlm_model::{
     ModelConfig, Vlm, VlmBatch, WeightDType, load_pretrained_as, resolve_device_with_dtype,
 };
 use svlm_processor::processor::Processor;
 use svlm_processor::{ChatMessage, Rgb8};
 
-use crate::answerer::{ModelSpec, generation_images};
+use crate::answerer::{AnswerSettings, ModelSpec, generation_images, generation_options};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -215,18 +215,15 @@ fn run_on(
         forward(&loaded.model)?;
     }
     let forward_ms = start.elapsed().as_secs_f64() * 1e3 / args.repeats.max(1) as f64;
-    let mut stop_tokens = stop_tokens_of(weights, &loaded.config)?;
-    if let Some(eou) = processor.tokenizer.token_to_id("<end_of_utterance>") {
-        stop_tokens.push(eou);
-    }
-    let options = GenerationOptions {
+    let settings = AnswerSettings {
+        device: device_name.to_string(),
+        dtype: format!("{dtype:?}").to_lowercase(),
         max_new_tokens: args.max_new_tokens,
         temperature: 0.0,
         top_p: 1.0,
-        stop_tokens,
-        pad_token: processor.tokenizer.pad_token_id().unwrap_or(0),
         seed: 0,
     };
+    let options = generation_options(weights, &loaded, processor, &settings)?;
     let greedy = generate(
         &loaded.model,
         std::slice::from_ref(&input.input_ids),
@@ -243,14 +240,6 @@ fn run_on(
         greedy,
         logits,
     })
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
