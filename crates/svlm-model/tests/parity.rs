@@ -437,6 +437,84 @@ fn tampered(
     tmp
 }
 
+fn fixture_logits(dir: &Path, name: &str) -> Vec<f32> {
+    let device = Device::flex();
+    let model = load_pretrained(dir, &device).unwrap().model;
+    let batch = Reference::open(name).batch(&device);
+    values(model.forward_output(&batch, false).unwrap().logits)
+}
+
+#[test]
+fn llava_loads_the_hub_key_spelling_too() {
+    // transformers 5 writes `vision_tower.*`; the llava-hf hub checkpoints have `vision_tower.vision_model.*`.
+    let dir = tampered("llava", |t| {
+        let tower: Vec<String> = t
+            .keys()
+            .filter(|k| k.starts_with("vision_tower."))
+            .cloned()
+            .collect();
+        assert!(!tower.is_empty());
+        for key in tower {
+            let value = t.remove(&key).unwrap();
+            let rest = key.strip_prefix("vision_tower.").unwrap();
+            t.insert(format!("vision_tower.vision_model.{rest}"), value);
+        }
+    });
+    assert_eq!(
+        fixture_logits(dir.path(), "llava"),
+        fixture_logits(&fixture("llava"), "llava")
+    );
+}
+
+#[test]
+fn sharded_checkpoint_loads_like_the_single_file() {
+    let src = fixture("idefics3");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
+    let tensors = read_checkpoint_dir(&src).unwrap();
+    let names: Vec<String> = tensors.keys().cloned().collect();
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let views: Vec<(String, safetensors::tensor::TensorView)> = part
+            .iter()
+            .map(|k| {
+                let t = &tensors[k];
+                let view =
+                    safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), t.bytes())
+                        .unwrap();
+                (k.clone(), view)
+            })
+            .collect();
+        let bytes = safetensors::serialize(views, None).unwrap();
+        std::fs::write(tmp.path().join(file), bytes).unwrap();
+        for k in part {
+            weight_map.insert(k.clone(), serde_json::Value::String(file.into()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    assert!(!tmp.path().join("model.safetensors").exists());
+    assert_eq!(
+        fixture_logits(tmp.path(), "idefics3"),
+        fixture_logits(&src, "idefics3")
+    );
+    // A shard the index names but the folder lacks is an error naming it.
+    std::fs::remove_file(tmp.path().join("model-00002-of-00002.safetensors")).unwrap();
+    let err = load_pretrained(tmp.path(), &Device::flex())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(err.contains("model-00002-of-00002.safetensors"), "{err}");
+}
+
 #[test]
 fn missing_tensor_is_an_error_naming_it() {
     let dir = tampered("idefics3", |t| {
