@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Reference fixtures for svlm-model's parity tests (crates/svlm-model/tests/parity.rs).
 
-Writes tiny random-weight checkpoints of LlamaForCausalLM (GQA, llama3 rope scaling),
+Writes tiny random-weight checkpoints of LlamaForCausalLM (GQA, llama3 rope scaling), Qwen2ForCausalLM (q/k/v bias),
 Idefics3ForConditionalGeneration (SigLIP tower, pixel shuffle, padded tiles) and
-LlavaForConditionalGeneration (CLIP tower, vision_feature_layer=-2) with `save_pretrained`,
+LlavaForConditionalGeneration (CLIP tower, vision_feature_layer=-2; SigLIP tower, strategy full) with `save_pretrained`,
 and next to each a `reference.safetensors` holding the inputs and what transformers computes:
 logits, per-layer hidden states, image features, 10 greedy tokens, and for one training step
 the loss and every parameter's gradient (`grad.<parameter name>`).
@@ -27,6 +27,9 @@ from transformers import (
     LlamaForCausalLM,
     LlavaConfig,
     LlavaForConditionalGeneration,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    SiglipVisionConfig,
 )
 
 OUT = Path(__file__).resolve().parent.parent / "crates" / "svlm-model" / "tests" / "fixtures"
@@ -125,8 +128,19 @@ def make_llama():
         )
     )
     cfg._attn_implementation = "eager"
-    model = LlamaForCausalLM(cfg).eval()
-    scramble(model, 11)
+    decoder_fixture("llama", LlamaForCausalLM(cfg).eval(), 11)
+
+
+def make_qwen2():
+    """A Qwen2 decoder: bias on q/k/v but not on o (svlm reads it as a Llama with those biases)."""
+    torch.manual_seed(2)
+    cfg = Qwen2Config(**text_config(rope_theta=10000.0))
+    cfg._attn_implementation = "eager"
+    decoder_fixture("qwen2", Qwen2ForCausalLM(cfg).eval(), 12)
+
+
+def decoder_fixture(name, model, seed):
+    scramble(model, seed)
     ids = torch.randint(3, VOCAB - 1, (2, 12))
     mask = torch.ones_like(ids)
     mask[1, :3] = 0  # left padding in the second row
@@ -141,7 +155,7 @@ def make_llama():
                    greedy_tokens=tokens, batch_greedy_tokens=batch_tokens, loss=loss)
     tensors.update(hidden(out))
     tensors.update(grads)
-    save(model, "llama", tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
+    save(model, name, tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
 
 
 def image_prompt(n_images, tokens_per_image, text_lens, gen):
@@ -213,22 +227,40 @@ def make_idefics3():
 
 
 def make_llava():
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+        hidden_act="quick_gelu",
+    )
+    llava_fixture("llava", vision, feature_layer=-2, strategy="default")
+
+
+def make_llava_siglip():
+    """LLaVA with a SigLIP tower (no class token, every patch kept, last layer)."""
+    vision = SiglipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    llava_fixture("llava_siglip", vision, feature_layer=-1, strategy="full")
+
+
+def llava_fixture(name, vision, feature_layer, strategy):
     torch.manual_seed(3)
     cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-            projection_dim=32,
-            hidden_act="quick_gelu",
-        ).to_dict(),
+        vision_config=vision.to_dict(),
         text_config=text_config(model_type="llama", rope_theta=10000.0),
         image_token_index=IMAGE_TOKEN,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
+        vision_feature_layer=feature_layer,
+        vision_feature_select_strategy=strategy,
         projector_hidden_act="gelu",
         tie_word_embeddings=False,
     )
@@ -260,7 +292,7 @@ def make_llava():
                    greedy_input_ids=one["input_ids"], greedy_tokens=tokens, loss=loss)
     tensors.update(hidden(out))
     tensors.update(grads)
-    save(model, "llava", tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
+    save(model, name, tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
 
 
 def make_idefics3_processor():
@@ -351,8 +383,13 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--check-export":
         check_export(sys.argv[2], sys.argv[3])
         sys.exit(0)
+    if len(sys.argv) == 2 and sys.argv[1] in ("qwen2", "llava_siglip"):
+        {"qwen2": make_qwen2, "llava_siglip": make_llava_siglip}[sys.argv[1]]()
+        sys.exit(0)
     OUT.mkdir(parents=True, exist_ok=True)
     make_llama()
+    make_qwen2()
     make_idefics3()
     make_idefics3_processor()
     make_llava()
+    make_llava_siglip()

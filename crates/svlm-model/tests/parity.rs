@@ -152,6 +152,24 @@ fn llama_matches_transformers() {
 }
 
 #[test]
+fn qwen2_with_qkv_bias_matches_transformers() {
+    check_forward("qwen2");
+    check_greedy("qwen2");
+    check_gradients("qwen2");
+    // The fixture does exercise the biases: q/k/v have one, o does not.
+    let tensors = read_checkpoint_dir(&fixture("qwen2")).unwrap();
+    assert!(tensors.contains_key("model.layers.0.self_attn.q_proj.bias"));
+    assert!(!tensors.contains_key("model.layers.0.self_attn.o_proj.bias"));
+}
+
+#[test]
+fn llava_with_a_siglip_tower_matches_transformers() {
+    check_forward("llava_siglip");
+    check_greedy("llava_siglip");
+    check_gradients("llava_siglip");
+}
+
+#[test]
 fn idefics3_matches_transformers() {
     check_forward("idefics3");
 }
