@@ -1,21 +1,24 @@
 //! "Which of A and B ...?" answers.
 
-use crate::lexer::{Tok, tokenize};
+use crate::lexer::{Tok, conclusion, tokenize};
 
 const ARTICLES: [&str; 3] = ["the", "a", "an"];
 const FILLER: [&str; 12] = [
     "the", "a", "an", "of", "one", "object", "thing", "is", "it", "that", "this", "which",
 ];
 
-fn words(text: &str) -> Vec<String> {
-    tokenize(text)
-        .into_iter()
+fn words_of(toks: &[Tok]) -> Vec<String> {
+    toks.iter()
         .filter_map(|t| match t {
-            Tok::Word(w) => Some(w),
+            Tok::Word(w) => Some(w.clone()),
             Tok::Num(n) => Some(n.to_string()),
             Tok::Sym(_) => None,
         })
         .collect()
+}
+
+fn words(text: &str) -> Vec<String> {
+    words_of(&tokenize(text))
 }
 
 fn option_words(option: &str) -> Vec<String> {
@@ -39,11 +42,20 @@ fn option_words(option: &str) -> Vec<String> {
 /// 4. With no whole mention, words that belong to exactly one option decide, earliest first: "The cube." names
 ///    "red cube" among {"red cube", "blue ball"}; "The red one." names nothing among {"red cube", "red ball"}.
 ///
+/// A reasoned answer's conclusion decides: when a clause opens with "so", "therefore", "thus" or "hence", the text
+/// after the last such word is read first ("From left to right: the red cube, the blue ball. So the blue ball." ->
+/// "blue ball"), and the whole answer only when that part names no option.
+///
 /// `None` when nothing decides (an invalid-format answer).
 pub fn parse_choice(text: &str, options: &[String]) -> Option<usize> {
-    let answer = words(text);
     let opts: Vec<Vec<String>> = options.iter().map(|o| option_words(o)).collect();
+    let toks = tokenize(text);
+    conclusion(&toks)
+        .and_then(|part| choose(&words_of(part), &opts))
+        .or_else(|| choose(&words_of(&toks), &opts))
+}
 
+fn choose(answer: &[String], opts: &[Vec<String>]) -> Option<usize> {
     let mut mentions: Vec<(usize, usize)> = Vec::new(); // (position, option)
     let mut p = 0;
     while p < answer.len() {
@@ -83,7 +95,7 @@ pub fn parse_choice(text: &str, options: &[String]) -> Option<usize> {
     if answer.iter().any(|w| w == "neither" || w == "both") {
         return None;
     }
-    for word in &answer {
+    for word in answer {
         if FILLER.contains(&word.as_str()) {
             continue;
         }
@@ -106,6 +118,32 @@ mod tests {
 
     fn opts(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_reasoned_answer_is_read_at_its_conclusion() {
+        let o = opts(&["red cube", "blue ball"]);
+        assert_eq!(
+            parse_choice(
+                "From left to right: the red cube, the blue ball. So the blue ball.",
+                &o
+            ),
+            Some(1)
+        );
+        assert_eq!(
+            parse_choice(
+                "The red cube looks bigger, but it is farther; therefore the blue ball.",
+                &o
+            ),
+            Some(1)
+        );
+        // A conclusion naming nothing leaves the whole answer to decide.
+        assert_eq!(parse_choice("The red cube, so to speak.", &o), Some(0));
+        // Without a marker the first mention still wins.
+        assert_eq!(
+            parse_choice("The red cube, then the blue ball.", &o),
+            Some(0)
+        );
     }
 
     #[test]

@@ -71,6 +71,21 @@ pub(crate) fn tokenize(text: &str) -> Vec<Tok> {
     toks
 }
 
+/// Words that open the conclusion of a reasoned answer when they follow a sentence or clause mark:
+/// "From left to right: the cup, the plate. So the plate.", "The cup is nearer, therefore no."
+const CONCLUSION_MARKERS: [&str; 4] = ["so", "therefore", "thus", "hence"];
+
+/// The tokens after the last conclusion marker (see [`CONCLUSION_MARKERS`]); `None` when there is none.
+pub(crate) fn conclusion(toks: &[Tok]) -> Option<&[Tok]> {
+    (1..toks.len())
+        .rev()
+        .find(|&i| {
+            matches!(&toks[i], Tok::Word(w) if CONCLUSION_MARKERS.contains(&w.as_str()))
+                && matches!(toks[i - 1], Tok::Sym('.' | ',' | ';' | ':' | '!' | '?'))
+        })
+        .map(|i| &toks[i + 1..])
+}
+
 fn prev_is_digit(chars: &[char], i: usize) -> bool {
     i > 0 && chars[i - 1].is_ascii_digit()
 }

@@ -1,6 +1,6 @@
 //! Yes/no answers.
 
-use crate::lexer::{Tok, tokenize};
+use crate::lexer::{Tok, conclusion, tokenize};
 
 fn polarity(word: &str) -> Option<bool> {
     match word {
@@ -13,11 +13,10 @@ fn polarity(word: &str) -> Option<bool> {
     }
 }
 
-fn words(text: &str) -> Vec<String> {
-    tokenize(text)
-        .into_iter()
+fn words(toks: &[Tok]) -> Vec<String> {
+    toks.iter()
         .filter_map(|t| match t {
-            Tok::Word(w) => Some(w),
+            Tok::Word(w) => Some(w.clone()),
             _ => None,
         })
         .collect()
@@ -43,8 +42,17 @@ const UNSURE: [&[&str]; 9] = [
 ///
 /// `None` (invalid format) when no decisive word appears, when uncertainty comes first ("I'm not sure", "maybe",
 /// "I can't tell"), or when the first decisive word is joined to its opposite ("yes and no", "yes or no", "yes/no").
+///
+/// A reasoned answer's conclusion decides: when a clause opens with "so", "therefore", "thus" or "hence", the text
+/// after the last such word is read first ("The cup is not on the left... so yes." -> true), and the whole answer
+/// only when that part decides nothing.
 pub fn parse_yes_no(text: &str) -> Option<bool> {
-    let words = words(text);
+    let toks = tokenize(text);
+    conclusion(&toks).and_then(decide).or_else(|| decide(&toks))
+}
+
+fn decide(toks: &[Tok]) -> Option<bool> {
+    let words = words(toks);
     for i in 0..words.len() {
         if UNSURE
             .iter()
@@ -55,7 +63,7 @@ pub fn parse_yes_no(text: &str) -> Option<bool> {
         if let Some(value) = polarity(&words[i]) {
             let joined_to_opposite = words.get(i + 1).is_some_and(|w| w == "and" || w == "or")
                 && words.get(i + 2).and_then(|w| polarity(w)) == Some(!value);
-            if joined_to_opposite || slash_pair(&tokenize(text)) {
+            if joined_to_opposite || slash_pair(toks) {
                 return None;
             }
             return Some(value);
@@ -121,5 +129,33 @@ mod tests {
         assert_eq!(parse_yes_no(""), None);
         // "no" inside another word is not decisive
         assert_eq!(parse_yes_no("Nothing to see"), None);
+    }
+
+    #[test]
+    fn a_reasoned_answer_is_read_at_its_conclusion() {
+        assert_eq!(
+            parse_yes_no("The cup is not on the left of the plate at first sight, so yes."),
+            Some(true)
+        );
+        assert_eq!(
+            parse_yes_no("Yes, the cup looks closer. Therefore, no: it is behind."),
+            Some(false)
+        );
+        // The last marker wins; "so" inside a clause is not a marker.
+        assert_eq!(
+            parse_yes_no("It is not so far. So, yes. Thus no."),
+            Some(false)
+        );
+        assert_eq!(parse_yes_no("It is not so far."), Some(false));
+        // A conclusion that decides nothing leaves the whole answer to decide.
+        assert_eq!(parse_yes_no("Yes, so it seems."), Some(true));
+        assert_eq!(parse_yes_no("I'm not sure, so maybe."), None);
+        // The reasoned format of svlm-synth: no decisive word before the verdict.
+        assert_eq!(
+            parse_yes_no(
+                "From left to right: the gray cube, the red box. Last: the red box. Asked: the gray cube. No."
+            ),
+            Some(false)
+        );
     }
 }
