@@ -512,18 +512,40 @@ fn pick<'a>(options: &[&'a str], rng: &mut impl Rng) -> &'a str {
     options.choose(rng).copied().unwrap_or("")
 }
 
+/// How many wordings questions are drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phrasing {
+    /// Every template and synonym, drawn at random (the default: robust to how people ask).
+    #[default]
+    Varied,
+    /// One wording per question type, the first of each list ("Is the red cube to the left of the blue ball?").
+    /// A model trained from scratch on a small budget then spends its samples on the image, not on the phrasing.
+    Plain,
+}
+
+impl Phrasing {
+    fn pick<'a>(self, options: &[&'a str], rng: &mut impl Rng) -> &'a str {
+        match self {
+            Phrasing::Varied => pick(options, rng),
+            Phrasing::Plain => options.first().copied().unwrap_or(""),
+        }
+    }
+}
+
 /// (question, answer) for "is a REL b?".
 pub fn predicate(
     rel: Relation,
     a: &str,
     b: &str,
     value: bool,
+    phrasing: Phrasing,
     rng: &mut impl Rng,
 ) -> (String, String) {
-    let p = pick(relation_text(rel).predicates, rng);
+    let p = phrasing.pick(relation_text(rel).predicates, rng);
     let o = relation_text(rel.opposite()).predicates[0];
     let question = fill(
-        pick(PREDICATE_QUESTIONS, rng),
+        phrasing.pick(PREDICATE_QUESTIONS, rng),
         &[('a', a), ('b', b), ('p', p)],
     );
     let template = pick(if value { PREDICATE_YES } else { PREDICATE_NO }, rng);
@@ -531,48 +553,62 @@ pub fn predicate(
     (capitalize(&question), answer)
 }
 
-/// The order in which a reasoned answer lists two objects for `rel`: the one for which `rel` holds comes first.
-fn ordering(rel: Relation) -> &'static str {
+/// The axis a reasoned answer lists two objects along, always written from the same end for a relation and its
+/// opposite ("left" and "right" both list from left to right), and whether `rel` holds for the first object of
+/// that listing (true for left) or the last (false for right). One listing per axis means one skill to learn for
+/// both directions.
+fn axis(rel: Relation) -> (&'static str, bool) {
     use Relation::*;
     match rel {
-        Left => "From left to right",
-        Right => "From right to left",
-        Above => "From top to bottom",
-        Below => "From bottom to top",
-        Front => "From front to back",
-        Behind => "From back to front",
-        Closer => "From nearest to farthest",
-        Farther => "From farthest to nearest",
-        Taller => "From tallest to shortest",
-        Shorter => "From shortest to tallest",
-        Wider => "From widest to thinnest",
-        Thinner => "From thinnest to widest",
-        Bigger => "From biggest to smallest",
-        Smaller => "From smallest to biggest",
+        Left => ("From left to right", true),
+        Right => ("From left to right", false),
+        Above => ("From top to bottom", true),
+        Below => ("From top to bottom", false),
+        Front => ("From front to back", true),
+        Behind => ("From front to back", false),
+        Closer => ("From nearest to farthest", true),
+        Farther => ("From nearest to farthest", false),
+        Taller => ("From tallest to shortest", true),
+        Shorter => ("From tallest to shortest", false),
+        Wider => ("From widest to thinnest", true),
+        Thinner => ("From widest to thinnest", false),
+        Bigger => ("From biggest to smallest", true),
+        Smaller => ("From biggest to smallest", false),
     }
 }
 
-/// A reasoned answer to "Is `subject` REL `other`?": the two objects ordered along `rel` (the one for which it holds
-/// first), the first of them, the subject asked about, then the verdict, which is yes exactly when the two agree:
-/// "From left to right: the gray cube, the red box. First: the gray cube. Asked: the red box. No."
-/// Each step looks back a short way at what was just written, which a small model from scratch learns far sooner
-/// than the bare verdict (`experiments/quickstart.md`, binding probes).
-pub fn reasoned_predicate(rel: Relation, subject: &str, other: &str, value: bool) -> String {
-    let (first, second) = if value {
-        (subject, other)
+/// `holds` (the object `rel` holds for) and `other`, in the order of `rel`'s axis, and the word for `holds`'s end.
+fn listed<'a>(
+    rel: Relation,
+    holds: &'a str,
+    other: &'a str,
+) -> (&'static str, [&'a str; 2], &'static str) {
+    let (order, first) = axis(rel);
+    if first {
+        (order, [holds, other], "First")
     } else {
-        (other, subject)
-    };
-    let verdict = if value { "Yes." } else { "No." };
-    format!(
-        "{}: {first}, {second}. First: {first}. Asked: {subject}. {verdict}",
-        ordering(rel)
-    )
+        (order, [other, holds], "Last")
+    }
 }
 
-/// A reasoned answer to "Which is REL-er, `winner` or `other`?": the two ordered along `rel`, then the first.
+/// A reasoned answer to "Is `subject` REL `other`?": the two objects listed along `rel`'s axis, the one at the end
+/// `rel` points to, the subject asked about, then the verdict, which is yes exactly when those two agree:
+/// "From left to right: the gray cube, the red box. Last: the red box. Asked: the gray cube. No." (for "Is the gray
+/// cube to the right of the red box?"). Each step looks back a short way at what was just written, which a small
+/// model from scratch learns far sooner than the bare verdict (`experiments/quickstart.md`, binding probes).
+pub fn reasoned_predicate(rel: Relation, subject: &str, other: &str, value: bool) -> String {
+    let holds = if value { subject } else { other };
+    let not_holds = if value { other } else { subject };
+    let (order, [x, y], end) = listed(rel, holds, not_holds);
+    let verdict = if value { "Yes." } else { "No." };
+    format!("{order}: {x}, {y}. {end}: {holds}. Asked: {subject}. {verdict}")
+}
+
+/// A reasoned answer to "Which is REL-er, `winner` or `other`?": the two listed along `rel`'s axis, then the
+/// conclusion ("From left to right: the gray cube, the red box. So the red box." for "more to the right").
 pub fn reasoned_choice(rel: Relation, winner: &str, other: &str) -> String {
-    format!("{}: {winner}, {other}. So {winner}.", ordering(rel))
+    let (order, [x, y], _) = listed(rel, winner, other);
+    format!("{order}: {x}, {y}. So {winner}.")
 }
 
 /// (question, answer) for "which is REL-er, first or second?".
@@ -581,11 +617,12 @@ pub fn choice(
     first: &str,
     second: &str,
     winner: &str,
+    phrasing: Phrasing,
     rng: &mut impl Rng,
 ) -> (String, String) {
-    let c = pick(relation_text(rel).choices, rng);
+    let c = phrasing.pick(relation_text(rel).choices, rng);
     let question = fill(
-        pick(CHOICE_QUESTIONS, rng),
+        phrasing.pick(CHOICE_QUESTIONS, rng),
         &[('a', first), ('b', second), ('c', c)],
     );
     let answer = fill(pick(CHOICE_ANSWERS, rng), &[('x', winner), ('c', c)]);
@@ -600,7 +637,15 @@ pub fn quantity(
     truth: &Truth,
     rng: &mut impl Rng,
 ) -> (String, String, Option<String>) {
-    quantity_with_style(q, a, b, truth, &svlm_answers::NumberStyle::default(), rng)
+    quantity_with_style(
+        q,
+        a,
+        b,
+        truth,
+        &svlm_answers::NumberStyle::default(),
+        Phrasing::Varied,
+        rng,
+    )
 }
 
 /// [`quantity`] with lengths written in `style`.
@@ -610,11 +655,12 @@ pub fn quantity_with_style(
     b: &str,
     truth: &Truth,
     style: &svlm_answers::NumberStyle,
+    phrasing: Phrasing,
     rng: &mut impl Rng,
 ) -> (String, String, Option<String>) {
     let text = quantity_text(q);
     let (value, unit) = value_text(truth, style, rng);
-    let question = fill(pick(text.questions, rng), &[('a', a), ('b', b)]);
+    let question = fill(phrasing.pick(text.questions, rng), &[('a', a), ('b', b)]);
     let answer = fill(
         pick(text.answers, rng),
         &[('a', a), ('b', b), ('v', &value)],

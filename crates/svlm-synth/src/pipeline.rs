@@ -169,6 +169,8 @@ pub fn run_config(source: &dyn ItemSource, opts: &SynthOptions) -> serde_json::V
             "number_style": format!("{:?}", opts.qa.number_style),
             "short_answers": opts.qa.short_answers,
             "reasoned_answers": opts.qa.reasoned_answers,
+            "phrasing": opts.qa.phrasing,
+            "qualitative_share": opts.qa.qualitative_share,
         },
         "question_types": crate::qa::question_types().len(),
     })

@@ -36,6 +36,11 @@ pub struct QaConfig {
     /// the verdict ([`phrase::reasoned_predicate`], [`phrase::reasoned_choice`]). Overrides `short_answers` for
     /// those types; quantities keep their style.
     pub reasoned_answers: bool,
+    /// Every question wording drawn at random (`Varied`), or one per question type (`Plain`).
+    pub phrasing: phrase::Phrasing,
+    /// Share of each image's questions that are qualitative (predicates and choices); the rest are quantities.
+    /// When one family runs short, the other fills the remaining slots.
+    pub qualitative_share: f64,
 }
 
 impl Default for QaConfig {
@@ -51,6 +56,8 @@ impl Default for QaConfig {
             number_style: svlm_answers::NumberStyle::default(),
             short_answers: false,
             reasoned_answers: false,
+            phrasing: phrase::Phrasing::Varied,
+            qualitative_share: 0.5,
         }
     }
 }
@@ -58,6 +65,12 @@ impl Default for QaConfig {
 impl QaConfig {
     /// Rejects type names that [`question_types`] does not know, listing them.
     pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.qualitative_share) {
+            return Err(format!(
+                "qualitative_share {} must be within [0, 1]",
+                self.qualitative_share
+            ));
+        }
         if let Some(kinds) = &self.kinds {
             let known = question_types();
             let unknown: Vec<&str> = kinds
@@ -577,8 +590,8 @@ struct Candidate {
     winner: usize,
 }
 
-/// Generates up to `cfg.qa_per_image` question/answer pairs for `g`, half qualitative and half quantitative
-/// when both pools allow, cycling over question types so every type that has a candidate gets used.
+/// Generates up to `cfg.qa_per_image` question/answer pairs for `g`, `cfg.qualitative_share` of them qualitative
+/// and the rest quantitative when both pools allow, cycling over question types so every type that has a candidate gets used.
 /// Candidates rejected as ambiguous are counted in `skips` by reason.
 pub fn generate(
     g: &SceneGraph,
@@ -657,7 +670,7 @@ pub fn generate(
         }
     }
 
-    let want_qual = cfg.qa_per_image.div_ceil(2);
+    let want_qual = (cfg.qa_per_image as f64 * cfg.qualitative_share).round() as usize;
     let (qual_pools, quant_pools) = pools.split_at_mut(n_qual);
     let avail_qual: usize = qual_pools.iter().map(Vec::len).sum();
     let avail_quant: usize = quant_pools.iter().map(Vec::len).sum();
@@ -736,7 +749,8 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
     match c.kind {
         Kind::Predicate(rel) => {
             let value = matches!(c.truth, Truth::Bool { value: true });
-            let (question, mut answer) = phrase::predicate(rel, &the_a, &the_b, value, rng);
+            let (question, mut answer) =
+                phrase::predicate(rel, &the_a, &the_b, value, cfg.phrasing, rng);
             if cfg.reasoned_answers {
                 answer = phrase::reasoned_predicate(rel, &the_a, &the_b, value);
             }
@@ -764,7 +778,8 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
                 (&the_b, &the_a)
             };
             let the_winner = format!("the {winner}");
-            let (question, mut answer) = phrase::choice(rel, first, second, &the_winner, rng);
+            let (question, mut answer) =
+                phrase::choice(rel, first, second, &the_winner, cfg.phrasing, rng);
             if cfg.reasoned_answers {
                 let loser = if c.winner == c.a { &the_b } else { &the_a };
                 answer = phrase::reasoned_choice(rel, &the_winner, loser);
@@ -782,8 +797,15 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
             }
         }
         Kind::Quantity(q) => {
-            let (question, answer, unit) =
-                phrase::quantity_with_style(q, &the_a, &the_b, &c.truth, &cfg.number_style, rng);
+            let (question, answer, unit) = phrase::quantity_with_style(
+                q,
+                &the_a,
+                &the_b,
+                &c.truth,
+                &cfg.number_style,
+                cfg.phrasing,
+                rng,
+            );
             let objects = if q.arity() == 1 {
                 vec![name_a.to_string()]
             } else {
@@ -944,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn reasoned_answers_order_the_objects_then_decide() {
+    fn reasoned_answers_list_along_the_axis_then_decide() {
         let g = scene();
         let cfg = QaConfig {
             qa_per_image: 10_000,
@@ -956,6 +978,17 @@ mod tests {
         let mut skips = SkipCounts::new();
         let qas = generate(&g, &cfg, &mut ChaCha8Rng::seed_from_u64(3), &mut skips);
         let (mut predicates, mut choices) = (0, 0);
+        // Every listing of a pair along one axis, whichever relation asked: (axis, {a, b}) -> order.
+        let mut orders: std::collections::BTreeMap<(String, [String; 2]), [String; 2]> =
+            Default::default();
+        let mut check_order = |axis: &str, x: &str, y: &str, answer: &str| {
+            let mut key = [x.to_string(), y.to_string()];
+            key.sort();
+            let seen = orders
+                .entry((axis.to_string(), key))
+                .or_insert([x.to_string(), y.to_string()]);
+            assert_eq!(seen, &[x.to_string(), y.to_string()], "{answer}");
+        };
         for q in &qas {
             verify_answer(q).unwrap_or_else(|e| panic!("{}: {e}", q.question));
             let objects: Vec<String> = q
@@ -964,32 +997,46 @@ mod tests {
                 .iter()
                 .map(|o| format!("the {o}"))
                 .collect();
+            let opposite_end = [
+                "right", "below", "behind", "farther", "shorter", "thinner", "smaller",
+            ]
+            .iter()
+            .any(|r| q.spatial.kind.starts_with(r));
             match &q.spatial.truth {
                 Truth::Bool { value } => {
                     predicates += 1;
-                    // "<ordering>: X, Y. First: X. Asked: <subject>. Yes|No." with X the subject exactly when yes.
-                    let (listing, rest) = q.answer.split_once(": ").expect("ordering");
-                    assert!(listing.starts_with("From "), "{}", q.answer);
-                    let (pair, rest) = rest.split_once(". First: ").expect("first");
-                    let (first, rest) = rest.split_once(". Asked: ").expect("asked");
+                    // "<axis>: X, Y. First|Last: Z. Asked: <subject>. Yes|No.", Z the object the relation holds
+                    // for, at the end of the listing the relation points to.
+                    let (axis, rest) = q.answer.split_once(": ").expect("axis");
+                    assert!(axis.starts_with("From "), "{}", q.answer);
+                    let (pair, rest) = rest.split_once(". ").expect("listing");
+                    let (end, rest) = rest.split_once(": ").expect("end");
+                    let (z, rest) = rest.split_once(". Asked: ").expect("asked");
                     let (asked, verdict) = rest.split_once(". ").expect("verdict");
                     let (x, y) = pair.split_once(", ").expect("two objects");
-                    assert_eq!(first, x);
+                    assert_eq!(
+                        end,
+                        if opposite_end { "Last" } else { "First" },
+                        "{}",
+                        q.answer
+                    );
+                    assert_eq!(z, if opposite_end { y } else { x }, "{}", q.answer);
                     assert_eq!(asked, objects[0], "{}", q.answer);
                     assert!(objects.contains(&x.to_string()) && objects.contains(&y.to_string()));
                     assert_ne!(x, y);
                     assert_eq!(verdict, if *value { "Yes." } else { "No." });
-                    assert_eq!(*value, first == asked, "{}", q.answer);
+                    assert_eq!(*value, z == asked, "{}", q.answer);
+                    check_order(axis, x, y, &q.answer);
                 }
                 Truth::Choice { value, .. } => {
                     choices += 1;
                     let winner = format!("the {value}");
-                    assert!(
-                        q.answer.split_once(": ").unwrap().1.starts_with(&winner)
-                            && q.answer.ends_with(&format!("So {winner}.")),
-                        "{}",
-                        q.answer
-                    );
+                    let (axis, rest) = q.answer.split_once(": ").expect("axis");
+                    let (pair, conclusion) = rest.split_once(". So ").expect("conclusion");
+                    let (x, y) = pair.split_once(", ").expect("two objects");
+                    assert_eq!(conclusion, format!("{winner}."), "{}", q.answer);
+                    assert_eq!(winner, if opposite_end { y } else { x }, "{}", q.answer);
+                    check_order(axis, x, y, &q.answer);
                 }
                 // Quantities keep the short style.
                 Truth::Length { .. } => assert!(q.answer.split_whitespace().count() == 2),
@@ -1000,16 +1047,113 @@ mod tests {
             predicates > 20 && choices > 20,
             "{predicates} predicates, {choices} choices"
         );
-        // The same relation reads the same way in both polarities: "left" lists left to right.
-        let left = qas
+        // A relation and its opposite list along the same axis, from the same end.
+        for kind in [
+            "left_predicate",
+            "right_predicate",
+            "left_choice",
+            "right_choice",
+        ] {
+            let q = qas
+                .iter()
+                .find(|q| q.spatial.kind == kind)
+                .unwrap_or_else(|| panic!("a {kind}"));
+            assert!(q.answer.starts_with("From left to right: "), "{}", q.answer);
+        }
+        // The left-to-right listings agree with the geometry: the first listed is left of the second.
+        let l = qas
             .iter()
-            .find(|q| q.spatial.kind == "left_predicate")
-            .expect("a left predicate");
+            .find(|q| {
+                q.spatial.kind == "left_predicate" && q.spatial.objects == ["red cube", "blue ball"]
+            })
+            .expect("left_predicate red cube / blue ball");
+        let red_is_left = matches!(l.spatial.truth, Truth::Bool { value: true });
+        let first = if red_is_left {
+            "the red cube"
+        } else {
+            "the blue ball"
+        };
         assert!(
-            left.answer.starts_with("From left to right: "),
+            l.answer
+                .starts_with(&format!("From left to right: {first}, ")),
             "{}",
-            left.answer
+            l.answer
         );
+    }
+
+    #[test]
+    fn qualitative_share_sets_the_mix() {
+        let g = scene();
+        let qualitative = |share: f64| {
+            let cfg = QaConfig {
+                qa_per_image: 12,
+                qualitative_share: share,
+                ..QaConfig::default()
+            };
+            let mut skips = SkipCounts::new();
+            let qas = generate(&g, &cfg, &mut ChaCha8Rng::seed_from_u64(9), &mut skips);
+            assert_eq!(qas.len(), 12);
+            qas.iter()
+                .filter(|q| matches!(q.spatial.truth, Truth::Bool { .. } | Truth::Choice { .. }))
+                .count()
+        };
+        assert_eq!(qualitative(0.5), 6);
+        assert_eq!(qualitative(0.75), 9);
+        assert_eq!(qualitative(0.0), 0);
+        assert_eq!(qualitative(1.0), 12);
+        let bad = QaConfig {
+            qualitative_share: 1.5,
+            ..QaConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("qualitative_share"));
+    }
+
+    #[test]
+    fn plain_phrasing_asks_each_type_one_way() {
+        let g = scene();
+        let cfg = |phrasing| QaConfig {
+            qa_per_image: 10_000,
+            phrasing,
+            ..QaConfig::default()
+        };
+        let wordings = |phrasing| {
+            let mut skips = SkipCounts::new();
+            let qas = generate(
+                &g,
+                &cfg(phrasing),
+                &mut ChaCha8Rng::seed_from_u64(5),
+                &mut skips,
+            );
+            let mut per_kind: std::collections::BTreeMap<
+                String,
+                std::collections::BTreeSet<String>,
+            > = Default::default();
+            for q in &qas {
+                // The question with the object names taken out is its wording.
+                let mut text = q.question.clone();
+                for o in &q.spatial.objects {
+                    text = text.replace(o.as_str(), "X");
+                }
+                per_kind
+                    .entry(q.spatial.kind.clone())
+                    .or_default()
+                    .insert(text);
+            }
+            per_kind
+        };
+        let plain = wordings(phrase::Phrasing::Plain);
+        let varied = wordings(phrase::Phrasing::Varied);
+        assert!(plain.len() > 20, "{} kinds", plain.len());
+        for (kind, texts) in &plain {
+            // Two wordings at most: a pair asked in both orders ("X ... X" is the same text) collapses to one.
+            assert_eq!(texts.len(), 1, "{kind}: {texts:?}");
+        }
+        assert!(
+            varied.values().any(|t| t.len() > 3),
+            "varied phrasing asks in many ways"
+        );
+        let left = plain.get("left_predicate").expect("left_predicate");
+        assert!(left.contains("Is the X to the left of the X?"), "{left:?}");
     }
 
     #[test]

@@ -89,10 +89,16 @@ pub struct Args {
     /// Bare answers ("Yes.", "The red cube.", "1.2 meters.") instead of sentences.
     #[arg(long)]
     short_answers: bool,
-    /// Yes/no and "which" answers order the two objects along the relation before deciding ("From left to right:
-    /// the gray cube, the red box. First: the gray cube. Asked: the red box. No.").
+    /// Yes/no and "which" answers list the two objects along the relation's axis before deciding ("From left to
+    /// right: the gray cube, the red box. Last: the red box. Asked: the gray cube. No." for "right of").
     #[arg(long)]
     reasoned_answers: bool,
+    /// One wording per question type instead of every template and synonym at random.
+    #[arg(long)]
+    plain_phrasing: bool,
+    /// Share of each image's questions that are qualitative (predicates and choices); the rest are quantities.
+    #[arg(long, default_value_t = 0.5)]
+    qualitative_share: f64,
     /// Objects with fewer visible pixels are not asked about.
     #[arg(long, default_value_t = 150)]
     min_visible_pixels: usize,
@@ -241,6 +247,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             kinds: args.types.clone(),
             short_answers: args.short_answers,
             reasoned_answers: args.reasoned_answers,
+            phrasing: if args.plain_phrasing {
+                svlm_synth::phrase::Phrasing::Plain
+            } else {
+                svlm_synth::phrase::Phrasing::Varied
+            },
+            qualitative_share: args.qualitative_share,
             number_style: if args.plain_numbers {
                 svlm_answers::NumberStyle::plain_metric()
             } else {
