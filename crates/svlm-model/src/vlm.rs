@@ -329,6 +329,28 @@ impl Vlm {
         batch: &VlmBatch,
         output_hidden_states: bool,
     ) -> anyhow::Result<VlmOutput> {
+        let (last_hidden_state, hidden_states, image_features) =
+            self.decode(batch, output_hidden_states)?;
+        Ok(VlmOutput {
+            logits: self.lm_logits(last_hidden_state),
+            hidden_states,
+            image_features,
+        })
+    }
+
+    /// The decoder's last hidden state `[B, S, hidden]` (after the final norm, before the output head), so a
+    /// caller can run the head on the positions it needs only ([`Vlm::lm_logits`]).
+    pub fn last_hidden_state(&self, batch: &VlmBatch) -> anyhow::Result<Tensor<3>> {
+        Ok(self.decode(batch, false)?.0)
+    }
+
+    /// (last hidden state, every layer's hidden states when asked, image features).
+    #[allow(clippy::type_complexity)]
+    fn decode(
+        &self,
+        batch: &VlmBatch,
+        output_hidden_states: bool,
+    ) -> anyhow::Result<(Tensor<3>, Vec<Tensor<3>>, Option<Tensor<3>>)> {
         let image_features = match &batch.pixel_values {
             Some(pixels) => {
                 self.image_features(pixels.clone(), batch.pixel_attention_mask.clone())?
@@ -348,11 +370,7 @@ impl Vlm {
             None,
             output_hidden_states,
         );
-        Ok(VlmOutput {
-            logits: self.lm_logits(last_hidden_state),
-            hidden_states,
-            image_features,
-        })
+        Ok((last_hidden_state, hidden_states, image_features))
     }
 
     /// Logits `[B, S, vocab]`. Panics only on a batch that contradicts the model (image token

@@ -47,6 +47,23 @@ pub trait TrainableModel: Module + Clone + 'static {
     /// Next-token logits `[batch, seq_len, vocab]` for a padded batch (images included), on `device`. An error
     /// means the batch contradicts the model (e.g. image tokens vs images) and stops the run.
     fn logits(&self, batch: &HostBatch, device: &Device) -> Result<Tensor<3>, String>;
+    /// Logits `[n, vocab]` at the flat positions `row * seq_len + pos` only (those whose next token carries loss).
+    /// The default computes every position and selects; a model whose output head is large next to its body
+    /// overrides it to run the head on these positions alone.
+    fn logits_at(
+        &self,
+        batch: &HostBatch,
+        positions: &[i64],
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        let logits = self.logits(batch, device)?;
+        let [b, t, v] = logits.dims();
+        let index = Tensor::<1, Int>::from_data(
+            TensorData::new(positions.to_vec(), [positions.len()]),
+            device,
+        );
+        Ok(logits.reshape([b * t, v]).select(0, index))
+    }
     /// Which part a parameter belongs to, from its module path (`vision_model.encoder.layers.0.mlp.fc1.weight`).
     fn part_of(&self, path: &str) -> Part;
     /// Write the weights (and whatever rebuilds the model) into a checkpoint directory. The default is Burn's
@@ -62,6 +79,40 @@ pub trait TrainableModel: Module + Clone + 'static {
         self.try_load_file(&path)
             .map_err(|e| format!("{}: {e:?}", path.display()))
     }
+}
+
+/// The positions of a batch whose next token carries loss: flat indices `row * seq_len + pos` (logits at `pos`
+/// predict label `pos + 1`), their target ids, and their rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Supervised {
+    pub positions: Vec<i64>,
+    pub targets: Vec<i64>,
+    pub rows: Vec<usize>,
+}
+
+impl Supervised {
+    pub fn of(batch: &HostBatch) -> Supervised {
+        let (b, t) = (batch.batch, batch.seq_len);
+        let mut out = Supervised::default();
+        for row in 0..b {
+            for pos in 1..t {
+                let label = batch.labels[row * t + pos];
+                if label != IGNORE_INDEX {
+                    out.positions.push((row * t + pos - 1) as i64);
+                    out.targets.push(label);
+                    out.rows.push(row);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Next-token negative log-likelihood `[n]` of logits `[n, vocab]` against `targets`.
+pub fn nll_at(logits: Tensor<2>, targets: &[i64], device: &Device) -> Tensor<1> {
+    let n = targets.len();
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), device);
+    log_softmax(logits, 1).gather(1, targets).reshape([n]).neg()
 }
 
 /// Masked next-token negative log-likelihood, `[batch, seq_len - 1]`, zero where the label is [`IGNORE_INDEX`].

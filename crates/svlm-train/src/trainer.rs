@@ -168,17 +168,30 @@ fn forward_loss<M: TrainableModel>(
     batch: &HostBatch,
     device: &Device,
 ) -> Result<(burn::tensor::Tensor<1>, Vec<f32>), TrainError> {
+    let model_err =
+        |e: String| TrainError::Model(format!("batch of {}: {e}", batch.origins.join(", ")));
+    let supervised = model::Supervised::of(batch);
+    if supervised.positions.is_empty() {
+        // Nothing carries loss: a zero that still reaches every parameter the forward touches.
+        let logits = model.logits(batch, device).map_err(model_err)?;
+        let nll = model::token_nll(logits, batch, device);
+        return Ok((nll.sum(), vec![0.0; batch.batch]));
+    }
+    // Logits only where a label is: the output head and its softmax skip the prompt and image positions.
     let logits = model
-        .logits(batch, device)
-        .map_err(|e| TrainError::Model(format!("batch of {}: {e}", batch.origins.join(", "))))?;
-    let nll = model::token_nll(logits, batch, device);
-    let per_sample = nll
+        .logits_at(batch, &supervised.positions, device)
+        .map_err(model_err)?;
+    let nll = model::nll_at(logits, &supervised.targets, device);
+    let per_token = nll
         .clone()
-        .sum_dim(1)
         .into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap_or_default();
+    let mut per_sample = vec![0.0f32; batch.batch];
+    for (&row, value) in supervised.rows.iter().zip(per_token) {
+        per_sample[row] += value;
+    }
     Ok((nll.sum(), per_sample))
 }
 

@@ -20,43 +20,28 @@ pub const HF_WEIGHTS_FILE: &str = "model.safetensors";
 
 impl TrainableModel for Vlm {
     fn logits(&self, batch: &HostBatch, device: &Device) -> Result<Tensor<3>, String> {
-        let (b, t) = (batch.batch, batch.seq_len);
-        let ids: Vec<i64> = batch.input_ids.iter().map(|&i| i64::from(i)).collect();
-        let mask: Vec<i64> = batch.attention_mask.iter().map(|&m| i64::from(m)).collect();
-        let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), device);
-        let attention_mask = Tensor::<2, Int>::from_data(TensorData::new(mask, [b, t]), device);
-        let (pixel_values, pixel_attention_mask) = if batch.max_tiles > 0 {
-            let [c, h, w] = batch.tile_shape;
-            let n = batch.max_tiles;
-            let pixels = Tensor::<5>::from_data(
-                TensorData::new(batch.pixel_values.clone(), [b, n, c, h, w]),
-                device,
-            );
-            let pixel_mask = match self {
-                Vlm::Idefics3(_) => {
-                    let mut m = Vec::with_capacity(b * n * h * w);
-                    for &real in &batch.tile_mask {
-                        m.extend(std::iter::repeat_n(i64::from(real), h * w));
-                    }
-                    Some(Tensor::<4, Int>::from_data(
-                        TensorData::new(m, [b, n, h, w]),
-                        device,
-                    ))
-                }
-                _ => None,
-            };
-            (Some(pixels), pixel_mask)
-        } else {
-            (None, None)
-        };
-        let batch = VlmBatch {
-            input_ids,
-            attention_mask,
-            labels: None,
-            pixel_values,
-            pixel_attention_mask,
-        };
+        let batch = vlm_batch(self, batch, device);
         self.try_forward(&batch).map_err(|e| format!("{e:#}"))
+    }
+
+    fn logits_at(
+        &self,
+        batch: &HostBatch,
+        positions: &[i64],
+        device: &Device,
+    ) -> Result<Tensor<2>, String> {
+        let hidden = self
+            .last_hidden_state(&vlm_batch(self, batch, device))
+            .map_err(|e| format!("{e:#}"))?;
+        let [b, t, h] = hidden.dims();
+        let index = Tensor::<1, Int>::from_data(
+            TensorData::new(positions.to_vec(), [positions.len()]),
+            device,
+        );
+        let picked = hidden.reshape([b * t, h]).select(0, index);
+        let logits = self.lm_logits(picked.unsqueeze_dim(0));
+        let [_, n, v] = logits.dims();
+        Ok(logits.reshape([n, v]))
     }
 
     fn part_of(&self, path: &str) -> Part {
@@ -253,6 +238,46 @@ pub fn build_model(config: &RunConfig, device: &Device) -> anyhow::Result<(Vlm, 
             Ok((model, tokenizer_dir))
         }
         (None, None) => anyhow::bail!("model: set `model.pretrained` or `model.config`"),
+    }
+}
+
+/// A trainer batch as svlm-model's input tensors on `device`.
+fn vlm_batch(model: &Vlm, batch: &HostBatch, device: &Device) -> VlmBatch {
+    let (b, t) = (batch.batch, batch.seq_len);
+    let ids: Vec<i64> = batch.input_ids.iter().map(|&i| i64::from(i)).collect();
+    let mask: Vec<i64> = batch.attention_mask.iter().map(|&m| i64::from(m)).collect();
+    let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), device);
+    let attention_mask = Tensor::<2, Int>::from_data(TensorData::new(mask, [b, t]), device);
+    let (pixel_values, pixel_attention_mask) = if batch.max_tiles > 0 {
+        let [c, h, w] = batch.tile_shape;
+        let n = batch.max_tiles;
+        let pixels = Tensor::<5>::from_data(
+            TensorData::new(batch.pixel_values.clone(), [b, n, c, h, w]),
+            device,
+        );
+        let pixel_mask = match model {
+            Vlm::Idefics3(_) => {
+                let mut m = Vec::with_capacity(b * n * h * w);
+                for &real in &batch.tile_mask {
+                    m.extend(std::iter::repeat_n(i64::from(real), h * w));
+                }
+                Some(Tensor::<4, Int>::from_data(
+                    TensorData::new(m, [b, n, h, w]),
+                    device,
+                ))
+            }
+            _ => None,
+        };
+        (Some(pixels), pixel_mask)
+    } else {
+        (None, None)
+    };
+    VlmBatch {
+        input_ids,
+        attention_mask,
+        labels: None,
+        pixel_values,
+        pixel_attention_mask,
     }
 }
 

@@ -113,3 +113,86 @@ fn checkpoint_reloads_and_exports_with_identical_logits() {
     );
     assert_eq!(a, b, "export -> reload must give identical logits");
 }
+
+/// The trainer's loss runs the output head on the supervised positions only: the logits there, the per-token loss
+/// and its sum equal the full forward's.
+#[test]
+fn logits_at_supervised_positions_match_the_full_forward() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config: svlm_model::ModelConfig =
+        svlm_model::ModelConfig::from_json(&model_config()).expect("model config");
+    let inner = Device::flex();
+    let model = svlm_model::Vlm::from_config(&config, &inner).expect("model");
+    let data = write_data(&dir.path().join("data"), 6).expect("data");
+    let source = DataSource::open(
+        &svlm_train::config::SourceConfig {
+            name: "bench".into(),
+            path: data,
+            format: svlm_train::config::SourceFormat::ChatJsonl,
+            image_root: None,
+            weight: 1.0,
+            max_samples: None,
+            epochs: None,
+            holdout: 0,
+        },
+        0,
+    )
+    .expect("source");
+    let samples: Vec<_> = (0..4)
+        .map(|i| {
+            WordEncoder
+                .encode(&source.get(i, 0).expect("row"), 256)
+                .expect("encode")
+        })
+        .collect();
+    let batch = HostBatch::collate(&samples, WordEncoder.pad_id());
+    let supervised = svlm_train::model::Supervised::of(&batch);
+    assert!(!supervised.positions.is_empty());
+    assert!(supervised.positions.len() < batch.batch * batch.seq_len / 2);
+
+    let full = logits(&model, &batch, &inner);
+    let vocab = svlm_train::bench::VOCAB as usize;
+    let at = model
+        .logits_at(&batch, &supervised.positions, &inner)
+        .expect("logits at");
+    assert_eq!(at.dims(), [supervised.positions.len(), vocab]);
+    let at: Vec<f32> = at.into_data().convert::<f32>().try_into_vec().expect("f32");
+    for (k, &p) in supervised.positions.iter().enumerate() {
+        let row = &full[p as usize * vocab..(p as usize + 1) * vocab];
+        let got = &at[k * vocab..(k + 1) * vocab];
+        let diff = row
+            .iter()
+            .zip(got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "position {p}: max difference {diff}");
+    }
+
+    let masked = svlm_train::model::token_nll(
+        model.logits(&batch, &inner).expect("forward"),
+        &batch,
+        &inner,
+    )
+    .sum()
+    .into_scalar::<f32>();
+    let picked = svlm_train::model::nll_at(
+        model
+            .logits_at(&batch, &supervised.positions, &inner)
+            .expect("logits at"),
+        &supervised.targets,
+        &inner,
+    );
+    let per_token: Vec<f32> = picked
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .expect("f32");
+    assert_eq!(per_token.len(), supervised.positions.len());
+    assert!(per_token.iter().all(|v| v.is_finite() && *v > 0.0));
+    let sum = picked.sum().into_scalar::<f32>();
+    assert!(
+        (sum - masked).abs() < 1e-3 * masked.abs(),
+        "{sum} vs {masked}"
+    );
+}
