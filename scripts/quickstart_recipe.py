@@ -81,6 +81,20 @@ def collate(items, enc, data_dir, images, pad_id):
     return ids, labels, mask, pix, [p for _, p in seqs], [len(s) for s, _ in seqs]
 
 
+def sincos_2d(side, dim):
+    """[side * side, dim] positions in raster order: x in the first dim / 2 channels, y in the rest, each as sines
+    and cosines of geometric frequencies, scaled to unit variance."""
+    quarter = dim // 4
+    freq = math.pi / side * side ** (torch.arange(quarter) / quarter)  # from half a period across the image up
+    ys, xs = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
+                            indexing="ij")
+    parts = []
+    for coord in (xs.flatten(), ys.flatten()):
+        angles = coord[:, None] * freq[None, :]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, 1) * math.sqrt(2.0)
+
+
 def evaluate(model, items, enc, data_dir, images, pad_id, batch=128):
     right, total = defaultdict(int), defaultdict(int)
     model.eval()
@@ -92,11 +106,20 @@ def evaluate(model, items, enc, data_dir, images, pad_id, batch=128):
                            pixel_attention_mask=torch.ones(len(chunk), 1, pix.shape[-2], pix.shape[-1],
                                                            dtype=torch.bool)).logits
             pred = logits.argmax(-1)
-            for j, (_, _, _, kind) in enumerate(chunk):
+            for j, (_, _, answer, kind) in enumerate(chunk):
                 # answer tokens up to <end_of_utterance> (the trailing newline is not scored)
-                ok = bool((pred[j, starts[j] - 1:ends[j] - 2] == ids[j, starts[j]:ends[j] - 1]).all())
-                right[kind] += ok
+                hit = pred[j, starts[j] - 1:ends[j] - 2] == ids[j, starts[j]:ends[j] - 1]
+                right[kind] += bool(hit.all())
                 total[kind] += 1
+                if kind in BINARY and answer.startswith("From "):
+                    # teacher-forced segments of a reasoned answer: "listing. First: x. Asked: y. verdict."
+                    ends_at = [k for k, t in enumerate(ids[j, starts[j]:ends[j] - 1].tolist())
+                               if "." in enc.tok.decode([t])]
+                    lo = 0
+                    for name, hi in zip(("seg_listing", "seg_first", "seg_asked", "seg_verdict"), ends_at):
+                        right[name] += bool(hit[lo:hi + 1].all())
+                        total[name] += 1
+                        lo = hi + 1
     model.train()
     return {k: right[k] / total[k] for k in total}
 
@@ -115,10 +138,15 @@ def main():
     ap.add_argument("--text-layers", type=int, default=None)
     ap.add_argument("--text-hidden", type=int, default=None)
     ap.add_argument("--pos-std", type=float, default=1.0)
+    ap.add_argument("--pos-init", default="normal", choices=["normal", "sincos"],
+                    help="vision position embeddings: N(0, pos-std^2), or a 2D sine-cosine table (x in half the "
+                         "channels, y in the other half) scaled to pos-std")
     ap.add_argument("--types", default=None, help="comma list: train on these spatial types only")
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--schedule", default="cosine", choices=["cosine", "wsd"],
+                    help="wsd: warmup, constant, then a linear decay over the last 20%% of the steps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -139,7 +167,11 @@ def main():
         t["head_dim"] = args.text_hidden // t["num_attention_heads"]
     image_seq_len = (v["image_size"] // v["patch_size"]) ** 2 // cfg["scale_factor"] ** 2
     model = Idefics3ForConditionalGeneration(Idefics3Config(**cfg)).train()
-    model.model.vision_model.embeddings.position_embedding.weight.data.normal_(0, args.pos_std)
+    table = model.model.vision_model.embeddings.position_embedding.weight.data
+    if args.pos_init == "sincos":
+        table.copy_(sincos_2d(v["image_size"] // v["patch_size"], table.shape[1]) * args.pos_std)
+    else:
+        table.normal_(0, args.pos_std)
     enc = Encoder(args.quickstart_dir / "model", image_seq_len)
     pad_id = t["pad_token_id"]
 
@@ -154,8 +186,11 @@ def main():
           f"params {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M", flush=True)
 
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1, (s + 1) / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / args.steps))))
+    def shape(s):
+        if args.schedule == "wsd":
+            return max(0.05, min(1.0, (args.steps - s) / (0.2 * args.steps)))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / args.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / args.warmup) * shape(s))
     started = time.time()
     for step in range(1, args.steps + 1):
         batch = [rng.choice(spatial) if rng.random() < args.ratio else rng.choice(general) for _ in range(args.batch)]

@@ -37,6 +37,12 @@ pub struct DataPlan {
     /// (`svlm_synth::phrase::reasoned_predicate`).
     #[serde(default)]
     pub reasoned_answers: bool,
+    /// One wording per question type (`svlm_synth::phrase::Phrasing::Plain`).
+    #[serde(default)]
+    pub phrasing: svlm_synth::phrase::Phrasing,
+    /// Share of each scene's spatial questions that are qualitative (predicates and choices).
+    #[serde(default = "half")]
+    pub qualitative_share: f64,
     /// Question/answer pairs per training record: a scene's questions are split into records of this many, so a
     /// batch holds more different images for the same number of tokens.
     pub questions_per_record: usize,
@@ -51,6 +57,10 @@ pub struct DataPlan {
     /// The colours of the objects (empty = the world's whole palette of 12).
     #[serde(default)]
     pub colors: Vec<svlm_world::Color>,
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 impl DataPlan {
@@ -84,6 +94,8 @@ impl DataPlan {
             number_style: svlm_answers::NumberStyle::plain_metric(),
             short_answers: self.short_answers,
             reasoned_answers: self.reasoned_answers,
+            phrasing: self.phrasing,
+            qualitative_share: self.qualitative_share,
             ..QaConfig::default()
         }
     }
