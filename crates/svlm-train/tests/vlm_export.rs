@@ -20,6 +20,32 @@ fn logits(model: &svlm_model::Vlm, batch: &HostBatch, device: &Device) -> Vec<f3
         .expect("f32")
 }
 
+/// The first `n` rows of a bench data file, encoded and padded into one batch.
+fn first_rows(data: &std::path::Path, n: usize) -> HostBatch {
+    let source = DataSource::open(
+        &svlm_train::config::SourceConfig {
+            name: "bench".into(),
+            path: data.to_path_buf(),
+            format: svlm_train::config::SourceFormat::ChatJsonl,
+            image_root: None,
+            weight: 1.0,
+            max_samples: None,
+            epochs: None,
+            holdout: 0,
+        },
+        0,
+    )
+    .expect("source");
+    let samples: Vec<_> = (0..n)
+        .map(|i| {
+            WordEncoder
+                .encode(&source.get(i, 0).expect("row"), 256)
+                .expect("encode")
+        })
+        .collect();
+    HostBatch::collate(&samples, WordEncoder.pad_id())
+}
+
 #[test]
 fn checkpoint_reloads_and_exports_with_identical_logits() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -83,28 +109,7 @@ fn checkpoint_reloads_and_exports_with_identical_logits() {
     .expect("export");
     let exported = svlm_model::load_pretrained(&export_dir, &inner).expect("reload export");
 
-    let source = DataSource::open(
-        &svlm_train::config::SourceConfig {
-            name: "bench".into(),
-            path: data.clone(),
-            format: svlm_train::config::SourceFormat::ChatJsonl,
-            image_root: None,
-            weight: 1.0,
-            max_samples: None,
-            epochs: None,
-            holdout: 0,
-        },
-        0,
-    )
-    .expect("source");
-    let samples: Vec<_> = (0..3)
-        .map(|i| {
-            WordEncoder
-                .encode(&source.get(i, 0).expect("row"), 256)
-                .expect("encode")
-        })
-        .collect();
-    let batch = HostBatch::collate(&samples, WordEncoder.pad_id());
+    let batch = first_rows(&data, 3);
     let a = logits(&reloaded.model, &batch, &inner);
     let b = logits(&exported.model, &batch, &inner);
     assert_eq!(
@@ -124,28 +129,7 @@ fn logits_at_supervised_positions_match_the_full_forward() {
     let inner = Device::flex();
     let model = svlm_model::Vlm::from_config(&config, &inner).expect("model");
     let data = write_data(&dir.path().join("data"), 6).expect("data");
-    let source = DataSource::open(
-        &svlm_train::config::SourceConfig {
-            name: "bench".into(),
-            path: data,
-            format: svlm_train::config::SourceFormat::ChatJsonl,
-            image_root: None,
-            weight: 1.0,
-            max_samples: None,
-            epochs: None,
-            holdout: 0,
-        },
-        0,
-    )
-    .expect("source");
-    let samples: Vec<_> = (0..4)
-        .map(|i| {
-            WordEncoder
-                .encode(&source.get(i, 0).expect("row"), 256)
-                .expect("encode")
-        })
-        .collect();
-    let batch = HostBatch::collate(&samples, WordEncoder.pad_id());
+    let batch = first_rows(&data, 4);
     let supervised = svlm_train::model::Supervised::of(&batch);
     assert!(!supervised.positions.is_empty());
     assert!(supervised.positions.len() < batch.batch * batch.seq_len / 2);
