@@ -226,30 +226,19 @@ def make_idefics3():
     save(model, "idefics3", tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
 
 
+# The tiny vision tower both LLaVA fixtures share (CLIP adds its projection and activation).
+LLAVA_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                   patch_size=8)
+
+
 def make_llava():
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=32,
-        hidden_act="quick_gelu",
-    )
+    vision = CLIPVisionConfig(**LLAVA_TOWER, projection_dim=32, hidden_act="quick_gelu")
     llava_fixture("llava", vision, feature_layer=-2, strategy="default")
 
 
 def make_llava_siglip():
     """LLaVA with a SigLIP tower (no class token, every patch kept, last layer)."""
-    vision = SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
+    vision = SiglipVisionConfig(**LLAVA_TOWER)
     llava_fixture("llava_siglip", vision, feature_layer=-1, strategy="full")
 
 

@@ -56,13 +56,7 @@ pub trait TrainableModel: Module + Clone + 'static {
         positions: &[i64],
         device: &Device,
     ) -> Result<Tensor<2>, String> {
-        let logits = self.logits(batch, device)?;
-        let [b, t, v] = logits.dims();
-        let index = Tensor::<1, Int>::from_data(
-            TensorData::new(positions.to_vec(), [positions.len()]),
-            device,
-        );
-        Ok(logits.reshape([b * t, v]).select(0, index))
+        Ok(rows_at(self.logits(batch, device)?, positions, device))
     }
     /// Which part a parameter belongs to, from its module path (`vision_model.encoder.layers.0.mlp.fc1.weight`).
     fn part_of(&self, path: &str) -> Part;
@@ -79,6 +73,16 @@ pub trait TrainableModel: Module + Clone + 'static {
         self.try_load_file(&path)
             .map_err(|e| format!("{}: {e:?}", path.display()))
     }
+}
+
+/// Rows `[n, d]` of a `[batch, seq_len, d]` tensor at the flat positions `row * seq_len + pos`.
+pub fn rows_at(t: Tensor<3>, positions: &[i64], device: &Device) -> Tensor<2> {
+    let [b, s, d] = t.dims();
+    let index = Tensor::<1, Int>::from_data(
+        TensorData::new(positions.to_vec(), [positions.len()]),
+        device,
+    );
+    t.reshape([b * s, d]).select(0, index)
 }
 
 /// The positions of a batch whose next token carries loss: flat indices `row * seq_len + pos` (logits at `pos`

@@ -33,12 +33,7 @@ impl TrainableModel for Vlm {
         let hidden = self
             .last_hidden_state(&vlm_batch(self, batch, device))
             .map_err(|e| format!("{e:#}"))?;
-        let [b, t, h] = hidden.dims();
-        let index = Tensor::<1, Int>::from_data(
-            TensorData::new(positions.to_vec(), [positions.len()]),
-            device,
-        );
-        let picked = hidden.reshape([b * t, h]).select(0, index);
+        let picked = crate::model::rows_at(hidden, positions, device);
         let logits = self.lm_logits(picked.unsqueeze_dim(0));
         let [_, n, v] = logits.dims();
         Ok(logits.reshape([n, v]))
