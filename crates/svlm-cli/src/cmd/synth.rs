@@ -265,7 +265,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     opts.qa
         .validate()
-        .map_err(|e| anyhow::anyhow!("--types: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("question settings: {e}"))?;
     let started = std::time::Instant::now();
     let outcome = run_shard(source.as_ref(), &opts)?;
     let m = outcome.manifest();
