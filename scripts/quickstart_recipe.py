@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import random
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -124,6 +125,55 @@ def evaluate(model, items, enc, data_dir, images, pad_id, batch=128):
     return {k: right[k] / total[k] for k in total}
 
 
+def greedy_binary(model, items, enc, data_dir, images, max_new=48):
+    """Greedy-decoded yes/no accuracy per binary type, as svlm's evaluation reads it: the last yes/no word of the
+    generated answer against the last one of the reference. Prompts are grouped by length, so nothing is padded."""
+    groups = defaultdict(list)
+    for item in items:
+        if item[3] in BINARY:
+            ids, start = enc.ids(item[1], item[2])
+            groups[start].append((ids[:start], item))
+    end_id = enc.tok.convert_tokens_to_ids("<end_of_utterance>")
+    right, total = defaultdict(int), defaultdict(int)
+    model.eval()
+    with torch.no_grad():
+        for _, group in sorted(groups.items()):
+            for i in range(0, len(group), 128):
+                chunk = group[i:i + 128]
+                ids = torch.tensor([p for p, _ in chunk])
+                pix = torch.stack([image_tensor(data_dir, it[0], images) for _, it in chunk])[:, None]
+                pmask = torch.ones(len(chunk), 1, pix.shape[-2], pix.shape[-1], dtype=torch.bool)
+                done = torch.zeros(len(chunk), dtype=torch.bool)
+                for _ in range(max_new):
+                    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pix,
+                                   pixel_attention_mask=pmask).logits[:, -1]
+                    nxt = logits.argmax(-1)
+                    nxt[done] = end_id
+                    ids = torch.cat([ids, nxt[:, None]], 1)
+                    done |= nxt == end_id
+                    if done.all():
+                        break
+                for j, (p, (_, _, answer, kind)) in enumerate(chunk):
+                    text = enc.tok.decode(ids[j, len(p):].tolist())
+                    said = re.findall(r"\b(yes|no)\b", text.lower())
+                    truth = re.findall(r"\b(yes|no)\b", answer.lower())[-1]
+                    right[kind] += bool(said) and said[-1] == truth
+                    total[kind] += 1
+    model.train()
+    return {k: right[k] / total[k] for k in total}
+
+
+def report(model, test, enc, data_dir, images, pad_id, step, greedy):
+    acc = evaluate(model, test, enc, data_dir, images, pad_id)
+    binary = [acc[k] for k in BINARY if k in acc]
+    print(f"== step {step}: binary mean {np.mean(binary):.3f} | "
+          + " ".join(f"{k}={acc[k]:.2f}" for k in sorted(acc)), flush=True)
+    if greedy:
+        said = greedy_binary(model, test, enc, data_dir, images)
+        print(f"== greedy yes/no accuracy: mean {np.mean(list(said.values())):.3f} | "
+              + " ".join(f"{k}={said[k]:.2f}" for k in sorted(said)), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("quickstart_dir", type=Path)
@@ -145,6 +195,9 @@ def main():
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--load", type=Path, default=None,
+                    help="evaluate this checkpoint (a folder from_pretrained reads, e.g. an svlm checkpoint) instead "
+                         "of training")
     ap.add_argument("--schedule", default="cosine", choices=["cosine", "wsd"],
                     help="wsd: warmup, constant, then a linear decay over the last 20%% of the steps")
     args = ap.parse_args()
@@ -168,7 +221,9 @@ def main():
     image_seq_len = (v["image_size"] // v["patch_size"]) ** 2 // cfg["scale_factor"] ** 2
     model = Idefics3ForConditionalGeneration(Idefics3Config(**cfg)).train()
     table = model.model.vision_model.embeddings.position_embedding.weight.data
-    if args.pos_init == "sincos":
+    if args.load:
+        model = Idefics3ForConditionalGeneration.from_pretrained(args.load).eval()
+    elif args.pos_init == "sincos":
         table.copy_(sincos_2d(v["image_size"] // v["patch_size"], table.shape[1]) * args.pos_std)
     else:
         table.normal_(0, args.pos_std)
@@ -185,6 +240,9 @@ def main():
     print(f"spatial {len(spatial)} general {len(general)} test {len(test)} image tokens {image_seq_len}; "
           f"params {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M", flush=True)
 
+    if args.load:
+        report(model, test, enc, data_dir, images, pad_id, 0, greedy=True)
+        return
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     def shape(s):
         if args.schedule == "wsd":
@@ -205,10 +263,7 @@ def main():
         if step % 50 == 0:
             print(f"step {step} loss {out.loss.item():.4f} ({time.time() - started:.0f} s)", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
-            acc = evaluate(model, test, enc, data_dir, images, pad_id)
-            binary = [acc[k] for k in BINARY if k in acc]
-            print(f"== step {step}: binary mean {np.mean(binary):.3f} | "
-                  + " ".join(f"{k}={acc[k]:.2f}" for k in sorted(acc)), flush=True)
+            report(model, test, enc, data_dir, images, pad_id, step, greedy=step == args.steps)
 
 
 if __name__ == "__main__":
