@@ -17,6 +17,7 @@ pub mod general;
 pub mod metrics;
 pub mod report;
 pub mod score;
+pub mod steps;
 
 pub use baseline::PriorBaseline;
 pub use benchmarks::{
@@ -31,3 +32,4 @@ pub use general::{
 pub use metrics::{Metrics, Rate};
 pub use report::{EvalReport, ReportFiles, read_predictions, truth_text};
 pub use score::{Parsed, Score, score_answer};
+pub use steps::ReasoningSteps;

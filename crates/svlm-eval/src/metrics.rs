@@ -51,6 +51,9 @@ pub struct Metrics {
     pub accuracy: Rate,
     /// Yes/no predicates and "which" choices (the paper's binary-predicate accuracy).
     pub binary: Rate,
+    /// Yes/no predicates alone.
+    #[serde(default)]
+    pub yes_no: Rate,
     /// Lengths with a non-zero truth: prediction in [0.5x, 2x] of the truth (SpatialVLM, Q-Spatial).
     pub within_2x: Rate,
     /// Lengths with a non-zero truth: prediction in [0.75x, 1.25x] of the truth (SpatialRGPT).
@@ -82,7 +85,11 @@ impl Metrics {
             m.valid += usize::from(valid);
             m.accuracy.add(valid, score.correct);
             match truth {
-                Truth::Bool { .. } | Truth::Choice { .. } => m.binary.add(valid, score.correct),
+                Truth::Bool { .. } => {
+                    m.binary.add(valid, score.correct);
+                    m.yes_no.add(valid, score.correct);
+                }
+                Truth::Choice { .. } => m.binary.add(valid, score.correct),
                 Truth::Length { meters } if meters.abs() > ZERO_LENGTH_M => {
                     let ratio = score.ratio.unwrap_or(f64::NAN);
                     m.within_2x.add(valid, within_factor_two(ratio));
@@ -106,6 +113,7 @@ impl Metrics {
         for rate in [
             &mut m.accuracy,
             &mut m.binary,
+            &mut m.yes_no,
             &mut m.within_2x,
             &mut m.within_25_percent,
             &mut m.clock,
@@ -168,9 +176,27 @@ mod tests {
         assert_eq!(m.binary.over_all, Some(0.5));
         assert_eq!(m.binary.over_valid, Some(2.0 / 3.0));
         assert_eq!(m.accuracy, m.binary);
+        assert_eq!(m.yes_no, m.binary);
         assert_eq!(m.within_2x.total, 0);
         assert_eq!(m.within_2x.over_all, None);
         assert_eq!(m.mra_over_all, None);
+    }
+
+    #[test]
+    fn yes_no_leaves_the_choices_out_of_binary() {
+        let choice = Truth::Choice {
+            value: "red box".into(),
+            options: vec!["red box".into(), "gray cube".into()],
+        };
+        let m = run(&[
+            (Truth::Bool { value: false }, "No."),
+            (Truth::Bool { value: false }, "Yes."),
+            (choice.clone(), "The red box."),
+            (choice, "The red box, I think."),
+        ]);
+        assert_eq!((m.binary.hits, m.binary.total), (3, 4));
+        assert_eq!((m.yes_no.hits, m.yes_no.total), (1, 2));
+        assert_eq!(m.yes_no.over_all, Some(0.5));
     }
 
     #[test]

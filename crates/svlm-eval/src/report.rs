@@ -3,6 +3,7 @@
 use crate::dataset::Skip;
 use crate::evaluate::Prediction;
 use crate::metrics::{Metrics, Rate};
+use crate::steps::ReasoningSteps;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,6 +33,12 @@ pub struct EvalReport {
     pub by_family: BTreeMap<String, Metrics>,
     /// Per question type.
     pub by_type: BTreeMap<String, Metrics>,
+    /// Reasoned answers step by step (listing, then verdict), over all of them and per question type; types without
+    /// reasoned reference answers are left out.
+    #[serde(default)]
+    pub reasoning: ReasoningSteps,
+    #[serde(default)]
+    pub reasoning_by_type: BTreeMap<String, ReasoningSteps>,
     /// Not in report.json: written to predictions.jsonl.
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
@@ -72,9 +79,19 @@ impl EvalReport {
             .into_keys()
             .map(|f| (f.clone(), pairs(&|p| p.family == f)))
             .collect();
-        let by_type = by_type
+        let by_type: BTreeMap<String, Metrics> = by_type
             .into_keys()
             .map(|k| (k.clone(), pairs(&|p| p.kind == k)))
+            .collect();
+        let reasoning = ReasoningSteps::from_predictions(&predictions);
+        let reasoning_by_type = by_type
+            .keys()
+            .map(|k| {
+                let steps =
+                    ReasoningSteps::from_predictions(predictions.iter().filter(|p| &p.kind == k));
+                (k.clone(), steps)
+            })
+            .filter(|(_, steps)| steps.reasoned > 0)
             .collect();
         EvalReport {
             dataset: dataset.to_string(),
@@ -86,6 +103,8 @@ impl EvalReport {
             overall,
             by_family,
             by_type,
+            reasoning,
+            reasoning_by_type,
             predictions,
         }
     }
@@ -118,7 +137,8 @@ impl EvalReport {
                 m.count.to_string(),
             ],
             rate_row("accuracy", &m.accuracy),
-            rate_row("binary predicates", &m.binary),
+            rate_row("binary (yes/no and which)", &m.binary),
+            rate_row("yes/no predicates", &m.yes_no),
             rate_row("lengths within [0.5x, 2x]", &m.within_2x),
             rate_row("lengths within +-25%", &m.within_25_percent),
             vec![
@@ -150,6 +170,9 @@ impl EvalReport {
         md.push_str(&group_table("family", &self.by_family));
         md.push_str("\n## By question type\n\n");
         md.push_str(&group_table("type", &self.by_type));
+        if self.reasoning.reasoned > 0 {
+            md.push_str(&reasoning_table(&self.reasoning, &self.reasoning_by_type));
+        }
 
         if self.skipped > 0 {
             md.push_str(&format!(
@@ -301,6 +324,43 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
                 .with_context(|| format!("{}:{}: not a prediction", path.display(), n + 1))
         })
         .collect()
+}
+
+/// The step-by-step table of reasoned answers (`steps.rs`).
+pub fn reasoning_table(
+    overall: &ReasoningSteps,
+    by_type: &BTreeMap<String, ReasoningSteps>,
+) -> String {
+    let mut md = String::from(
+        "\n## Reasoned answers, step by step\n\nA reasoned answer lists the objects along the relation's axis, then \
+         decides. Listing right: the reference's objects in its order. Order right: of the answers that listed the \
+         right objects, those in the right order (reading the scene). Then the share of correct final answers after \
+         a right listing (deciding from it) and after a wrong one.\n\n",
+    );
+    let row = |name: &str, s: &ReasoningSteps| {
+        vec![
+            name.to_string(),
+            s.reasoned.to_string(),
+            pct(s.listing_rate()),
+            pct(s.order_rate()),
+            pct(s.correct_after_right_rate()),
+            pct(s.correct_after_wrong_rate()),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = by_type.iter().map(|(k, s)| row(k, s)).collect();
+    rows.push(row("all", overall));
+    md.push_str(&markdown_table(
+        &[
+            "type",
+            "n",
+            "listing right",
+            "order right",
+            "correct after a right listing",
+            "correct after a wrong one",
+        ],
+        &rows,
+    ));
+    md
 }
 
 fn pct(v: Option<f64>) -> String {

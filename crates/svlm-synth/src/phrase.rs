@@ -611,6 +611,21 @@ pub fn reasoned_choice(rel: Relation, winner: &str, other: &str) -> String {
     format!("{order}: {x}, {y}. So {winner}.")
 }
 
+/// The listing step of a reasoned answer ([`reasoned_predicate`], [`reasoned_choice`]), read back from any text
+/// that starts like one: the axis ("From left to right") and the objects in the order listed. `None` when the text
+/// does not start with "From <axis>: " or lists fewer than two objects. Evaluation uses it to score the listing
+/// apart from the verdict.
+pub fn reasoned_listing(answer: &str) -> Option<(&str, Vec<&str>)> {
+    let answer = answer.trim_start();
+    if !answer.starts_with("From ") {
+        return None;
+    }
+    let (axis, rest) = answer.split_once(": ")?;
+    let listing = rest.split_once('.').map_or(rest, |(l, _)| l);
+    let objects: Vec<&str> = listing.split(", ").map(str::trim).collect();
+    (objects.len() >= 2 && objects.iter().all(|o| !o.is_empty())).then_some((axis, objects))
+}
+
 /// (question, answer) for "which is REL-er, first or second?".
 pub fn choice(
     rel: Relation,
@@ -729,6 +744,44 @@ pub fn relation_phrasings(rel: Relation) -> ((usize, usize), (usize, usize)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasoned_listing_reads_back_what_the_reasoned_answers_write() {
+        let (a, b) = ("the red box", "the gray cube");
+        for rel in Relation::ALL {
+            let (want_axis, _) = axis(rel);
+            for value in [true, false] {
+                let answer = reasoned_predicate(rel, a, b, value);
+                let (read_axis, objects) = reasoned_listing(&answer).expect(&answer);
+                assert_eq!(read_axis, want_axis, "{answer}");
+                let mut sorted = objects.clone();
+                sorted.sort();
+                assert_eq!(sorted, vec![b, a], "{answer}");
+            }
+            let answer = reasoned_choice(rel, a, b);
+            let (_, objects) = reasoned_listing(&answer).expect(&answer);
+            assert_eq!(objects.len(), 2, "{answer}");
+        }
+        let (_, objects) =
+            reasoned_listing("From left to right: the red box, the gray cube. So the red box.")
+                .unwrap();
+        assert_eq!(objects, ["the red box", "the gray cube"]);
+        // Unfinished generations still give their listing; anything else gives none.
+        assert_eq!(
+            reasoned_listing("From front to back: a, b").map(|(_, o)| o),
+            Some(vec!["a", "b"])
+        );
+        for text in [
+            "Yes.",
+            "From left to right: the red box.",
+            "From left to right the red box, the gray cube.",
+            "The red box, the gray cube.",
+            "From left to right: , the gray cube.",
+            "",
+        ] {
+            assert_eq!(reasoned_listing(text), None, "{text}");
+        }
+    }
 
     #[test]
     fn fill_replaces_and_capitalizes() {
