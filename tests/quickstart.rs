@@ -142,6 +142,12 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     for r in results {
         let binary = &r["spatial"]["overall"]["binary"];
         assert!(binary["total"].as_u64().expect("binary total") > 0);
+        assert!(r["spatial"]["overall"]["yes_no"]["total"].is_u64());
+        // Every yes/no and "which" reference answer is reasoned, so each is scored step by step too.
+        assert_eq!(
+            r["spatial"]["reasoning"]["reasoned"].as_u64(),
+            binary["total"].as_u64()
+        );
         assert!(
             r["general"]["overall"]["count"]
                 .as_u64()
@@ -154,6 +160,7 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     for section in [
         "## Results on held-out scenes",
         "## Accuracy per question type",
+        "## Reasoned answers, step by step",
         "## Example answers",
         "metrics_vs_ratio.png",
     ] {

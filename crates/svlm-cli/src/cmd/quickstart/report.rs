@@ -187,8 +187,11 @@ fn metrics_plot(summary: &Summary, path: &Path) -> anyhow::Result<()> {
         "spatial ratio (share of training samples)",
         "% of held-out questions",
     )
-    .with_series(series("spatial binary predicates", &|r| {
+    .with_series(series("spatial yes/no and which", &|r| {
         r.spatial.overall.binary.over_all
+    }))
+    .with_series(series("spatial yes/no", &|r| {
+        r.spatial.overall.yes_no.over_all
     }))
     .with_series(series("spatial within [0.5x, 2x]", &|r| {
         r.spatial.overall.within_2x.over_all
@@ -227,20 +230,22 @@ fn targets(summary: &Summary) -> Vec<String> {
         .max_by(|a, b| {
             a.spatial
                 .overall
-                .binary
+                .yes_no
                 .over_all
                 .unwrap_or(0.0)
-                .total_cmp(&b.spatial.overall.binary.over_all.unwrap_or(0.0))
+                .total_cmp(&b.spatial.overall.yes_no.over_all.unwrap_or(0.0))
         });
     let mark = |ok: bool| if ok { "met" } else { "missed" };
     if let Some(w) = with {
-        let binary = w.spatial.overall.binary.over_all.unwrap_or(0.0);
+        let yes_no = w.spatial.overall.yes_no.over_all.unwrap_or(0.0);
         let within = w.spatial.overall.within_2x.over_all.unwrap_or(0.0);
         lines.push(format!(
-            "- binary predicate accuracy >= 85% with spatial data (ratio {}): {} — {}",
+            "- binary predicate (yes/no) accuracy >= 85% with spatial data (ratio {}): {} — {} (yes/no and \
+             \"which\" together: {})",
             w.ratio,
-            pct(Some(binary)),
-            mark(binary >= 0.85)
+            pct(Some(yes_no)),
+            mark(yes_no >= 0.85),
+            pct(w.spatial.overall.binary.over_all)
         ));
         lines.push(format!(
             "- within [0.5x, 2x] >= 60% with spatial data (ratio {}): {} — {}",
@@ -252,8 +257,8 @@ fn targets(summary: &Summary) -> Vec<String> {
             let gz = z.general.overall.accuracy.over_all.unwrap_or(0.0);
             let gw = w.general.overall.accuracy.over_all.unwrap_or(0.0);
             lines.push(format!(
-                "- without spatial data (ratio 0): binary {} (chance is 50%), within 2x {}",
-                pct(z.spatial.overall.binary.over_all),
+                "- without spatial data (ratio 0): yes/no {} (chance is 50%), within 2x {}",
+                pct(z.spatial.overall.yes_no.over_all),
                 pct(z.spatial.overall.within_2x.over_all)
             ));
             lines.push(format!(
@@ -303,6 +308,49 @@ fn per_type_table(summary: &Summary) -> String {
         .collect();
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
     markdown_table(&refs, &rows)
+}
+
+/// Where the reasoned yes/no and "which" answers of each run go wrong: reading the scene (the listing) or deciding
+/// from it (svlm_eval::steps). Empty when no run gave reasoned answers.
+fn reasoning_section(summary: &Summary) -> String {
+    let rows: Vec<Vec<String>> = summary
+        .results
+        .iter()
+        .filter(|r| r.spatial.reasoning.reasoned > 0)
+        .map(|r| {
+            let s = &r.spatial.reasoning;
+            vec![
+                format!("{}", r.ratio),
+                s.reasoned.to_string(),
+                pct(s.listing_rate()),
+                pct(s.order_rate()),
+                pct(s.correct_after_right_rate()),
+                pct(s.correct_after_wrong_rate()),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "\n## Reasoned answers, step by step\n\nEach yes/no and \"which\" answer first lists the two objects along \
+         the relation's axis (\"From left to right: the red box, the gray cube.\"), then decides. Listing right: \
+         the reference's objects in its order. Order right: of the answers naming the right objects, those in the \
+         right order (reading the scene). Then the correct final answers after a right listing (deciding from it) \
+         and after a wrong one. Per question type: `eval/ratio_*/spatial/report.md`.\n\n",
+    );
+    md.push_str(&markdown_table(
+        &[
+            "spatial ratio",
+            "reasoned answers",
+            "listing right",
+            "order right",
+            "correct after a right listing",
+            "correct after a wrong one",
+        ],
+        &rows,
+    ));
+    md
 }
 
 /// The first held-out questions of each family, with the truth and every run's answer.
@@ -398,6 +446,7 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
         .map(|r| {
             vec![
                 format!("{}", r.ratio),
+                pct(r.spatial.overall.yes_no.over_all),
                 pct(r.spatial.overall.binary.over_all),
                 pct(r.spatial.overall.within_2x.over_all),
                 pct(r.spatial.overall.valid_format_rate),
@@ -409,6 +458,7 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
         })
         .chain(std::iter::once(vec![
             "answer prior (no model, no image)".to_string(),
+            pct(summary.prior.spatial.overall.yes_no.over_all),
             pct(summary.prior.spatial.overall.binary.over_all),
             pct(summary.prior.spatial.overall.within_2x.over_all),
             pct(summary.prior.spatial.overall.valid_format_rate),
@@ -421,7 +471,8 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
     md.push_str(&markdown_table(
         &[
             "spatial ratio",
-            "binary accuracy",
+            "yes/no accuracy",
+            "yes/no and which",
             "within [0.5x, 2x]",
             "valid format",
             "general VQA accuracy",
@@ -449,6 +500,7 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
          lengths within [0.5x, 2x].\n"
     )?;
     md.push_str(&per_type_table(summary));
+    md.push_str(&reasoning_section(summary));
     writeln!(md, "\n## Example answers\n")?;
     md.push_str(&examples(summary, 1));
     if let Some(demo) = &summary.reward {
