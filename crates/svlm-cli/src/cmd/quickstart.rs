@@ -158,7 +158,7 @@ impl Plan {
                     max_positions: 512,
                 },
                 ratios: args.ratios.clone(),
-                steps: 1100,
+                steps: 1300,
                 batch_size: 64,
                 lr: 3e-3,
                 warmup_steps: 30,
