@@ -327,7 +327,7 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
 }
 
 /// The step-by-step table of reasoned answers (`steps.rs`).
-pub fn reasoning_table(
+fn reasoning_table(
     overall: &ReasoningSteps,
     by_type: &BTreeMap<String, ReasoningSteps>,
 ) -> String {
