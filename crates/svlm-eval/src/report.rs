@@ -327,10 +327,7 @@ pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
 }
 
 /// The step-by-step table of reasoned answers (`steps.rs`).
-fn reasoning_table(
-    overall: &ReasoningSteps,
-    by_type: &BTreeMap<String, ReasoningSteps>,
-) -> String {
+fn reasoning_table(overall: &ReasoningSteps, by_type: &BTreeMap<String, ReasoningSteps>) -> String {
     let mut md = String::from(
         "\n## Reasoned answers, step by step\n\nA reasoned answer lists the objects along the relation's axis, then \
          decides. Listing right: the reference's objects in its order. Order right: of the answers that listed the \
