@@ -335,28 +335,15 @@ fn reasoning_table(overall: &ReasoningSteps, by_type: &BTreeMap<String, Reasonin
          a right listing (deciding from it) and after a wrong one.\n\n",
     );
     let row = |name: &str, s: &ReasoningSteps| {
-        vec![
-            name.to_string(),
-            s.reasoned.to_string(),
-            pct(s.listing_rate()),
-            pct(s.order_rate()),
-            pct(s.correct_after_right_rate()),
-            pct(s.correct_after_wrong_rate()),
-        ]
+        let mut cells = vec![name.to_string(), s.reasoned.to_string()];
+        cells.extend(s.rates().map(pct));
+        cells
     };
     let mut rows: Vec<Vec<String>> = by_type.iter().map(|(k, s)| row(k, s)).collect();
     rows.push(row("all", overall));
-    md.push_str(&markdown_table(
-        &[
-            "type",
-            "n",
-            "listing right",
-            "order right",
-            "correct after a right listing",
-            "correct after a wrong one",
-        ],
-        &rows,
-    ));
+    let mut headers = vec!["type", "n"];
+    headers.extend(ReasoningSteps::RATE_COLUMNS);
+    md.push_str(&markdown_table(&headers, &rows));
     md
 }
 

@@ -30,6 +30,24 @@ fn normalized(objects: &[&str]) -> Vec<String> {
 }
 
 impl ReasoningSteps {
+    /// Column names for the rates of [`ReasoningSteps::rates`], in the same order: every step-by-step table uses them.
+    pub const RATE_COLUMNS: [&'static str; 4] = [
+        "listing right",
+        "order right",
+        "correct after a right listing",
+        "correct after a wrong one",
+    ];
+
+    /// Listing, order, correct after a right listing, correct after a wrong one ([`Self::RATE_COLUMNS`]).
+    pub fn rates(&self) -> [Option<f64>; 4] {
+        [
+            self.listing_rate(),
+            self.order_rate(),
+            self.correct_after_right_rate(),
+            self.correct_after_wrong_rate(),
+        ]
+    }
+
     /// Counts over `predictions`; those without a reasoned reference answer are left out.
     pub fn from_predictions<'a>(predictions: impl IntoIterator<Item = &'a Prediction>) -> Self {
         let mut s = ReasoningSteps::default();
@@ -55,11 +73,11 @@ impl ReasoningSteps {
             };
             s.same_objects += usize::from(same_objects);
             s.listing_right += usize::from(right);
-            let correct = p.score.correct && p.score.is_valid();
+            // An unreadable answer is never `correct` (`Score`).
             if right {
-                s.correct_after_right_listing += usize::from(correct);
+                s.correct_after_right_listing += usize::from(p.score.correct);
             } else {
-                s.correct_after_wrong_listing += usize::from(correct);
+                s.correct_after_wrong_listing += usize::from(p.score.correct);
             }
         }
         s

@@ -319,14 +319,9 @@ fn reasoning_section(summary: &Summary) -> String {
         .filter(|r| r.spatial.reasoning.reasoned > 0)
         .map(|r| {
             let s = &r.spatial.reasoning;
-            vec![
-                format!("{}", r.ratio),
-                s.reasoned.to_string(),
-                pct(s.listing_rate()),
-                pct(s.order_rate()),
-                pct(s.correct_after_right_rate()),
-                pct(s.correct_after_wrong_rate()),
-            ]
+            let mut cells = vec![format!("{}", r.ratio), s.reasoned.to_string()];
+            cells.extend(s.rates().map(pct));
+            cells
         })
         .collect();
     if rows.is_empty() {
@@ -339,17 +334,9 @@ fn reasoning_section(summary: &Summary) -> String {
          right order (reading the scene). Then the correct final answers after a right listing (deciding from it) \
          and after a wrong one. Per question type: `eval/ratio_*/spatial/report.md`.\n\n",
     );
-    md.push_str(&markdown_table(
-        &[
-            "spatial ratio",
-            "reasoned answers",
-            "listing right",
-            "order right",
-            "correct after a right listing",
-            "correct after a wrong one",
-        ],
-        &rows,
-    ));
+    let mut headers = vec!["spatial ratio", "reasoned answers"];
+    headers.extend(svlm_eval::ReasoningSteps::RATE_COLUMNS);
+    md.push_str(&markdown_table(&headers, &rows));
     md
 }
 
