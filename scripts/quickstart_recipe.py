@@ -28,6 +28,7 @@ from transformers import Idefics3Config, Idefics3ForConditionalGeneration, PreTr
 
 BINARY = {"left_predicate", "right_predicate", "front_predicate", "behind_predicate", "taller_predicate",
           "shorter_predicate"}
+CHOICE = {"left_choice", "right_choice", "front_choice", "behind_choice", "taller_choice", "shorter_choice"}
 
 
 def load_pairs(path, limit=None):
@@ -96,17 +97,17 @@ def sincos_2d(side, dim):
     return torch.cat(parts, 1) * math.sqrt(2.0)
 
 
-def evaluate(model, items, enc, data_dir, images, pad_id, batch=128):
+def evaluate(model, items, enc, data_dir, images, pad_id, device, batch=128):
     right, total = defaultdict(int), defaultdict(int)
     model.eval()
     with torch.no_grad():
         for i in range(0, len(items), batch):
             chunk = items[i:i + batch]
             ids, labels, mask, pix, starts, ends = collate(chunk, enc, data_dir, images, pad_id)
-            logits = model(input_ids=ids, attention_mask=mask, pixel_values=pix,
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), pixel_values=pix.to(device),
                            pixel_attention_mask=torch.ones(len(chunk), 1, pix.shape[-2], pix.shape[-1],
-                                                           dtype=torch.bool)).logits
-            pred = logits.argmax(-1)
+                                                           dtype=torch.bool, device=device)).logits
+            pred = logits.argmax(-1).cpu()
             for j, (_, _, answer, kind) in enumerate(chunk):
                 # answer tokens up to <end_of_utterance> (the trailing newline is not scored)
                 hit = pred[j, starts[j] - 1:ends[j] - 2] == ids[j, starts[j]:ends[j] - 1]
@@ -125,12 +126,36 @@ def evaluate(model, items, enc, data_dir, images, pad_id, batch=128):
     return {k: right[k] / total[k] for k in total}
 
 
-def greedy_binary(model, items, enc, data_dir, images, max_new=48):
-    """Greedy-decoded yes/no accuracy per binary type, as svlm's evaluation reads it: the last yes/no word of the
-    generated answer against the last one of the reference. Prompts are grouped by length, so nothing is padded."""
+def conclusion(kind, question, text):
+    """What an answer concludes, read as svlm's evaluation reads it (svlm-answers): the last yes/no word of a
+    predicate; for a "which" choice, the option named after the last "so" (or in the whole answer when that part
+    names none): a whole option's name first, else the earliest word that only one option has."""
+    text = text.lower().replace("<end_of_utterance>", " ")
+    if kind in BINARY:
+        said = re.findall(r"\b(yes|no)\b", text)
+        return said[-1] if said else None
+    options = re.search(r", the (.+) or the (.+)\?$", question.lower())
+    if not options:
+        return None
+    options = [o.split() for o in options.groups()]
+    for part in (re.split(r"\bso\b", text)[-1], text):
+        words = re.findall(r"[a-z]+", part)
+        mentions = [(p, i) for i, o in enumerate(options) for p in range(len(words)) if words[p:p + len(o)] == o]
+        if mentions:
+            return min(mentions)[1]
+        for word in words:
+            owners = [i for i, o in enumerate(options) if word in o and word != "the"]
+            if len(owners) == 1:
+                return owners[0]
+    return None
+
+
+def greedy_answers(model, items, enc, data_dir, images, device, max_new=48):
+    """Greedy-decoded accuracy per yes/no and "which" type: the answer's conclusion against the reference's.
+    Prompts are grouped by length, so nothing is padded."""
     groups = defaultdict(list)
     for item in items:
-        if item[3] in BINARY:
+        if item[3] in BINARY or item[3] in CHOICE:
             ids, start = enc.ids(item[1], item[2])
             groups[start].append((ids[:start], item))
     end_id = enc.tok.convert_tokens_to_ids("<end_of_utterance>")
@@ -140,10 +165,10 @@ def greedy_binary(model, items, enc, data_dir, images, max_new=48):
         for _, group in sorted(groups.items()):
             for i in range(0, len(group), 128):
                 chunk = group[i:i + 128]
-                ids = torch.tensor([p for p, _ in chunk])
-                pix = torch.stack([image_tensor(data_dir, it[0], images) for _, it in chunk])[:, None]
-                pmask = torch.ones(len(chunk), 1, pix.shape[-2], pix.shape[-1], dtype=torch.bool)
-                done = torch.zeros(len(chunk), dtype=torch.bool)
+                ids = torch.tensor([p for p, _ in chunk], device=device)
+                pix = torch.stack([image_tensor(data_dir, it[0], images) for _, it in chunk])[:, None].to(device)
+                pmask = torch.ones(len(chunk), 1, pix.shape[-2], pix.shape[-1], dtype=torch.bool, device=device)
+                done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
                 for _ in range(max_new):
                     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pix,
                                    pixel_attention_mask=pmask).logits[:, -1]
@@ -153,25 +178,28 @@ def greedy_binary(model, items, enc, data_dir, images, max_new=48):
                     done |= nxt == end_id
                     if done.all():
                         break
-                for j, (p, (_, _, answer, kind)) in enumerate(chunk):
-                    text = enc.tok.decode(ids[j, len(p):].tolist())
-                    said = re.findall(r"\b(yes|no)\b", text.lower())
-                    truth = re.findall(r"\b(yes|no)\b", answer.lower())[-1]
-                    right[kind] += bool(said) and said[-1] == truth
+                for j, (p, (_, question, answer, kind)) in enumerate(chunk):
+                    said = conclusion(kind, question, enc.tok.decode(ids[j, len(p):].tolist()))
+                    right[kind] += said is not None and said == conclusion(kind, question, answer)
                     total[kind] += 1
     model.train()
     return {k: right[k] / total[k] for k in total}
 
 
-def report(model, test, enc, data_dir, images, pad_id, step, greedy):
-    acc = evaluate(model, test, enc, data_dir, images, pad_id)
+def report(model, test, enc, data_dir, images, pad_id, step, greedy, device):
+    acc = evaluate(model, test, enc, data_dir, images, pad_id, device)
     binary = [acc[k] for k in BINARY if k in acc]
     print(f"== step {step}: binary mean {np.mean(binary):.3f} | "
           + " ".join(f"{k}={acc[k]:.2f}" for k in sorted(acc)), flush=True)
+    result = {"step": step, "teacher_forced": acc}
     if greedy:
-        said = greedy_binary(model, test, enc, data_dir, images)
-        print(f"== greedy yes/no accuracy: mean {np.mean(list(said.values())):.3f} | "
+        said = greedy_answers(model, test, enc, data_dir, images, device)
+        yes_no = [v for k, v in said.items() if k in BINARY]
+        which = [v for k, v in said.items() if k in CHOICE]
+        print(f"== greedy yes/no accuracy: mean {np.mean(yes_no):.3f}, which: mean {np.mean(which):.3f} | "
               + " ".join(f"{k}={said[k]:.2f}" for k in sorted(said)), flush=True)
+        result.update(greedy=said, greedy_yes_no=float(np.mean(yes_no)), greedy_which=float(np.mean(which)))
+    print("== result " + json.dumps(result), flush=True)
 
 
 def main():
@@ -192,7 +220,10 @@ def main():
                     help="vision position embeddings: N(0, pos-std^2), or a 2D sine-cosine table (x in half the "
                          "channels, y in the other half) scaled to pos-std")
     ap.add_argument("--types", default=None, help="comma list: train on these spatial types only")
+    ap.add_argument("--scale-factor", type=int, default=None, help="pixel shuffle factor (1: one token per patch)")
+    ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--load", type=Path, default=None,
@@ -213,6 +244,8 @@ def main():
         v["num_hidden_layers"] = args.vision_layers
     if args.patch:
         v["patch_size"] = args.patch
+    if args.scale_factor:
+        cfg["scale_factor"] = args.scale_factor
     if args.text_layers:
         t["num_hidden_layers"] = args.text_layers
     if args.text_hidden:
@@ -240,10 +273,12 @@ def main():
     print(f"spatial {len(spatial)} general {len(general)} test {len(test)} image tokens {image_seq_len}; "
           f"params {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M", flush=True)
 
+    device = torch.device(args.device)
+    model.to(device)
     if args.load:
-        report(model, test, enc, data_dir, images, pad_id, 0, greedy=True)
+        report(model, test, enc, data_dir, images, pad_id, 0, True, device)
         return
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     def shape(s):
         if args.schedule == "wsd":
             return max(0.05, min(1.0, (args.steps - s) / (0.2 * args.steps)))
@@ -253,8 +288,10 @@ def main():
     for step in range(1, args.steps + 1):
         batch = [rng.choice(spatial) if rng.random() < args.ratio else rng.choice(general) for _ in range(args.batch)]
         ids, labels, mask, pix, _, _ = collate(batch, enc, data_dir, images, pad_id)
-        out = model(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pix,
-                    pixel_attention_mask=torch.ones(len(batch), 1, pix.shape[-2], pix.shape[-1], dtype=torch.bool))
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device),
+                    pixel_values=pix.to(device),
+                    pixel_attention_mask=torch.ones(len(batch), 1, pix.shape[-2], pix.shape[-1], dtype=torch.bool,
+                                                    device=device))
         opt.zero_grad()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -263,7 +300,7 @@ def main():
         if step % 50 == 0:
             print(f"step {step} loss {out.loss.item():.4f} ({time.time() - started:.0f} s)", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
-            report(model, test, enc, data_dir, images, pad_id, step, greedy=step == args.steps)
+            report(model, test, enc, data_dir, images, pad_id, step, step == args.steps, device)
 
 
 if __name__ == "__main__":
