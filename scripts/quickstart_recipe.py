@@ -31,8 +31,8 @@ BINARY = {"left_predicate", "right_predicate", "front_predicate", "behind_predic
 CHOICE = {"left_choice", "right_choice", "front_choice", "behind_choice", "taller_choice", "shorter_choice"}
 
 
-def load_pairs(path, limit=None):
-    """(image, question, answer, type) for every turn of every record."""
+def load_pairs(path, limit=None, image_root=None):
+    """(image, question, answer, type) for every turn of every record; image paths under `image_root` when given."""
     out = []
     with open(path) as f:
         for line in f:
@@ -41,7 +41,8 @@ def load_pairs(path, limit=None):
             for t in range(0, len(conv) - 1, 2):
                 q = conv[t]["value"].replace("<image>\n", "").replace("<image>", "")
                 kind = r["spatial"][t // 2]["type"] if t // 2 < len(r["spatial"]) else "?"
-                out.append((r["image"], q, conv[t + 1]["value"], kind))
+                image = str(Path(image_root) / r["image"]) if image_root else r["image"]
+                out.append((image, q, conv[t + 1]["value"], kind))
             if limit and len(out) >= limit:
                 break
     return out
@@ -224,6 +225,9 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument("--eval-dir", type=Path, default=None,
+                    help="score on this quickstart folder's held-out sets instead (e.g. one written with another "
+                         "--seed: a validation set, so that choosing a recipe does not tune on the test scenes)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--load", type=Path, default=None,
@@ -268,7 +272,9 @@ def main():
         keep = set(args.types.split(","))
         spatial = [x for x in spatial if x[3] in keep]
     general = load_pairs(data_dir / "general_train.jsonl")
-    test = load_pairs(data_dir / "spatial_test.jsonl") + load_pairs(data_dir / "general_test.jsonl")
+    eval_data = (args.eval_dir or args.quickstart_dir) / "data"
+    test = (load_pairs(eval_data / "spatial_test.jsonl", image_root=eval_data)
+            + load_pairs(eval_data / "general_test.jsonl", image_root=eval_data))
     images = {}
     print(f"spatial {len(spatial)} general {len(general)} test {len(test)} image tokens {image_seq_len}; "
           f"params {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M", flush=True)
