@@ -471,7 +471,8 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
     ));
     writeln!(
         md,
-        "\nTargets (issue 5; measured, not tuned on these scenes):\n"
+        "\nTargets (issue 5; measured here, not asserted; recipes are compared on other scenes, see \
+         experiments/quickstart.md):\n"
     )?;
     for line in targets(summary) {
         writeln!(md, "{line}")?;
