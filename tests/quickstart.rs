@@ -201,7 +201,16 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     assert!(markdown.contains("## Reward annotation on a held-out approach sequence"));
 
     // A rerun keeps data, model and finished runs, and evaluates the same checkpoints to the same numbers.
-    let again = svlm(&["quickstart", "--preset", "ci", "--out", out_arg, "--quiet"]);
+    let again = svlm(&[
+        "quickstart",
+        "--preset",
+        "ci",
+        "--out",
+        out_arg,
+        "--ratios",
+        "0,0.5",
+        "--quiet",
+    ]);
     assert!(
         again.status.success(),
         "{}",
