@@ -41,7 +41,8 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("qs");
     let out_arg = out.to_str().expect("utf-8 path");
-    let run = svlm(&[
+    // The same arguments for the first run and the rerun, so that the rerun reuses what the first one finished.
+    let args = [
         "quickstart",
         "--preset",
         "ci",
@@ -50,7 +51,8 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
         "--ratios",
         "0,0.5",
         "--quiet",
-    ]);
+    ];
+    let run = svlm(&args);
     assert!(
         run.status.success(),
         "quickstart failed:\n{}\n{}",
@@ -201,16 +203,7 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     assert!(markdown.contains("## Reward annotation on a held-out approach sequence"));
 
     // A rerun keeps data, model and finished runs, and evaluates the same checkpoints to the same numbers.
-    let again = svlm(&[
-        "quickstart",
-        "--preset",
-        "ci",
-        "--out",
-        out_arg,
-        "--ratios",
-        "0,0.5",
-        "--quiet",
-    ]);
+    let again = svlm(&args);
     assert!(
         again.status.success(),
         "{}",
