@@ -216,6 +216,8 @@ def main():
     ap.add_argument("--patch", type=int, default=None)
     ap.add_argument("--text-layers", type=int, default=None)
     ap.add_argument("--text-hidden", type=int, default=None)
+    ap.add_argument("--text-heads", type=int, default=None, help="text attention heads (head size follows)")
+    ap.add_argument("--text-kv-heads", type=int, default=None)
     ap.add_argument("--pos-std", type=float, default=1.0)
     ap.add_argument("--pos-init", default="normal", choices=["normal", "sincos"],
                     help="vision position embeddings: N(0, pos-std^2), or a 2D sine-cosine table (x in half the "
@@ -225,6 +227,9 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument("--train-dir", type=Path, default=None,
+                    help="train on this quickstart folder's data instead (e.g. a recipe_variants.py rewrite); the "
+                         "model config and tokenizer still come from quickstart_dir")
     ap.add_argument("--eval-dir", type=Path, default=None,
                     help="score on this quickstart folder's held-out sets instead (e.g. one written with another "
                          "--seed: a validation set, so that choosing a recipe does not tune on the test scenes)")
@@ -239,7 +244,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    data_dir = args.quickstart_dir / "data"
+    data_dir = (args.train_dir or args.quickstart_dir) / "data"
     cfg = json.loads((args.quickstart_dir / "model" / "config.json").read_text())
     v, t = cfg["vision_config"], cfg["text_config"]
     if args.vision_hidden:
@@ -254,7 +259,12 @@ def main():
         t["num_hidden_layers"] = args.text_layers
     if args.text_hidden:
         t["hidden_size"], t["intermediate_size"] = args.text_hidden, args.text_hidden * 8 // 3
-        t["head_dim"] = args.text_hidden // t["num_attention_heads"]
+    if args.text_heads:
+        t["num_attention_heads"] = args.text_heads
+    if args.text_kv_heads:
+        t["num_key_value_heads"] = args.text_kv_heads
+    if args.text_hidden or args.text_heads:
+        t["head_dim"] = t["hidden_size"] // t["num_attention_heads"]
     image_seq_len = (v["image_size"] // v["patch_size"]) ** 2 // cfg["scale_factor"] ** 2
     model = Idefics3ForConditionalGeneration(Idefics3Config(**cfg)).train()
     table = model.model.vision_model.embeddings.position_embedding.weight.data

@@ -5,6 +5,8 @@ images and model. Each variant changes only the spatial training (and, for answe
 
     marker          "From left to right: the green box (asked), the purple cylinder. Yes." (session 6, M)
     colour-verdict  "... First: green. Asked: purple. No." (the full names when the two share a colour)
+    short           "From left to right: green box, purple cylinder. First: green box. Asked: green box. Yes." (no
+                    "the" in a reasoned answer: four tokens fewer)
     mix             keep 1 in --keep-lengths of the distance and camera-distance records; with --given F, also
                     add for a share F of the yes/no records a copy whose question gives the listing and whose answer
                     is the rest ("From left to right: A, B. Is A left of B?" -> "First: A. Asked: A. Yes.")
@@ -45,9 +47,13 @@ def colour_verdict(answer):
     return f"{axis}: {x}, {y}. {end}: {picked.split()[1]}. Asked: {subject.split()[1]}. {verdict}."
 
 
+def short(answer):
+    return re.sub(r"\bthe ", "", answer) if answer.startswith("From ") else answer
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("variant", choices=["marker", "colour-verdict", "mix"])
+    ap.add_argument("variant", choices=["marker", "colour-verdict", "short", "mix"])
     ap.add_argument("src", type=Path)
     ap.add_argument("dst", type=Path)
     ap.add_argument("--keep-lengths", type=int, default=1, help="mix: keep 1 in N length records")
@@ -69,11 +75,12 @@ def main():
                 kind = record["spatial"][0]["type"]
                 turns = record["conversations"]
                 counts["records"] += 1
-                if args.variant in ("marker", "colour-verdict"):
-                    rewrite = marker if args.variant == "marker" else colour_verdict
-                    before = turns[1]["value"]
-                    turns[1]["value"] = rewrite(before)
-                    counts["rewritten"] += turns[1]["value"] != before
+                if args.variant in ("marker", "colour-verdict", "short"):
+                    rewrite = {"marker": marker, "colour-verdict": colour_verdict, "short": short}[args.variant]
+                    for turn in turns[1::2]:  # every answer (held-out records hold several turns)
+                        before = turn["value"]
+                        turn["value"] = rewrite(before)
+                        counts["rewritten"] += turn["value"] != before
                     out.write(json.dumps(record) + "\n")
                     continue
                 if split == "test":
