@@ -144,7 +144,9 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     for r in results {
         let binary = &r["spatial"]["overall"]["binary"];
         assert!(binary["total"].as_u64().expect("binary total") > 0);
-        assert!(r["spatial"]["overall"]["yes_no"]["total"].is_u64());
+        // Binary = yes/no predicates + "which" choices, each also reported alone.
+        let total = |key: &str| r["spatial"]["overall"][key]["total"].as_u64().expect(key);
+        assert_eq!(total("yes_no") + total("which"), total("binary"));
         // Every yes/no and "which" reference answer is reasoned, so each is scored step by step too.
         assert_eq!(
             r["spatial"]["reasoning"]["reasoned"].as_u64(),

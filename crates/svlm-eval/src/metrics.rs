@@ -54,6 +54,9 @@ pub struct Metrics {
     /// Yes/no predicates alone.
     #[serde(default)]
     pub yes_no: Rate,
+    /// "Which" choices alone.
+    #[serde(default)]
+    pub which: Rate,
     /// Lengths with a non-zero truth: prediction in [0.5x, 2x] of the truth (SpatialVLM, Q-Spatial).
     pub within_2x: Rate,
     /// Lengths with a non-zero truth: prediction in [0.75x, 1.25x] of the truth (SpatialRGPT).
@@ -89,7 +92,10 @@ impl Metrics {
                     m.binary.add(valid, score.correct);
                     m.yes_no.add(valid, score.correct);
                 }
-                Truth::Choice { .. } => m.binary.add(valid, score.correct),
+                Truth::Choice { .. } => {
+                    m.binary.add(valid, score.correct);
+                    m.which.add(valid, score.correct);
+                }
                 Truth::Length { meters } if meters.abs() > ZERO_LENGTH_M => {
                     let ratio = score.ratio.unwrap_or(f64::NAN);
                     m.within_2x.add(valid, within_factor_two(ratio));
@@ -114,6 +120,7 @@ impl Metrics {
             &mut m.accuracy,
             &mut m.binary,
             &mut m.yes_no,
+            &mut m.which,
             &mut m.within_2x,
             &mut m.within_25_percent,
             &mut m.clock,
@@ -197,6 +204,8 @@ mod tests {
         assert_eq!((m.binary.hits, m.binary.total), (3, 4));
         assert_eq!((m.yes_no.hits, m.yes_no.total), (1, 2));
         assert_eq!(m.yes_no.over_all, Some(0.5));
+        assert_eq!((m.which.hits, m.which.total), (2, 2));
+        assert_eq!(m.which.over_all, Some(1.0));
     }
 
     #[test]

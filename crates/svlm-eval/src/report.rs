@@ -139,6 +139,7 @@ impl EvalReport {
             rate_row("accuracy", &m.accuracy),
             rate_row("binary (yes/no and which)", &m.binary),
             rate_row("yes/no predicates", &m.yes_no),
+            rate_row("which choices", &m.which),
             rate_row("lengths within [0.5x, 2x]", &m.within_2x),
             rate_row("lengths within +-25%", &m.within_25_percent),
             vec![

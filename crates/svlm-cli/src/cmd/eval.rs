@@ -69,9 +69,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("writing the report to {}", args.out.display()))?;
     let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
     println!(
-        "{} questions: yes/no accuracy {}, yes/no and which {}, within [0.5x, 2x] {}, valid format {}",
+        "{} questions: yes/no accuracy {}, which {}, yes/no and which {}, within [0.5x, 2x] {}, valid format {}",
         report.items,
         pct(report.overall.yes_no.over_all),
+        pct(report.overall.which.over_all),
         pct(report.overall.binary.over_all),
         pct(report.overall.within_2x.over_all),
         pct(report.overall.valid_format_rate)

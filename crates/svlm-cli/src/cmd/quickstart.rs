@@ -631,9 +631,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let metrics = report::read_run_metrics(&run_dir)?;
         let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
         println!(
-            "      ratio {ratio}: spatial yes/no {} (with which {}), within 2x {}, general {} ({eval_seconds:.0} s)",
+            "      ratio {ratio}: spatial yes/no {}, which {}, within 2x {}, general {} ({eval_seconds:.0} s)",
             pct(spatial.overall.yes_no.over_all),
-            pct(spatial.overall.binary.over_all),
+            pct(spatial.overall.which.over_all),
             pct(spatial.overall.within_2x.over_all),
             pct(general.overall.accuracy.over_all),
         );

@@ -193,6 +193,7 @@ fn metrics_plot(summary: &Summary, path: &Path) -> anyhow::Result<()> {
     .with_series(series("spatial yes/no", &|r| {
         r.spatial.overall.yes_no.over_all
     }))
+    .with_series(series("spatial which", &|r| r.spatial.overall.which.over_all))
     .with_series(series("spatial within [0.5x, 2x]", &|r| {
         r.spatial.overall.within_2x.over_all
     }))
@@ -240,11 +241,12 @@ fn targets(summary: &Summary) -> Vec<String> {
         let yes_no = w.spatial.overall.yes_no.over_all.unwrap_or(0.0);
         let within = w.spatial.overall.within_2x.over_all.unwrap_or(0.0);
         lines.push(format!(
-            "- binary predicate (yes/no) accuracy >= 85% with spatial data (ratio {}): {} — {} (yes/no and \
-             \"which\" together: {})",
+            "- binary predicate (yes/no) accuracy >= 85% with spatial data (ratio {}): {} — {} (\"which\" \
+             choices alone: {}; yes/no and \"which\" together: {})",
             w.ratio,
             pct(Some(yes_no)),
             mark(yes_no >= 0.85),
+            pct(w.spatial.overall.which.over_all),
             pct(w.spatial.overall.binary.over_all)
         ));
         lines.push(format!(
@@ -257,8 +259,9 @@ fn targets(summary: &Summary) -> Vec<String> {
             let gz = z.general.overall.accuracy.over_all.unwrap_or(0.0);
             let gw = w.general.overall.accuracy.over_all.unwrap_or(0.0);
             lines.push(format!(
-                "- without spatial data (ratio 0): yes/no {} (chance is 50%), within 2x {}",
+                "- without spatial data (ratio 0): yes/no {} (chance is 50%), \"which\" {}, within 2x {}",
                 pct(z.spatial.overall.yes_no.over_all),
+                pct(z.spatial.overall.which.over_all),
                 pct(z.spatial.overall.within_2x.over_all)
             ));
             lines.push(format!(
@@ -434,6 +437,7 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
             vec![
                 format!("{}", r.ratio),
                 pct(r.spatial.overall.yes_no.over_all),
+                pct(r.spatial.overall.which.over_all),
                 pct(r.spatial.overall.binary.over_all),
                 pct(r.spatial.overall.within_2x.over_all),
                 pct(r.spatial.overall.valid_format_rate),
@@ -446,6 +450,7 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
         .chain(std::iter::once(vec![
             "answer prior (no model, no image)".to_string(),
             pct(summary.prior.spatial.overall.yes_no.over_all),
+            pct(summary.prior.spatial.overall.which.over_all),
             pct(summary.prior.spatial.overall.binary.over_all),
             pct(summary.prior.spatial.overall.within_2x.over_all),
             pct(summary.prior.spatial.overall.valid_format_rate),
@@ -459,6 +464,7 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
         &[
             "spatial ratio",
             "yes/no accuracy",
+            "which accuracy",
             "yes/no and which",
             "within [0.5x, 2x]",
             "valid format",
