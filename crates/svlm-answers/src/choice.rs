@@ -130,6 +130,11 @@ mod tests {
             ),
             Some(1)
         );
+        // The short form names the objects without "the".
+        assert_eq!(
+            parse_choice("From left to right: blue ball, red cube. So blue ball.", &o),
+            Some(1)
+        );
         assert_eq!(
             parse_choice(
                 "The red cube looks bigger, but it is farther; therefore the blue ball.",

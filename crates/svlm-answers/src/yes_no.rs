@@ -157,5 +157,11 @@ mod tests {
             ),
             Some(false)
         );
+        assert_eq!(
+            parse_yes_no(
+                "From left to right: red box, gray cube. First: red box. Asked: red box. Yes."
+            ),
+            Some(true)
+        );
     }
 }

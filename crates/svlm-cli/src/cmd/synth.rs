@@ -90,7 +90,8 @@ pub struct Args {
     #[arg(long)]
     short_answers: bool,
     /// Yes/no and "which" answers list the two objects along the relation's axis before deciding ("From left to
-    /// right: the gray cube, the red box. Last: the red box. Asked: the gray cube. No." for "right of").
+    /// right: the gray cube, the red box. Last: the red box. Asked: the gray cube. No." for "right of"); with
+    /// --short-answers, the objects are named without "the".
     #[arg(long)]
     reasoned_answers: bool,
     /// One wording per question type instead of every template and synonym at random.
