@@ -238,6 +238,13 @@ def main():
     ap.add_argument("--load", type=Path, default=None,
                     help="evaluate this checkpoint (a folder from_pretrained reads, e.g. an svlm checkpoint) instead "
                          "of training")
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="stop after this many steps (the schedule still spans --steps): compare early loss curves")
+    ap.add_argument("--exact-mix", action="store_true",
+                    help="every batch holds exactly round(ratio * batch) spatial samples, as svlm's trainer does "
+                         "(default: a coin per sample)")
+    ap.add_argument("--decay-1d", choices=["yes", "no"], default="yes",
+                    help="no: spare norms and biases (1-D parameters) from weight decay, as svlm's trainer does")
     ap.add_argument("--schedule", default="cosine", choices=["cosine", "wsd"],
                     help="wsd: warmup, constant, then a linear decay over the last 20%% of the steps")
     args = ap.parse_args()
@@ -294,7 +301,11 @@ def main():
     if args.load:
         report(model, test, enc, data_dir, images, pad_id, 0, True, device)
         return
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
+    params = model.parameters()
+    if args.decay_1d == "no":
+        params = [{"params": [p for p in model.parameters() if p.dim() >= 2]},
+                  {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=args.weight_decay)
     def shape(s):
         if args.schedule == "wsd":
             return max(0.05, min(1.0, (args.steps - s) / (0.2 * args.steps)))
@@ -302,7 +313,13 @@ def main():
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / args.warmup) * shape(s))
     started = time.time()
     for step in range(1, args.steps + 1):
-        batch = [rng.choice(spatial) if rng.random() < args.ratio else rng.choice(general) for _ in range(args.batch)]
+        if args.exact_mix:
+            n_spatial = round(args.ratio * args.batch)
+            batch = ([rng.choice(spatial) for _ in range(n_spatial)]
+                     + [rng.choice(general) for _ in range(args.batch - n_spatial)])
+        else:
+            batch = [rng.choice(spatial) if rng.random() < args.ratio else rng.choice(general)
+                     for _ in range(args.batch)]
         ids, labels, mask, pix, _, _ = collate(batch, enc, data_dir, images, pad_id)
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device),
                     pixel_values=pix.to(device),
@@ -313,10 +330,12 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if step % 50 == 0:
+        if step % 10 == 0:
             print(f"step {step} loss {out.loss.item():.4f} ({time.time() - started:.0f} s)", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
             report(model, test, enc, data_dir, images, pad_id, step, step == args.steps, device)
+        if args.stop_after and step >= args.stop_after:
+            break
 
 
 if __name__ == "__main__":
