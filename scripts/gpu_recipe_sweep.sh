@@ -2,8 +2,9 @@
 # A recipe sweep on a GPU machine that has PyTorch but no Rust toolchain: unpack a prebuilt `svlm` (xz), let it
 # write the quickstart's data and model config, stop it before training, then run scripts/recipe_sweep.py.
 #   bash scripts/gpu_recipe_sweep.sh SVLM.xz JOBS OUT PARALLEL DEADLINE_S [PREP]
-# PREP, a bash file, is sourced once the data is written (with $qs set and /tmp/svlm ready): it can write a
-# validation set (scripts/gpu_sweep_prep_validation.sh) or data variants that the jobs name with --train-dir.
+# PREP, a bash file, is sourced once the data is written (with $qs set, /tmp/svlm ready and quickstart_data
+# defined): it can write a validation set or data variants that the jobs name with --train-dir
+# (experiments/sweeps/session8/prep_*.sh).
 set -euo pipefail
 svlm_xz=$1 jobs=$2 out=$3 parallel=$4 deadline=$5 prep=${6:-}
 export PYTHONUNBUFFERED=1

@@ -748,6 +748,14 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
     let name_b = g.objects[c.b].name.as_str();
     let the_a = format!("the {name_a}");
     let the_b = format!("the {name_b}");
+    // How a reasoned answer names an object: bare in short answers (`QaConfig::reasoned_answers`).
+    let reasoned_name = |name: &str| {
+        if cfg.short_answers {
+            name.to_string()
+        } else {
+            format!("the {name}")
+        }
+    };
     let source = g.source.as_str().to_string();
     match c.kind {
         Kind::Predicate(rel) => {
@@ -755,12 +763,12 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
             let (question, mut answer) =
                 phrase::predicate(rel, &the_a, &the_b, value, cfg.phrasing, rng);
             if cfg.reasoned_answers {
-                let (a, b) = if cfg.short_answers {
-                    (name_a, name_b)
-                } else {
-                    (the_a.as_str(), the_b.as_str())
-                };
-                answer = phrase::reasoned_predicate(rel, a, b, value);
+                answer = phrase::reasoned_predicate(
+                    rel,
+                    &reasoned_name(name_a),
+                    &reasoned_name(name_b),
+                    value,
+                );
             }
             GeneratedQa {
                 question,
@@ -790,11 +798,8 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
                 phrase::choice(rel, first, second, &the_winner, cfg.phrasing, rng);
             if cfg.reasoned_answers {
                 let loser = if c.winner == c.a { name_b } else { name_a };
-                answer = if cfg.short_answers {
-                    phrase::reasoned_choice(rel, &winner, loser)
-                } else {
-                    phrase::reasoned_choice(rel, &the_winner, &format!("the {loser}"))
-                };
+                answer =
+                    phrase::reasoned_choice(rel, &reasoned_name(&winner), &reasoned_name(loser));
             }
             GeneratedQa {
                 question,
