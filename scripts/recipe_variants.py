@@ -13,7 +13,8 @@ images and model. Each variant changes only the spatial training (and, for answe
 
     python3 scripts/recipe_variants.py mix /tmp/qs /tmp/qs_mix --keep-lengths 3 --given 0.33
 
-Needs Python only (not run by CI).
+The answer variants rewrite session 8's reasoned format ("... First: the x. Asked: the y. Yes."); answers in
+session 10's format (colour keys, tagged ends) are left as they are. Needs Python only (not run by CI).
 """
 import argparse
 import json

@@ -163,5 +163,12 @@ mod tests {
             ),
             Some(true)
         );
+        // Its tags and the relation asked ("left", "right") decide nothing; the verdict after them does.
+        assert_eq!(
+            parse_yes_no(
+                "From left to right: gray: left, red: right. So gray: left. Asked: right. No."
+            ),
+            Some(false)
+        );
     }
 }

@@ -554,9 +554,10 @@ pub fn predicate(
 }
 
 /// The axis a reasoned answer lists two objects along, always written from the same end for a relation and its
-/// opposite ("left" and "right" both list from left to right), and whether `rel` holds for the first object of
-/// that listing (true for left) or the last (false for right). One listing per axis means one skill to learn for
-/// both directions.
+/// opposite ("left" and "right" both list from left to right), and whether `rel` points to the first end of that
+/// listing (true for left) or the last (false for right). One listing per axis means one way of reading the image
+/// for both directions: listing from the asked end instead (right to left for "right of") left a small model
+/// unable to read the order at all (`experiments/quickstart.md`, session 10).
 fn axis(rel: Relation) -> (&'static str, bool) {
     use Relation::*;
     match rel {
@@ -577,38 +578,83 @@ fn axis(rel: Relation) -> (&'static str, bool) {
     }
 }
 
-/// `holds` (the object `rel` holds for) and `other`, in the order of `rel`'s axis, and the word for `holds`'s end.
-fn listed<'a>(
-    rel: Relation,
-    holds: &'a str,
-    other: &'a str,
-) -> (&'static str, [&'a str; 2], &'static str) {
-    let (order, first) = axis(rel);
-    if first {
-        (order, [holds, other], "First")
-    } else {
-        (order, [other, holds], "Last")
+/// The one word a reasoned answer writes for the end of an axis that `rel` points to: "left" for Left, "front" for
+/// Front. It tags each listed object with its end and names the relation asked, so the verdict compares two words.
+pub fn relation_word(rel: Relation) -> &'static str {
+    use Relation::*;
+    match rel {
+        Left => "left",
+        Right => "right",
+        Above => "above",
+        Below => "below",
+        Front => "front",
+        Behind => "behind",
+        Closer => "closer",
+        Farther => "farther",
+        Taller => "taller",
+        Shorter => "shorter",
+        Wider => "wider",
+        Thinner => "thinner",
+        Bigger => "bigger",
+        Smaller => "smaller",
     }
 }
 
-/// A reasoned answer to "Is `subject` REL `other`?": the two objects listed along `rel`'s axis, the one at the end
-/// `rel` points to, the subject asked about, then the verdict, which is yes exactly when those two agree:
-/// "From left to right: the gray cube, the red box. Last: the red box. Asked: the gray cube. No." (for "Is the gray
-/// cube to the right of the red box?"). Each step looks back a short way at what was just written, which a small
-/// model from scratch learns far sooner than the bare verdict (`experiments/quickstart.md`, binding probes).
-pub fn reasoned_predicate(rel: Relation, subject: &str, other: &str, value: bool) -> String {
-    let holds = if value { subject } else { other };
-    let not_holds = if value { other } else { subject };
-    let (order, [x, y], end) = listed(rel, holds, not_holds);
-    let verdict = if value { "Yes." } else { "No." };
-    format!("{order}: {x}, {y}. {end}: {holds}. Asked: {subject}. {verdict}")
+/// `holds` (the object `rel` holds for) and `other` listed along `rel`'s axis, each tagged with the end it is at:
+/// ("From left to right", "green: left, red: right") for `rel` = Right, `holds` = "red".
+fn tagged_listing(rel: Relation, holds: &str, other: &str) -> (&'static str, String) {
+    let (order, first) = axis(rel);
+    let (at_rel, at_other) = (relation_word(rel), relation_word(rel.opposite()));
+    let listing = if first {
+        format!("{holds}: {at_rel}, {other}: {at_other}")
+    } else {
+        format!("{other}: {at_other}, {holds}: {at_rel}")
+    };
+    (order, listing)
 }
 
-/// A reasoned answer to "Which is REL-er, `winner` or `other`?": the two listed along `rel`'s axis, then the
-/// conclusion ("From left to right: the gray cube, the red box. So the red box." for "more to the right").
-pub fn reasoned_choice(rel: Relation, winner: &str, other: &str) -> String {
-    let (order, [x, y], _) = listed(rel, winner, other);
-    format!("{order}: {x}, {y}. So {winner}.")
+/// A reasoned answer to "Is `subject` REL `other`?", the objects named by their keys ([`reasoned_keys`]): the two
+/// listed along `rel`'s axis, each tagged with its end; the subject's tag again; the relation asked; the verdict,
+/// yes exactly when the two words agree. "From left to right: green: left, red: right. So red: right. Asked: left.
+/// No." for "Is the red box to the left of the green cube?". Reading the order from the image (position to name)
+/// is the direction a small model from scratch learns soonest; the subject's tag is copied from the listing by
+/// matching its key (an induction step); the verdict compares two words just written
+/// (`experiments/quickstart.md`).
+pub fn reasoned_predicate(rel: Relation, subject: &str, other: &str, value: bool) -> String {
+    let (holds, not_holds) = if value {
+        (subject, other)
+    } else {
+        (other, subject)
+    };
+    let (order, listing) = tagged_listing(rel, holds, not_holds);
+    let tag = relation_word(if value { rel } else { rel.opposite() });
+    let asked = relation_word(rel);
+    let verdict = if value { "Yes." } else { "No." };
+    format!("{order}: {listing}. So {subject}: {tag}. Asked: {asked}. {verdict}")
+}
+
+/// A reasoned answer to "Which is REL-er, A or B?": the two listed along `rel`'s axis by their keys
+/// ([`reasoned_keys`]), each tagged with its end, then the winner by its full name: "From left to right: green:
+/// left, red: right. So red box." for "more to the right".
+pub fn reasoned_choice(rel: Relation, winner_key: &str, other_key: &str, winner: &str) -> String {
+    let (order, listing) = tagged_listing(rel, winner_key, other_key);
+    format!("{order}: {listing}. So {winner}.")
+}
+
+/// The short keys a reasoned answer lists two objects by: the first words of their names when both have more than
+/// one word and those differ ("red box", "green cube" -> "red", "green"), else the whole names. A colour is all a
+/// reader needs to tell two objects of different colours apart, and a small model reads it from the image far
+/// sooner than the shape.
+pub fn reasoned_keys<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    let first_word = |name: &'a str| {
+        name.split_once(' ')
+            .map(|(w, _)| w)
+            .filter(|w| !w.is_empty())
+    };
+    match (first_word(a), first_word(b)) {
+        (Some(ka), Some(kb)) if ka != kb => (ka, kb),
+        _ => (a, b),
+    }
 }
 
 /// The listing step of a reasoned answer ([`reasoned_predicate`], [`reasoned_choice`]), read back from any text
@@ -622,7 +668,11 @@ pub fn reasoned_listing(answer: &str) -> Option<(&str, Vec<&str>)> {
     }
     let (axis, rest) = answer.split_once(": ")?;
     let listing = rest.split_once('.').map_or(rest, |(l, _)| l);
-    let objects: Vec<&str> = listing.split(", ").map(str::trim).collect();
+    // Each item may carry its end ("green: left"); the object is what comes before the tag.
+    let objects: Vec<&str> = listing
+        .split(", ")
+        .map(|item| item.split_once(": ").map_or(item, |(o, _)| o).trim())
+        .collect();
     (objects.len() >= 2 && objects.iter().all(|o| !o.is_empty())).then_some((axis, objects))
 }
 
@@ -747,7 +797,7 @@ mod tests {
 
     #[test]
     fn reasoned_listing_reads_back_what_the_reasoned_answers_write() {
-        let (a, b) = ("the red box", "the gray cube");
+        let (a, b) = ("red", "gray");
         for rel in Relation::ALL {
             let (want_axis, _) = axis(rel);
             for value in [true, false] {
@@ -758,7 +808,7 @@ mod tests {
                 sorted.sort();
                 assert_eq!(sorted, vec![b, a], "{answer}");
             }
-            let answer = reasoned_choice(rel, a, b);
+            let answer = reasoned_choice(rel, a, b, "red box");
             let (_, objects) = reasoned_listing(&answer).expect(&answer);
             assert_eq!(objects.len(), 2, "{answer}");
         }
@@ -768,7 +818,7 @@ mod tests {
         assert_eq!(objects, ["the red box", "the gray cube"]);
         // Unfinished generations still give their listing; anything else gives none.
         assert_eq!(
-            reasoned_listing("From front to back: a, b").map(|(_, o)| o),
+            reasoned_listing("From front to back: a: front, b").map(|(_, o)| o),
             Some(vec!["a", "b"])
         );
         for text in [
@@ -777,10 +827,62 @@ mod tests {
             "From left to right the red box, the gray cube.",
             "The red box, the gray cube.",
             "From left to right: , the gray cube.",
+            "From left to right: : left, red: right.",
             "",
         ] {
             assert_eq!(reasoned_listing(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn reasoned_answers_tag_the_ends_and_decide_by_two_words() {
+        use Relation::*;
+        // "Is the red box to the left of the green cube?" with the green cube on the left.
+        assert_eq!(
+            reasoned_predicate(Left, "red", "green", false),
+            "From left to right: green: left, red: right. So red: right. Asked: left. No."
+        );
+        assert_eq!(
+            reasoned_predicate(Right, "red", "green", true),
+            "From left to right: green: left, red: right. So red: right. Asked: right. Yes."
+        );
+        assert_eq!(
+            reasoned_predicate(Behind, "red", "green", true),
+            "From front to back: green: front, red: behind. So red: behind. Asked: behind. Yes."
+        );
+        assert_eq!(
+            reasoned_predicate(Front, "red", "green", true),
+            "From front to back: red: front, green: behind. So red: front. Asked: front. Yes."
+        );
+        assert_eq!(
+            reasoned_choice(Right, "red", "green", "red box"),
+            "From left to right: green: left, red: right. So red box."
+        );
+        // The verdict and the choice read back as svlm-answers reads them.
+        for rel in Relation::ALL {
+            for value in [true, false] {
+                let answer = reasoned_predicate(rel, "red", "green", value);
+                assert_eq!(svlm_answers::parse_yes_no(&answer), Some(value), "{answer}");
+            }
+            let answer = reasoned_choice(rel, "green", "red", "green cube");
+            let options = ["red box".to_string(), "green cube".to_string()];
+            assert_eq!(
+                svlm_answers::parse_choice(&answer, &options),
+                Some(1),
+                "{answer}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasoned_keys_are_colours_when_those_tell_the_objects_apart() {
+        assert_eq!(reasoned_keys("red box", "green cube"), ("red", "green"));
+        assert_eq!(
+            reasoned_keys("red box", "red cube"),
+            ("red box", "red cube")
+        );
+        assert_eq!(reasoned_keys("chair", "red box"), ("chair", "red box"));
+        assert_eq!(reasoned_keys("chair", "table"), ("chair", "table"));
     }
 
     #[test]

@@ -32,12 +32,9 @@ pub struct QaConfig {
     pub number_style: svlm_answers::NumberStyle,
     /// Answers without a sentence around them ("Yes.", "The red cube.", "1.2 meters.").
     pub short_answers: bool,
-    /// Yes/no and "which" answers reason before they decide: the two objects ordered along the relation, then
-    /// the verdict ([`phrase::reasoned_predicate`], [`phrase::reasoned_choice`]). Overrides `short_answers` for
-    /// those types; quantities keep their style. With `short_answers` too, the reasoning names the objects
-    /// without "the" ("From left to right: gray cube, red box. ..."): four tokens fewer per answer, and in
-    /// PyTorch runs of the quickstart's recipe the verdict was learned in 5 of 8 runs against 0 of 4
-    /// (`experiments/quickstart.md`, session 8).
+    /// Yes/no and "which" answers reason before they decide: the two objects listed by short keys along the
+    /// relation's axis, each tagged with its end, then the verdict ([`phrase::reasoned_predicate`],
+    /// [`phrase::reasoned_choice`]). Overrides `short_answers` for those types; quantities keep their style.
     pub reasoned_answers: bool,
     /// Every question wording drawn at random (`Varied`), or one per question type (`Plain`).
     pub phrasing: phrase::Phrasing,
@@ -748,14 +745,8 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
     let name_b = g.objects[c.b].name.as_str();
     let the_a = format!("the {name_a}");
     let the_b = format!("the {name_b}");
-    // How a reasoned answer names an object: bare in short answers (`QaConfig::reasoned_answers`).
-    let reasoned_name = |name: &str| {
-        if cfg.short_answers {
-            name.to_string()
-        } else {
-            format!("the {name}")
-        }
-    };
+    // A reasoned answer lists the two objects by short keys (their colours when those differ).
+    let (key_a, key_b) = phrase::reasoned_keys(name_a, name_b);
     let source = g.source.as_str().to_string();
     match c.kind {
         Kind::Predicate(rel) => {
@@ -763,12 +754,7 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
             let (question, mut answer) =
                 phrase::predicate(rel, &the_a, &the_b, value, cfg.phrasing, rng);
             if cfg.reasoned_answers {
-                answer = phrase::reasoned_predicate(
-                    rel,
-                    &reasoned_name(name_a),
-                    &reasoned_name(name_b),
-                    value,
-                );
+                answer = phrase::reasoned_predicate(rel, key_a, key_b, value);
             }
             GeneratedQa {
                 question,
@@ -797,9 +783,12 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
             let (question, mut answer) =
                 phrase::choice(rel, first, second, &the_winner, cfg.phrasing, rng);
             if cfg.reasoned_answers {
-                let loser = if c.winner == c.a { name_b } else { name_a };
-                answer =
-                    phrase::reasoned_choice(rel, &reasoned_name(&winner), &reasoned_name(loser));
+                let (winner_key, loser_key) = if c.winner == c.a {
+                    (key_a, key_b)
+                } else {
+                    (key_b, key_a)
+                };
+                answer = phrase::reasoned_choice(rel, winner_key, loser_key, &winner);
             }
             GeneratedQa {
                 question,
@@ -984,13 +973,13 @@ mod tests {
 
     #[test]
     fn reasoned_answers_list_along_the_axis_then_decide() {
-        // Short answers name the objects bare; otherwise with "the".
-        for (short_answers, article) in [(true, ""), (false, "the ")] {
-            reasoned_answers_in_style(short_answers, article);
+        // Whatever the style of the other answers, a reasoned one names the objects by their keys.
+        for short_answers in [true, false] {
+            reasoned_answers_in_style(short_answers);
         }
     }
 
-    fn reasoned_answers_in_style(short_answers: bool, article: &str) {
+    fn reasoned_answers_in_style(short_answers: bool) {
         let g = scene();
         let cfg = QaConfig {
             qa_per_image: 10_000,
@@ -1013,54 +1002,84 @@ mod tests {
                 .or_insert([x.to_string(), y.to_string()]);
             assert_eq!(seen, &[x.to_string(), y.to_string()], "{answer}");
         };
+        // "X: tag" -> (X, tag)
+        let tagged = |item: &str| {
+            let (o, t) = item.split_once(": ").expect("a tagged object");
+            (o.to_string(), t.to_string())
+        };
         for q in &qas {
             verify_answer(q).unwrap_or_else(|e| panic!("{}: {e}", q.question));
-            let objects: Vec<String> = q
-                .spatial
-                .objects
-                .iter()
-                .map(|o| format!("{article}{o}"))
-                .collect();
-            let opposite_end = [
-                "right", "below", "behind", "farther", "shorter", "thinner", "smaller",
-            ]
-            .iter()
-            .any(|r| q.spatial.kind.starts_with(r));
+            let keys = match q.spatial.objects.as_slice() {
+                [a, b] => {
+                    let (ka, kb) = phrase::reasoned_keys(a, b);
+                    [ka.to_string(), kb.to_string()]
+                }
+                _ => Default::default(),
+            };
+            let rel = Relation::ALL
+                .into_iter()
+                .find(|r| q.spatial.kind == r.predicate_kind() || q.spatial.kind == r.choice_kind())
+                .map(|r| {
+                    (
+                        phrase::relation_word(r),
+                        phrase::relation_word(r.opposite()),
+                    )
+                });
             match &q.spatial.truth {
                 Truth::Bool { value } => {
                     predicates += 1;
-                    // "<axis>: X, Y. First|Last: Z. Asked: <subject>. Yes|No.", Z the object the relation holds
-                    // for, at the end of the listing the relation points to.
+                    let (word, opposite) = rel.expect("a relation");
+                    // "<axis>: X: tag, Y: tag. So <subject>: tag. Asked: <relation>. Yes|No."
                     let (axis, rest) = q.answer.split_once(": ").expect("axis");
                     assert!(axis.starts_with("From "), "{}", q.answer);
-                    let (pair, rest) = rest.split_once(". ").expect("listing");
-                    let (end, rest) = rest.split_once(": ").expect("end");
-                    let (z, rest) = rest.split_once(". Asked: ").expect("asked");
+                    let (pair, rest) = rest.split_once(". So ").expect("listing");
+                    let (subject, rest) = rest.split_once(". Asked: ").expect("asked");
                     let (asked, verdict) = rest.split_once(". ").expect("verdict");
                     let (x, y) = pair.split_once(", ").expect("two objects");
-                    assert_eq!(
-                        end,
-                        if opposite_end { "Last" } else { "First" },
+                    let ((x, x_tag), (y, y_tag)) = (tagged(x), tagged(y));
+                    let (subject, subject_tag) = tagged(subject);
+                    assert_eq!(subject, keys[0], "{}", q.answer);
+                    assert!(
+                        keys.contains(&x) && keys.contains(&y) && x != y,
                         "{}",
                         q.answer
                     );
-                    assert_eq!(z, if opposite_end { y } else { x }, "{}", q.answer);
-                    assert_eq!(asked, objects[0], "{}", q.answer);
-                    assert!(objects.contains(&x.to_string()) && objects.contains(&y.to_string()));
-                    assert_ne!(x, y);
+                    let mut tags = [x_tag.as_str(), y_tag.as_str()];
+                    tags.sort();
+                    let mut want = [word, opposite];
+                    want.sort();
+                    assert_eq!(tags, want, "{}", q.answer);
+                    assert_eq!(
+                        subject_tag,
+                        if subject == x { x_tag } else { y_tag },
+                        "{}",
+                        q.answer
+                    );
+                    assert_eq!(asked, word, "{}", q.answer);
                     assert_eq!(verdict, if *value { "Yes." } else { "No." });
-                    assert_eq!(*value, z == asked, "{}", q.answer);
-                    check_order(axis, x, y, &q.answer);
+                    assert_eq!(*value, subject_tag == asked, "{}", q.answer);
+                    check_order(axis, &x, &y, &q.answer);
                 }
                 Truth::Choice { value, .. } => {
                     choices += 1;
-                    let winner = format!("{article}{value}");
+                    let (word, _) = rel.expect("a relation");
                     let (axis, rest) = q.answer.split_once(": ").expect("axis");
                     let (pair, conclusion) = rest.split_once(". So ").expect("conclusion");
                     let (x, y) = pair.split_once(", ").expect("two objects");
-                    assert_eq!(conclusion, format!("{winner}."), "{}", q.answer);
-                    assert_eq!(winner, if opposite_end { y } else { x }, "{}", q.answer);
-                    check_order(axis, x, y, &q.answer);
+                    let ((x, x_tag), (y, _)) = (tagged(x), tagged(y));
+                    assert_eq!(conclusion, format!("{value}."), "{}", q.answer);
+                    let winner_key = if value == &q.spatial.objects[0] {
+                        &keys[0]
+                    } else {
+                        &keys[1]
+                    };
+                    assert_eq!(
+                        winner_key == &x,
+                        x_tag == word,
+                        "the winner carries the relation's tag: {}",
+                        q.answer
+                    );
+                    check_order(axis, &x, &y, &q.answer);
                 }
                 // Quantities keep the short style.
                 Truth::Length { .. } if short_answers => {
@@ -1074,19 +1093,19 @@ mod tests {
             "{predicates} predicates, {choices} choices"
         );
         // A relation and its opposite list along the same axis, from the same end.
-        for kind in [
-            "left_predicate",
-            "right_predicate",
-            "left_choice",
-            "right_choice",
+        for (kind, direction) in [
+            ("left_predicate", "From left to right: "),
+            ("left_choice", "From left to right: "),
+            ("right_predicate", "From left to right: "),
+            ("right_choice", "From left to right: "),
         ] {
             let q = qas
                 .iter()
                 .find(|q| q.spatial.kind == kind)
                 .unwrap_or_else(|| panic!("a {kind}"));
-            assert!(q.answer.starts_with("From left to right: "), "{}", q.answer);
+            assert!(q.answer.starts_with(direction), "{}", q.answer);
         }
-        // The left-to-right listings agree with the geometry: the first listed is left of the second.
+        // The left-to-right listings agree with the geometry: the first listed is left of the second, by colour.
         let l = qas
             .iter()
             .find(|q| {
@@ -1095,13 +1114,13 @@ mod tests {
             .expect("left_predicate red cube / blue ball");
         let red_is_left = matches!(l.spatial.truth, Truth::Bool { value: true });
         let first = if red_is_left {
-            format!("{article}red cube")
+            "red: left, blue: right"
         } else {
-            format!("{article}blue ball")
+            "blue: left, red: right"
         };
         assert!(
             l.answer
-                .starts_with(&format!("From left to right: {first}, ")),
+                .starts_with(&format!("From left to right: {first}. ")),
             "{}",
             l.answer
         );

@@ -348,6 +348,8 @@ pub struct SceneConfig {
     pub objects: [usize; 2],
     /// Forbid two objects with the same name; otherwise duplicates occur naturally.
     pub unique_names: bool,
+    /// Forbid two small objects of the same colour (furniture is exempt), so that a colour names an object.
+    pub unique_colors: bool,
     /// Chance of a table (objects then also rest on its top).
     pub table_probability: f64,
     /// Chance of each of chair, shelf, cabinet.
@@ -375,6 +377,7 @@ impl Default for SceneConfig {
             height: 256,
             objects: [3, 8],
             unique_names: true,
+            unique_colors: false,
             table_probability: 0.5,
             furniture_probability: 0.25,
             wall_probability: 0.5,
@@ -773,6 +776,14 @@ fn try_place<R: Rng + ?Sized>(
 ) -> Option<ObjectTruth> {
     let name = object_name(candidate.shape, candidate.color, candidate.noun);
     if config.unique_names && placed.iter().any(|o| o.name == name) {
+        return None;
+    }
+    if config.unique_colors
+        && !candidate.shape.is_furniture()
+        && placed
+            .iter()
+            .any(|o| !o.shape.is_furniture() && o.color == candidate.color)
+    {
         return None;
     }
     let yaw = rng.random_range(-std::f64::consts::PI..std::f64::consts::PI);

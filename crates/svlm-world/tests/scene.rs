@@ -131,6 +131,34 @@ fn small_objects_take_their_colours_from_the_configured_palette() {
 }
 
 #[test]
+fn unique_colors_give_every_small_object_its_own_colour() {
+    let palette = vec![Color::Red, Color::Green, Color::Blue];
+    let shared = |unique_colors: bool| {
+        let config = SceneConfig {
+            unique_colors,
+            objects: [3, 3],
+            colors: palette.clone(),
+            table_probability: 0.0,
+            furniture_probability: 0.0,
+            ..SceneConfig::default()
+        };
+        (0..40)
+            .filter(|&i| {
+                let scene = generate_scene(scene_seed(5, i), &config);
+                let mut colors: Vec<Color> = scene.objects.iter().map(|o| o.color).collect();
+                let n = colors.len();
+                colors.sort();
+                colors.dedup();
+                colors.len() < n
+            })
+            .count()
+    };
+    // Three objects from three colours share one in most scenes unless forbidden.
+    assert!(shared(false) > 10);
+    assert_eq!(shared(true), 0);
+}
+
+#[test]
 fn duplicate_names_occur_when_allowed() {
     let config = SceneConfig {
         unique_names: false,

@@ -143,6 +143,7 @@ impl Plan {
                         use svlm_world::Color::*;
                         vec![Red, Green, Blue, Yellow, Purple, Cyan]
                     },
+                    distinct_colors: true,
                 },
                 model: TinyModel {
                     vocab_size: 640,
@@ -154,8 +155,10 @@ impl Plan {
                     scale_factor: 2,
                     text_hidden: 96,
                     text_layers: 3,
-                    text_heads: 4,
-                    text_kv_heads: 2,
+                    // Eight heads read the scene and decide from it in far more runs than four
+                    // (experiments/quickstart.md, sessions 8 and 10).
+                    text_heads: 8,
+                    text_kv_heads: 4,
                     text_intermediate: 256,
                     max_positions: 512,
                 },
@@ -188,6 +191,7 @@ impl Plan {
                     approach_sequences: 2,
                     approach_frames: 3,
                     colors: Vec::new(),
+                    distinct_colors: true,
                 },
                 model: TinyModel {
                     vocab_size: 400,

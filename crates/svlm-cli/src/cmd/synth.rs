@@ -89,9 +89,9 @@ pub struct Args {
     /// Bare answers ("Yes.", "The red cube.", "1.2 meters.") instead of sentences.
     #[arg(long)]
     short_answers: bool,
-    /// Yes/no and "which" answers list the two objects along the relation's axis before deciding ("From left to
-    /// right: the gray cube, the red box. Last: the red box. Asked: the gray cube. No." for "right of"); with
-    /// --short-answers, the objects are named without "the".
+    /// Yes/no and "which" answers list the two objects along the relation's axis, by colour where that tells them
+    /// apart, before deciding ("From left to right: gray: left, red: right. So gray: left. Asked: right. No." for
+    /// "Is the gray cube to the right of the red box?").
     #[arg(long)]
     reasoned_answers: bool,
     /// One wording per question type instead of every template and synonym at random.

@@ -57,6 +57,10 @@ pub struct DataPlan {
     /// The colours of the objects (empty = the world's whole palette of 12).
     #[serde(default)]
     pub colors: Vec<svlm_world::Color>,
+    /// No two objects of a scene share a colour, so the reasoned answers list them by colour
+    /// (`svlm_synth::phrase::reasoned_keys`).
+    #[serde(default)]
+    pub distinct_colors: bool,
 }
 
 fn half() -> f64 {
@@ -70,6 +74,7 @@ impl DataPlan {
             height: self.image_size,
             objects: self.objects,
             unique_names: true,
+            unique_colors: self.distinct_colors,
             // Small objects on the floor only: every object is nameable by colour and noun, none hides behind
             // furniture. A low, close camera makes them large in the image (at least 30% of its width): how many
             // pixels an object covers decides whether a tiny from-scratch model learns where it is

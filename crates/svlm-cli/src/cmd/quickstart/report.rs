@@ -334,7 +334,7 @@ fn reasoning_section(summary: &Summary) -> String {
     }
     let mut md = String::from(
         "\n## Reasoned answers, step by step\n\nEach yes/no and \"which\" answer first lists the two objects along \
-         the relation's axis (\"From left to right: red box, gray cube.\"), then decides. Listing right: \
+         the relation's axis, by colour (\"From left to right: red: left, gray: right.\"), then decides. Listing right: \
          the reference's objects in its order. Order right: of the answers naming the right objects, those in the \
          right order (reading the scene). Then the correct final answers after a right listing (deciding from it) \
          and after a wrong one. Per question type: `eval/ratio_*/spatial/report.md`.\n\n",
