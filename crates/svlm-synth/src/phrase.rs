@@ -837,23 +837,31 @@ mod tests {
     #[test]
     fn reasoned_answers_tag_the_ends_and_decide_by_two_words() {
         use Relation::*;
-        // "Is the red box to the left of the green cube?" with the green cube on the left.
-        assert_eq!(
-            reasoned_predicate(Left, "red", "green", false),
-            "From left to right: green: left, red: right. So red: right. Asked: left. No."
-        );
-        assert_eq!(
-            reasoned_predicate(Right, "red", "green", true),
-            "From left to right: green: left, red: right. So red: right. Asked: right. Yes."
-        );
-        assert_eq!(
-            reasoned_predicate(Behind, "red", "green", true),
-            "From front to back: green: front, red: behind. So red: behind. Asked: behind. Yes."
-        );
-        assert_eq!(
-            reasoned_predicate(Front, "red", "green", true),
-            "From front to back: red: front, green: behind. So red: front. Asked: front. Yes."
-        );
+        // "Is the red box to the left of the green cube?" with the green cube on the left, and so on.
+        for (rel, value, want) in [
+            (
+                Left,
+                false,
+                "From left to right: green: left, red: right. So red: right. Asked: left. No.",
+            ),
+            (
+                Right,
+                true,
+                "From left to right: green: left, red: right. So red: right. Asked: right. Yes.",
+            ),
+            (
+                Behind,
+                true,
+                "From front to back: green: front, red: behind. So red: behind. Asked: behind. Yes.",
+            ),
+            (
+                Front,
+                true,
+                "From front to back: red: front, green: behind. So red: front. Asked: front. Yes.",
+            ),
+        ] {
+            assert_eq!(reasoned_predicate(rel, "red", "green", value), want);
+        }
         assert_eq!(
             reasoned_choice(Right, "red", "green", "red box"),
             "From left to right: green: left, red: right. So red box."
