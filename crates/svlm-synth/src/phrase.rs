@@ -581,23 +581,9 @@ fn axis(rel: Relation) -> (&'static str, bool) {
 /// The one word a reasoned answer writes for the end of an axis that `rel` points to: "left" for Left, "front" for
 /// Front. It tags each listed object with its end and names the relation asked, so the verdict compares two words.
 pub fn relation_word(rel: Relation) -> &'static str {
-    use Relation::*;
-    match rel {
-        Left => "left",
-        Right => "right",
-        Above => "above",
-        Below => "below",
-        Front => "front",
-        Behind => "behind",
-        Closer => "closer",
-        Farther => "farther",
-        Taller => "taller",
-        Shorter => "shorter",
-        Wider => "wider",
-        Thinner => "thinner",
-        Bigger => "bigger",
-        Smaller => "smaller",
-    }
+    // The question kinds already name each relation by that word ("left_predicate").
+    let kind = rel.predicate_kind();
+    kind.strip_suffix("_predicate").unwrap_or(kind)
 }
 
 /// `holds` (the object `rel` holds for) and `other` listed along `rel`'s axis, each tagged with the end it is at:
