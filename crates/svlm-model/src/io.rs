@@ -444,22 +444,7 @@ pub fn safetensors_bytes(model: &Vlm, dtype: WeightDType) -> anyhow::Result<Vec<
         .context("serializing safetensors")
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same folder + rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file().sync_all().ok();
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("renaming into {}: {}", path.display(), e.error))?;
-    Ok(())
-}
+pub use svlm_io::write_atomic;
 
 /// Saves the parameters alone (HF names) — the checkpoint format of training runs.
 pub fn save_safetensors(model: &Vlm, path: &Path, dtype: WeightDType) -> anyhow::Result<()> {
@@ -506,10 +491,7 @@ pub fn export_hf(model: &Vlm, out_dir: &Path, options: &ExportOptions) -> anyhow
             out_dir.display()
         );
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".export-")
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a temp folder in {}", parent.display()))?;
+    let tmp = svlm_io::temp_dir_in(parent, ".export-")?;
     let config = model.config();
     let mut config_json = config.to_json()?;
     let torch_dtype = match options.dtype {

@@ -1,6 +1,5 @@
 //! Reading and atomically writing the JSON files of an HF processor folder.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -31,21 +30,12 @@ pub fn read_json_if_exists(path: &Path) -> Result<Option<Value>> {
     }
 }
 
-/// Writes through a temporary file in the same directory and renames it over `path`.
+/// Writes `path` atomically and durably (`svlm_io::write_atomic`).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let io_err = |source| ProcessorError::Io {
+    svlm_io::write_atomic(path, contents).map_err(|source| ProcessorError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err)?;
-    tmp.write_all(contents).map_err(io_err)?;
-    tmp.flush().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+    })
 }
 
 pub fn write_json_atomic(path: &Path, value: &Value) -> Result<()> {

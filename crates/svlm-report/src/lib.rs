@@ -379,26 +379,7 @@ fn save_rgb_png(path: &Path, width: u32, height: u32, buffer: Vec<u8>) -> Result
     write_atomic(path, &bytes)
 }
 
-/// Write `bytes` to `path` atomically: a temp file in the same directory, then rename. Parents are created.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating directory {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("renaming into {}: {}", path.display(), e.error))?;
-    Ok(())
-}
+pub use svlm_io::write_atomic;
 
 /// A GitHub-flavoured markdown table. Cells containing `|` are escaped.
 pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -513,15 +494,5 @@ mod tests {
             &[vec!["a|b".into(), "0.5".into()], vec!["c".into()]],
         );
         assert_eq!(t, "| type | acc |\n|---|---|\n| a\\|b | 0.5 |\n| c |  |\n");
-    }
-
-    #[test]
-    fn write_atomic_replaces_and_leaves_no_temp() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("x.txt");
-        write_atomic(&p, b"one").expect("write");
-        write_atomic(&p, b"two").expect("rewrite");
-        assert_eq!(std::fs::read(&p).expect("read"), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 1);
     }
 }

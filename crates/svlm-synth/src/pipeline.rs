@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use svlm_io::{AtomicFile, write_atomic};
 
 use crate::parquet_io::ParquetShardWriter;
 use crate::qa::{QaConfig, generate, verify_answer};
@@ -255,17 +256,6 @@ pub fn encode_png(rgb: &image::RgbImage) -> Vec<u8> {
     bytes
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
-}
-
 fn read_manifest(path: &Path) -> Result<ShardManifest> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -306,14 +296,14 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
         ..ShardManifest::default()
     };
     let mut jsonl = if opts.format.jsonl() {
-        Some(BufWriter::new(
-            tempfile::NamedTempFile::new_in(out).context("temp JSONL file")?,
-        ))
+        Some(BufWriter::new(AtomicFile::create(
+            &out.join(format!("{stem}.jsonl")),
+        )?))
     } else {
         None
     };
     let parquet_tmp = if opts.format.parquet() {
-        Some(tempfile::NamedTempFile::new_in(out)?)
+        Some(AtomicFile::create(&out.join(format!("{stem}.parquet")))?)
     } else {
         None
     };
@@ -402,18 +392,13 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
     bar.finish_and_clear();
 
     if let Some(w) = jsonl {
-        let tmp = w.into_inner().map_err(|e| e.into_error())?;
-        let name = format!("{stem}.jsonl");
-        tmp.persist(out.join(&name))
-            .with_context(|| format!("renaming into {name}"))?;
-        manifest.files.push(name);
+        w.into_inner().map_err(|e| e.into_error())?.commit()?;
+        manifest.files.push(format!("{stem}.jsonl"));
     }
     if let (Some(p), Some(tmp)) = (parquet, parquet_tmp) {
         p.finish()?.sync_all()?;
-        let name = format!("{stem}.parquet");
-        tmp.persist(out.join(&name))
-            .with_context(|| format!("renaming into {name}"))?;
-        manifest.files.push(name);
+        tmp.commit()?;
+        manifest.files.push(format!("{stem}.parquet"));
     }
     write_atomic(&marker, &serde_json::to_vec_pretty(&manifest)?)?;
     write_run_manifest(out, &config, opts.shard.count)?;

@@ -1,7 +1,6 @@
 //! Checkpoints: written into a temporary directory beside the final one and renamed into place, so a crash never
 //! leaves a half-written `checkpoint-N`; the last K are kept.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -31,18 +30,7 @@ pub struct TrainerState {
     pub last_validation: std::collections::BTreeMap<String, f64>,
 }
 
-/// Write bytes atomically (temp file in the same directory + rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
+pub use svlm_io::write_atomic;
 
 pub fn checkpoint_dir(run_dir: &Path, step: u64) -> PathBuf {
     run_dir.join(format!("checkpoint-{step}"))

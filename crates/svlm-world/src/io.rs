@@ -60,24 +60,12 @@ pub struct Frame {
     pub notes: Vec<String>,
 }
 
-/// Writes `path` atomically: a temp file in the same directory, then a rename.
+/// Writes `path` atomically and durably (`svlm_io::write_atomic_with`).
 pub(crate) fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&mut File>) -> std::io::Result<()>,
 ) -> Result<(), FrameError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut temp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| FrameError::io(path, e))?;
-    {
-        let mut writer = BufWriter::new(temp.as_file_mut());
-        write(&mut writer).map_err(|e| FrameError::io(path, e))?;
-        writer.flush().map_err(|e| FrameError::io(path, e))?;
-    }
-    temp.persist(path)
-        .map_err(|e| FrameError::io(path, e.error))?;
-    Ok(())
+    svlm_io::write_atomic_with(path, write).map_err(|e| FrameError::io(path, e))
 }
 
 fn png_error(e: image::ImageError) -> std::io::Error {

@@ -9,7 +9,6 @@ use arrow::datatypes::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use svlm_answers::LengthUnit;
 use svlm_synth::record::Truth;
@@ -244,10 +243,6 @@ fn write_image(dir: &Path, stem: &str, name: Option<&str>, bytes: &[u8]) -> Resu
     if fs::metadata(&target).is_ok_and(|m| m.len() == bytes.len() as u64) {
         return Ok(target);
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.persist(&target)
-        .with_context(|| format!("writing {}", target.display()))?;
+    svlm_io::write_atomic(&target, bytes)?;
     Ok(target)
 }
