@@ -408,7 +408,7 @@ fn a_fixed_answer_gives_hand_computed_numbers() {
     );
     // clock 3 vs 12: 3 hours off; elevation 12.5 vs 10: within 10 degrees
     assert_eq!(by("clock_direction").clock.hits, 0);
-    assert_eq!(by("elevation").angle.hits, 1);
+    assert_eq!(by("elevation_angle").angle.hits, 1);
     assert_eq!(
         report.by_family.get("qualitative").map(|m| m.count),
         Some(3)

@@ -15,7 +15,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 use crate::device::WeightDType;
-use crate::vlm::{ModelConfig, Vlm};
+use crate::vlm::{Family, ModelConfig, Vlm};
 
 /// A model read from a folder, with where it came from.
 pub struct LoadedModel {
@@ -171,12 +171,12 @@ pub fn read_checkpoint_dir(dir: &Path) -> anyhow::Result<BTreeMap<String, Checkp
 /// Maps a checkpoint key to this crate's module path, or `None` for buffers HF never loads
 /// (rotary `inv_freq`, `position_ids`) and parts the model does not have (SigLIP's pooling head
 /// in a LLaVA tower, a tied `lm_head`).
-pub fn canonical_name(family: &str, key: &str, tied_head: bool) -> Option<String> {
+pub fn canonical_name(family: Family, key: &str, tied_head: bool) -> Option<String> {
     if key.ends_with("rotary_emb.inv_freq") || key.ends_with("embeddings.position_ids") {
         return None;
     }
     let name = match family {
-        "llava" => {
+        Family::Llava => {
             let mut k = key.to_string();
             for (from, to) in [
                 ("model.language_model.", "language_model.model."),
@@ -203,7 +203,7 @@ pub fn canonical_name(family: &str, key: &str, tied_head: bool) -> Option<String
             }
             k
         }
-        _ => {
+        Family::Idefics3 | Family::Llama => {
             if tied_head && key == "lm_head.weight" {
                 return None;
             }
@@ -215,8 +215,8 @@ pub fn canonical_name(family: &str, key: &str, tied_head: bool) -> Option<String
 
 /// The key transformers 5.23 `save_pretrained` writes for a module path (inverse of
 /// [`canonical_name`]): LLaVA's tower without the `vision_model.` level, all else as is.
-pub fn export_name(family: &str, path: &str) -> String {
-    if family == "llava"
+pub fn export_name(family: Family, path: &str) -> String {
+    if family == Family::Llava
         && let Some(rest) = path.strip_prefix("vision_tower.vision_model.")
     {
         return format!("vision_tower.{rest}");

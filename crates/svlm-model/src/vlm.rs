@@ -14,6 +14,87 @@ use crate::llava::{Llava, LlavaConfig};
 /// Label value ignored by the loss (as PyTorch's `ignore_index`).
 pub const IGNORE_INDEX: i64 = -100;
 
+/// A supported model family. [`REGISTRY`] is the one place that says which HF `model_type`s and
+/// `architectures` each family reads; the family's module (`idefics3.rs`, `llava.rs`, `llama.rs`) holds its config
+/// and model, and [`ModelConfig`] / [`Vlm`] hold one variant per family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Idefics3,
+    Llava,
+    Llama,
+}
+
+/// What a family registers: its name, the HF `model_type`s and the `architectures` it reads.
+pub struct FamilyEntry {
+    pub family: Family,
+    pub name: &'static str,
+    pub model_types: &'static [&'static str],
+    pub architectures: &'static [&'static str],
+}
+
+/// The supported families: adding one adds its entry here.
+pub static REGISTRY: [FamilyEntry; 3] = [
+        FamilyEntry {
+        family: Family::Idefics3,
+        name: "idefics3",
+        model_types: &["idefics3", "smolvlm"],
+        architectures: &[
+            "Idefics3ForConditionalGeneration",
+            "SmolVLMForConditionalGeneration",
+        ],
+    },
+    FamilyEntry {
+        family: Family::Llava,
+        name: "llava",
+        model_types: &["llava"],
+        architectures: &["LlavaForConditionalGeneration"],
+    },
+    FamilyEntry {
+        family: Family::Llama,
+        name: "llama",
+        model_types: &["llama", "qwen2", "mistral"],
+        architectures: &["LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"],
+    },
+];
+
+impl Family {
+    fn entry(self) -> &'static FamilyEntry {
+        // Every family has an entry: REGISTRY lists each variant once.
+        let i = REGISTRY.iter().position(|e| e.family == self).unwrap_or(0);
+        &REGISTRY[i]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.entry().name
+    }
+
+    /// The family of an HF config's `model_type`, else of its first `architectures` entry.
+    pub fn detect(model_type: &str, architecture: &str) -> Option<Family> {
+        let by = |pick: fn(&FamilyEntry) -> &'static [&'static str], name: &str| {
+            REGISTRY
+                .iter()
+                .find(|e| pick(e).contains(&name))
+                .map(|e| e.family)
+        };
+        by(|e| e.model_types, model_type).or_else(|| by(|e| e.architectures, architecture))
+    }
+
+    /// "idefics3/smolvlm, llava, llama/qwen2/mistral", for messages.
+    pub fn supported() -> String {
+        REGISTRY
+            .iter()
+            .map(|e| e.model_types.join("/"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A model config of any supported family, read from HF `config.json`.
 #[derive(Clone, Debug)]
 pub enum ModelConfig {
@@ -35,26 +116,20 @@ impl ModelConfig {
             .and_then(|a| a.first())
             .and_then(Value::as_str)
             .unwrap_or("");
-        let family = match (model_type, arch) {
-            ("idefics3" | "smolvlm", _)
-            | (_, "Idefics3ForConditionalGeneration" | "SmolVLMForConditionalGeneration") => {
-                "idefics3"
-            }
-            ("llava", _) | (_, "LlavaForConditionalGeneration") => "llava",
-            ("llama" | "qwen2" | "mistral", _)
-            | (_, "LlamaForCausalLM" | "Qwen2ForCausalLM" | "MistralForCausalLM") => "llama",
-            _ => bail!(
-                "unsupported model: model_type `{model_type}`, architectures `{arch}` (supported: idefics3/smolvlm, llava, llama/qwen2/mistral)"
-            ),
+        let Some(family) = Family::detect(model_type, arch) else {
+            bail!(
+                "unsupported model: model_type `{model_type}`, architectures `{arch}` (supported: {})",
+                Family::supported()
+            )
         };
         let parsed = match family {
-            "idefics3" => Self::Idefics3(
+            Family::Idefics3 => Self::Idefics3(
                 serde_json::from_value(value.clone()).context("reading Idefics3 config")?,
             ),
-            "llava" => {
+            Family::Llava => {
                 Self::Llava(serde_json::from_value(value.clone()).context("reading LLaVA config")?)
             }
-            _ => {
+            Family::Llama => {
                 Self::Llama(serde_json::from_value(value.clone()).context("reading Llama config")?)
             }
         };
@@ -112,11 +187,11 @@ impl ModelConfig {
         }
     }
 
-    pub fn family(&self) -> &'static str {
+    pub fn family(&self) -> Family {
         match self {
-            Self::Idefics3(_) => "idefics3",
-            Self::Llava(_) => "llava",
-            Self::Llama(_) => "llama",
+            Self::Idefics3(_) => Family::Idefics3,
+            Self::Llava(_) => Family::Llava,
+            Self::Llama(_) => Family::Llama,
         }
     }
 

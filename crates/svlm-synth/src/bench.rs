@@ -14,7 +14,7 @@ use svlm_world::{Rendered, Scene, SceneConfig, generate_scene, render, scene_see
 use crate::graph::{DepthInput, EstimateParams, VisibilityParams, from_depth, from_world};
 use crate::pipeline::encode_png;
 use crate::qa::{QaConfig, generate, verify_answer};
-use crate::record::{SpatialRecord, Turn};
+use crate::record::{Role, SpatialRecord, Turn};
 use crate::scene::{SceneGraph, SkipCounts};
 
 #[derive(Debug, Clone)]
@@ -97,11 +97,11 @@ fn record_of(id: &str, graph: &SceneGraph, qa: &QaConfig, seed: u64) -> (String,
             continue;
         }
         conversations.push(Turn {
-            from: "human".into(),
+            from: Role::Human,
             value: q.question,
         });
         conversations.push(Turn {
-            from: "gpt".into(),
+            from: Role::Gpt,
             value: q.answer,
         });
         spatial.push(q.spatial);

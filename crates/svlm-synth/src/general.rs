@@ -11,7 +11,7 @@ use rand::Rng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use svlm_world::{Color, Rendered, Scene, Shape};
 
-use crate::record::{SpatialQa, SpatialRecord, Truth, Turn};
+use crate::record::{QuestionKind, Role, SpatialQa, SpatialRecord, Truth, TruthSource, Turn};
 
 /// Question kinds written by this module (the record's `type`).
 pub const GENERAL_KINDS: [&str; 4] = [
@@ -47,10 +47,38 @@ impl Default for GeneralQaConfig {
     }
 }
 
+/// The kinds of general question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeneralKind {
+    Color,
+    Shape,
+    Count,
+    Presence,
+}
+
+impl GeneralKind {
+    pub const ALL: [GeneralKind; 4] = [
+        GeneralKind::Color,
+        GeneralKind::Shape,
+        GeneralKind::Count,
+        GeneralKind::Presence,
+    ];
+
+    /// The question type written in records (`general_color`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GeneralKind::Color => "general_color",
+            GeneralKind::Shape => "general_shape",
+            GeneralKind::Count => "general_count",
+            GeneralKind::Presence => "general_presence",
+        }
+    }
+}
+
 /// One general question with its answer text and truth.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneralQa {
-    pub kind: &'static str,
+    pub kind: GeneralKind,
     pub question: String,
     pub answer: String,
     pub truth: Truth,
@@ -118,7 +146,7 @@ fn color_question<R: Rng + ?Sized>(v: &Visible, rng: &mut R) -> GeneralQa {
         .replace("{n}", &v.noun);
     let answer = capitalize(&a);
     GeneralQa {
-        kind: "general_color",
+        kind: GeneralKind::Color,
         question: q,
         answer,
         truth: Truth::Choice {
@@ -149,7 +177,7 @@ fn shape_question<R: Rng + ?Sized>(
         .replace("{n}", &v.noun)
         .replace("{c}", v.color.name());
     GeneralQa {
-        kind: "general_shape",
+        kind: GeneralKind::Shape,
         question: q,
         answer: capitalize(&a),
         truth: Truth::Choice {
@@ -180,7 +208,7 @@ fn count_question<R: Rng + ?Sized>(noun: &str, count: usize, rng: &mut R) -> Gen
         _ => format!("I count {count}."),
     };
     GeneralQa {
-        kind: "general_count",
+        kind: GeneralKind::Count,
         question: q,
         answer: a,
         truth: Truth::Choice {
@@ -222,7 +250,7 @@ fn presence_question<R: Rng + ?Sized>(
     }
     .replace("{x}", &name);
     GeneralQa {
-        kind: "general_presence",
+        kind: GeneralKind::Presence,
         question: q,
         answer: a,
         truth: Truth::Bool { value: present },
@@ -298,10 +326,10 @@ pub fn general_qa<R: Rng + ?Sized>(
     }
 
     candidates.shuffle(rng);
-    // Keep kinds balanced: round-robin over kinds in the shuffled order.
+    // Keep kinds balanced: round-robin over kinds (in the order of their names) in the shuffled order.
     let mut by_kind: BTreeMap<&'static str, Vec<GeneralQa>> = BTreeMap::new();
     for c in candidates {
-        by_kind.entry(c.kind).or_default().push(c);
+        by_kind.entry(c.kind.as_str()).or_default().push(c);
     }
     let mut out = Vec::new();
     while out.len() < config.per_image && by_kind.values().any(|v| !v.is_empty()) {
@@ -327,19 +355,19 @@ pub fn general_record(id: String, image: String, qas: &[GeneralQa]) -> SpatialRe
             qa.question.clone()
         };
         conversations.push(Turn {
-            from: "human".into(),
+            from: Role::Human,
             value: question,
         });
         conversations.push(Turn {
-            from: "gpt".into(),
+            from: Role::Gpt,
             value: qa.answer.clone(),
         });
         spatial.push(SpatialQa {
-            kind: qa.kind.to_string(),
+            kind: QuestionKind::General(qa.kind),
             objects: qa.objects.clone(),
             truth: qa.truth.clone(),
             unit_shown: None,
-            source: "exact".into(),
+            source: TruthSource::Exact,
         });
     }
     SpatialRecord {
@@ -383,7 +411,7 @@ mod tests {
             nouns.extend(visible.iter().map(|v| v.noun.clone()));
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             for qa in general_qa(&scene, &rendered, &nouns, &config, &mut rng) {
-                *asked.entry(qa.kind).or_default() += 1;
+                *asked.entry(qa.kind.as_str()).or_default() += 1;
                 match &qa.truth {
                     Truth::Bool { value } => {
                         assert_eq!(parse_yes_no(&qa.answer), Some(*value), "{qa:?}");
@@ -399,7 +427,7 @@ mod tests {
                         let idx = parse_choice(&qa.answer, options)
                             .unwrap_or_else(|| panic!("unparsed {qa:?}"));
                         assert_eq!(&options[idx], value, "{qa:?}");
-                        if qa.kind == "general_count" {
+                        if qa.kind == GeneralKind::Count {
                             let n = visible.iter().filter(|v| v.noun == qa.objects[0]).count();
                             assert_eq!(
                                 value,

@@ -22,7 +22,7 @@ pub use graph::{
 };
 pub use pipeline::{OutputFormat, ShardManifest, ShardOutcome, SynthOptions, run_shard};
 pub use qa::{GeneratedQa, QaConfig, generate, question_types, verify_answer};
-pub use record::{SpatialQa, SpatialRecord, Truth, Turn};
+pub use record::{QuestionKind, Role, SpatialQa, SpatialRecord, Truth, Turn};
 pub use scene::{SceneGraph, SceneObject, TruthSource};
 pub use shard::ShardSpec;
 pub use source::{BadItem, Item, ItemSource, RgbdSource, WorldSource};

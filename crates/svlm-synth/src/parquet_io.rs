@@ -321,11 +321,16 @@ pub fn read_parquet(path: &Path) -> Result<Vec<(SpatialRecord, Vec<u8>)>> {
             let from: &StringArray = column(turns, "from")?;
             let value: &StringArray = column(turns, "value")?;
             let conversations = (0..turns.len())
-                .map(|i| Turn {
-                    from: from.value(i).to_string(),
-                    value: value.value(i).to_string(),
+                .map(|i| {
+                    Ok(Turn {
+                        from: from
+                            .value(i)
+                            .parse()
+                            .map_err(|e| anyhow!("{}: row {row}: {e}", path.display()))?,
+                        value: value.value(i).to_string(),
+                    })
                 })
-                .collect();
+                .collect::<Result<_>>()?;
 
             let qa_array = spatial.value(row);
             let qa = qa_array
@@ -368,12 +373,13 @@ pub fn read_parquet(path: &Path) -> Result<Vec<(SpatialRecord, Vec<u8>)>> {
                         path.display()
                     ),
                 };
+                let at_row = |e: String| anyhow!("{}: row {row}: {e}", path.display());
                 spatial_qas.push(SpatialQa {
-                    kind: kinds.value(i).to_string(),
+                    kind: kinds.value(i).parse().map_err(at_row)?,
                     objects: list_strings(objects, i)?,
                     truth,
                     unit_shown: (!unit.is_null(i)).then(|| unit.value(i).to_string()),
-                    source: source.value(i).to_string(),
+                    source: source.value(i).parse().map_err(at_row)?,
                 });
             }
             let provenance = if provenance.is_null(row) {
@@ -403,18 +409,19 @@ pub fn read_parquet(path: &Path) -> Result<Vec<(SpatialRecord, Vec<u8>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::TruthSource;
 
     fn sample() -> Vec<(SpatialRecord, Vec<u8>)> {
         let turn = |f: &str, v: &str| Turn {
-            from: f.into(),
+            from: f.parse().expect("role"),
             value: v.into(),
         };
         let qa = |kind: &str, truth: Truth, unit: Option<&str>| SpatialQa {
-            kind: kind.into(),
+            kind: kind.parse().expect("question type"),
             objects: vec!["red cube".into(), "blue ball".into()],
             truth,
             unit_shown: unit.map(str::to_string),
-            source: "exact".into(),
+            source: TruthSource::Exact,
         };
         vec![
             (

@@ -578,19 +578,11 @@ fn axis(rel: Relation) -> (&'static str, bool) {
     }
 }
 
-/// The one word a reasoned answer writes for the end of an axis that `rel` points to: "left" for Left, "front" for
-/// Front. It tags each listed object with its end and names the relation asked, so the verdict compares two words.
-pub fn relation_word(rel: Relation) -> &'static str {
-    // The question kinds already name each relation by that word ("left_predicate").
-    let kind = rel.predicate_kind();
-    kind.strip_suffix("_predicate").unwrap_or(kind)
-}
-
 /// `holds` (the object `rel` holds for) and `other` listed along `rel`'s axis, each tagged with the end it is at:
 /// ("From left to right", "green: left, red: right") for `rel` = Right, `holds` = "red".
 fn tagged_listing(rel: Relation, holds: &str, other: &str) -> (&'static str, String) {
     let (order, first) = axis(rel);
-    let (at_rel, at_other) = (relation_word(rel), relation_word(rel.opposite()));
+    let (at_rel, at_other) = (rel.word(), rel.opposite().word());
     let listing = if first {
         format!("{holds}: {at_rel}, {other}: {at_other}")
     } else {
@@ -613,8 +605,8 @@ pub fn reasoned_predicate(rel: Relation, subject: &str, other: &str, value: bool
         (other, subject)
     };
     let (order, listing) = tagged_listing(rel, holds, not_holds);
-    let tag = relation_word(if value { rel } else { rel.opposite() });
-    let asked = relation_word(rel);
+    let tag = (if value { rel } else { rel.opposite() }).word();
+    let asked = rel.word();
     let verdict = if value { "Yes." } else { "No." };
     format!("{order}: {listing}. So {subject}: {tag}. Asked: {asked}. {verdict}")
 }

@@ -29,7 +29,7 @@ use svlm_io::{AtomicFile, write_atomic};
 
 use crate::parquet_io::ParquetShardWriter;
 use crate::qa::{QaConfig, generate, verify_answer};
-use crate::record::{SpatialRecord, Turn};
+use crate::record::{Role, SpatialRecord, Turn};
 use crate::scene::{SkipCounts, count_skip};
 use crate::shard::ShardSpec;
 use crate::source::{BadItem, Item, ItemSource};
@@ -213,11 +213,11 @@ pub fn synthesize_item(item: Item, index: usize, seed: u64, qa: &QaConfig) -> Sy
             q.question
         };
         conversations.push(Turn {
-            from: "human".into(),
+            from: Role::Human,
             value: question,
         });
         conversations.push(Turn {
-            from: "gpt".into(),
+            from: Role::Gpt,
             value: q.answer,
         });
         spatial.push(q.spatial);
@@ -373,8 +373,11 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
                         } else {
                             manifest.quantitative += 1;
                         }
-                        *manifest.qa_per_type.entry(q.kind.clone()).or_insert(0) += 1;
-                        *manifest.qa_per_source.entry(q.source.clone()).or_insert(0) += 1;
+                        *manifest.qa_per_type.entry(q.kind.to_string()).or_insert(0) += 1;
+                        *manifest
+                            .qa_per_source
+                            .entry(q.source.as_str().to_string())
+                            .or_insert(0) += 1;
                     }
                     if let Some(w) = jsonl.as_mut() {
                         serde_json::to_writer(&mut *w, &done.record)?;

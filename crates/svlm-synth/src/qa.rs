@@ -8,7 +8,7 @@ use rand::Rng;
 use rand::seq::SliceRandom;
 
 use crate::phrase;
-use crate::record::{SpatialQa, Truth};
+use crate::record::{QuestionKind, SpatialQa, Truth};
 use crate::scene::{SceneGraph, SkipCounts, count_skip};
 
 /// Thresholds that decide which questions are unambiguous enough to ask.
@@ -99,7 +99,7 @@ impl QaConfig {
 }
 
 /// A binary spatial relation; each has an opposite (`Left` <-> `Right` ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Relation {
     Left,
     Right,
@@ -167,6 +167,13 @@ impl Relation {
 
     fn index(self) -> usize {
         Relation::ALL.iter().position(|&r| r == self).unwrap_or(0)
+    }
+
+    /// The one word for the end of the axis this relation points to: "left" for Left, "front" for Front. A
+    /// reasoned answer tags each listed object with its end and names the relation asked, so the verdict compares
+    /// two words.
+    pub fn word(self) -> &'static str {
+        RELATION_WORDS[self.index()]
     }
 
     pub fn predicate_kind(self) -> &'static str {
@@ -277,42 +284,23 @@ impl Relation {
     }
 }
 
-const PREDICATE_KINDS: [&str; 14] = [
-    "left_predicate",
-    "right_predicate",
-    "above_predicate",
-    "below_predicate",
-    "front_predicate",
-    "behind_predicate",
-    "closer_predicate",
-    "farther_predicate",
-    "taller_predicate",
-    "shorter_predicate",
-    "wider_predicate",
-    "thinner_predicate",
-    "bigger_predicate",
-    "smaller_predicate",
-];
+/// Each relation's word, in the order of `Relation::ALL`, and the question types built from it: the word names
+/// the relation in its types ("left_predicate", "left_choice") and in reasoned answers ("red: left").
+macro_rules! relation_names {
+    ($($word:literal),* $(,)?) => {
+        const RELATION_WORDS: [&str; 14] = [$($word),*];
+        const PREDICATE_KINDS: [&str; 14] = [$(concat!($word, "_predicate")),*];
+        const CHOICE_KINDS: [&str; 14] = [$(concat!($word, "_choice")),*];
+    };
+}
 
-const CHOICE_KINDS: [&str; 14] = [
-    "left_choice",
-    "right_choice",
-    "above_choice",
-    "below_choice",
-    "front_choice",
-    "behind_choice",
-    "closer_choice",
-    "farther_choice",
-    "taller_choice",
-    "shorter_choice",
-    "wider_choice",
-    "thinner_choice",
-    "bigger_choice",
-    "smaller_choice",
-];
+relation_names!(
+    "left", "right", "above", "below", "front", "behind", "closer", "farther", "taller", "shorter", "wider",
+    "thinner", "bigger", "smaller",
+);
 
 /// A measured quantity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Quantity {
     /// Centre-to-centre distance.
     Distance,
@@ -747,7 +735,7 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
     let the_b = format!("the {name_b}");
     // A reasoned answer lists the two objects by short keys (their colours when those differ).
     let (key_a, key_b) = phrase::reasoned_keys(name_a, name_b);
-    let source = g.source.as_str().to_string();
+    let source = g.source;
     match c.kind {
         Kind::Predicate(rel) => {
             let value = matches!(c.truth, Truth::Bool { value: true });
@@ -760,7 +748,7 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
                 question,
                 answer,
                 spatial: SpatialQa {
-                    kind: rel.predicate_kind().to_string(),
+                    kind: QuestionKind::Predicate(rel),
                     objects: vec![name_a.to_string(), name_b.to_string()],
                     truth: c.truth.clone(),
                     unit_shown: None,
@@ -794,7 +782,7 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
                 question,
                 answer,
                 spatial: SpatialQa {
-                    kind: rel.choice_kind().to_string(),
+                    kind: QuestionKind::Choice(rel),
                     objects: vec![name_a.to_string(), name_b.to_string()],
                     truth,
                     unit_shown: None,
@@ -821,7 +809,7 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
                 question,
                 answer,
                 spatial: SpatialQa {
-                    kind: q.kind().to_string(),
+                    kind: QuestionKind::Quantity(q),
                     objects,
                     truth: c.truth.clone(),
                     unit_shown: unit,
@@ -1016,15 +1004,11 @@ mod tests {
                 }
                 _ => Default::default(),
             };
-            let rel = Relation::ALL
-                .into_iter()
-                .find(|r| q.spatial.kind == r.predicate_kind() || q.spatial.kind == r.choice_kind())
-                .map(|r| {
-                    (
-                        phrase::relation_word(r),
-                        phrase::relation_word(r.opposite()),
-                    )
-                });
+            let rel = q
+                .spatial
+                .kind
+                .relation()
+                .map(|r| (r.word(), r.opposite().word()));
             match &q.spatial.truth {
                 Truth::Bool { value } => {
                     predicates += 1;
@@ -1180,7 +1164,7 @@ mod tests {
                     text = text.replace(o.as_str(), "X");
                 }
                 per_kind
-                    .entry(q.spatial.kind.clone())
+                    .entry(q.spatial.kind.to_string())
                     .or_default()
                     .insert(text);
             }
@@ -1356,9 +1340,7 @@ mod tests {
             [0.0, 0.0, 1.5],
         );
         let (qas, skips) = all_qa(&g, 0);
-        assert!(qas.iter().all(
-            |q| !q.spatial.kind.ends_with("_predicate") && !q.spatial.kind.ends_with("_choice")
-        ));
+        assert!(qas.iter().all(|q| q.spatial.kind.relation().is_none()));
         for reason in [
             "ambiguous_left_right",
             "ambiguous_front_behind",

@@ -3,7 +3,14 @@
 //! `spatial[i]` describes the i-th human/gpt pair of `conversations`. This module is the single definition of the
 //! format: the trainer and the evaluator read it through these types.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::general::GeneralKind;
+use crate::qa::{Quantity, Relation};
+pub use crate::scene::TruthSource;
 
 /// One image with its question/answer turns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,19 +27,55 @@ pub struct SpatialRecord {
     pub provenance: Option<serde_json::Value>,
 }
 
-/// A LLaVA conversation turn: `from` is "human" or "gpt"; the first human value starts with "<image>\n".
+/// A LLaVA conversation turn; the first human value starts with "<image>\n".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Turn {
-    pub from: String,
+    pub from: Role,
     pub value: String,
+}
+
+/// Who speaks a turn. Written as LLaVA's "human" / "gpt"; the chat names "user" / "assistant" are read too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    #[serde(rename = "human", alias = "user")]
+    Human,
+    #[serde(rename = "gpt", alias = "assistant")]
+    Gpt,
+    #[serde(rename = "system")]
+    System,
+}
+
+impl Role {
+    /// The name written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Human => "human",
+            Role::Gpt => "gpt",
+            Role::System => "system",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "human" | "user" => Ok(Role::Human),
+            "gpt" | "assistant" => Ok(Role::Gpt),
+            "system" => Ok(Role::System),
+            other => Err(format!(
+                "turn role {other:?} must be human, gpt or system (user, assistant)"
+            )),
+        }
+    }
 }
 
 /// Truth for one question/answer pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpatialQa {
-    /// Question type, snake_case (e.g. "left_predicate", "left_choice", "distance", "clock_direction").
+    /// Question type, written snake_case ("left_predicate", "left_choice", "distance", "clock_direction").
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: QuestionKind,
     /// Object names as they appear in the question.
     pub objects: Vec<String>,
     pub truth: Truth,
@@ -40,7 +83,93 @@ pub struct SpatialQa {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit_shown: Option<String>,
     /// "exact" (procedural truth) or "estimated" (lifted from depth).
-    pub source: String,
+    pub source: TruthSource,
+}
+
+/// The type of a question: a yes/no predicate or a two-way choice about a relation, a measured quantity, or a
+/// general (non-spatial) question. Its name in the record is [`QuestionKind::as_str`]; every type the synthesis
+/// can write is in [`QuestionKind::all`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuestionKind {
+    /// "Is A left of B?" (`left_predicate`).
+    Predicate(Relation),
+    /// "Which is more to the left, A or B?" (`left_choice`).
+    Choice(Relation),
+    /// "How far apart are A and B?" (`distance`).
+    Quantity(Quantity),
+    /// Colour, shape, count and presence questions (`general_color`).
+    General(GeneralKind),
+}
+
+impl QuestionKind {
+    /// The snake_case name written in records, manifests and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuestionKind::Predicate(rel) => rel.predicate_kind(),
+            QuestionKind::Choice(rel) => rel.choice_kind(),
+            QuestionKind::Quantity(q) => q.kind(),
+            QuestionKind::General(g) => g.as_str(),
+        }
+    }
+
+    /// Every type: predicates, choices, quantities, general questions.
+    pub fn all() -> impl Iterator<Item = QuestionKind> {
+        let relations = Relation::ALL.into_iter();
+        relations
+            .clone()
+            .map(QuestionKind::Predicate)
+            .chain(relations.map(QuestionKind::Choice))
+            .chain(Quantity::ALL.into_iter().map(QuestionKind::Quantity))
+            .chain(GeneralKind::ALL.into_iter().map(QuestionKind::General))
+    }
+
+    /// The relation a predicate or choice asks about.
+    pub fn relation(self) -> Option<Relation> {
+        match self {
+            QuestionKind::Predicate(rel) | QuestionKind::Choice(rel) => Some(rel),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for QuestionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for QuestionKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        QuestionKind::all()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown question type {s:?}"))
+    }
+}
+
+impl PartialEq<str> for QuestionKind {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for QuestionKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for QuestionKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for QuestionKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// The ground-truth value of an answer.
@@ -72,17 +201,17 @@ impl SpatialRecord {
         let mut pairs = Vec::new();
         let mut pending: Option<String> = None;
         for turn in &self.conversations {
-            match turn.from.as_str() {
-                "human" | "user" => {
+            match turn.from {
+                Role::Human => {
                     let q = turn.value.replace("<image>\n", "").replace("<image>", "");
                     pending = Some(q.trim().to_string());
                 }
-                "gpt" | "assistant" => {
+                Role::Gpt => {
                     if let Some(q) = pending.take() {
                         pairs.push((q, turn.value.clone()));
                     }
                 }
-                _ => {}
+                Role::System => {}
             }
         }
         pairs

@@ -243,6 +243,6 @@ fn bad_rgbd_frames_are_counted_and_listed() {
     assert!(
         records
             .iter()
-            .all(|r| r.spatial.iter().all(|q| q.source == "estimated"))
+            .all(|r| r.spatial.iter().all(|q| q.source == TruthSource::Estimated))
     );
 }

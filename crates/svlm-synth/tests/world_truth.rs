@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use svlm_synth::graph::{DepthInput, EstimateParams, VisibilityParams, from_depth, from_world};
 use svlm_synth::qa::{QaConfig, Relation, generate, verify_answer};
 use svlm_synth::scene::{SceneGraph, SkipCounts};
-use svlm_synth::{GeneratedQa, Truth};
+use svlm_synth::{GeneratedQa, Truth, TruthSource};
 use svlm_world::{
     ObjectTruth, Scene, SceneConfig, Support, closest_surface_distance, generate_scene, render,
     scene_seed,
@@ -186,8 +186,8 @@ fn check(
             }
         }
     }
-    if qa.spatial.source != "exact" {
-        return bad(format!("source {}", qa.spatial.source));
+    if qa.spatial.source != TruthSource::Exact {
+        return bad(format!("source {}", qa.spatial.source.as_str()));
     }
     Ok(())
 }

@@ -97,11 +97,11 @@ fn llava_json_jsonl_chat_and_synth_formats_read_the_same_sample() {
         image: "a.png".into(),
         conversations: vec![
             svlm_synth::record::Turn {
-                from: "human".into(),
+                from: svlm_synth::record::Role::Human,
                 value: "<image>\nWhere is the cube?".into(),
             },
             svlm_synth::record::Turn {
-                from: "gpt".into(),
+                from: svlm_synth::record::Role::Gpt,
                 value: "On the left.".into(),
             },
         ],

@@ -41,7 +41,7 @@ pub fn read_synth(path: &Path, image_root: Option<&Path>) -> Result<EvalSet> {
                 id: format!("{}#{turn}", record.id),
                 image: image.clone(),
                 question,
-                kind: qa.kind,
+                kind: qa.kind.to_string(),
                 truth: qa.truth,
                 reference_answer: Some(answer),
                 regions: Vec::new(),

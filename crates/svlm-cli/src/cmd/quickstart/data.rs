@@ -13,7 +13,8 @@ use svlm_synth::general::{GeneralQaConfig, WORLD_NOUNS, general_qa, general_reco
 use svlm_synth::graph::VisibilityParams;
 use svlm_synth::phrase::short_answer;
 use svlm_synth::pipeline::{encode_png, synthesize_item};
-use svlm_synth::qa::QaConfig;
+use svlm_synth::qa::{QaConfig, Quantity};
+use svlm_synth::record::{QuestionKind, Role, TruthSource};
 use svlm_synth::{Item, SpatialQa, SpatialRecord, Truth, Turn, from_world};
 use svlm_world::{
     SceneConfig, SequenceConfig, approach_sequence, approach_target, generate_scene, render,
@@ -164,20 +165,20 @@ fn approach_records(
             image,
             conversations: vec![
                 Turn {
-                    from: "human".into(),
+                    from: Role::Human,
                     value: format!("<image>\n{question}"),
                 },
                 Turn {
-                    from: "gpt".into(),
+                    from: Role::Gpt,
                     value: answer,
                 },
             ],
             spatial: vec![SpatialQa {
-                kind: "distance".into(),
+                kind: QuestionKind::Quantity(Quantity::Distance),
                 objects: vec![gripper.name.clone(), target.name.clone()],
                 truth,
                 unit_shown: None,
-                source: "exact".into(),
+                source: TruthSource::Exact,
             }],
             provenance: Some(serde_json::json!({
                 "source": "approach_sequence", "split": "train", "sequence": index, "frame": f,
@@ -261,7 +262,7 @@ fn split_record(record: &SpatialRecord, k: usize) -> Vec<SpatialRecord> {
                 for turn in turns.iter() {
                     let mut turn = turn.clone();
                     let question = turn.value.strip_prefix("<image>\n").unwrap_or(&turn.value);
-                    if turn.from == "human" {
+                    if turn.from == Role::Human {
                         turn.value = if i == 0 {
                             format!("<image>\n{question}")
                         } else {
@@ -457,7 +458,7 @@ pub fn training_texts(files: &DataFiles) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use svlm_synth::{SpatialQa, Truth, Turn};
+    use svlm_synth::qa::Relation;
 
     fn record(n: usize) -> SpatialRecord {
         let mut conversations = Vec::new();
@@ -465,19 +466,19 @@ mod tests {
         for i in 0..n {
             let q = format!("question {i}?");
             conversations.push(Turn {
-                from: "human".into(),
+                from: Role::Human,
                 value: if i == 0 { format!("<image>\n{q}") } else { q },
             });
             conversations.push(Turn {
-                from: "gpt".into(),
+                from: Role::Gpt,
                 value: format!("answer {i}."),
             });
             spatial.push(SpatialQa {
-                kind: "left_predicate".into(),
+                kind: QuestionKind::Predicate(Relation::Left),
                 objects: vec!["a".into(), "b".into()],
                 truth: Truth::Bool { value: i % 2 == 0 },
                 unit_shown: None,
-                source: "exact".into(),
+                source: TruthSource::Exact,
             });
         }
         SpatialRecord {
