@@ -54,20 +54,48 @@ pub fn resolve_model_spec(
     };
     let processor = match processor_dir {
         Some(dir) => dir.to_path_buf(),
-        None => [Some(weights.as_path()), weights.parent()]
-            .into_iter()
-            .flatten()
-            .find(|d| d.join("tokenizer.json").is_file())
-            .map(Path::to_path_buf)
-            .with_context(|| {
-                format!(
-                    "no tokenizer.json in {} or its parent: pass --processor DIR (or `svlm export` the run first)",
-                    weights.display()
-                )
-            })?,
+        None => processor_dir_of(&weights).with_context(|| {
+            format!(
+                "no tokenizer.json in {}, its run folder or the folder its run config names: pass --processor DIR",
+                weights.display()
+            )
+        })?,
     };
     Ok((weights, processor))
 }
+
+/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run folder when either
+/// holds `tokenizer.json`, else the folder the run's saved config names (`model.tokenizer`, the pretrained folder,
+/// or the from-scratch `model.config` file's folder).
+pub fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
+    let run_dir = checkpoint.parent();
+    if let Some(dir) = [Some(checkpoint), run_dir]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("tokenizer.json").is_file())
+    {
+        return Some(dir.to_path_buf());
+    }
+    let config = [Some(checkpoint), run_dir]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("config.toml"))
+        .find(|p| p.is_file())?;
+    let config = svlm_train::RunConfig::load(&config, &[]).ok()?;
+    let model = &config.model;
+    model
+        .tokenizer
+        .clone()
+        .or_else(|| model.pretrained.as_ref().map(PathBuf::from))
+        .or_else(|| {
+            model
+                .config
+                .as_ref()
+                .and_then(|c| c.parent().map(Path::to_path_buf))
+        })
+        .filter(|d| d.join("tokenizer.json").is_file())
+}
+
 
 /// `--model` and `--processor` of the commands that load a model to evaluate or check.
 #[derive(clap::Args, Debug, Clone)]
@@ -75,7 +103,8 @@ pub struct ModelSpec {
     /// An HF model folder, a training run (newest checkpoint), a checkpoint-N folder, a .gguf file or a hub repo id.
     #[arg(long)]
     pub model: String,
-    /// Tokenizer/processor folder, when the model folder has none (e.g. a training checkpoint).
+    /// Tokenizer/processor folder (default: the model folder, its run folder, or the tokenizer its run's config
+    /// names, the same search as `svlm export`).
     #[arg(long)]
     pub processor: Option<PathBuf>,
 }
@@ -95,7 +124,7 @@ pub struct VlmArgs {
     /// frames written by `svlm world` only: answers in the synthesis templates' words, read back by the same parser).
     #[arg(long)]
     pub vlm: Option<String>,
-    /// Tokenizer/processor folder for --vlm, when the model folder has none (e.g. a training checkpoint).
+    /// Tokenizer/processor folder for --vlm (default: found as for `svlm eval --processor`).
     #[arg(long)]
     pub processor: Option<PathBuf>,
     /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.

@@ -44,7 +44,7 @@ pub struct GeneralReport {
 /// `<record id>#<turn index>`.
 pub fn read_general_vqa(path: &Path, image_root: Option<&Path>) -> Result<Vec<GeneralItem>> {
     let mut items = Vec::new();
-    for (_, root, record) in read_records(path, image_root)? {
+    for (_, root, record) in read_records(path, image_root, None)? {
         if !record.spatial.is_empty() {
             continue;
         }

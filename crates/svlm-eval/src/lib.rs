@@ -22,7 +22,7 @@ pub mod steps;
 pub use baseline::PriorBaseline;
 pub use benchmarks::{
     BenchmarkFormat, LoadOptions, detect_format, load_benchmark, read_qspatial, read_spatialrgpt,
-    read_synth,
+    read_synth, read_synth_cached,
 };
 pub use dataset::{EvalItem, EvalSet, Skip};
 pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate};

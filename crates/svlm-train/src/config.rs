@@ -138,10 +138,11 @@ pub enum SourceFormat {
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     pub name: String,
+    /// A data file, or a synthesis output folder (`svlm synth --out`: its finished shards, JSONL or Parquet).
     pub path: PathBuf,
     #[serde(default = "default_format")]
     pub format: SourceFormat,
-    /// Folder image paths are relative to; defaults to the data file's folder.
+    /// Folder image paths are relative to; defaults to the data file's folder (a synthesis folder itself).
     #[serde(default)]
     pub image_root: Option<PathBuf>,
     /// Mixture weight (normalized over the sources); 0 keeps the source for validation only.

@@ -1,5 +1,7 @@
 //! Data sources, streamed: an index of byte offsets (JSON / JSONL) or (row group, row) pairs (Parquet) is built by one
-//! scan at start; rows are parsed and images read only when a sample is drawn.
+//! scan at start; rows are parsed and images read only when a sample is drawn. A source is one data file, or a
+//! synthesis output folder (`svlm synth --out`): the finished shards its manifest lists, JSONL or Parquet
+//! (`svlm_synth::folder`).
 //!
 //! The start-up scan also validates every row (structure, roles, image count vs `<image>` markers, image files on
 //! disk). Bad rows are counted, named (`file:line` or `file#row`) in the log and left out of the index; a source
@@ -103,13 +105,18 @@ pub struct Sample {
     pub images: Vec<ImageRef>,
 }
 
-/// Where a row lives in its file.
+/// Where a row lives: its file (index into the source's files) and its place in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RowLocation {
     /// Byte range of a JSON value (a JSONL line or an element of a JSON array) and its 1-based line number.
-    Bytes { offset: u64, len: u32, line: u32 },
+    Bytes {
+        file: u32,
+        offset: u64,
+        len: u32,
+        line: u32,
+    },
     /// Parquet row group and row inside it.
-    Parquet { group: u32, row: u32 },
+    Parquet { file: u32, group: u32, row: u32 },
 }
 
 /// A bad row seen while indexing or reading.
@@ -124,13 +131,15 @@ pub struct DataSource {
     pub config: SourceConfig,
     pub format: SourceFormat,
     image_root: PathBuf,
+    /// The data files: the source's path, or a synthesis folder's finished shards.
+    files: Vec<PathBuf>,
     rows: Vec<RowLocation>,
     /// Rows seen by the index scan (valid + bad).
     pub scanned: usize,
     /// Bad rows seen by the scan and by later reads.
     pub bad: Mutex<Vec<BadRow>>,
-    /// Decoded Parquet row groups, most recent last (a small cache: draws are random across groups).
-    parquet_cache: Mutex<Vec<(u32, std::sync::Arc<ParquetGroup>)>>,
+    /// Decoded Parquet (file, row group)s, most recent last (a small cache: draws are random across groups).
+    parquet_cache: Mutex<Vec<((u32, u32), std::sync::Arc<ParquetGroup>)>>,
 }
 
 struct ParquetGroup {
@@ -142,12 +151,19 @@ const PARQUET_CACHE_GROUPS: usize = 4;
 impl DataSource {
     /// Scan and index a source. `index` is the source's position in `data.sources`.
     pub fn open(config: &SourceConfig, index: usize) -> Result<Self, DataError> {
-        let format = match config.format {
-            SourceFormat::Auto => detect_format(config)?,
-            f => f,
+        let (files, format) = if config.path.is_dir() {
+            synth_folder_files(config)?
+        } else {
+            let format = match config.format {
+                SourceFormat::Auto => detect_format(config)?,
+                f => f,
+            };
+            check_not_parquet(config, format)?;
+            (vec![config.path.clone()], format)
         };
         let image_root = match &config.image_root {
             Some(r) => r.clone(),
+            None if config.path.is_dir() => config.path.clone(),
             None => config
                 .path
                 .parent()
@@ -158,18 +174,21 @@ impl DataSource {
             config: config.clone(),
             format,
             image_root,
+            files,
             rows: Vec::new(),
             scanned: 0,
             bad: Mutex::new(Vec::new()),
             parquet_cache: Mutex::new(Vec::new()),
         };
-        match format {
-            SourceFormat::LlavaJson => source.index_json_array(index)?,
-            SourceFormat::LlavaJsonl | SourceFormat::ChatJsonl | SourceFormat::SynthJsonl => {
-                source.index_jsonl(index)?
+        for file in 0..source.files.len() as u32 {
+            match format {
+                SourceFormat::LlavaJson => source.index_json_array(file, index)?,
+                SourceFormat::LlavaJsonl | SourceFormat::ChatJsonl | SourceFormat::SynthJsonl => {
+                    source.index_jsonl(file, index)?
+                }
+                SourceFormat::Parquet => source.index_parquet(file, index)?,
+                SourceFormat::Auto => unreachable!("format detected above"),
             }
-            SourceFormat::Parquet => source.index_parquet(index)?,
-            SourceFormat::Auto => unreachable!("format detected above"),
         }
         if let Some(max) = config.max_samples {
             source.rows.truncate(max);
@@ -234,15 +253,20 @@ impl DataSource {
     pub fn get(&self, i: usize, source_index: usize) -> Option<Sample> {
         let location = *self.rows.get(i)?;
         let result = match location {
-            RowLocation::Bytes { offset, len, line } => {
-                let origin = format!("{}:{line}", self.config.path.display());
-                self.read_bytes(offset, len)
+            RowLocation::Bytes {
+                file,
+                offset,
+                len,
+                line,
+            } => {
+                let origin = format!("{}:{line}", self.file(file).display());
+                self.read_bytes(file, offset, len)
                     .and_then(|bytes| self.parse_row(&bytes, origin.clone(), source_index))
                     .map_err(|e| (origin, e))
             }
-            RowLocation::Parquet { group, row } => {
-                let origin = format!("{}#group{group}/row{row}", self.config.path.display());
-                self.parquet_row(group, row).map_err(|e| (origin, e))
+            RowLocation::Parquet { file, group, row } => {
+                let origin = format!("{}#group{group}/row{row}", self.file(file).display());
+                self.parquet_row(file, group, row).map_err(|e| (origin, e))
             }
         };
         match result.and_then(|s| check_images_decode(&s).map(|()| s)) {
@@ -254,8 +278,12 @@ impl DataSource {
         }
     }
 
-    fn read_bytes(&self, offset: u64, len: u32) -> Result<Vec<u8>, String> {
-        let mut file = File::open(&self.config.path).map_err(|e| e.to_string())?;
+    fn file(&self, file: u32) -> &Path {
+        &self.files[file as usize]
+    }
+
+    fn read_bytes(&self, file: u32, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        let mut file = File::open(self.file(file)).map_err(|e| e.to_string())?;
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; len as usize];
@@ -290,8 +318,8 @@ impl DataSource {
         Ok(())
     }
 
-    fn index_jsonl(&mut self, source_index: usize) -> Result<(), DataError> {
-        let file = File::open(&self.config.path).map_err(|err| self.open_err(err))?;
+    fn index_jsonl(&mut self, file_index: u32, source_index: usize) -> Result<(), DataError> {
+        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let mut reader = BufReader::new(file);
         let mut offset = 0u64;
         let mut line_no = 0u32;
@@ -300,7 +328,7 @@ impl DataSource {
             buf.clear();
             let n = reader
                 .read_until(b'\n', &mut buf)
-                .map_err(|err| self.open_err(err))?;
+                .map_err(|err| self.open_err(file_index, err))?;
             if n == 0 {
                 break;
             }
@@ -312,7 +340,7 @@ impl DataSource {
                 continue;
             }
             self.scanned += 1;
-            let origin = format!("{}:{line_no}", self.config.path.display());
+            let origin = format!("{}:{line_no}", self.file(file_index).display());
             match self
                 .parse_row(text, origin.clone(), source_index)
                 .and_then(|s| self.validate(&s))
@@ -320,6 +348,7 @@ impl DataSource {
                 Ok(()) => {
                     let lead = buf.iter().take_while(|b| b.is_ascii_whitespace()).count() as u64;
                     self.rows.push(RowLocation::Bytes {
+                        file: file_index,
                         offset: start + lead,
                         len: text.len() as u32,
                         line: line_no,
@@ -333,8 +362,8 @@ impl DataSource {
 
     /// Find the byte ranges of the top-level array's elements with a streaming scan (strings and escapes tracked),
     /// never holding the whole file.
-    fn index_json_array(&mut self, source_index: usize) -> Result<(), DataError> {
-        let file = File::open(&self.config.path).map_err(|err| self.open_err(err))?;
+    fn index_json_array(&mut self, file_index: u32, source_index: usize) -> Result<(), DataError> {
+        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut offset = 0u64;
         let mut line = 1u32;
@@ -346,7 +375,9 @@ impl DataSource {
         let mut elements = Vec::new();
         let mut chunk = [0u8; 1 << 16];
         loop {
-            let n = reader.read(&mut chunk).map_err(|err| self.open_err(err))?;
+            let n = reader
+                .read(&mut chunk)
+                .map_err(|err| self.open_err(file_index, err))?;
             if n == 0 {
                 break;
             }
@@ -371,9 +402,10 @@ impl DataSource {
                         started = true;
                         depth = 1;
                     } else if !b.is_ascii_whitespace() {
-                        return Err(
-                            self.format_err("expected a JSON array (`[`) at the start".into())
-                        );
+                        return Err(self.format_err(
+                            file_index,
+                            "expected a JSON array (`[`) at the start".into(),
+                        ));
                     }
                     continue;
                 }
@@ -416,17 +448,21 @@ impl DataSource {
             }
         }
         if depth != 0 || in_string {
-            return Err(self.format_err("the JSON array is not closed (truncated file?)".into()));
+            return Err(self.format_err(
+                file_index,
+                "the JSON array is not closed (truncated file?)".into(),
+            ));
         }
         for (start, len, l) in elements {
             self.scanned += 1;
-            let origin = format!("{}:{l}", self.config.path.display());
+            let origin = format!("{}:{l}", self.file(file_index).display());
             let parsed = self
-                .read_bytes(start, len)
+                .read_bytes(file_index, start, len)
                 .and_then(|bytes| self.parse_row(trim_ascii(&bytes), origin.clone(), source_index))
                 .and_then(|s| self.validate(&s));
             match parsed {
                 Ok(()) => self.rows.push(RowLocation::Bytes {
+                    file: file_index,
                     offset: start,
                     len,
                     line: l,
@@ -437,24 +473,28 @@ impl DataSource {
         Ok(())
     }
 
-    fn index_parquet(&mut self, source_index: usize) -> Result<(), DataError> {
+    fn index_parquet(&mut self, file_index: u32, source_index: usize) -> Result<(), DataError> {
         use parquet::file::reader::{FileReader, SerializedFileReader};
-        let file = File::open(&self.config.path).map_err(|err| self.open_err(err))?;
+        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let reader = SerializedFileReader::new(file)
-            .map_err(|e| self.format_err(format!("not a Parquet file: {e}")))?;
+            .map_err(|e| self.format_err(file_index, format!("not a Parquet file: {e}")))?;
         let groups = reader.metadata().num_row_groups();
         for group in 0..groups {
             // Read one group at a time to validate it; nothing but the row locations is kept.
-            let decoded = self.decode_parquet_group(group as u32, source_index)?;
+            let decoded = self.decode_parquet_group(file_index, group as u32, source_index)?;
             for (row, result) in decoded.rows.iter().enumerate() {
                 self.scanned += 1;
-                let origin = format!("{}#group{group}/row{row}", self.config.path.display());
+                let origin = format!(
+                    "{}#group{group}/row{row}",
+                    self.file(file_index).display()
+                );
                 match result
                     .as_ref()
                     .map_err(Clone::clone)
                     .and_then(|s| self.validate(s))
                 {
                     Ok(()) => self.rows.push(RowLocation::Parquet {
+                        file: file_index,
                         group: group as u32,
                         row: row as u32,
                     }),
@@ -467,26 +507,31 @@ impl DataSource {
 
     fn decode_parquet_group(
         &self,
+        file_index: u32,
         group: u32,
         source_index: usize,
     ) -> Result<ParquetGroup, DataError> {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let file = File::open(&self.config.path).map_err(|err| self.open_err(err))?;
+        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| self.format_err(format!("not a Parquet file: {e}")))?;
+            .map_err(|e| self.format_err(file_index, format!("not a Parquet file: {e}")))?;
         let reader = builder
             .with_row_groups(vec![group as usize])
             .build()
-            .map_err(|e| self.format_err(format!("row group {group}: {e}")))?;
+            .map_err(|e| self.format_err(file_index, format!("row group {group}: {e}")))?;
         let mut rows = Vec::new();
         for batch in reader {
-            let batch = batch.map_err(|e| self.format_err(format!("row group {group}: {e}")))?;
+            let batch = batch
+                .map_err(|e| self.format_err(file_index, format!("row group {group}: {e}")))?;
             let schema = batch.schema();
             let text_column = ["messages", "conversations"]
                 .iter()
                 .find_map(|name| schema.index_of(name).ok().map(|i| (*name, i)))
                 .ok_or_else(|| {
-                    self.format_err("Parquet needs a `messages` or `conversations` column".into())
+                    self.format_err(
+                        file_index,
+                        "Parquet needs a `messages` or `conversations` column".into(),
+                    )
                 })?;
             let images_column = schema
                 .index_of("images")
@@ -495,7 +540,7 @@ impl DataSource {
             for r in 0..batch.num_rows() {
                 let origin = format!(
                     "{}#group{group}/row{}",
-                    self.config.path.display(),
+                    self.file(file_index).display(),
                     rows.len()
                 );
                 let conversation = arrow_to_json(batch.column(text_column.1).as_ref(), r);
@@ -521,7 +566,7 @@ impl DataSource {
         Ok(ParquetGroup { rows })
     }
 
-    fn parquet_row(&self, group: u32, row: u32) -> Result<Sample, String> {
+    fn parquet_row(&self, file: u32, group: u32, row: u32) -> Result<Sample, String> {
         let cached = {
             let cache = self
                 .parquet_cache
@@ -529,21 +574,21 @@ impl DataSource {
                 .map_err(|_| "parquet cache poisoned".to_string())?;
             cache
                 .iter()
-                .find(|(g, _)| *g == group)
+                .find(|(key, _)| *key == (file, group))
                 .map(|(_, d)| d.clone())
         };
         let decoded = match cached {
             Some(d) => d,
             None => {
                 let d = std::sync::Arc::new(
-                    self.decode_parquet_group(group, 0)
+                    self.decode_parquet_group(file, group, 0)
                         .map_err(|e| e.to_string())?,
                 );
                 let mut cache = self
                     .parquet_cache
                     .lock()
                     .map_err(|_| "parquet cache poisoned".to_string())?;
-                cache.push((group, d.clone()));
+                cache.push(((file, group), d.clone()));
                 if cache.len() > PARQUET_CACHE_GROUPS {
                     cache.remove(0);
                 }
@@ -557,18 +602,18 @@ impl DataSource {
             .ok_or_else(|| format!("row {row} is not in group {group}"))?
     }
 
-    fn open_err(&self, err: std::io::Error) -> DataError {
+    fn open_err(&self, file: u32, err: std::io::Error) -> DataError {
         DataError::Open {
             source_name: self.config.name.clone(),
-            path: self.config.path.clone(),
+            path: self.file(file).to_path_buf(),
             err,
         }
     }
 
-    fn format_err(&self, message: String) -> DataError {
+    fn format_err(&self, file: u32, message: String) -> DataError {
         DataError::Format {
             source_name: self.config.name.clone(),
-            path: self.config.path.clone(),
+            path: self.file(file).to_path_buf(),
             message,
         }
     }
@@ -599,6 +644,74 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |i| i + 1);
     &bytes[start..end]
+}
+
+/// The shard files of a synthesis output folder and their format; a `format` other than `auto` must match them.
+fn synth_folder_files(config: &SourceConfig) -> Result<(Vec<PathBuf>, SourceFormat), DataError> {
+    let err = |message: String| DataError::Format {
+        source_name: config.name.clone(),
+        path: config.path.clone(),
+        message,
+    };
+    if !svlm_synth::folder::is_synth_folder(&config.path) {
+        return Err(err(
+            "a folder, but not a synthesis output folder (no manifest.json); set `path` to a data file".into(),
+        ));
+    }
+    let shards = svlm_synth::folder::shard_files(&config.path).map_err(|e| err(format!("{e:#}")))?;
+    let format = match shards.format {
+        svlm_synth::folder::ShardFormat::Jsonl => SourceFormat::SynthJsonl,
+        svlm_synth::folder::ShardFormat::Parquet => SourceFormat::Parquet,
+    };
+    if !matches!(config.format, SourceFormat::Auto) && config.format != format {
+        return Err(err(format!(
+            "format = \"{}\", but the folder's shards are {} (leave `format` out, or set it to \"{}\")",
+            format_name(config.format),
+            format_name(format),
+            format_name(format)
+        )));
+    }
+    if shards.unfinished > 0 {
+        tracing::warn!(
+            source = %config.name,
+            "{}: {} shard(s) not finished; training on the {} finished",
+            config.path.display(),
+            shards.unfinished,
+            shards.files.len()
+        );
+    }
+    Ok((shards.files, format))
+}
+
+/// A Parquet file read with a JSON `format` would show every row as malformed JSON: name the format instead.
+fn check_not_parquet(config: &SourceConfig, format: SourceFormat) -> Result<(), DataError> {
+    if format == SourceFormat::Parquet {
+        return Ok(());
+    }
+    let mut magic = [0u8; 4];
+    let is_parquet = File::open(&config.path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == b"PAR1";
+    if is_parquet {
+        return Err(DataError::Format {
+            source_name: config.name.clone(),
+            path: config.path.clone(),
+            message: format!(
+                "a Parquet file, but format = \"{}\" (leave `format` out, or set it to \"parquet\")",
+                format_name(format)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The name of a format as a config writes it.
+fn format_name(format: SourceFormat) -> String {
+    serde_json::to_value(format)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| format!("{format:?}"))
 }
 
 fn detect_format(config: &SourceConfig) -> Result<SourceFormat, DataError> {

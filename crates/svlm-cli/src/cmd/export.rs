@@ -31,38 +31,6 @@ fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
     svlm_train::checkpoint::latest_checkpoint(run_dir).map(|(_, path)| path)
 }
 
-/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run folder when either
-/// holds `tokenizer.json`, else the folder the run's saved config names (`model.tokenizer`, the pretrained folder,
-/// or the from-scratch `model.config` file's folder).
-fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
-    let run_dir = checkpoint.parent();
-    if let Some(dir) = [Some(checkpoint), run_dir]
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("tokenizer.json").is_file())
-    {
-        return Some(dir.to_path_buf());
-    }
-    let config = [Some(checkpoint), run_dir]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("config.toml"))
-        .find(|p| p.is_file())?;
-    let config = svlm_train::RunConfig::load(&config, &[]).ok()?;
-    let model = &config.model;
-    model
-        .tokenizer
-        .clone()
-        .or_else(|| model.pretrained.as_ref().map(PathBuf::from))
-        .or_else(|| {
-            model
-                .config
-                .as_ref()
-                .and_then(|c| c.parent().map(Path::to_path_buf))
-        })
-        .filter(|d| d.join("tokenizer.json").is_file())
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dtype: WeightDType = args.dtype.parse()?;
     let device = resolve_device("cpu")?;
@@ -93,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         load_pretrained_as(&folder, &device, WeightDType::F32)?.model
     };
     tracing::info!("loaded {}", folder.display());
-    let side_dir = processor_dir_of(&folder);
+    let side_dir = crate::answerer::processor_dir_of(&folder);
     let side_files_from = args.processor_from.clone().or(side_dir);
     if let Some(dir) = &side_files_from
         && !dir.is_dir()

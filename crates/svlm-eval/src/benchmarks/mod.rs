@@ -1,7 +1,8 @@
 //! Readers for evaluation sets (all local files; nothing is downloaded).
 //!
-//! - svlm's own synthesis JSONL ([`read_synth`]): records with a `spatial` truth block (`svlm_synth::record`),
-//!   a file or a folder of `*.jsonl` shards.
+//! - svlm's own synthesis records ([`read_synth_cached`]): records with a `spatial` truth block
+//!   (`svlm_synth::record`), a JSONL or Parquet shard, a synthesis output folder (its finished shards) or a folder
+//!   of `*.jsonl` files.
 //! - Q-Spatial-Bench ([`read_qspatial`]), from <https://huggingface.co/datasets/andrewliao11/Q-Spatial-Bench>:
 //!   `data/QSpatial_plus-00000-of-00001.parquet` (images embedded) and `data/QSpatial_scannet-00000-of-00001.parquet`
 //!   (images from ScanNet, see the benchmark's code repository). Rows: `question`, `answer_value`, `answer_unit`,
@@ -18,7 +19,7 @@ mod synth;
 pub use qspatial::read_qspatial;
 pub use spatialrgpt::read_spatialrgpt;
 pub(crate) use synth::read_records;
-pub use synth::read_synth;
+pub use synth::{read_synth, read_synth_cached};
 
 use crate::dataset::EvalSet;
 use anyhow::{Context, Result, bail};
@@ -71,7 +72,11 @@ pub fn load_benchmark(path: &Path, options: &LoadOptions) -> Result<EvalSet> {
         None => detect_format(path)?,
     };
     let set = match format {
-        BenchmarkFormat::Synth => read_synth(path, options.image_root.as_deref())?,
+        BenchmarkFormat::Synth => read_synth_cached(
+            path,
+            options.image_root.as_deref(),
+            options.image_cache.as_deref(),
+        )?,
         BenchmarkFormat::QSpatial => read_qspatial(
             path,
             options.image_root.as_deref(),
@@ -85,14 +90,23 @@ pub fn load_benchmark(path: &Path, options: &LoadOptions) -> Result<EvalSet> {
     })
 }
 
-/// Parquet -> Q-Spatial; a folder -> svlm synthesis shards; JSON/JSONL -> by the keys of the first row
-/// (`spatial`/`conversations` -> synth, `qa_info` -> SpatialRGPT, `answer_value` -> Q-Spatial).
+/// A folder -> svlm synthesis shards; Parquet -> svlm synthesis when it has a `spatial` column, else Q-Spatial;
+/// JSON/JSONL -> by the keys of the first row (`spatial`/`conversations` -> synth, `qa_info` -> SpatialRGPT,
+/// `answer_value` -> Q-Spatial).
 pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
     if path.is_dir() {
         return Ok(BenchmarkFormat::Synth);
     }
     if path.extension().is_some_and(|e| e == "parquet") {
-        return Ok(BenchmarkFormat::QSpatial);
+        let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .with_context(|| format!("{}: not a Parquet file", path.display()))?;
+        return Ok(if builder.schema().field_with_name("spatial").is_ok() {
+            BenchmarkFormat::Synth
+        } else {
+            BenchmarkFormat::QSpatial
+        });
     }
     let rows = read_json_rows(path)?;
     let Some((location, first)) = rows.first() else {

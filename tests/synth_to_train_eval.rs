@@ -1,0 +1,165 @@
+//! The stages connect as they are written: `svlm synth --shard i/n` folders, JSONL and Parquet, are a training
+//! source and an evaluation set without any conversion, and a folder whose shard count changed is never read
+//! twice. Trains two steps of the tiny Idefics3 fixture (svlm-model's parity fixture), so it takes seconds.
+//!
+//! Run alone with `cargo test -p svlm-cli --test synth_to_train_eval`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn svlm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_svlm"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("run svlm")
+}
+
+fn ok(run: Output) -> Output {
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+fn synth(out: &Path, shard: &str, format: &str) {
+    ok(svlm(&[
+        "synth",
+        "--out",
+        path(out),
+        "--scenes",
+        "4",
+        "--shard",
+        shard,
+        "--format",
+        format,
+        "--qa-per-image",
+        "2",
+        "--image-size",
+        "64x48",
+        "--objects",
+        "2-3",
+        "--min-visible-pixels",
+        "20",
+        "--quiet",
+    ]));
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// QA of the shards `manifest.json` lists as finished.
+fn manifest_qa(dir: &Path) -> u64 {
+    read_json(&dir.join("manifest.json"))["totals"]["qa"]
+        .as_u64()
+        .expect("totals.qa")
+}
+
+/// `svlm eval` of `model` on `data`; the number of questions asked.
+fn eval_items(model: &Path, data: &Path, out: &Path) -> u64 {
+    ok(svlm(&[
+        "eval",
+        "--model",
+        path(model),
+        "--data",
+        path(data),
+        "--out",
+        path(out),
+        "--max-new-tokens",
+        "4",
+    ]));
+    read_json(&out.join("report.json"))["items"]
+        .as_u64()
+        .expect("items")
+}
+
+fn fixture_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../svlm-model/tests/fixtures/idefics3")
+}
+
+fn run_config(dir: &Path, sources: &[(&str, &Path, Option<&str>)]) -> PathBuf {
+    let mut text = format!(
+        "seed = 1\n[model]\npretrained = {:?}\nmax_seq_len = 1024\n[train]\nstage = \"finetune\"\nsteps = 2\n\
+         batch_size = 2\n[optim]\nlr = 1e-3\n[log]\nprogress = false\ntensorboard = false\n",
+        path(&std::fs::canonicalize(fixture_model()).expect("fixture"))
+    );
+    for (name, data, format) in sources {
+        text.push_str(&format!(
+            "[[data.sources]]\nname = \"{name}\"\npath = {:?}\nweight = 1.0\n",
+            path(data)
+        ));
+        if let Some(format) = format {
+            text.push_str(&format!("format = \"{format}\"\n"));
+        }
+    }
+    let config = dir.join("run.toml");
+    std::fs::write(&config, text).expect("write config");
+    config
+}
+
+#[test]
+fn synth_shards_are_a_train_source_and_an_eval_set_as_written() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let jsonl = tmp.path().join("jsonl");
+    let parquet = tmp.path().join("parquet");
+    for shard in ["0/2", "1/2"] {
+        synth(&jsonl, shard, "jsonl");
+        synth(&parquet, shard, "parquet");
+    }
+    let all_qa = manifest_qa(&jsonl);
+    assert!(all_qa > 0);
+    assert_eq!(manifest_qa(&parquet), all_qa, "same scenes, same questions");
+
+    // Both folders train as they are, with the format found from the shards.
+    let config = run_config(
+        tmp.path(),
+        &[("jsonl", &jsonl, None), ("parquet", &parquet, None)],
+    );
+    let run = tmp.path().join("run");
+    ok(svlm(&[
+        "train",
+        "--config",
+        path(&config),
+        "--out",
+        path(&run),
+    ]));
+
+    // The run folder evaluates without --processor (its config names the tokenizer's folder), on either folder.
+    assert_eq!(eval_items(&run, &parquet, &tmp.path().join("eval_parquet")), all_qa);
+    assert_eq!(eval_items(&run, &jsonl, &tmp.path().join("eval_jsonl")), all_qa);
+
+    // Resharding into the same folder: only the manifest's shards count, never a record twice.
+    synth(&jsonl, "0/3", "jsonl");
+    let resharded = manifest_qa(&jsonl);
+    assert!(resharded < all_qa, "{resharded} of {all_qa}");
+    assert_eq!(
+        eval_items(&run, &jsonl, &tmp.path().join("eval_resharded")),
+        resharded
+    );
+
+    // A format that does not match the data is named, not reported as thousands of malformed rows.
+    let wrong = run_config(tmp.path(), &[("parquet", &parquet, Some("synth_jsonl"))]);
+    let failed = svlm(&["train", "--config", path(&wrong), "--out", path(&tmp.path().join("bad"))]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(
+        stderr.contains("format = \"synth_jsonl\"") && stderr.contains("parquet"),
+        "{stderr}"
+    );
+    let shard_file = parquet.join("shard-00000-of-00002.parquet");
+    let wrong = run_config(tmp.path(), &[("parquet", &shard_file, Some("synth_jsonl"))]);
+    let failed = svlm(&["train", "--config", path(&wrong), "--out", path(&tmp.path().join("bad2"))]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(stderr.contains("a Parquet file"), "{stderr}");
+}
