@@ -116,7 +116,7 @@ def evaluate(model, items, enc, data_dir, images, pad_id, device, batch=128):
                 total[kind] += 1
                 if kind in BINARY and answer.startswith("From "):
                     # teacher-forced segments of a reasoned answer, one per sentence: "listing. So x: tag. Asked: y.
-                    # verdict." (before session 10: "listing. First: x. Asked: y. verdict.")
+                    # verdict." (or, in the "First/Asked" format: "listing. First: x. Asked: y. verdict.")
                     ends_at = [k for k, t in enumerate(ids[j, starts[j]:ends[j] - 1].tolist())
                                if "." in enc.tok.decode([t])]
                     lo = 0

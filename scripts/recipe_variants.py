@@ -3,7 +3,7 @@
 The variant gets its own folder: rewritten spatial_*.jsonl, the general sets copied, and links to the original's
 images and model. Each variant changes only the spatial training (and, for answer formats, test) records:
 
-    marker          "From left to right: the green box (asked), the purple cylinder. Yes." (session 6, M)
+    marker          "From left to right: the green box (asked), the purple cylinder. Yes."
     colour-verdict  "... First: green. Asked: purple. No." (the full names when the two share a colour)
     short           "From left to right: green box, purple cylinder. First: green box. Asked: green box. Yes." (no
                     "the" in a reasoned answer: four tokens fewer)
@@ -13,8 +13,8 @@ images and model. Each variant changes only the spatial training (and, for answe
 
     python3 scripts/recipe_variants.py mix /tmp/qs /tmp/qs_mix --keep-lengths 3 --given 0.33
 
-The answer variants rewrite session 8's reasoned format ("... First: the x. Asked: the y. Yes."); answers in
-session 10's format (colour keys, tagged ends) are left as they are. Needs Python only (not run by CI).
+The answer variants rewrite the "First/Asked" reasoned format ("... First: the x. Asked: the y. Yes."); answers in
+the colour-key format (colour keys, tagged ends) are left as they are. Needs Python only (not run by CI).
 """
 import argparse
 import json

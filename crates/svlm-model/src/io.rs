@@ -487,7 +487,7 @@ pub fn export_hf(model: &Vlm, out_dir: &Path, options: &ExportOptions) -> anyhow
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     if out_dir.exists() && !options.overwrite {
         bail!(
-            "{} already exists (pass overwrite to replace it)",
+            "{} already exists (`ExportOptions::overwrite`, `svlm export --overwrite`, replaces it)",
             out_dir.display()
         );
     }

@@ -114,8 +114,7 @@ impl LinePlot {
                 .x_label_area_size(42)
                 .y_label_area_size(64);
             if self.log_y {
-                let lo = y_range.0.max(1e-12);
-                let hi = y_range.1.max(lo * 10.0);
+                let (lo, hi) = log_bounds(finite.iter().map(|&(_, y)| y));
                 let mut chart = builder
                     .build_cartesian_2d(x_range.0..x_range.1, (lo..hi).log_scale())
                     .map_err(plot_err)?;
@@ -123,6 +122,7 @@ impl LinePlot {
                     .configure_mesh()
                     .x_desc(&self.x_label)
                     .y_desc(&self.y_label)
+                    .y_label_formatter(&|v| axis_label(*v))
                     .label_style((FONT_FAMILY, 14))
                     .draw()
                     .map_err(plot_err)?;
@@ -362,6 +362,47 @@ fn bounds(points: &[(f64, f64)]) -> ((f64, f64), (f64, f64)) {
     ((x0, x1), pad(y0, y1))
 }
 
+/// The y range of a log axis: the positive values' range widened by a quarter at each end (multiplicatively, so
+/// the axis never reaches towards zero), and at least one decade so the axis has labels.
+fn log_bounds(ys: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+    for y in ys.filter(|y| y.is_finite() && *y > 0.0) {
+        lo = lo.min(y);
+        hi = hi.max(y);
+    }
+    if lo > hi {
+        return (0.1, 10.0);
+    }
+    let (mut lo, mut hi) = (lo / 1.25, hi * 1.25);
+    if hi < lo * 10.0 {
+        // Centre a decade on the data (geometric middle).
+        let mid = (lo * hi).sqrt();
+        lo = mid / 10f64.sqrt();
+        hi = mid * 10f64.sqrt();
+    }
+    (lo, hi)
+}
+
+/// An axis label with at most three significant digits: "0.5", "2", "120", and "1e-5" / "2.5e6" outside
+/// 0.001..100000. Log-axis key points carry float noise (0.999999998) that the default format prints whole.
+fn axis_label(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let magnitude = v.abs().log10().floor();
+    if !(-3.0..5.0).contains(&magnitude) {
+        let text = format!("{v:.1e}");
+        return text.replacen(".0e", "e", 1);
+    }
+    let decimals = (2.0 - magnitude).max(0.0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("plotting failed: {e:?}")
 }
@@ -440,6 +481,35 @@ mod tests {
         }
         let frac = non_white_fraction(&path);
         assert!(frac > 0.01 && frac < 0.5, "non-white fraction {frac}");
+    }
+
+    #[test]
+    fn axis_labels_are_short_whatever_the_float_noise() {
+        for (v, want) in [
+            (0.999999998, "1"),
+            (9.99997e-6, "1e-5"),
+            (0.1, "0.1"),
+            (0.30000000000000004, "0.3"),
+            (2.0, "2"),
+            (12.5, "12.5"),
+            (123.456, "123"),
+            (0.001, "0.001"),
+            (2.5e6, "2.5e6"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(axis_label(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn log_bounds_stay_near_the_data() {
+        // A loss curve from 4 down to 0.5: the axis spans the data, not down to 1e-12.
+        let (lo, hi) = log_bounds([4.0, 2.0, 0.5, -1.0, f64::NAN].into_iter());
+        assert!((0.3..0.5).contains(&lo) && (4.0..6.0).contains(&hi), "{lo}..{hi}");
+        // Flat data still gets a decade.
+        let (lo, hi) = log_bounds([1.0, 1.0].into_iter());
+        assert!(lo < 1.0 && hi > 1.0 && (hi / lo - 10.0).abs() < 1e-9, "{lo}..{hi}");
+        assert_eq!(log_bounds(std::iter::empty()), (0.1, 10.0));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Spatial VQA synthesis: scene graph, question templates, shard writers. No Burn.
 //!
-//! Flow: an [`source::ItemSource`] (procedural world, RGB-D folder; photos through perception models later)
+//! Flow: an [`source::ItemSource`] (procedural world, RGB-D folder; photos through `svlm_perception::PhotoSource`)
 //! gives images with a [`scene::SceneGraph`] — exact ([`graph::from_world`]) or estimated from depth
 //! ([`graph::from_depth`]) — the templates of [`qa`] turn it into question/answer pairs with their truth, and
 //! [`pipeline::run_shard`] writes `record::SpatialRecord`s as JSONL and/or Parquet shards with a manifest.

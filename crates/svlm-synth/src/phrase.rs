@@ -557,7 +557,7 @@ pub fn predicate(
 /// opposite ("left" and "right" both list from left to right), and whether `rel` points to the first end of that
 /// listing (true for left) or the last (false for right). One listing per axis means one way of reading the image
 /// for both directions: listing from the asked end instead (right to left for "right of") left a small model
-/// unable to read the order at all (`experiments/quickstart.md`, session 10).
+/// unable to read the order at all (`experiments/quickstart.md`).
 fn axis(rel: Relation) -> (&'static str, bool) {
     use Relation::*;
     match rel {

@@ -1,6 +1,6 @@
 //! Where images and their 3D come from. The pipeline only sees [`ItemSource`]: the procedural world and RGB-D
-//! folders implement it here; plain photos lifted by perception models (metric depth + open-vocabulary masks)
-//! plug in later as another implementation that turns a photo into a [`DepthInput`] for [`from_depth`].
+//! folders implement it here; photos lifted by perception models (metric depth + open-vocabulary boxes) implement
+//! it in `svlm_perception::PhotoSource`, which hands each photo's frame to [`graph_from_frame`].
 
 use std::path::{Path, PathBuf};
 

@@ -70,7 +70,7 @@ pub struct Args {
     pub out: PathBuf,
     /// Spatial share of the training mixture, one run each (comma-separated; the general share is 1 - r). At 0.75
     /// the budget's model lists the objects in order far more often than at 0.5, and general VQA is kept
-    /// (experiments/quickstart.md, session 7).
+    /// (experiments/quickstart.md).
     #[arg(long, value_delimiter = ',', default_value = "0,0.75")]
     pub ratios: Vec<f64>,
     #[arg(long, value_enum, default_value = "default")]
@@ -156,7 +156,7 @@ impl Plan {
                     text_hidden: 96,
                     text_layers: 3,
                     // Eight heads read the scene and decide from it in far more runs than four
-                    // (experiments/quickstart.md, sessions 8 and 10).
+                    // (experiments/quickstart.md).
                     text_heads: 8,
                     text_kv_heads: 4,
                     text_intermediate: 256,
@@ -498,7 +498,7 @@ const REWARD_FRAMES: usize = 12;
 /// geometry source; the models see them through their processor (resized to the training size).
 const REWARD_MIN_SIZE: u32 = 128;
 
-/// The reward demo (issue 7): a held-out approach sequence in the quickstart's world, annotated from exact depth
+/// The reward demo: a held-out approach sequence in the quickstart's world, annotated from exact depth
 /// (geometry) and by every trained model; `reward/<source>/reward.json` + `reward.png` each.
 fn reward_demo(
     out: &Path,
@@ -580,10 +580,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = std::fs::canonicalize(&args.out)
         .with_context(|| format!("resolving {}", args.out.display()))?;
     let progress = !args.quiet;
+    // Stages as they run: data, model, training, evaluation, and the reward demo when the plan has one.
+    let stages = if plan.data.approach_sequences > 0 { 5 } else { 4 };
+    let stage = |n: usize, what: String| println!("[{n}/{stages}] {what}");
 
-    println!(
-        "[1/4] data: {} training + {} held-out scenes",
-        plan.data.train_scenes, plan.data.test_scenes
+    stage(
+        1,
+        format!(
+            "data: {} training + {} held-out scenes",
+            plan.data.train_scenes, plan.data.test_scenes
+        ),
     );
     let files = DataFiles::new(&out);
     let data_summary = data::build(&plan.data, &files, progress)?;
@@ -597,7 +603,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         data_summary.seconds
     );
 
-    println!("[2/4] model: tokenizer trained on the generated text, tiny Idefics3 config");
+    stage(
+        2,
+        "model: tokenizer trained on the generated text, tiny Idefics3 config".into(),
+    );
     let model_started = Instant::now();
     model::build(
         &plan.model,
@@ -617,17 +626,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             1
         }
     });
-    println!(
-        "[3/4] training {} run(s) from scratch ({} at a time): spatial ratios {:?}, {} steps of {} each",
-        plan.ratios.len(),
-        jobs,
-        plan.ratios,
-        plan.steps,
-        plan.batch_size
+    stage(
+        3,
+        format!(
+            "training {} run(s) from scratch ({} at a time): spatial ratios {:?}, {} steps of {} each",
+            plan.ratios.len(),
+            jobs,
+            plan.ratios,
+            plan.steps,
+            plan.batch_size
+        ),
     );
     let train_seconds = train_all(&out, &plan, &files, jobs, progress)?;
 
-    println!("[4/4] evaluating on held-out scenes");
+    stage(4, "evaluating on held-out scenes".into());
     let mut results = Vec::new();
     for (&ratio, train_seconds) in plan.ratios.iter().zip(train_seconds) {
         let run_dir = out.join("runs").join(ratio_label(ratio));
@@ -670,6 +682,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|r| (r.ratio, r.run_dir.clone()))
         .collect();
+    if stages == 5 {
+        stage(
+            5,
+            "reward demo: a held-out approach sequence, from exact depth and from each model".into(),
+        );
+    }
     let reward = reward_demo(&out, &plan, &runs)?;
     if let Some(demo) = &reward {
         let rho = |r: &svlm_reason::reward::RewardReport| {

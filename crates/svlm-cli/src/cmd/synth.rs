@@ -44,7 +44,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     vocab: Vec<String>,
     /// With --images: named boxes per photo instead of a detector, `<stem>.objects.json` =
-    /// {"objects": [{"id": 1, "name": "chair", "bbox": [x, y, w, h]}]} (the RGB-D folder's object files).
+    /// {"objects": [{"id": 1, "name": "chair", "bbox": [x, y, w, h]}]} in pixels (the layout of an RGB-D folder's
+    /// object files plus a `bbox` each; objects without one are left out).
     #[arg(long, requires = "images")]
     boxes_dir: Option<PathBuf>,
     /// With --images: intrinsics JSON, `{"folder": {"hfov_deg": 70}, "per_image": {"a.jpg": {"fx": 500}}}`.

@@ -479,7 +479,7 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
     ));
     writeln!(
         md,
-        "\nTargets (issue 5; measured here, not asserted; recipes are compared on other scenes, see \
+        "\nTargets (measured here, not asserted; recipes are compared on other scenes, see \
          experiments/quickstart.md):\n"
     )?;
     for line in targets(summary) {
