@@ -37,22 +37,47 @@ use model::TinyModel;
 const BASE_TOML: &str = include_str!("../../../../configs/base.toml");
 const TINY_TOML: &str = include_str!("../../../../configs/tiny_cpu.toml");
 
-/// Spatial question types the quickstart asks: the paper's binary predicates along the two axes a camera sees
-/// directly (left/right and front/behind, as yes/no predicates and "which" choices), and its headline distances.
-/// Taller/shorter, sizes and the other relations are left to full runs: each is a skill of its own for a model
-/// from scratch, and the 2-core budget has room for few (`experiments/quickstart.md`).
-pub const QUICKSTART_TYPES: [&str; 10] = [
-    "left_predicate",
-    "right_predicate",
-    "left_choice",
-    "right_choice",
-    "front_predicate",
-    "behind_predicate",
-    "front_choice",
-    "behind_choice",
-    "distance",
-    "camera_distance",
-];
+/// The recipes of the presets: what data is drawn, the model's sizes, the training and evaluation budget.
+const DEFAULT_RECIPE: &str = include_str!("../../../../configs/quickstart/default.toml");
+const CI_RECIPE: &str = include_str!("../../../../configs/quickstart/ci.toml");
+
+/// A quickstart recipe (`configs/quickstart/*.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recipe {
+    data: DataPlan,
+    model: TinyModel,
+    train: TrainRecipe,
+    eval: EvalRecipe,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainRecipe {
+    steps: u64,
+    batch_size: usize,
+    lr: f64,
+    warmup_steps: u64,
+    /// Rows per source held out for the validation loss.
+    holdout: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvalRecipe {
+    batch_size: usize,
+    max_new_tokens: usize,
+}
+
+impl Preset {
+    fn recipe(self) -> anyhow::Result<Recipe> {
+        let (name, text) = match self {
+            Preset::Default => ("default", DEFAULT_RECIPE),
+            Preset::Ci => ("ci", CI_RECIPE),
+        };
+        toml::from_str(text).with_context(|| format!("configs/quickstart/{name}.toml"))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +134,9 @@ pub struct Plan {
     pub batch_size: usize,
     pub lr: f64,
     pub warmup_steps: u64,
+    /// Rows per source held out for the validation loss.
+    #[serde(default)]
+    pub holdout: usize,
     pub eval_batch_size: usize,
     pub max_new_tokens: usize,
     pub device: String,
@@ -116,109 +144,23 @@ pub struct Plan {
 
 impl Plan {
     fn from_args(args: &Args) -> anyhow::Result<Plan> {
-        let types: Vec<String> = QUICKSTART_TYPES.iter().map(|s| s.to_string()).collect();
-        let mut plan = match args.preset {
-            Preset::Default => Plan {
-                preset: args.preset,
-                data: DataPlan {
-                    seed: args.seed,
-                    train_scenes: 6000,
-                    test_scenes: 120,
-                    image_size: 64,
-                    objects: [2, 2],
-                    spatial_per_image: 12,
-                    general_per_image: 4,
-                    spatial_types: types,
-                    short_answers: true,
-                    reasoned_answers: true,
-                    phrasing: svlm_synth::phrase::Phrasing::Plain,
-                    qualitative_share: 0.85,
-                    questions_per_record: 1,
-                    min_visible_pixels: 20,
-                    approach_sequences: 300,
-                    approach_frames: 8,
-                    // Six colours far apart in hue: a from-scratch model names them from 64x64 renders far
-                    // sooner than the twelve of the full palette (experiments/quickstart.md).
-                    colors: {
-                        use svlm_world::Color::*;
-                        vec![Red, Green, Blue, Yellow, Purple, Cyan]
-                    },
-                    distinct_colors: true,
-                },
-                model: TinyModel {
-                    vocab_size: 640,
-                    vision_hidden: 64,
-                    vision_layers: 2,
-                    vision_heads: 4,
-                    vision_intermediate: 128,
-                    patch_size: 8,
-                    scale_factor: 2,
-                    text_hidden: 96,
-                    text_layers: 3,
-                    // Eight heads read the scene and decide from it in far more runs than four
-                    // (experiments/quickstart.md).
-                    text_heads: 8,
-                    text_kv_heads: 4,
-                    text_intermediate: 256,
-                    max_positions: 512,
-                },
-                ratios: args.ratios.clone(),
-                // 1,600 steps fit the 15 minutes with 8 heads and these answers (about 12.5 minutes on 2 cores);
-                // at 1,300 the verdict was learned in 2 of 3 validation runs, at 1,600 in 2 of 2.
-                steps: 1600,
-                batch_size: 64,
-                lr: 3e-3,
-                warmup_steps: 30,
-                eval_batch_size: 48,
-                max_new_tokens: 48,
-                device: args.device.clone(),
+        let recipe = args.preset.recipe()?;
+        let mut plan = Plan {
+            preset: args.preset,
+            data: DataPlan {
+                seed: args.seed,
+                ..recipe.data
             },
-            Preset::Ci => Plan {
-                preset: args.preset,
-                data: DataPlan {
-                    seed: args.seed,
-                    train_scenes: 24,
-                    test_scenes: 4,
-                    image_size: 32,
-                    objects: [2, 3],
-                    spatial_per_image: 4,
-                    general_per_image: 2,
-                    spatial_types: types,
-                    short_answers: true,
-                    reasoned_answers: true,
-                    phrasing: svlm_synth::phrase::Phrasing::Plain,
-                    qualitative_share: 0.5,
-                    questions_per_record: 2,
-                    min_visible_pixels: 4,
-                    approach_sequences: 2,
-                    approach_frames: 3,
-                    colors: Vec::new(),
-                    distinct_colors: true,
-                },
-                model: TinyModel {
-                    vocab_size: 400,
-                    vision_hidden: 16,
-                    vision_layers: 1,
-                    vision_heads: 2,
-                    vision_intermediate: 32,
-                    patch_size: 8,
-                    scale_factor: 2,
-                    text_hidden: 32,
-                    text_layers: 1,
-                    text_heads: 2,
-                    text_kv_heads: 1,
-                    text_intermediate: 64,
-                    max_positions: 256,
-                },
-                ratios: args.ratios.clone(),
-                steps: 3,
-                batch_size: 4,
-                lr: 1e-3,
-                warmup_steps: 0,
-                eval_batch_size: 8,
-                max_new_tokens: 6,
-                device: args.device.clone(),
-            },
+            model: recipe.model,
+            ratios: args.ratios.clone(),
+            steps: recipe.train.steps,
+            batch_size: recipe.train.batch_size,
+            lr: recipe.train.lr,
+            warmup_steps: recipe.train.warmup_steps,
+            holdout: recipe.train.holdout,
+            eval_batch_size: recipe.eval.batch_size,
+            max_new_tokens: recipe.eval.max_new_tokens,
+            device: args.device.clone(),
         };
         if let Some(s) = args.steps {
             plan.steps = s;
@@ -293,14 +235,9 @@ fn run_config(out: &Path, plan: &Plan, ratio: f64, files: &DataFiles) -> anyhow:
         format!("eval.every={}", plan.steps.div_ceil(4)),
         // The runs are child processes; the quickstart draws their progress from metrics.jsonl.
         "log.progress=false".to_string(),
+        format!("data.sources.general.holdout={}", plan.holdout),
+        format!("data.sources.spatial.holdout={}", plan.holdout),
     ];
-    let holdout = match plan.preset {
-        Preset::Default => 64,
-        Preset::Ci => 2,
-    };
-    let mut overrides = overrides;
-    overrides.push(format!("data.sources.general.holdout={holdout}"));
-    overrides.push(format!("data.sources.spatial.holdout={holdout}"));
     RunConfig::load(&configs.join("tiny_cpu.toml"), &overrides)
         .with_context(|| format!("the run config of ratio {ratio}"))
 }
@@ -723,4 +660,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         total_seconds / 60.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_recipes_read_and_unknown_keys_are_refused() {
+        let default = Preset::Default.recipe().expect("default.toml");
+        assert_eq!(default.data.train_scenes, 6000);
+        assert_eq!(default.train.steps, 1600);
+        assert_eq!(default.data.colors.len(), 6);
+        let ci = Preset::Ci.recipe().expect("ci.toml");
+        assert!(ci.data.train_scenes < default.data.train_scenes);
+        assert!(ci.data.colors.is_empty(), "the whole palette");
+        for text in [
+            DEFAULT_RECIPE.replace("[eval]", "[eval]\nbatch = 3"),
+            DEFAULT_RECIPE.replace("[data]", "[data]\nscenes = 3"),
+            DEFAULT_RECIPE.replace("[model]", "[model]\nheads = 3"),
+        ] {
+            assert!(toml::from_str::<Recipe>(&text).is_err(), "accepted {text}");
+        }
+    }
 }

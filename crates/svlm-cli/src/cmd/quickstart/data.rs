@@ -21,9 +21,12 @@ use svlm_world::{
     scene_seed,
 };
 
-/// What the data stage draws; saved in `data/plan.json` so an unchanged rerun skips the stage.
+/// What the data stage draws (the `[data]` table of `configs/quickstart/*.toml`, with `--seed`); saved in
+/// `data/plan.json` so an unchanged rerun skips the stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DataPlan {
+    #[serde(default)]
     pub seed: u64,
     pub train_scenes: usize,
     pub test_scenes: usize,

@@ -12,8 +12,10 @@ use svlm_processor::{BpeTrainingOptions, train_bpe_tokenizer};
 /// SmolVLM-Instruct's chat template (the same text as its `chat_template.jinja`).
 pub const SMOLVLM_CHAT_TEMPLATE: &str = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
 
-/// Sizes of the tiny Idefics3 (SigLIP tower, pixel-shuffle connector, Llama decoder).
+/// Sizes of the tiny Idefics3 (SigLIP tower, pixel-shuffle connector, Llama decoder): the `[model]` table of
+/// `configs/quickstart/*.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TinyModel {
     pub vocab_size: usize,
     pub vision_hidden: usize,
