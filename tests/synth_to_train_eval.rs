@@ -36,7 +36,7 @@ fn synth(out: &Path, shard: &str, format: &str) {
         "--out",
         path(out),
         "--scenes",
-        "4",
+        "6",
         "--shard",
         shard,
         "--format",
@@ -135,8 +135,14 @@ fn synth_shards_are_a_train_source_and_an_eval_set_as_written() {
     ]));
 
     // The run folder evaluates without --processor (its config names the tokenizer's folder), on either folder.
-    assert_eq!(eval_items(&run, &parquet, &tmp.path().join("eval_parquet")), all_qa);
-    assert_eq!(eval_items(&run, &jsonl, &tmp.path().join("eval_jsonl")), all_qa);
+    assert_eq!(
+        eval_items(&run, &parquet, &tmp.path().join("eval_parquet")),
+        all_qa
+    );
+    assert_eq!(
+        eval_items(&run, &jsonl, &tmp.path().join("eval_jsonl")),
+        all_qa
+    );
 
     // Resharding into the same folder: only the manifest's shards count, never a record twice.
     synth(&jsonl, "0/3", "jsonl");
@@ -149,7 +155,13 @@ fn synth_shards_are_a_train_source_and_an_eval_set_as_written() {
 
     // A format that does not match the data is named, not reported as thousands of malformed rows.
     let wrong = run_config(tmp.path(), &[("parquet", &parquet, Some("synth_jsonl"))]);
-    let failed = svlm(&["train", "--config", path(&wrong), "--out", path(&tmp.path().join("bad"))]);
+    let failed = svlm(&[
+        "train",
+        "--config",
+        path(&wrong),
+        "--out",
+        path(&tmp.path().join("bad")),
+    ]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success());
     assert!(
@@ -158,7 +170,13 @@ fn synth_shards_are_a_train_source_and_an_eval_set_as_written() {
     );
     let shard_file = parquet.join("shard-00000-of-00002.parquet");
     let wrong = run_config(tmp.path(), &[("parquet", &shard_file, Some("synth_jsonl"))]);
-    let failed = svlm(&["train", "--config", path(&wrong), "--out", path(&tmp.path().join("bad2"))]);
+    let failed = svlm(&[
+        "train",
+        "--config",
+        path(&wrong),
+        "--out",
+        path(&tmp.path().join("bad2")),
+    ]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success());
     assert!(stderr.contains("a Parquet file"), "{stderr}");

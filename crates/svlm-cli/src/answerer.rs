@@ -96,7 +96,6 @@ pub fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
         .filter(|d| d.join("tokenizer.json").is_file())
 }
 
-
 /// `--model` and `--processor` of the commands that load a model to evaluate or check.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelSpec {

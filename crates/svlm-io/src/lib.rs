@@ -181,13 +181,20 @@ mod tests {
             set_umask(old);
             written.expect("write");
             let mode = std::fs::metadata(&q).expect("stat").permissions().mode() & 0o777;
-            assert_eq!(mode, 0o644, "mode {mode:o}: the umask, not a private temp-file mode");
+            assert_eq!(
+                mode, 0o644,
+                "mode {mode:o}: the umask, not a private temp-file mode"
+            );
 
             let old = set_umask(0o022);
             let staged = temp_dir_in(dir.path(), ".stage-");
             set_umask(old);
             let staged = staged.expect("temp dir");
-            let mode = std::fs::metadata(staged.path()).expect("stat").permissions().mode() & 0o777;
+            let mode = std::fs::metadata(staged.path())
+                .expect("stat")
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o755, "folder mode {mode:o}");
         }
     }

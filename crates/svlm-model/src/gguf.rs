@@ -1628,8 +1628,8 @@ pub fn gguf_to_hf_folder(gguf: &Path, out_dir: &Path) -> Result<()> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).map_err(|e| write_err(&parent, e.to_string()))?;
-    let staging =
-        svlm_io::temp_dir_in(&parent, ".gguf-convert-").map_err(|e| write_err(&parent, e.to_string()))?;
+    let staging = svlm_io::temp_dir_in(&parent, ".gguf-convert-")
+        .map_err(|e| write_err(&parent, e.to_string()))?;
 
     write_json(gguf, staging.path(), "config.json", &config)?;
     write_json(gguf, staging.path(), "tokenizer.json", &tokenizer)?;

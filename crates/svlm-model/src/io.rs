@@ -448,7 +448,7 @@ pub use svlm_io::write_atomic;
 
 /// Saves the parameters alone (HF names) — the checkpoint format of training runs.
 pub fn save_safetensors(model: &Vlm, path: &Path, dtype: WeightDType) -> anyhow::Result<()> {
-    write_atomic(path, &safetensors_bytes(model, dtype)?)
+    Ok(write_atomic(path, &safetensors_bytes(model, dtype)?)?)
 }
 
 /// Tokenizer and processor files copied along on export when the source folder has them.

@@ -34,7 +34,7 @@ pub struct FamilyEntry {
 
 /// The supported families: adding one adds its entry here.
 pub static REGISTRY: [FamilyEntry; 3] = [
-        FamilyEntry {
+    FamilyEntry {
         family: Family::Idefics3,
         name: "idefics3",
         model_types: &["idefics3", "smolvlm"],

@@ -1,6 +1,6 @@
 //! Reading and atomically writing the JSON files of an HF processor folder.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 

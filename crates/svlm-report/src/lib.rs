@@ -417,7 +417,7 @@ fn save_rgb_png(path: &Path, width: u32, height: u32, buffer: Vec<u8>) -> Result
         image::ImageFormat::Png,
     )
     .with_context(|| format!("encoding PNG for {}", path.display()))?;
-    write_atomic(path, &bytes)
+    Ok(write_atomic(path, &bytes)?)
 }
 
 pub use svlm_io::write_atomic;
@@ -505,10 +505,16 @@ mod tests {
     fn log_bounds_stay_near_the_data() {
         // A loss curve from 4 down to 0.5: the axis spans the data, not down to 1e-12.
         let (lo, hi) = log_bounds([4.0, 2.0, 0.5, -1.0, f64::NAN].into_iter());
-        assert!((0.3..0.5).contains(&lo) && (4.0..6.0).contains(&hi), "{lo}..{hi}");
+        assert!(
+            (0.3..0.5).contains(&lo) && (4.0..6.0).contains(&hi),
+            "{lo}..{hi}"
+        );
         // Flat data still gets a decade.
         let (lo, hi) = log_bounds([1.0, 1.0].into_iter());
-        assert!(lo < 1.0 && hi > 1.0 && (hi / lo - 10.0).abs() < 1e-9, "{lo}..{hi}");
+        assert!(
+            lo < 1.0 && hi > 1.0 && (hi / lo - 10.0).abs() < 1e-9,
+            "{lo}..{hi}"
+        );
         assert_eq!(log_bounds(std::iter::empty()), (0.1, 10.0));
     }
 

@@ -295,8 +295,8 @@ macro_rules! relation_names {
 }
 
 relation_names!(
-    "left", "right", "above", "below", "front", "behind", "closer", "farther", "taller", "shorter", "wider",
-    "thinner", "bigger", "smaller",
+    "left", "right", "above", "below", "front", "behind", "closer", "farther", "taller", "shorter",
+    "wider", "thinner", "bigger", "smaller",
 );
 
 /// A measured quantity.

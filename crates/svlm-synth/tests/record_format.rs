@@ -25,7 +25,10 @@ fn committed_records_round_trip_byte_identical() {
         }
     }
     let has = |family: fn(&QuestionKind) -> bool| kinds.iter().any(family);
-    assert!(has(|k| matches!(k, QuestionKind::Predicate(_))), "{kinds:?}");
+    assert!(
+        has(|k| matches!(k, QuestionKind::Predicate(_))),
+        "{kinds:?}"
+    );
     assert!(has(|k| matches!(k, QuestionKind::Choice(_))), "{kinds:?}");
     assert!(has(|k| matches!(k, QuestionKind::Quantity(_))), "{kinds:?}");
     assert!(has(|k| matches!(k, QuestionKind::General(_))), "{kinds:?}");

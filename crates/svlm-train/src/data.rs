@@ -319,7 +319,8 @@ impl DataSource {
     }
 
     fn index_jsonl(&mut self, file_index: u32, source_index: usize) -> Result<(), DataError> {
-        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
+        let file =
+            File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let mut reader = BufReader::new(file);
         let mut offset = 0u64;
         let mut line_no = 0u32;
@@ -363,7 +364,8 @@ impl DataSource {
     /// Find the byte ranges of the top-level array's elements with a streaming scan (strings and escapes tracked),
     /// never holding the whole file.
     fn index_json_array(&mut self, file_index: u32, source_index: usize) -> Result<(), DataError> {
-        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
+        let file =
+            File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut offset = 0u64;
         let mut line = 1u32;
@@ -475,7 +477,8 @@ impl DataSource {
 
     fn index_parquet(&mut self, file_index: u32, source_index: usize) -> Result<(), DataError> {
         use parquet::file::reader::{FileReader, SerializedFileReader};
-        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
+        let file =
+            File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let reader = SerializedFileReader::new(file)
             .map_err(|e| self.format_err(file_index, format!("not a Parquet file: {e}")))?;
         let groups = reader.metadata().num_row_groups();
@@ -484,10 +487,7 @@ impl DataSource {
             let decoded = self.decode_parquet_group(file_index, group as u32, source_index)?;
             for (row, result) in decoded.rows.iter().enumerate() {
                 self.scanned += 1;
-                let origin = format!(
-                    "{}#group{group}/row{row}",
-                    self.file(file_index).display()
-                );
+                let origin = format!("{}#group{group}/row{row}", self.file(file_index).display());
                 match result
                     .as_ref()
                     .map_err(Clone::clone)
@@ -512,7 +512,8 @@ impl DataSource {
         source_index: usize,
     ) -> Result<ParquetGroup, DataError> {
         use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let file = File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
+        let file =
+            File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| self.format_err(file_index, format!("not a Parquet file: {e}")))?;
         let reader = builder
@@ -658,7 +659,8 @@ fn synth_folder_files(config: &SourceConfig) -> Result<(Vec<PathBuf>, SourceForm
             "a folder, but not a synthesis output folder (no manifest.json); set `path` to a data file".into(),
         ));
     }
-    let shards = svlm_synth::folder::shard_files(&config.path).map_err(|e| err(format!("{e:#}")))?;
+    let shards =
+        svlm_synth::folder::shard_files(&config.path).map_err(|e| err(format!("{e:#}")))?;
     let format = match shards.format {
         svlm_synth::folder::ShardFormat::Jsonl => SourceFormat::SynthJsonl,
         svlm_synth::folder::ShardFormat::Parquet => SourceFormat::Parquet,

@@ -518,7 +518,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {}", args.out.display()))?;
     let progress = !args.quiet;
     // Stages as they run: data, model, training, evaluation, and the reward demo when the plan has one.
-    let stages = if plan.data.approach_sequences > 0 { 5 } else { 4 };
+    let stages = if plan.data.approach_sequences > 0 {
+        5
+    } else {
+        4
+    };
     let stage = |n: usize, what: String| println!("[{n}/{stages}] {what}");
 
     stage(
@@ -622,7 +626,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if stages == 5 {
         stage(
             5,
-            "reward demo: a held-out approach sequence, from exact depth and from each model".into(),
+            "reward demo: a held-out approach sequence, from exact depth and from each model"
+                .into(),
         );
     }
     let reward = reward_demo(&out, &plan, &runs)?;
