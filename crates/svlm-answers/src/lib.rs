@@ -15,7 +15,7 @@ mod unit;
 mod yes_no;
 
 pub use angle::{format_angle_degrees, parse_angle_degrees};
-pub use choice::parse_choice;
+pub use choice::{ChoiceMiss, parse_choice, read_choice};
 pub use clock::{clock_distance, format_clock, normalize_hour, parse_clock};
 pub use length::{NumberStyle, RANGE_STEP_SHARE, format_length, format_length_in, parse_length};
 pub use text::answers_match;

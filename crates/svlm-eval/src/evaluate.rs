@@ -5,7 +5,7 @@ use crate::report::EvalReport;
 use crate::score::{Score, score_answer};
 use anyhow::{Result, ensure};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use svlm_synth::record::Truth;
 
@@ -79,6 +79,34 @@ impl Prediction {
             truth: item.truth.clone(),
         }
     }
+
+    /// The same answer scored again against its truth (by the scorer of this build).
+    pub fn rescored(self) -> Prediction {
+        Prediction {
+            score: score_answer(&self.truth, &self.answer_text),
+            ..self
+        }
+    }
+}
+
+/// Scores the answers of a `predictions.jsonl` (written by `svlm eval` or the quickstart) again, without asking
+/// anything: a report of the same answers under the current scorer. `model` names the model in the report.
+pub fn rescore_predictions(path: &Path, model: &str) -> Result<EvalReport> {
+    let predictions: Vec<Prediction> = crate::report::read_predictions(path)?
+        .into_iter()
+        .map(Prediction::rescored)
+        .collect();
+    ensure!(
+        !predictions.is_empty(),
+        "{}: no predictions",
+        path.display()
+    );
+    Ok(EvalReport::from_predictions(
+        &path.display().to_string(),
+        model,
+        predictions,
+        &[],
+    ))
 }
 
 /// Asks `answerer` every item of `set` in batches and scores the answers. An answerer error stops the run (with
@@ -133,4 +161,53 @@ pub fn evaluate(
         EvalReport::from_predictions(&set.name, &options.model_name, predictions, &set.skipped);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rescoring_reads_every_answer_again() {
+        let item = EvalItem {
+            id: "q".into(),
+            image: "img.png".into(),
+            question: "Which is further to the left, the purple cylinder or the yellow cone?"
+                .into(),
+            kind: "left_choice".into(),
+            truth: Truth::Choice {
+                value: "purple cylinder".into(),
+                options: vec!["purple cylinder".into(), "yellow cone".into()],
+            },
+            reference_answer: None,
+            regions: Vec::new(),
+        };
+        let listing = "From left to right: purple: left, yellow: right.";
+        let right = Prediction::new(&item, format!("{listing} So purple cylinder."));
+        // A prediction stored by a scorer that took a colour alone for the option.
+        let mut lenient = Prediction::new(&item, format!("{listing} So purple cone."));
+        lenient.score = right.score.clone();
+        assert!(lenient.score.correct);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("predictions.jsonl");
+        let lines: Vec<String> = [&right, &lenient]
+            .iter()
+            .map(|p| serde_json::to_string(p).expect("json"))
+            .collect();
+        std::fs::write(&path, lines.join("\n")).expect("write");
+        let report = rescore_predictions(&path, "m").expect("rescore");
+        assert_eq!(report.items, 2);
+        assert_eq!(
+            (report.overall.which.hits, report.overall.which.total),
+            (1, 2)
+        );
+        assert_eq!(report.overall.which_misses.mixed_options, 1);
+        assert_eq!(report.predictions[0], right);
+        assert!(!report.predictions[1].score.correct);
+        assert_eq!(report.dataset, path.display().to_string());
+
+        std::fs::write(&path, "").expect("write");
+        assert!(rescore_predictions(&path, "m").is_err());
+    }
 }

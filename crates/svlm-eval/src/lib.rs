@@ -25,11 +25,11 @@ pub use benchmarks::{
     read_synth, read_synth_cached,
 };
 pub use dataset::{EvalItem, EvalSet, Skip};
-pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate};
+pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate, rescore_predictions};
 pub use general::{
     GeneralItem, GeneralPrediction, GeneralReport, evaluate_general, read_general_vqa,
 };
-pub use metrics::{Metrics, Rate};
+pub use metrics::{ChoiceMisses, Metrics, Rate};
 pub use report::{EvalReport, ReportFiles, read_predictions, truth_text};
 pub use score::{Parsed, Score, score_answer};
 pub use steps::ReasoningSteps;

@@ -4,6 +4,7 @@ use crate::score::{
     Score, ZERO_LENGTH_M, mean_relative_accuracy, within_25_percent, within_factor_two,
 };
 use serde::{Deserialize, Serialize};
+use svlm_answers::ChoiceMiss;
 use svlm_synth::record::Truth;
 
 /// A success rate reported two ways: over every item it applies to (an invalid-format answer counts as a miss), and
@@ -34,6 +35,49 @@ impl Rate {
     }
 }
 
+/// "Which" answers that chose no option, by why (`svlm_answers::ChoiceMiss`). Each is also an invalid answer: wrong
+/// in every "over all" rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChoiceMisses {
+    /// Nothing named, an object that is not an option, or a part several options share.
+    pub no_option: usize,
+    /// Two options named as the answer.
+    pub several_options: usize,
+    /// One name made of two options' words ("purple cone" for "purple cylinder or yellow cone").
+    pub mixed_options: usize,
+    /// "Neither", "both", "I can't tell".
+    pub refusal: usize,
+}
+
+impl ChoiceMisses {
+    fn add(&mut self, miss: ChoiceMiss) {
+        *self.count_mut(miss) += 1;
+    }
+
+    fn count_mut(&mut self, miss: ChoiceMiss) -> &mut usize {
+        match miss {
+            ChoiceMiss::NoOption => &mut self.no_option,
+            ChoiceMiss::SeveralOptions => &mut self.several_options,
+            ChoiceMiss::MixedOptions => &mut self.mixed_options,
+            ChoiceMiss::Refusal => &mut self.refusal,
+        }
+    }
+
+    /// The count of one reason.
+    pub fn get(&self, miss: ChoiceMiss) -> usize {
+        match miss {
+            ChoiceMiss::NoOption => self.no_option,
+            ChoiceMiss::SeveralOptions => self.several_options,
+            ChoiceMiss::MixedOptions => self.mixed_options,
+            ChoiceMiss::Refusal => self.refusal,
+        }
+    }
+
+    pub fn total(&self) -> usize {
+        ChoiceMiss::ALL.iter().map(|&m| self.get(m)).sum()
+    }
+}
+
 fn ratio(a: usize, b: usize) -> Option<f64> {
     (b > 0).then(|| a as f64 / b as f64)
 }
@@ -57,6 +101,9 @@ pub struct Metrics {
     /// "Which" choices alone.
     #[serde(default)]
     pub which: Rate,
+    /// "Which" answers that chose no option, by why.
+    #[serde(default)]
+    pub which_misses: ChoiceMisses,
     /// Lengths with a non-zero truth: prediction in [0.5x, 2x] of the truth (SpatialVLM, Q-Spatial).
     pub within_2x: Rate,
     /// Lengths with a non-zero truth: prediction in [0.75x, 1.25x] of the truth (SpatialRGPT).
@@ -95,6 +142,9 @@ impl Metrics {
                 Truth::Choice { .. } => {
                     m.binary.add(valid, score.correct);
                     m.which.add(valid, score.correct);
+                    if let Some(miss) = score.choice_miss {
+                        m.which_misses.add(miss);
+                    }
                 }
                 Truth::Length { meters } if meters.abs() > ZERO_LENGTH_M => {
                     let ratio = score.ratio.unwrap_or(f64::NAN);
@@ -206,6 +256,42 @@ mod tests {
         assert_eq!(m.yes_no.over_all, Some(0.5));
         assert_eq!((m.which.hits, m.which.total), (2, 2));
         assert_eq!(m.which.over_all, Some(1.0));
+    }
+
+    #[test]
+    fn which_answers_naming_no_single_option_are_wrong_and_counted() {
+        let choice = Truth::Choice {
+            value: "purple cylinder".into(),
+            options: vec!["purple cylinder".into(), "yellow cone".into()],
+        };
+        let listing = "From left to right: yellow: left, purple: right.";
+        let answers = [
+            format!("{listing} So purple cylinder."),
+            format!("{listing} So yellow cone."),
+            format!("{listing} So purple cone."),
+            format!("{listing} So purple cylinder, yellow cone."),
+            format!("{listing} So red cube."),
+            format!("{listing} So purple."),
+            "Neither.".to_string(),
+            listing.to_string(),
+        ];
+        let cases: Vec<(Truth, &str)> = answers
+            .iter()
+            .map(|a| (choice.clone(), a.as_str()))
+            .collect();
+        let m = run(&cases);
+        assert_eq!((m.which.hits, m.which.valid, m.which.total), (1, 2, 8));
+        assert_eq!(m.which.over_all, Some(1.0 / 8.0));
+        assert_eq!(
+            m.which_misses,
+            ChoiceMisses {
+                no_option: 3,
+                several_options: 1,
+                mixed_options: 1,
+                refusal: 1,
+            }
+        );
+        assert_eq!(m.which_misses.total(), m.which.total - m.which.valid);
     }
 
     #[test]

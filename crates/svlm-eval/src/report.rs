@@ -2,13 +2,14 @@
 
 use crate::dataset::Skip;
 use crate::evaluate::Prediction;
-use crate::metrics::{Metrics, Rate};
+use crate::metrics::{ChoiceMisses, Metrics, Rate};
 use crate::steps::ReasoningSteps;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use svlm_answers::ChoiceMiss;
 use svlm_report::{BarChart, markdown_table, write_atomic};
 use svlm_synth::record::Truth;
 
@@ -140,6 +141,7 @@ impl EvalReport {
             rate_row("binary (yes/no and which)", &m.binary),
             rate_row("yes/no predicates", &m.yes_no),
             rate_row("which choices", &m.which),
+            misses_row(&m.which_misses, &m.which),
             rate_row("lengths within [0.5x, 2x]", &m.within_2x),
             rate_row("lengths within +-25%", &m.within_25_percent),
             vec![
@@ -363,6 +365,20 @@ fn rate_row(name: &str, r: &Rate) -> Vec<String> {
         pct(r.over_all),
         pct(r.over_valid),
         r.total.to_string(),
+    ]
+}
+
+/// "Which" answers that chose no option, by why, as counts and as a share of the "which" questions.
+fn misses_row(misses: &ChoiceMisses, which: &Rate) -> Vec<String> {
+    let counts: Vec<String> = ChoiceMiss::ALL
+        .iter()
+        .map(|&miss| format!("{} {}", misses.get(miss), miss.describe()))
+        .collect();
+    vec![
+        format!("which answers choosing no option: {}", counts.join(", ")),
+        pct((which.total > 0).then(|| misses.total() as f64 / which.total as f64)),
+        "".into(),
+        misses.total().to_string(),
     ]
 }
 

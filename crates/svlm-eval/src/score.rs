@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use svlm_answers::{
-    clock_distance, parse_angle_degrees, parse_choice, parse_clock, parse_length, parse_yes_no,
+    ChoiceMiss, clock_distance, parse_angle_degrees, parse_clock, parse_length, parse_yes_no,
+    read_choice,
 };
 use svlm_synth::record::Truth;
 
@@ -58,6 +59,9 @@ pub struct Score {
     /// Clock: hours off around the dial (0..=6); Angle: |pred - gt| in degrees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub absolute_error: Option<f64>,
+    /// Choices: why the answer chose no option (`svlm_answers::read_choice`); such an answer is invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice_miss: Option<ChoiceMiss>,
 }
 
 impl Score {
@@ -72,6 +76,7 @@ impl Score {
             relative_error: None,
             ratio: None,
             absolute_error: None,
+            choice_miss: None,
         }
     }
 
@@ -82,6 +87,7 @@ impl Score {
             relative_error: None,
             ratio: None,
             absolute_error: None,
+            choice_miss: None,
         }
     }
 }
@@ -107,7 +113,9 @@ pub fn mean_relative_accuracy(relative_error: f64) -> f64 {
     hits as f64 / MRA_THRESHOLDS.len() as f64
 }
 
-/// Reads `answer` the way `truth` asks (yes/no, choice, length, clock, angle) and compares.
+/// Reads `answer` the way `truth` asks (yes/no, choice, length, clock, angle) and compares. A choice is read at
+/// its conclusion and must name exactly one option (`svlm_answers::read_choice`): an answer naming a non-option,
+/// both options, a mix of two options' words or none is invalid, and `choice_miss` says which.
 /// Lengths compare magnitudes (a signed truth such as a vertical offset is compared by its absolute value, since
 /// answers state distances).
 pub fn score_answer(truth: &Truth, answer: &str) -> Score {
@@ -116,8 +124,8 @@ pub fn score_answer(truth: &Truth, answer: &str) -> Score {
             Some(said) => Score::exact(Parsed::Bool { value: said }, said == *value),
             None => Score::invalid(),
         },
-        Truth::Choice { value, options } => match parse_choice(answer, options) {
-            Some(index) => {
+        Truth::Choice { value, options } => match read_choice(answer, options) {
+            Ok(index) => {
                 let chosen = options[index].clone();
                 let correct = chosen.trim().eq_ignore_ascii_case(value.trim());
                 Score::exact(
@@ -128,7 +136,10 @@ pub fn score_answer(truth: &Truth, answer: &str) -> Score {
                     correct,
                 )
             }
-            None => Score::invalid(),
+            Err(miss) => Score {
+                choice_miss: Some(miss),
+                ..Score::invalid()
+            },
         },
         Truth::Length { meters } => match parse_length(answer) {
             Some(length) => {
@@ -149,6 +160,7 @@ pub fn score_answer(truth: &Truth, answer: &str) -> Score {
                     relative_error: Some((pred - gt).abs() / gt),
                     ratio: Some(ratio),
                     absolute_error: None,
+                    choice_miss: None,
                 }
             }
             None => Score::invalid(),

@@ -28,6 +28,6 @@ pub mod transcript;
 
 pub use llm::{ChatMessage, ChatModel, LlmConfig, LlmError, OpenAiClient};
 pub use oracle::TruthOracle;
-pub use orchestrator::{OrchestratorOptions, answer_with_llm, ask_vlm_tool};
+pub use orchestrator::{LlmAnswer, OrchestratorOptions, answer_with_llm, ask_vlm_tool};
 pub use planner::{Outcome, PlanError, PlannerOptions, answer_with_rules, plan};
 pub use transcript::{ParsedAnswer, Step, Transcript, parse_answer};

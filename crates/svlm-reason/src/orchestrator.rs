@@ -1,6 +1,10 @@
 //! The LLM orchestrator: the LLM cannot see the image; it asks a spatial VLM elementary questions through the
 //! `ask_vlm` tool (or, for models without tool calling, lines `ASK: <question>` / `FINAL: <answer>`), gets each
 //! answer back as raw text plus the value `svlm-answers` parsed from it, and composes the final answer.
+//!
+//! An answer must rest on a measurement: a final answer given before any VLM answer could be read as a value is
+//! sent back once with a reminder to ask the VLM; one given again without a measurement is returned marked
+//! ungrounded ([`LlmAnswer::grounded`], `Transcript::grounded`), never passed off as a measured answer.
 
 use std::path::Path;
 
@@ -57,8 +61,35 @@ fn system_prompt(use_tools: bool) -> String {
         "Reply with exactly one line per turn: `ASK: <question>` to ask the vision model one elementary question (one object or one pair per question), or `FINAL: <answer>` when you can answer; start the answer with Yes or No for yes/no questions.".to_string()
     };
     format!(
-        "You answer spatial questions about an image you cannot see. A spatial vision model can: it measures distances between objects, gaps, widths, heights and distances from the camera in metric units. Break the question into such elementary measurements, then reason with the numbers. {protocol}"
+        "You answer spatial questions about an image you cannot see. A spatial vision model can: it measures distances between objects, gaps, widths, heights and distances from the camera in metric units. Break the question into such elementary measurements, then reason with the numbers. Never answer from guesses or general knowledge: every fact in your answer must come from the vision model. {protocol}"
     )
+}
+
+/// What the LLM is told when it answers before any measurement.
+fn grounding_reminder(use_tools: bool, asked: usize) -> String {
+    let why = if asked == 0 {
+        "You have not asked the vision model anything yet, so your answer rests on no measurement."
+            .to_string()
+    } else {
+        format!(
+            "None of the vision model's {asked} answers could be read as a measurement, so your answer rests on none."
+        )
+    };
+    let how = if use_tools {
+        format!("Ask it with the `{TOOL_NAME}` tool (one object or one pair per question)")
+    } else {
+        "Ask it with `ASK: <question>` lines (one object or one pair per question)".to_string()
+    };
+    format!("{why} {how}, then answer from its numbers.")
+}
+
+/// The LLM's final answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmAnswer {
+    pub answer: String,
+    /// At least one VLM answer was read as a value before the final answer. `false`: the LLM answered without a
+    /// measurement even after a reminder; the answer is a guess and must be shown as one.
+    pub grounded: bool,
 }
 
 fn tool_result(answer: &str) -> String {
@@ -67,8 +98,8 @@ fn tool_result(answer: &str) -> String {
         .to_string()
 }
 
-/// Runs the conversation for `question` about `image` and returns the LLM's final answer. Every turn and VLM
-/// exchange is appended to `transcript`.
+/// Runs the conversation for `question` about `image` and returns the LLM's final answer, marked ungrounded when it
+/// rests on no VLM measurement (see the module docs). Every turn and VLM exchange is appended to `transcript`.
 pub fn answer_with_llm(
     question: &str,
     image: &Path,
@@ -76,7 +107,7 @@ pub fn answer_with_llm(
     vlm: &mut dyn Answerer,
     options: &OrchestratorOptions,
     transcript: &mut Transcript,
-) -> Result<String> {
+) -> Result<LlmAnswer> {
     let tools = if options.use_tools {
         vec![ask_vlm_tool()]
     } else {
@@ -96,6 +127,30 @@ pub fn answer_with_llm(
             .context("the VLM gave no answer")?;
         transcript.push(Step::vlm(q, &answer, parse_answer(&answer)));
         Ok(answer)
+    };
+    let mut reminded = false;
+    // Some(answer) when the LLM has answered; None asks it again (after a reminder).
+    let mut settle = |answer: String,
+                      transcript: &mut Transcript,
+                      messages: &mut Vec<ChatMessage>|
+     -> Option<LlmAnswer> {
+        let grounded = transcript.measurements() > 0;
+        if !grounded && !reminded {
+            reminded = true;
+            let reminder = grounding_reminder(options.use_tools, transcript.vlm_questions());
+            transcript.push(Step::Note {
+                message: format!(
+                    "final answer {answer:?} rests on no measurement; reminded the LLM: {reminder}"
+                ),
+            });
+            messages.push(ChatMessage::user(&reminder));
+            return None;
+        }
+        if !grounded {
+            tracing::warn!(%answer, "the LLM answered without a measurement from the vision model");
+        }
+        transcript.finish(&answer, grounded);
+        Some(LlmAnswer { answer, grounded })
     };
     for _ in 0..options.max_steps {
         let reply = llm.chat(&messages, &tools)?;
@@ -154,8 +209,10 @@ pub fn answer_with_llm(
             .filter(|q| !q.is_empty())
             .collect();
         if let Some(answer) = final_line {
-            transcript.push(Step::final_answer(&answer));
-            return Ok(answer);
+            match settle(answer, transcript, &mut messages) {
+                Some(done) => return Ok(done),
+                None => continue,
+            }
         }
         if !asks.is_empty() {
             let mut lines = Vec::new();
@@ -170,9 +227,10 @@ pub fn answer_with_llm(
             continue;
         }
         if options.use_tools && !content.trim().is_empty() {
-            let answer = content.trim().to_string();
-            transcript.push(Step::final_answer(&answer));
-            return Ok(answer);
+            match settle(content.trim().to_string(), transcript, &mut messages) {
+                Some(done) => return Ok(done),
+                None => continue,
+            }
         }
         let reminder = "Reply with `ASK: <question>` or `FINAL: <answer>`.";
         transcript.push(Step::Note {

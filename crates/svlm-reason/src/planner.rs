@@ -1,5 +1,6 @@
 //! The deterministic rule-based planner: recognizes common composite spatial questions, asks the VLM the
-//! elementary questions they need (in the synthesis templates' words), parses the answers with `svlm-answers`
+//! elementary questions they need (in the synthesis templates' words, by default the plain wording every synthesized
+//! data set holds), parses the answers with `svlm-answers`
 //! and composes the final answer. The offline default, and what tests use.
 
 use std::path::Path;
@@ -10,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use svlm_eval::Answerer;
 use svlm_synth::Truth;
+use svlm_synth::phrase::Phrasing;
 use svlm_synth::qa::Quantity;
 
 use crate::names::{clean_name, split_list};
@@ -57,8 +59,9 @@ impl Elementary {
         }
     }
 
-    /// The question text, in one of the synthesis templates' phrasings (picked by `rng`).
-    pub fn question(&self, rng: &mut ChaCha8Rng) -> String {
+    /// The question text as `svlm synth` writes it with `phrasing`: with `Phrasing::Plain` the one wording a model
+    /// trained on plain-phrased data (the quickstart's) has seen, with `Varied` one of the templates picked by `rng`.
+    pub fn question(&self, phrasing: Phrasing, rng: &mut ChaCha8Rng) -> String {
         let (q, a, b) = self.quantity();
         let the = |s: &str| {
             if s.is_empty() {
@@ -68,7 +71,9 @@ impl Elementary {
             }
         };
         let truth = Truth::Length { meters: 0.0 };
-        svlm_synth::phrase::quantity(q, &the(a), &the(b), &truth, rng).0
+        let style = svlm_answers::NumberStyle::plain_metric();
+        svlm_synth::phrase::quantity_with_style(q, &the(a), &the(b), &truth, &style, phrasing, rng)
+            .0
     }
 }
 
@@ -133,8 +138,17 @@ pub struct PlannerOptions {
     pub side_tolerance: f64,
     /// A triangle is right when `|a^2 + b^2 - c^2| <= right_tolerance * c^2` (c the longest side).
     pub right_tolerance: f64,
-    /// Seed of the phrasing choice.
+    /// How the elementary questions are worded: `Plain` (the default) asks every question in the first wording of
+    /// its synthesis template, the one every synthesized data set holds (plain-phrased sets hold only that one);
+    /// `Varied` draws among all of them.
+    #[serde(default = "plain")]
+    pub phrasing: Phrasing,
+    /// Seed of the phrasing choice (`Varied`).
     pub seed: u64,
+}
+
+fn plain() -> Phrasing {
+    Phrasing::Plain
 }
 
 impl Default for PlannerOptions {
@@ -142,6 +156,7 @@ impl Default for PlannerOptions {
         PlannerOptions {
             side_tolerance: 0.15,
             right_tolerance: 0.1,
+            phrasing: Phrasing::Plain,
             seed: 0,
         }
     }
@@ -557,7 +572,7 @@ pub fn answer_with_rules(
     let questions: Vec<String> = plan
         .questions
         .iter()
-        .map(|e| e.question(&mut rng))
+        .map(|e| e.question(options.phrasing, &mut rng))
         .collect();
     let items: Vec<_> = questions
         .iter()
@@ -580,7 +595,8 @@ pub fn answer_with_rules(
         values.push(meters);
     }
     let (answer, value) = compose(&plan, &values, options)?;
-    transcript.push(Step::final_answer(&answer));
+    // Composed from the VLM's lengths alone.
+    transcript.finish(&answer, true);
     Ok(Outcome {
         answer,
         value,

@@ -92,6 +92,35 @@ pub struct RewardReport {
     pub final_distance_m: Option<f64>,
 }
 
+impl RewardReport {
+    /// Fails, naming the folder and the first failures, when fewer than two frames have a distance: no curve and
+    /// no monotonicity can be read from one point. `annotate` itself returns such reports (their failures are
+    /// worth writing out); a command that promises a reward calls this.
+    pub fn ensure_measured(&self) -> Result<()> {
+        if self.n_valid >= 2 {
+            return Ok(());
+        }
+        let failures: Vec<String> = self
+            .failed
+            .iter()
+            .take(3)
+            .map(|f| format!("{}: {}", f.frame, f.reason))
+            .collect();
+        anyhow::bail!(
+            "only {} of {} frames in {} measured ({} source): a reward needs at least two{}",
+            self.n_valid,
+            self.n_frames,
+            self.frames_dir.display(),
+            self.source.as_str(),
+            if failures.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", failures.join("; "))
+            }
+        )
+    }
+}
+
 /// Options of [`annotate`].
 #[derive(Debug, Clone)]
 pub struct RewardOptions {
@@ -419,5 +448,40 @@ mod tests {
         assert!(!flat.strictly_decreasing);
         let rho = flat.spearman_rho.unwrap();
         assert!(rho < -0.8 && rho > -1.0, "{rho}");
+    }
+
+    #[test]
+    fn fewer_than_two_measured_frames_is_an_error() {
+        let failed = |i: usize| FailedFrame {
+            frame: format!("f{i}"),
+            index: i,
+            reason: "answer has no length: \"I don't know\"".into(),
+        };
+        let report = |measured: Vec<(usize, String, f64, Option<String>)>,
+                      failures: Vec<FailedFrame>| {
+            build_report(
+                "t",
+                ["gripper".into(), "can".into()],
+                RewardSource::Vlm,
+                Path::new("frames"),
+                measured.len() + failures.len(),
+                measured,
+                failures,
+            )
+        };
+        let none = report(vec![], (0..6).map(failed).collect());
+        let err = none.ensure_measured().unwrap_err().to_string();
+        assert!(
+            err.contains("only 0 of 6 frames in frames measured (vlm source)")
+                && err.contains("f0: answer has no length"),
+            "{err}"
+        );
+        let one = report(vec![m(2, 0.4)], vec![failed(0), failed(1)]);
+        assert!(one.ensure_measured().is_err());
+        assert!(
+            report(vec![m(0, 0.4), m(1, 0.3)], vec![])
+                .ensure_measured()
+                .is_ok()
+        );
     }
 }

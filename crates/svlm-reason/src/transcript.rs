@@ -91,6 +91,10 @@ pub struct Transcript {
     pub planner: String,
     pub steps: Vec<Step>,
     pub final_answer: Option<String>,
+    /// Whether the final answer rests on at least one readable VLM measurement ([`Transcript::measurements`]).
+    /// `false` marks an answer an LLM gave without one, even after a reminder; `None` before a final answer.
+    #[serde(default)]
+    pub grounded: Option<bool>,
     /// Why the run stopped without an answer.
     pub error: Option<String>,
 }
@@ -103,6 +107,7 @@ impl Transcript {
             planner: planner.to_string(),
             steps: Vec::new(),
             final_answer: None,
+            grounded: None,
             error: None,
         }
     }
@@ -120,6 +125,22 @@ impl Transcript {
             .iter()
             .filter(|s| matches!(s, Step::Vlm { .. }))
             .count()
+    }
+
+    /// Number of VLM answers that could be read as a value (a length or a yes/no): what an answer can rest on.
+    pub fn measurements(&self) -> usize {
+        self.steps
+            .iter()
+            .filter(|s| {
+                matches!(s, Step::Vlm { parsed, .. } if parsed.meters.is_some() || parsed.yes_no.is_some())
+            })
+            .count()
+    }
+
+    /// Records the final answer and whether it is grounded in the VLM's measurements.
+    pub fn finish(&mut self, answer: &str, grounded: bool) {
+        self.push(Step::final_answer(answer));
+        self.grounded = Some(grounded);
     }
 
     /// Writes the transcript as pretty JSON, atomically.
@@ -146,13 +167,22 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let mut t = Transcript::new("q", Path::new("img.png"), "rules");
+        t.push(Step::vlm(
+            "How far?",
+            "I can't tell.",
+            parse_answer("I can't tell."),
+        ));
+        assert_eq!((t.vlm_questions(), t.measurements()), (1, 0));
         t.push(Step::vlm("How far?", "2 m", parse_answer("2 m")));
-        t.push(Step::final_answer("Yes."));
+        assert_eq!(t.measurements(), 1);
+        assert_eq!(t.grounded, None);
+        t.finish("Yes.", true);
         let path = dir.path().join("t.json");
         t.save(&path).unwrap();
         let back: Transcript = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.final_answer.as_deref(), Some("Yes."));
-        assert_eq!(back.vlm_questions(), 1);
+        assert_eq!(back.grounded, Some(true));
+        assert_eq!(back.vlm_questions(), 2);
     }
 }

@@ -172,6 +172,9 @@ fn tool_call_conversation_reaches_a_final_answer() {
         &mut transcript,
     )
     .unwrap();
+    assert!(answer.grounded);
+    assert_eq!(transcript.grounded, Some(true));
+    let answer = answer.answer;
     assert!(answer.starts_with("Yes"), "{answer}");
     assert_eq!(transcript.vlm_questions(), 3);
     let bodies = server.join().unwrap();
@@ -241,7 +244,8 @@ fn plain_text_protocol_works_without_tools() {
         &mut transcript,
     )
     .unwrap();
-    assert_eq!(answer, "About half a metre.");
+    assert_eq!(answer.answer, "About half a metre.");
+    assert!(answer.grounded);
     let bodies = server.join().unwrap();
     assert!(bodies[0].get("tools").is_none());
     let user_turns: Vec<&Value> = bodies[1]["messages"]
@@ -260,6 +264,145 @@ fn plain_text_protocol_works_without_tools() {
             .steps
             .iter()
             .any(|s| matches!(s, Step::Note { .. }))
+    );
+}
+
+/// The user turns of one request, last first.
+fn last_user_turn(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn notes(transcript: &Transcript) -> Vec<String> {
+    transcript
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Note { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_answer_without_a_measurement_is_reminded_then_marked_ungrounded() {
+    // What a small LLM did: answer at once, without a single question to the vision model.
+    let guess = "The red cup is 10 units away from the gray shelf.";
+    let (url, server) = serve(vec![
+        reply(200, message(Some(guess), json!([]))),
+        reply(200, message(Some(guess), json!([]))),
+    ]);
+    let mut llm = client(&url, 5000, 0);
+    let mut vlm = scripted_vlm();
+    let question = "How far is the red cup from the gray shelf?";
+    let mut transcript = Transcript::new(question, Path::new("img.png"), "llm:test-model");
+    let answer = answer_with_llm(
+        question,
+        Path::new("img.png"),
+        &mut llm,
+        &mut vlm,
+        &OrchestratorOptions::default(),
+        &mut transcript,
+    )
+    .unwrap();
+    assert_eq!(answer.answer, guess);
+    assert!(!answer.grounded);
+    assert_eq!(transcript.grounded, Some(false));
+    assert_eq!(transcript.final_answer.as_deref(), Some(guess));
+    assert_eq!(transcript.vlm_questions(), 0);
+    let bodies = server.join().unwrap();
+    assert_eq!(bodies.len(), 2, "asked once more, not more");
+    let reminder = last_user_turn(&bodies[1]);
+    assert!(
+        reminder.contains("not asked the vision model") && reminder.contains("ask_vlm"),
+        "{reminder}"
+    );
+    let notes = notes(&transcript);
+    assert!(
+        notes.len() == 1 && notes[0].contains("rests on no measurement"),
+        "{notes:?}"
+    );
+    let saved: Value = serde_json::to_value(&transcript).unwrap();
+    assert_eq!(saved["grounded"], false);
+}
+
+#[test]
+fn a_reminded_llm_that_then_measures_is_grounded() {
+    let (url, server) = serve(vec![
+        reply(200, message(Some("FINAL: About 10 units."), json!([]))),
+        reply(
+            200,
+            message(
+                Some("ASK: How far is the blue can from the red can?"),
+                json!([]),
+            ),
+        ),
+        reply(200, message(Some("FINAL: About 50 cm."), json!([]))),
+    ]);
+    let mut llm = client(&url, 5000, 0);
+    let mut vlm = scripted_vlm();
+    let mut transcript = Transcript::new("q", Path::new("img.png"), "llm");
+    let options = OrchestratorOptions {
+        use_tools: false,
+        ..OrchestratorOptions::default()
+    };
+    let answer = answer_with_llm(
+        "How far apart are the cans?",
+        Path::new("img.png"),
+        &mut llm,
+        &mut vlm,
+        &options,
+        &mut transcript,
+    )
+    .unwrap();
+    assert_eq!(answer.answer, "About 50 cm.");
+    assert!(answer.grounded);
+    assert_eq!(transcript.grounded, Some(true));
+    assert_eq!(transcript.measurements(), 1);
+    let bodies = server.join().unwrap();
+    let reminder = last_user_turn(&bodies[1]);
+    assert!(reminder.contains("ASK: <question>"), "{reminder}");
+}
+
+#[test]
+fn unreadable_vlm_answers_are_no_measurement() {
+    let (url, server) = serve(vec![
+        reply(
+            200,
+            message(None, json!([tool_call("c1", "What is behind the shelf?")])),
+        ),
+        reply(200, message(Some("About a metre."), json!([]))),
+        reply(200, message(Some("About a metre."), json!([]))),
+    ]);
+    let mut llm = client(&url, 5000, 0);
+    let mut vlm = scripted_vlm();
+    let mut transcript = Transcript::new("q", Path::new("img.png"), "llm");
+    let answer = answer_with_llm(
+        "How far is the shelf from the wall?",
+        Path::new("img.png"),
+        &mut llm,
+        &mut vlm,
+        &OrchestratorOptions::default(),
+        &mut transcript,
+    )
+    .unwrap();
+    assert!(!answer.grounded);
+    assert_eq!(
+        (transcript.vlm_questions(), transcript.measurements()),
+        (1, 0)
+    );
+    let bodies = server.join().unwrap();
+    let reminder = last_user_turn(&bodies[2]);
+    assert!(
+        reminder.contains("None of the vision model's 1 answers"),
+        "{reminder}"
     );
 }
 

@@ -291,3 +291,106 @@ fn unknown_questions_and_objects_fail_clearly() {
     .to_string();
     assert!(err.contains("has no length"), "{err}");
 }
+
+/// Every elementary question the planner asks is one `svlm synth` writes for the same objects, so a model trained
+/// on synthesized data has seen it: by default the plain wording (the one a plain-phrased data set such as the
+/// quickstart's holds), and with varied phrasing one of the templates.
+#[test]
+fn planner_questions_are_wordings_the_synthesizer_writes() {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::collections::BTreeSet;
+    use svlm_reason::planner::{Elementary, plan};
+    use svlm_synth::graph::{VisibilityParams, from_world};
+    use svlm_synth::phrase::Phrasing;
+    use svlm_synth::qa::{QaConfig, generate};
+    use svlm_synth::scene::SkipCounts;
+
+    let scene = scene_with(3, 42);
+    let visibility = VisibilityParams {
+        min_visible_pixels: 1,
+        skip_truncated: false,
+        count_stride: 1,
+    };
+    let graph = from_world(&scene, &svlm_world::render(&scene), &visibility);
+    let names: Vec<String> = graph.objects.iter().map(|o| o.name.clone()).collect();
+    assert!(names.len() >= 3, "{names:?}");
+    let (a, b, c) = (&names[0], &names[1], &names[2]);
+    // The same objects in reverse order: the synthesizer asks unordered pairs ("How far apart are A and B?") in
+    // its object order, the planner in the question's.
+    let mut reversed = graph.clone();
+    reversed.objects.reverse();
+    reversed.gaps.reverse();
+    let kinds = [
+        "distance",
+        "gap",
+        "width",
+        "height",
+        "max_dimension",
+        "camera_distance",
+    ];
+    let synthesized = |phrasing: Phrasing, seeds: std::ops::Range<u64>| -> BTreeSet<String> {
+        let cfg = QaConfig {
+            qa_per_image: 100_000,
+            min_length: -1.0,
+            kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
+            phrasing,
+            qualitative_share: 0.0,
+            ..QaConfig::default()
+        };
+        let mut questions = BTreeSet::new();
+        for seed in seeds {
+            for g in [&graph, &reversed] {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                for qa in generate(g, &cfg, &mut rng, &mut SkipCounts::new()) {
+                    questions.insert(qa.question);
+                }
+            }
+        }
+        questions
+    };
+    let composites = [
+        format!("Do the {a}, the {b} and the {c} form roughly an equilateral triangle?"),
+        format!("Which is closest to the camera: the {a}, the {b} or the {c}?"),
+        format!("Which of the {b} and the {c} is farthest from the {a}?"),
+        format!("Order the {a}, the {b} and the {c} by height, from tallest to shortest."),
+        format!("Sort the {a}, the {b} and the {c} by width"),
+        format!("Rank the {a}, the {b} and the {c} by size"),
+        format!("Can the {a} fit between the {b} and the {c}?"),
+    ];
+    let elementary: Vec<Elementary> = composites
+        .iter()
+        .flat_map(|q| plan(q).unwrap_or_else(|e| panic!("{e}")).questions)
+        .collect();
+    let covered: BTreeSet<&str> = elementary
+        .iter()
+        .map(|e| match e {
+            Elementary::Distance { .. } => "distance",
+            Elementary::Gap { .. } => "gap",
+            Elementary::Width { .. } => "width",
+            Elementary::Height { .. } => "height",
+            Elementary::Size { .. } => "max_dimension",
+            Elementary::CameraDistance { .. } => "camera_distance",
+        })
+        .collect();
+    assert_eq!(covered.len(), kinds.len(), "{covered:?}");
+
+    let plain = synthesized(Phrasing::Plain, 0..1);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for e in &elementary {
+        let q = e.question(PlannerOptions::default().phrasing, &mut rng);
+        assert!(plain.contains(&q), "{q:?} is not among {plain:#?}");
+    }
+    let varied = synthesized(Phrasing::Varied, 0..40);
+    let mut asked = BTreeSet::new();
+    for seed in 0..10 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for e in &elementary {
+            let q = e.question(Phrasing::Varied, &mut rng);
+            assert!(varied.contains(&q), "{q:?} is not a synthesized wording");
+            asked.insert(q);
+        }
+    }
+    // Varied phrasing does draw other wordings than the plain ones.
+    assert!(!asked.is_subset(&plain), "{asked:#?}");
+}

@@ -711,18 +711,23 @@ pub fn quantity_with_style(
     (capitalize(&question), answer, unit)
 }
 
-/// The shortest answer a person gives: "Yes." / "No.", "The red cube.", "1.2 meters.", "3 o'clock.". `None` for
-/// angles, whose direction ("below the horizontal") only the sentence carries.
+/// The shortest answer a person gives, and the unit it shows: "Yes." / "No.", "The red cube.", "1.2 meters."
+/// (unit "m"), "3 o'clock.". `None` for angles, whose direction ("below the horizontal") only the sentence
+/// carries. A length is written anew (its unit drawn again), so the unit of the sentence it replaces does not
+/// apply.
 pub fn short_answer(
     truth: &Truth,
     style: &svlm_answers::NumberStyle,
     rng: &mut impl Rng,
-) -> Option<String> {
+) -> Option<(String, Option<String>)> {
     match truth {
-        Truth::Bool { value } => Some((if *value { "Yes." } else { "No." }).to_string()),
-        Truth::Choice { value, .. } => Some(format!("The {value}.")),
+        Truth::Bool { value } => Some(((if *value { "Yes." } else { "No." }).to_string(), None)),
+        Truth::Choice { value, .. } => Some((format!("The {value}."), None)),
         Truth::Angle { .. } => None,
-        other => Some(format!("{}.", capitalize(&value_text(other, style, rng).0))),
+        other => {
+            let (value, unit) = value_text(other, style, rng);
+            Some((format!("{}.", capitalize(&value)), unit))
+        }
     }
 }
 

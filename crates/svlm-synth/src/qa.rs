@@ -678,9 +678,11 @@ pub fn generate(
                 && matches!(qa.spatial.truth, Truth::Bool { .. } | Truth::Choice { .. });
             if cfg.short_answers
                 && !reasoned
-                && let Some(short) = phrase::short_answer(&qa.spatial.truth, &cfg.number_style, rng)
+                && let Some((short, unit)) =
+                    phrase::short_answer(&qa.spatial.truth, &cfg.number_style, rng)
             {
                 qa.answer = short;
+                qa.spatial.unit_shown = unit;
             }
             qa
         })
@@ -903,6 +905,107 @@ mod tests {
         qas.iter()
             .filter(|q| q.spatial.kind == kind && q.spatial.objects == objects)
             .collect()
+    }
+
+    /// The unit a record says its answer shows, read back from the answer text.
+    fn unit_read_back(truth: &Truth, answer: &str) -> Result<Option<String>, String> {
+        match truth {
+            Truth::Length { .. } => svlm_answers::parse_length(answer)
+                .map(|l| Some(l.unit.symbol().to_string()))
+                .ok_or_else(|| format!("{answer:?}: no length")),
+            Truth::Angle { .. } => svlm_answers::parse_angle_degrees(answer)
+                .map(|_| Some("deg".to_string()))
+                .ok_or_else(|| format!("{answer:?}: no angle")),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every record of a synthesis run reads back, with the evaluator's parsers, to its truth and to the unit it
+    /// says it shows: every question type, sentence and short answers, mixed and plain numbers, several seeds.
+    #[test]
+    fn every_record_reads_back_to_its_truth_and_unit() {
+        use crate::graph::{EstimateParams, VisibilityParams};
+        use crate::pipeline::synthesize_item;
+        use crate::scene::TruthSource;
+        use crate::source::{ItemSource, WorldSource};
+        let source = WorldSource {
+            scenes: 4,
+            seed: 11,
+            config: svlm_world::SceneConfig {
+                width: 160,
+                height: 120,
+                ..svlm_world::SceneConfig::default()
+            },
+            truth: TruthSource::Exact,
+            estimate: EstimateParams::default(),
+            visibility: VisibilityParams {
+                min_visible_pixels: 40,
+                ..VisibilityParams::default()
+            },
+        };
+        let items: Vec<_> = (0..source.len())
+            .map(|i| source.item(i).expect("a procedural scene"))
+            .collect();
+        let (mut lengths, mut short_lengths, mut angles) = (0, 0, 0);
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in [0u64, 1, 2] {
+            for short_answers in [false, true] {
+                for number_style in [
+                    svlm_answers::NumberStyle::default(),
+                    svlm_answers::NumberStyle::plain_metric(),
+                ] {
+                    let cfg = QaConfig {
+                        qa_per_image: 80,
+                        short_answers,
+                        number_style,
+                        ..QaConfig::default()
+                    };
+                    for (index, item) in items.iter().enumerate() {
+                        let out = synthesize_item(item.clone(), index, seed, &cfg);
+                        assert_eq!(
+                            out.skips.get("answer_does_not_parse"),
+                            None,
+                            "seed {seed}, item {index}"
+                        );
+                        let answers = out.record.conversations.chunks(2).map(|t| &t[1].value);
+                        assert_eq!(answers.len(), out.record.spatial.len());
+                        for (spatial, answer) in out.record.spatial.iter().zip(answers) {
+                            kinds.insert(spatial.kind.clone());
+                            let qa = GeneratedQa {
+                                question: String::new(),
+                                answer: answer.clone(),
+                                spatial: spatial.clone(),
+                            };
+                            if let Err(e) = verify_answer(&qa) {
+                                panic!("seed {seed}, {}: {e}", spatial.kind);
+                            }
+                            let unit = unit_read_back(&spatial.truth, answer)
+                                .unwrap_or_else(|e| panic!("{}: {e}", spatial.kind));
+                            assert_eq!(
+                                spatial.unit_shown, unit,
+                                "seed {seed}, short {short_answers}, {}: {answer:?}",
+                                spatial.kind
+                            );
+                            match spatial.truth {
+                                Truth::Length { .. } if short_answers => short_lengths += 1,
+                                Truth::Length { .. } => lengths += 1,
+                                Truth::Angle { .. } => angles += 1,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            lengths > 100 && short_lengths > 100 && angles > 10,
+            "{lengths} lengths, {short_lengths} short lengths, {angles} angles"
+        );
+        assert!(
+            kinds.len() >= 40,
+            "only {} question types: {kinds:?}",
+            kinds.len()
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `svlm eval --model <dir|repo|run> --data <set> --out DIR`: batched generation over a spatial VQA set, scored per
-//! question type, with a JSON + markdown report, PNG charts and the predictions.
+//! question type, with a JSON + markdown report, PNG charts and the predictions. With `--rescore`, `--data` is a
+//! predictions.jsonl whose answers are scored again (`svlm eval --model NAME --rescore --data FILE --out DIR`).
 
 use std::path::PathBuf;
 
@@ -34,9 +35,26 @@ pub struct Args {
     pub dtype: String,
     #[arg(long, default_value_t = 48)]
     pub max_new_tokens: usize,
+    /// Read --data as a predictions.jsonl (of `svlm eval` or the quickstart) and score its answers again with
+    /// this build's scorer; nothing is generated and --model only names the model in the report.
+    #[arg(long)]
+    pub rescore: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let report = if args.rescore {
+        svlm_eval::rescore_predictions(&args.data, &args.spec.model)?
+    } else {
+        generate_and_score(&args)?
+    };
+    report
+        .write(&args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    print_summary(&report, &args);
+    Ok(())
+}
+
+fn generate_and_score(args: &Args) -> anyhow::Result<svlm_eval::EvalReport> {
     let set = load_benchmark(
         &args.data,
         &LoadOptions {
@@ -63,10 +81,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model_name: args.spec.model.clone(),
         ..EvalOptions::default()
     };
-    let report = evaluate(&set, &mut answerer, &options)?;
-    report
-        .write(&args.out)
-        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    evaluate(&set, &mut answerer, &options)
+}
+
+fn print_summary(report: &svlm_eval::EvalReport, args: &Args) {
     let pct = |r: Option<f64>| r.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
     println!(
         "{} questions: yes/no accuracy {}, which {}, yes/no and which {}, within [0.5x, 2x] {}, valid format {}",
@@ -78,5 +96,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pct(report.overall.valid_format_rate)
     );
     println!("report: {}", args.out.join("report.md").display());
-    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `svlm reason`: chain-of-thought spatial reasoning — a composite question is broken into elementary questions
 //! for a spatial VLM (by the rule-based planner, or by an LLM over an OpenAI-compatible endpoint), the answers are
-//! parsed into numbers and composed into the final answer; the transcript is saved as JSON.
+//! parsed into numbers and composed into the final answer; the transcript is saved as JSON. An LLM answer that
+//! rests on no measurement is printed as `[ungrounded] ...` and marked `"grounded": false` in the transcript.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -146,7 +147,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             vlm.as_mut(),
             &options,
             &mut transcript,
-        );
+        )
+        .map(|a| a.answer);
         (transcript, result)
     } else {
         let mut transcript = Transcript::new(&args.question, &image, "rules");
@@ -176,7 +178,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let answer = result
         .with_context(|| format!("no answer (transcript in {})", transcript_path.display()))?;
-    println!("{answer}");
+    if transcript.grounded == Some(false) {
+        // The LLM answered without a single readable measurement, even after a reminder: a guess, shown as one.
+        println!("[ungrounded] {answer}");
+        eprintln!(
+            "warning: the answer rests on no measurement from the vision model ({} questions asked, none readable)",
+            transcript.vlm_questions()
+        );
+    } else {
+        println!("{answer}");
+    }
     println!("transcript: {}", transcript_path.display());
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `svlm reward`: dense reward annotation over an RGB-D frame folder — per-frame distance between two objects,
-//! reward curves, Spearman monotonicity, `reward.json` for RL code and `reward.png`.
+//! reward curves, Spearman monotonicity, `reward.json` for RL code and `reward.png`. Fewer than two measured frames
+//! is an error (non-zero exit), after `reward.json` is written with each frame's failure.
 
 use std::path::PathBuf;
 
@@ -96,5 +97,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         files.json.display(),
         files.plot.display()
     );
-    Ok(())
+    report.ensure_measured()
 }

@@ -155,7 +155,7 @@ fn approach_records(
         };
         let meters = (gripper.center_point() - target.center_point()).norm();
         let truth = Truth::Length { meters };
-        let answer =
+        let (answer, unit_shown) =
             short_answer(&truth, &style, &mut rng).context("a length always has a short answer")?;
         let id = format!("train-approach-{index:05}-{f:02}");
         let image = format!("images/{id}.png");
@@ -180,7 +180,7 @@ fn approach_records(
                 kind: QuestionKind::Quantity(Quantity::Distance),
                 objects: vec![gripper.name.clone(), target.name.clone()],
                 truth,
-                unit_shown: None,
+                unit_shown,
                 source: TruthSource::Exact,
             }],
             provenance: Some(serde_json::json!({
