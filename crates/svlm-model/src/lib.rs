@@ -24,4 +24,6 @@ pub use io::{
     save_safetensors,
 };
 pub use llama::{LlamaConfig, LlamaForCausalLM};
-pub use vlm::{IGNORE_INDEX, ModelConfig, Part, Vlm, VlmBatch, VlmOutput, causal_lm_loss, part_of};
+pub use vlm::{
+    IGNORE_INDEX, ModelConfig, Packing, Part, Vlm, VlmBatch, VlmOutput, causal_lm_loss, part_of,
+};
