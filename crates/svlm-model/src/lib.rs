@@ -25,5 +25,6 @@ pub use io::{
 };
 pub use llama::{LlamaConfig, LlamaForCausalLM};
 pub use vlm::{
-    Family, IGNORE_INDEX, ModelConfig, Part, Vlm, VlmBatch, VlmOutput, causal_lm_loss, part_of,
+    Family, IGNORE_INDEX, ModelConfig, Packing, Part, Vlm, VlmBatch, VlmOutput, causal_lm_loss,
+    part_of,
 };

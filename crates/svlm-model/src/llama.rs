@@ -552,6 +552,34 @@ pub fn causal_mask(
     }
 }
 
+/// Attention mask `[B, 1, S, S]` of packed rows, true where query `i` must not see key `j`: `j > i` (causal), or
+/// `j` belongs to another sample of the row (`segment_ids[b, j] != segment_ids[b, i]`), or `j` is padding (segment
+/// 0). A padding query therefore sees nothing; [`crate::nn::attention`] keeps such fully masked rows finite, and
+/// nothing reads them.
+pub fn packed_causal_mask(segment_ids: &Tensor<2, Int>) -> Tensor<4, Bool> {
+    let device = segment_ids.device();
+    let [batch, seq] = segment_ids.dims();
+    let keys = Tensor::<1, Int>::arange(0..seq as i64, &device)
+        .reshape([1, 1, 1, seq])
+        .expand([batch, 1, seq, seq]);
+    let queries = Tensor::<1, Int>::arange(0..seq as i64, &device)
+        .reshape([1, 1, seq, 1])
+        .expand([batch, 1, seq, seq]);
+    let causal = keys.greater(queries);
+    let key_segment = segment_ids
+        .clone()
+        .reshape([batch, 1, 1, seq])
+        .expand([batch, 1, seq, seq]);
+    let query_segment = segment_ids
+        .clone()
+        .reshape([batch, 1, seq, 1])
+        .expand([batch, 1, seq, seq]);
+    let padding = key_segment.clone().equal_elem(0);
+    causal
+        .bool_or(key_segment.not_equal(query_segment))
+        .bool_or(padding)
+}
+
 impl LlamaModel {
     pub fn new(cfg: &LlamaConfig, device: &Device) -> anyhow::Result<Self> {
         cfg.validate()?;
@@ -582,18 +610,31 @@ impl LlamaModel {
         embeds: Tensor<3>,
         attention_mask: Option<&Tensor<2, Int>>,
         positions: Tensor<2, Int>,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         output_hidden_states: bool,
     ) -> DecoderOutput {
         let device = embeds.device();
         let [b, s, _] = embeds.dims();
         let past = cache.as_ref().map(|c| c.len()).unwrap_or(0);
+        let masked = causal_mask(b, s, past, attention_mask, &device);
+        self.forward_embeds_masked(embeds, masked, positions, cache, output_hidden_states)
+    }
+
+    /// Runs the decoder on embeddings `[B, S, hidden]` with an explicit attention mask `[B, 1, S, past + S]`
+    /// (true = not attended), e.g. [`packed_causal_mask`] with each sample's own `positions: [B, S]`.
+    pub fn forward_embeds_masked(
+        &self,
+        embeds: Tensor<3>,
+        masked: Tensor<4, Bool>,
+        positions: Tensor<2, Int>,
+        mut cache: Option<&mut KvCache>,
+        output_hidden_states: bool,
+    ) -> DecoderOutput {
         if let Some(c) = cache.as_mut()
             && c.layers.len() != self.layers.len()
         {
             **c = KvCache::new(self.layers.len());
         }
-        let masked = causal_mask(b, s, past, attention_mask, &device);
         let (cos, sin) = self.rope.cos_sin(positions);
         let mut hidden_states = Vec::new();
         let mut x = embeds;
@@ -716,6 +757,27 @@ mod tests {
         assert_eq!(rope.theta, 1000.0);
         assert_eq!(rope.scaling, RopeScaling::None);
         assert_eq!(rope.dim, 4);
+    }
+
+    #[test]
+    fn packed_mask_is_causal_inside_each_sample_and_blind_across_and_to_padding() {
+        let device = Device::flex();
+        // One row: sample 1 (3 tokens), sample 2 (2 tokens), one padding token.
+        let segments = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![1i64, 1, 1, 2, 2, 0], [1, 6]),
+            &device,
+        );
+        let masked: Vec<bool> = packed_causal_mask(&segments)
+            .into_data()
+            .convert::<bool>()
+            .try_into_vec()
+            .unwrap();
+        let visible = |q: usize| -> Vec<usize> { (0..6).filter(|&k| !masked[q * 6 + k]).collect() };
+        assert_eq!(visible(0), vec![0]);
+        assert_eq!(visible(2), vec![0, 1, 2]);
+        assert_eq!(visible(3), vec![3], "sample 2 starts afresh");
+        assert_eq!(visible(4), vec![3, 4]);
+        assert!(visible(5).is_empty(), "padding attends nowhere");
     }
 
     #[test]

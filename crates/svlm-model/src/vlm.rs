@@ -216,7 +216,7 @@ fn llama_arch(model_type: &str) -> &'static str {
     }
 }
 
-/// One training/eval batch. `pixel_values: [B, N, 3, H, W]` (N images/tiles per sample, padded
+/// One training/eval batch. `pixel_values: [B, N, 3, H, W]` (N images/tiles per row, padded
 /// with all-zero images); `pixel_attention_mask: [B, N, H, W]` (1 = real pixel, Idefics3 only).
 /// `labels`: `-100` where no loss is taken; the shift by one happens inside [`Vlm::loss`].
 #[derive(Clone, Debug)]
@@ -226,6 +226,19 @@ pub struct VlmBatch {
     pub labels: Option<Tensor<2, Int>>,
     pub pixel_values: Option<Tensor<5>>,
     pub pixel_attention_mask: Option<Tensor<4, Int>>,
+    /// Several samples per row (sequence packing); `None`: one sequence per row.
+    pub packing: Option<Packing>,
+}
+
+/// Where the samples of packed rows are. Image tokens are filled with image features in row-major token order,
+/// so a row's tiles must come in the order of its samples (and of each sample's images).
+#[derive(Clone, Debug)]
+pub struct Packing {
+    /// `[B, S]`: 1-based sample index inside the row, 0 on padding. Attention stays inside a sample (causal) and
+    /// padding attends nowhere ([`crate::llama::packed_causal_mask`]).
+    pub segment_ids: Tensor<2, Int>,
+    /// `[B, S]`: each token's position inside its own sample (RoPE restarts at 0 for every sample).
+    pub position_ids: Tensor<2, Int>,
 }
 
 /// Which part of the model a parameter belongs to (for freezing and per-part learning rates).
@@ -434,17 +447,28 @@ impl Vlm {
         };
         let embeds = self.embed(batch.input_ids.clone(), image_features.as_ref())?;
         let [b, s, _] = embeds.dims();
-        let positions = crate::llama::default_positions(b, s, 0, &embeds.device());
         let DecoderOutput {
             last_hidden_state,
             hidden_states,
-        } = self.text_model().forward_embeds(
-            embeds,
-            Some(&batch.attention_mask),
-            positions,
-            None,
-            output_hidden_states,
-        );
+        } = match &batch.packing {
+            Some(packing) => self.text_model().forward_embeds_masked(
+                embeds,
+                crate::llama::packed_causal_mask(&packing.segment_ids),
+                packing.position_ids.clone(),
+                None,
+                output_hidden_states,
+            ),
+            None => {
+                let positions = crate::llama::default_positions(b, s, 0, &embeds.device());
+                self.text_model().forward_embeds(
+                    embeds,
+                    Some(&batch.attention_mask),
+                    positions,
+                    None,
+                    output_hidden_states,
+                )
+            }
+        };
         Ok((last_hidden_state, hidden_states, image_features))
     }
 

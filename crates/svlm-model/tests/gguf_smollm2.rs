@@ -112,6 +112,7 @@ fn smollm2_gguf_matches_transformers() {
         labels: None,
         pixel_values: None,
         pixel_attention_mask: None,
+        packing: None,
     };
     let started = Instant::now();
     let logits = loaded

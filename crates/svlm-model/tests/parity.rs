@@ -79,6 +79,7 @@ impl Reference {
             pixel_attention_mask: self
                 .has("pixel_attention_mask")
                 .then(|| self.int_tensor("pixel_attention_mask", device)),
+            packing: None,
         }
     }
 }
@@ -618,6 +619,7 @@ fn from_config_model_trains_a_step_on_cpu() {
         labels: None,
         pixel_values: None,
         pixel_attention_mask: None,
+        packing: None,
     };
     let loss = model.loss(&batch);
     let before: f32 = loss

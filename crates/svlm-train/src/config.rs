@@ -233,6 +233,28 @@ pub struct TrainConfig {
     pub device: String,
     #[serde(default = "default_precision")]
     pub precision: Precision,
+    /// Sequence packing: several samples share a row of `pack_len` tokens, each attending only to itself, with
+    /// positions restarting at every sample. Every micro-batch has the same shape (`pack_rows x pack_len`), so
+    /// padding stays small and GPU kernels compile once. `false` pads each micro-batch of `batch_size` samples to its
+    /// longest sample instead.
+    #[serde(default = "default_true")]
+    pub packing: bool,
+    /// Tokens per packed row (default `model.max_seq_len`, so any sample fits a row). Samples longer than a row
+    /// are truncated to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_len: Option<usize>,
+    /// Packed rows per micro-batch. Default: enough rows for `batch_size` samples of the mean probed length
+    /// (`ceil(batch_size * mean_tokens / pack_len)`), so `batch_size` keeps meaning about that many samples per
+    /// micro-batch; the exact count varies from batch to batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack_rows: Option<usize>,
+}
+
+impl TrainConfig {
+    /// Tokens per packed row.
+    pub fn pack_len(&self, max_seq_len: usize) -> usize {
+        self.pack_len.unwrap_or(max_seq_len)
+    }
 }
 
 fn default_stage() -> Stage {
@@ -271,6 +293,9 @@ impl Default for TrainConfig {
             grad_accum: 1,
             device: default_device(),
             precision: default_precision(),
+            packing: true,
+            pack_len: None,
+            pack_rows: None,
         }
     }
 }
@@ -600,6 +625,14 @@ impl RunConfig {
         }
         if self.train.grad_accum == 0 {
             return bad("train.grad_accum", "must be >= 1".into());
+        }
+        if let Some(len) = self.train.pack_len
+            && len < 2
+        {
+            return bad("train.pack_len", format!("must be >= 2, got {len}"));
+        }
+        if self.train.pack_rows == Some(0) {
+            return bad("train.pack_rows", "must be >= 1 when set".into());
         }
         let devices = self.train.devices();
         if devices.iter().any(String::is_empty) {

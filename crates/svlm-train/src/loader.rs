@@ -1,5 +1,6 @@
-//! The loader: mixture draws -> rows -> encoded samples -> padded batches, with optional length grouping, and the
-//! state that makes a resumed run see exactly the batches the uninterrupted run would have seen.
+//! The loader: mixture draws -> rows -> encoded samples -> batches (packed rows of a fixed shape, or padded
+//! batches with optional length grouping), and the state that makes a resumed run see exactly the batches the
+//! uninterrupted run would have seen.
 
 use std::collections::VecDeque;
 
@@ -7,7 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{EncodedSample, HostBatch, SampleEncoder, SourceTotals, group_by_length};
+use crate::batch::{
+    EncodedSample, HostBatch, Packer, SampleEncoder, SourceTotals, group_by_length,
+};
 use crate::config::{RatioBy, RunConfig, StopRule};
 use crate::data::{DataError, DataSet};
 use crate::mixture::{Mixture, MixtureSource, MixtureState};
@@ -19,7 +22,8 @@ type Drawn = ((usize, usize), EncodedSample);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoaderState {
     pub mixture: MixtureState,
-    /// Batches already drawn (length-grouping window) but not yet trained on, as (source, row) pairs.
+    /// Samples already drawn but not yet trained on, as (source, row) pairs: the batches of a length-grouping
+    /// window, or (packing) one group of the samples that did not fit the last micro-batch's rows.
     pub pending: Vec<Vec<(usize, usize)>>,
     /// ChaCha8 state of the grouping RNG: seed and word position.
     pub rng_seed: [u8; 32],
@@ -45,16 +49,35 @@ pub fn split_rows(
     (train, validation)
 }
 
+/// How micro-batches are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// `batch_size` samples, one per row, padded to the longest.
+    Padded,
+    /// `rows` rows of `len` tokens, as many samples as fit.
+    Packed { rows: usize, len: usize },
+}
+
+/// Samples drawn past the first one that does not fit a micro-batch's rows before it is closed: a few misses let
+/// shorter samples fill the gaps, and the missed ones start the next micro-batch.
+const PACK_LOOKAHEAD: usize = 8;
+
 pub struct Loader<'a> {
     data: &'a DataSet,
     encoder: &'a dyn SampleEncoder,
     mixture: Mixture,
     stop: StopRule,
     batch_size: usize,
+    batching: Batching,
+    /// Mean tokens per sample over the mixture, from the probe (0 when not probed).
+    mean_tokens: f64,
     window_batches: usize,
+    /// Encoding length limit: `model.max_seq_len`, or the packed row length when shorter.
     max_seq_len: usize,
     max_bad_fraction: f64,
-    pending: VecDeque<Vec<((usize, usize), EncodedSample)>>,
+    pending: VecDeque<Vec<Drawn>>,
+    /// Packing: drawn samples that did not fit, placed first in the next micro-batch.
+    pool: VecDeque<Drawn>,
     rng: ChaCha8Rng,
     pub totals: Vec<SourceTotals>,
     reads: Vec<usize>,
@@ -65,20 +88,43 @@ pub struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
+    /// A loader that packs when `train.packing` says so.
     pub fn new(
         config: &RunConfig,
         data: &'a DataSet,
         encoder: &'a dyn SampleEncoder,
     ) -> Result<Self, DataError> {
+        Self::with_packing(config, data, encoder, config.train.packing)
+    }
+
+    /// A loader that packs micro-batches when `packing` is true (the trainer turns it off for models without
+    /// packing support), whatever `train.packing` says.
+    pub fn with_packing(
+        config: &RunConfig,
+        data: &'a DataSet,
+        encoder: &'a dyn SampleEncoder,
+        packing: bool,
+    ) -> Result<Self, DataError> {
+        let pack_len = config.train.pack_len(config.model.max_seq_len);
+        let max_seq_len = if packing {
+            config.model.max_seq_len.min(pack_len)
+        } else {
+            config.model.max_seq_len
+        };
         let mut sources = Vec::new();
         let mut validation = Vec::new();
+        let mut mean_tokens = 0.0f64;
+        let weight_sum: f64 = config.data.sources.iter().map(|s| s.weight).sum();
         for (i, (source, sc)) in data.sources.iter().zip(&config.data.sources).enumerate() {
             let (train, val) = split_rows(config.seed, i, source.len(), sc.holdout);
             let mut probe_tokens = 0usize;
+            let mut probe_len = 0usize;
             let mut probed = 0usize;
-            // Encoding runs the image processor: only pay for the probe where the plan needs token counts.
-            let needs_probe =
-                config.data.ratio_by == RatioBy::Tokens || config.data.stop != StopRule::Steps;
+            // Encoding runs the image processor: only pay for the probe where the plan needs token counts (or
+            // packing needs the mean length to size its micro-batches).
+            let needs_probe = config.data.ratio_by == RatioBy::Tokens
+                || config.data.stop != StopRule::Steps
+                || (packing && config.train.pack_rows.is_none());
             let probe_rows = if needs_probe {
                 config.data.token_probe_rows
             } else {
@@ -86,9 +132,10 @@ impl<'a> Loader<'a> {
             };
             for &row in train.iter().take(probe_rows) {
                 if let Some(sample) = source.get(row, i)
-                    && let Ok(encoded) = encoder.encode(&sample, config.model.max_seq_len)
+                    && let Ok(encoded) = encoder.encode(&sample, max_seq_len)
                 {
                     probe_tokens += encoded.supervised_tokens();
+                    probe_len += encoded.input_ids.len();
                     probed += 1;
                 }
             }
@@ -97,6 +144,9 @@ impl<'a> Loader<'a> {
             } else {
                 probe_tokens as f64 / probed as f64
             };
+            if probed > 0 && weight_sum > 0.0 {
+                mean_tokens += sc.weight / weight_sum * probe_len as f64 / probed as f64;
+            }
             sources.push(MixtureSource {
                 name: sc.name.clone(),
                 weight: sc.weight,
@@ -110,16 +160,34 @@ impl<'a> Loader<'a> {
         let mut seed = [0u8; 32];
         seed[..8].copy_from_slice(&config.seed.to_le_bytes());
         seed[8..16].copy_from_slice(b"grouping");
+        let batching = if packing {
+            let rows = config.train.pack_rows.unwrap_or_else(|| {
+                let tokens = config.train.batch_size as f64 * mean_tokens.max(1.0);
+                ((tokens / pack_len as f64).ceil() as usize).max(1)
+            });
+            tracing::info!(
+                "packing: {rows} rows of {pack_len} tokens per micro-batch (mean sample {mean_tokens:.0} tokens)"
+            );
+            Batching::Packed {
+                rows,
+                len: pack_len,
+            }
+        } else {
+            Batching::Padded
+        };
         Ok(Self {
             data,
             encoder,
             mixture: Mixture::new(config.seed, config.data.ratio_by, sources),
             stop: config.data.stop,
             batch_size: config.train.batch_size,
+            batching,
+            mean_tokens,
             window_batches: config.data.length_group_batches,
-            max_seq_len: config.model.max_seq_len,
+            max_seq_len,
             max_bad_fraction: config.data.max_bad_fraction,
             pending: VecDeque::new(),
+            pool: VecDeque::new(),
             rng: ChaCha8Rng::from_seed(seed),
             totals: vec![SourceTotals::default(); n],
             reads: vec![0; n],
@@ -132,6 +200,22 @@ impl<'a> Loader<'a> {
         &self.mixture
     }
 
+    pub fn batching(&self) -> Batching {
+        self.batching
+    }
+
+    /// Samples a micro-batch holds on average (exact for padded batches; for packed ones estimated from the probed
+    /// mean length, assuming rows about 97% full). Plans the schedule of runs that stop when the data does.
+    pub fn samples_per_batch(&self) -> f64 {
+        match self.batching {
+            Batching::Padded => self.batch_size as f64,
+            Batching::Packed { rows, len } if self.mean_tokens > 0.0 => {
+                (rows * len) as f64 * 0.97 / self.mean_tokens
+            }
+            Batching::Packed { .. } => self.batch_size as f64,
+        }
+    }
+
     pub fn state(&self) -> LoaderState {
         LoaderState {
             mixture: self.mixture.state().clone(),
@@ -139,6 +223,7 @@ impl<'a> Loader<'a> {
                 .pending
                 .iter()
                 .map(|b| b.iter().map(|(k, _)| *k).collect())
+                .chain((!self.pool.is_empty()).then(|| self.pool.iter().map(|(k, _)| *k).collect()))
                 .collect(),
             rng_seed: self.rng.get_seed(),
             rng_word_pos: self.rng.get_word_pos(),
@@ -154,6 +239,7 @@ impl<'a> Loader<'a> {
         self.totals = state.totals;
         self.reads = state.reads;
         self.pending.clear();
+        self.pool.clear();
         for batch in state.pending {
             let mut encoded = Vec::new();
             for (source, row) in batch {
@@ -161,10 +247,15 @@ impl<'a> Loader<'a> {
                 let sample = self.data.sources[source].get(row, source).ok_or_else(|| {
                     format!("pending row {row} of source {source} no longer reads")
                 })?;
-                let e = self.encoder.encode(&sample, self.max_seq_len)?;
+                let mut e = self.encoder.encode(&sample, self.max_seq_len)?;
+                e.source = source;
+                e.origin = sample.origin.clone();
                 encoded.push(((source, row), e));
             }
-            self.pending.push_back(encoded);
+            match self.batching {
+                Batching::Packed { .. } => self.pool.extend(encoded),
+                Batching::Padded => self.pending.push_back(encoded),
+            }
         }
         Ok(())
     }
@@ -225,8 +316,62 @@ impl<'a> Loader<'a> {
         }
     }
 
-    /// The next batch (possibly short at the very end), or `None` when the data is done.
+    /// The next batch (possibly short, or packed rows less full, at the very end), or `None` when the data is done.
     pub fn next_batch(&mut self) -> Result<Option<HostBatch>, DataError> {
+        match self.batching {
+            Batching::Packed { rows, len } => self.next_packed(rows, len),
+            Batching::Padded => self.next_padded(),
+        }
+    }
+
+    /// A micro-batch of `rows` rows of `len` tokens: first the samples left over from the last one (oldest
+    /// first), then new draws, each into the fullest row with room (best fit). A draw that fits nowhere waits in the
+    /// pool for the next micro-batch; the batch closes when every row is full or after [`PACK_LOOKAHEAD`] such
+    /// draws. The order of draws is the mixture's, so resuming needs only the mixture state and the pool's rows.
+    fn next_packed(&mut self, rows: usize, len: usize) -> Result<Option<HostBatch>, DataError> {
+        let mut packer = Packer::new(rows, len);
+        let mut placed: Vec<Option<EncodedSample>> = Vec::new();
+        let mut waiting = VecDeque::new();
+        for drawn in std::mem::take(&mut self.pool) {
+            match packer.offer(drawn.1.input_ids.len()) {
+                Some(_) => placed.push(Some(drawn.1)),
+                None => {
+                    placed.push(None);
+                    waiting.push_back(drawn);
+                }
+            }
+        }
+        let mut misses = 0;
+        while misses < PACK_LOOKAHEAD && !packer.full() {
+            let Some(drawn) = self.draw()? else {
+                break;
+            };
+            match packer.offer(drawn.1.input_ids.len()) {
+                Some(_) => placed.push(Some(drawn.1)),
+                None => {
+                    placed.push(None);
+                    waiting.push_back(drawn);
+                    misses += 1;
+                }
+            }
+        }
+        self.pool = waiting;
+        if packer.is_empty() {
+            return Ok(None);
+        }
+        let row_samples: Vec<Vec<&EncodedSample>> = packer
+            .rows
+            .iter()
+            .map(|r| r.iter().filter_map(|&i| placed[i].as_ref()).collect())
+            .collect();
+        Ok(Some(HostBatch::pack(
+            &row_samples,
+            len,
+            self.encoder.pad_id(),
+        )))
+    }
+
+    fn next_padded(&mut self) -> Result<Option<HostBatch>, DataError> {
         if self.pending.is_empty() {
             let window = self.batch_size * self.window_batches.max(1);
             let mut drawn = Vec::with_capacity(window);

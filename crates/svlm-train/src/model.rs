@@ -44,7 +44,7 @@ impl Part {
 
 /// A model the trainer can train. Implemented for svlm-model's VLMs in `crate::vlm`.
 pub trait TrainableModel: Module + Clone + 'static {
-    /// Next-token logits `[batch, seq_len, vocab]` for a padded batch (images included), on `device`. An error
+    /// Next-token logits `[batch, seq_len, vocab]` for a batch (images included), on `device`. An error
     /// means the batch contradicts the model (e.g. image tokens vs images) and stops the run.
     fn logits(&self, batch: &HostBatch, device: &Device) -> Result<Tensor<3>, String>;
     /// Logits `[n, vocab]` at the flat positions `row * seq_len + pos` only (those whose next token carries loss).
@@ -57,6 +57,12 @@ pub trait TrainableModel: Module + Clone + 'static {
         device: &Device,
     ) -> Result<Tensor<2>, String> {
         Ok(rows_at(self.logits(batch, device)?, positions, device))
+    }
+    /// Whether [`TrainableModel::logits`] honours packed batches ([`HostBatch::packed`]): attention confined to
+    /// each `segment_ids` segment (causal inside it), RoPE positions from `position_ids`, each sample's image tiles
+    /// with its own tokens. The trainer pads instead of packing for a model that does not.
+    fn supports_packing(&self) -> bool {
+        false
     }
     /// Which part a parameter belongs to, from its module path (`vision_model.encoder.layers.0.mlp.fc1.weight`).
     fn part_of(&self, path: &str) -> Part;
@@ -86,25 +92,27 @@ pub fn rows_at(t: Tensor<3>, positions: &[i64], device: &Device) -> Tensor<2> {
 }
 
 /// The positions of a batch whose next token carries loss: flat indices `row * seq_len + pos` (logits at `pos`
-/// predict label `pos + 1`), their target ids, and their rows.
+/// predict label `pos + 1`), their target ids, and the index of the sample they belong to. Only positions inside
+/// one sample count, so a packed row never predicts one sample's first token from the previous sample.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Supervised {
     pub positions: Vec<i64>,
     pub targets: Vec<i64>,
-    pub rows: Vec<usize>,
+    pub samples: Vec<usize>,
 }
 
 impl Supervised {
     pub fn of(batch: &HostBatch) -> Supervised {
-        let (b, t) = (batch.batch, batch.seq_len);
+        let t = batch.seq_len;
         let mut out = Supervised::default();
-        for row in 0..b {
-            for pos in 1..t {
-                let label = batch.labels[row * t + pos];
+        for (k, span) in batch.spans.iter().enumerate() {
+            let row = span.row * t;
+            for pos in span.start + 1..span.start + span.len {
+                let label = batch.labels[row + pos];
                 if label != IGNORE_INDEX {
-                    out.positions.push((row * t + pos - 1) as i64);
+                    out.positions.push((row + pos - 1) as i64);
                     out.targets.push(label);
-                    out.rows.push(row);
+                    out.samples.push(k);
                 }
             }
         }

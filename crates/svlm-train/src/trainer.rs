@@ -175,7 +175,7 @@ fn forward_loss<M: TrainableModel>(
         // Nothing carries loss: a zero that still reaches every parameter the forward touches.
         let logits = model.logits(batch, device).map_err(model_err)?;
         let nll = model::token_nll(logits, batch, device);
-        return Ok((nll.sum(), vec![0.0; batch.batch]));
+        return Ok((nll.sum(), vec![0.0; batch.samples()]));
     }
     // Logits only where a label is: the output head and its softmax skip the prompt and image positions.
     let logits = model
@@ -188,9 +188,9 @@ fn forward_loss<M: TrainableModel>(
         .convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap_or_default();
-    let mut per_sample = vec![0.0f32; batch.batch];
-    for (&row, value) in supervised.rows.iter().zip(per_token) {
-        per_sample[row] += value;
+    let mut per_sample = vec![0.0f32; batch.samples()];
+    for (&sample, value) in supervised.samples.iter().zip(per_token) {
+        per_sample[sample] += value;
     }
     Ok((nll.sum(), per_sample))
 }
@@ -291,7 +291,13 @@ pub fn train<M: TrainableModel>(
 
     let data = DataSet::open(&config.data.sources, config.data.max_bad_fraction)?;
     let names: Vec<String> = config.data.sources.iter().map(|s| s.name.clone()).collect();
-    let mut loader = Loader::new(config, &data, encoder)?;
+    let packing = config.train.packing && model.supports_packing();
+    if config.train.packing && !packing {
+        tracing::warn!(
+            "train.packing: this model does not support packed rows; padding batches instead"
+        );
+    }
+    let mut loader = Loader::with_packing(config, &data, encoder, packing)?;
     let mut optim = AdamW::new(&config.optim);
     let mut model = model;
     let mut start_step = 0u64;
@@ -345,12 +351,12 @@ pub fn train<M: TrainableModel>(
         )));
     }
     let micro_per_step = config.train.grad_accum * devices;
-    let per_step = (config.train.batch_size * micro_per_step) as u64;
+    let per_micro = loader.samples_per_batch();
+    let per_step = ((per_micro * micro_per_step as f64).round() as u64).max(1);
     if devices > 1 {
         tracing::info!(
-            "data parallel over {devices} devices: {} samples per step ({} per micro-batch, {} micro-batches per device)",
+            "data parallel over {devices} devices: about {} samples per step ({per_micro:.1} per micro-batch, {} micro-batches per device)",
             per_step,
-            config.train.batch_size,
             config.train.grad_accum
         );
     }
@@ -496,7 +502,7 @@ pub fn train<M: TrainableModel>(
         step += 1;
 
         let step_time = started.elapsed().as_secs_f64();
-        let samples: usize = micro.iter().map(|b| b.batch).sum();
+        let samples: usize = micro.iter().map(HostBatch::samples).sum();
         let real: usize = micro.iter().map(|b| b.real_tokens).sum();
         let padded: usize = micro.iter().map(|b| b.batch * b.seq_len).sum();
         run_samples += samples as u64;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use svlm_model::{ModelConfig, Vlm, VlmBatch, WeightDType};
+use svlm_model::{ModelConfig, Packing, Vlm, VlmBatch, WeightDType};
 use svlm_processor::Processor;
 use svlm_processor::chat::{ChatMessage, ContentPart as ChatPart};
 
@@ -37,6 +37,10 @@ impl TrainableModel for Vlm {
         let logits = self.lm_logits(picked.unsqueeze_dim(0));
         let [_, n, v] = logits.dims();
         Ok(logits.reshape([n, v]))
+    }
+
+    fn supports_packing(&self) -> bool {
+        true
     }
 
     fn part_of(&self, path: &str) -> Part {
@@ -236,7 +240,8 @@ pub fn build_model(config: &RunConfig, device: &Device) -> anyhow::Result<(Vlm, 
     }
 }
 
-/// A trainer batch as svlm-model's input tensors on `device`.
+/// A trainer batch as svlm-model's input tensors on `device`. A packed batch's tiles are already in the order of
+/// its rows' samples, which is the order [`Vlm::embed`] fills image tokens in.
 fn vlm_batch(model: &Vlm, batch: &HostBatch, device: &Device) -> VlmBatch {
     let (b, t) = (batch.batch, batch.seq_len);
     let ids: Vec<i64> = batch.input_ids.iter().map(|&i| i64::from(i)).collect();
@@ -267,12 +272,23 @@ fn vlm_batch(model: &Vlm, batch: &HostBatch, device: &Device) -> VlmBatch {
     } else {
         (None, None)
     };
+    let packing = batch.packed.then(|| {
+        let int = |v: &[u32]| {
+            let v: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
+            Tensor::<2, Int>::from_data(TensorData::new(v, [b, t]), device)
+        };
+        Packing {
+            segment_ids: int(&batch.segment_ids),
+            position_ids: int(&batch.position_ids),
+        }
+    });
     VlmBatch {
         input_ids,
         attention_mask,
         labels: None,
         pixel_values,
         pixel_attention_mask,
+        packing,
     }
 }
 

@@ -30,20 +30,41 @@ fn config(dir: &Path, overrides: &[&str], extra: &str) -> RunConfig {
 #[test]
 fn killed_after_n_steps_and_resumed_matches_an_uninterrupted_run() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let n = 4u64;
-    let cfg = config(
-        dir.path(),
-        &[
-            "train.steps=8",
-            "train.grad_accum=2",
-            "data.length_group_batches=3",
-            "optim.weight_decay=0.1",
-        ],
-        "[checkpoint]\nevery = 4\nkeep_last = 1\n",
+    let pending = resumed_run_matches_an_uninterrupted_one(dir.path(), &[]);
+    // Packing (the default) carries samples that did not fit a micro-batch into the next: the checkpoint holds them.
+    assert!(
+        pending
+            .iter()
+            .any(|g| g.as_array().is_some_and(|g| !g.is_empty())),
+        "the resume should have had waiting samples to restore: {pending:?}"
     );
+}
+
+#[test]
+fn killed_and_resumed_with_padded_length_grouped_batches_matches_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    resumed_run_matches_an_uninterrupted_one(
+        dir.path(),
+        &["train.packing=false", "data.length_group_batches=3"],
+    );
+}
+
+/// Runs 8 steps in one go and as 4 + 4 with a resume; returns the loader's pending samples saved at the halt.
+fn resumed_run_matches_an_uninterrupted_one(
+    dir: &Path,
+    overrides: &[&str],
+) -> Vec<serde_json::Value> {
+    let n = 4u64;
+    let mut all = vec![
+        "train.steps=8",
+        "train.grad_accum=2",
+        "optim.weight_decay=0.1",
+    ];
+    all.extend_from_slice(overrides);
+    let cfg = config(dir, &all, "[checkpoint]\nevery = 4\nkeep_last = 1\n");
     let dev = device();
 
-    let full_dir = dir.path().join("full");
+    let full_dir = dir.join("full");
     let full = train(
         &cfg,
         &full_dir,
@@ -55,7 +76,7 @@ fn killed_after_n_steps_and_resumed_matches_an_uninterrupted_run() {
     .expect("full run");
     assert_eq!(full.steps, 2 * n);
 
-    let split_dir = dir.path().join("split");
+    let split_dir = dir.join("split");
     let first = train(
         &cfg,
         &split_dir,
@@ -70,6 +91,14 @@ fn killed_after_n_steps_and_resumed_matches_an_uninterrupted_run() {
     )
     .expect("first half");
     assert!(first.halted);
+    let state = split_dir.join(format!("checkpoint-{n}/trainer_state.json"));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state).expect("checkpoint state"))
+            .expect("json");
+    let pending = state["loader"]["pending"]
+        .as_array()
+        .cloned()
+        .expect("pending");
     // A fresh model with other weights: everything must come from the checkpoint.
     let resumed = train(
         &cfg,
@@ -116,6 +145,7 @@ fn killed_after_n_steps_and_resumed_matches_an_uninterrupted_run() {
         "the loss never changed: no update reached the model"
     );
     assert_eq!(full.sources, resumed.sources, "same realized mixture");
+    pending
 }
 
 /// Data parallelism on two CPU replicas (the same code path as two GPUs, minus the copies between devices): each
@@ -163,7 +193,7 @@ fn data_parallel_over_two_devices_matches_gradient_accumulation_on_one() {
     let a = read_metrics(&dir.path().join("single")).expect("metrics");
     let b = read_metrics(&dir.path().join("parallel")).expect("metrics");
     for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.samples, 2 * parallel_cfg.train.batch_size);
+        assert!(x.samples > 0);
         assert_eq!(x.samples, y.samples, "step {}", x.step);
         assert!(
             (x.loss - y.loss).abs() <= 1e-6 && (x.grad_norm - y.grad_norm).abs() <= 1e-5,

@@ -82,18 +82,24 @@ impl TrainableModel for TinyVlm {
                 device,
             );
             let features = self.vision_model.forward(pixels); // [b, n, d]
-            let mask: Vec<f32> = batch
-                .tile_mask
-                .iter()
-                .map(|&m| if m { 1.0 } else { 0.0 })
-                .collect();
-            let mask = Tensor::<3>::from_data(TensorData::new(mask, [b, n, 1]), device);
-            let pooled = (features * mask).sum_dim(1); // [b, 1, d]
-            let image = self.connector.forward(pooled);
-            h = h + image;
+            // Each token sees the sum of its own sample's tiles (in a packed row, not its neighbours').
+            let mut own = vec![0.0f32; b * t * n];
+            for span in &batch.spans {
+                for pos in span.start..span.start + span.len {
+                    let at = (span.row * t + pos) * n;
+                    own[at + span.tile_start..at + span.tile_start + span.tiles].fill(1.0);
+                }
+            }
+            let own = Tensor::<3>::from_data(TensorData::new(own, [b, t, n]), device);
+            h = h + self.connector.forward(own.matmul(features)); // [b, t, d]
         }
         let h = gelu(self.mlp.forward(h.clone())) + h;
         Ok(self.lm_head.forward(h))
+    }
+
+    /// Tokens mix nothing across positions, and each one takes its own sample's tiles.
+    fn supports_packing(&self) -> bool {
+        true
     }
 
     fn part_of(&self, path: &str) -> Part {
