@@ -418,8 +418,16 @@ pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
     let logits = logits
         .slice([0..b, 0..s - 1, 0..v])
         .reshape([b * (s - 1), v]);
-    let targets: Vec<i64> = labels.slice([0..b, 1..s]).into_data().iter::<i64>().collect();
-    let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count().max(1);
+    let targets: Vec<i64> = labels
+        .slice([0..b, 1..s])
+        .into_data()
+        .iter::<i64>()
+        .collect();
+    let count = targets
+        .iter()
+        .filter(|&&t| t != IGNORE_INDEX)
+        .count()
+        .max(1);
     crate::fused::nll(logits, &targets)
         .sum()
         .div_scalar(count as f64)

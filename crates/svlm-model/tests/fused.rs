@@ -8,7 +8,9 @@ use svlm_model::fused::{self, reference};
 /// Deterministic values in about [-2, 2) (a small LCG; which values does not matter, only that both sides see them).
 fn data(shape: &[usize], seed: u64) -> TensorData {
     let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let values: Vec<f32> = (0..n)
         .map(|_| {
             state = state
@@ -25,13 +27,16 @@ fn leaf<const D: usize>(d: &TensorData, device: &Device) -> Tensor<D> {
 }
 
 fn values(t: Tensor<1>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("f32 data")
 }
 
 #[track_caller]
 fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: Tensor<D>, tol: f32) {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let n = got.dims().iter().product();
+    let n: usize = got.dims().iter().product();
     let (got, want) = (values(got.reshape([n])), values(want.reshape([n])));
     let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -65,8 +70,16 @@ fn rms_norm_matches_reference() {
     for (shape, seed) in [([2usize, 5, 7], 1u64), ([1, 3, 64], 2), ([1, 1, 33], 3)] {
         let (x, w) = (data(&shape, seed), data(&[shape[2]], seed + 10));
         let plain = Device::flex();
-        let y = fused::rms_norm::<3>(Tensor::from_data(x.clone(), &plain), Tensor::from_data(w.clone(), &plain), 1e-6);
-        let want = reference::rms_norm::<3>(Tensor::from_data(x.clone(), &plain), Tensor::from_data(w.clone(), &plain), 1e-6);
+        let y = fused::rms_norm::<3>(
+            Tensor::from_data(x.clone(), &plain),
+            Tensor::from_data(w.clone(), &plain),
+            1e-6,
+        );
+        let want = reference::rms_norm::<3>(
+            Tensor::from_data(x.clone(), &plain),
+            Tensor::from_data(w.clone(), &plain),
+            1e-6,
+        );
         assert_close("rms_norm", y, want, 1e-5);
 
         let device = autodiff();
@@ -95,8 +108,14 @@ fn swiglu_matches_reference() {
         let plain = Device::flex();
         assert_close(
             "swiglu",
-            fused::swiglu::<3>(Tensor::from_data(a.clone(), &plain), Tensor::from_data(b.clone(), &plain)),
-            reference::swiglu::<3>(Tensor::from_data(a.clone(), &plain), Tensor::from_data(b.clone(), &plain)),
+            fused::swiglu::<3>(
+                Tensor::from_data(a.clone(), &plain),
+                Tensor::from_data(b.clone(), &plain),
+            ),
+            reference::swiglu::<3>(
+                Tensor::from_data(a.clone(), &plain),
+                Tensor::from_data(b.clone(), &plain),
+            ),
             1e-6,
         );
         let device = autodiff();
@@ -121,22 +140,36 @@ fn swiglu_matches_reference() {
 #[test]
 fn rope_matches_reference() {
     let (b, h, s, d) = (2usize, 3, 5, 8);
-    let x = data(&[b, h, s, d], 6);
+    // `[B, S, H, D]`, read as `[B, H, S, D]` through a strided view, as the model's projections are.
+    let x = data(&[b, s, h, d], 6);
     let (cos, sin) = (data(&[b, s, d], 7), data(&[b, s, d], 8));
     let plain = Device::flex();
-    let (c, sn) = (Tensor::<3>::from_data(cos.clone(), &plain), Tensor::<3>::from_data(sin.clone(), &plain));
+    let (c, sn) = (
+        Tensor::<3>::from_data(cos.clone(), &plain),
+        Tensor::<3>::from_data(sin.clone(), &plain),
+    );
     assert_close(
         "rope",
-        fused::rope(Tensor::from_data(x.clone(), &plain), &c, &sn),
-        reference::rope(Tensor::from_data(x.clone(), &plain), &c, &sn),
+        fused::rope(
+            Tensor::<4>::from_data(x.clone(), &plain).swap_dims(1, 2),
+            &c,
+            &sn,
+        ),
+        reference::rope(
+            Tensor::<4>::from_data(x.clone(), &plain).swap_dims(1, 2),
+            &c,
+            &sn,
+        ),
         1e-6,
     );
     let device = autodiff();
-    let (c, sn) = (Tensor::<3>::from_data(cos, &device), Tensor::<3>::from_data(sin, &device));
+    let (c, sn) = (
+        Tensor::<3>::from_data(cos, &device),
+        Tensor::<3>::from_data(sin, &device),
+    );
     let run = |fused_op: bool| {
-        // A strided input, as the model's `[B, S, H, D] -> [B, H, S, D]` view.
         let xt = leaf::<4>(&x, &device);
-        let view = xt.clone().swap_dims(1, 2).swap_dims(1, 2);
+        let view = xt.clone().swap_dims(1, 2);
         let y = if fused_op {
             fused::rope(view, &c, &sn)
         } else {
@@ -168,29 +201,63 @@ fn mask(b: usize, s: usize, t: usize, device: &Device) -> Tensor<4, Bool> {
     Tensor::from_data(TensorData::new(m, [b, 1, s, t]), device)
 }
 
-fn attention_case(b: usize, h: usize, kv: usize, s: usize, t: usize, d: usize, masked: bool, seed: u64) {
+fn attention_case(
+    b: usize,
+    h: usize,
+    kv: usize,
+    s: usize,
+    t: usize,
+    d: usize,
+    masked: bool,
+    seed: u64,
+) {
     let what = format!("attention b{b} h{h} kv{kv} s{s} t{t} d{d} masked={masked}");
-    let (q, k, v) = (data(&[b, h, s, d], seed), data(&[b, kv, t, d], seed + 1), data(&[b, kv, t, d], seed + 2));
+    let (q, k, v) = (
+        data(&[b, h, s, d], seed),
+        data(&[b, kv, t, d], seed + 1),
+        data(&[b, kv, t, d], seed + 2),
+    );
     let scale = (d as f64).powf(-0.5);
     let plain = Device::flex();
     let m = masked.then(|| mask(b, s, t, &plain));
     assert_close(
         &what,
-        fused::attention(Tensor::from_data(q.clone(), &plain), Tensor::from_data(k.clone(), &plain), Tensor::from_data(v.clone(), &plain), m.clone(), scale),
-        reference::attention(Tensor::from_data(q.clone(), &plain), Tensor::from_data(k.clone(), &plain), Tensor::from_data(v.clone(), &plain), m, scale),
+        fused::attention(
+            Tensor::from_data(q.clone(), &plain),
+            Tensor::from_data(k.clone(), &plain),
+            Tensor::from_data(v.clone(), &plain),
+            m.clone(),
+            scale,
+        ),
+        reference::attention(
+            Tensor::from_data(q.clone(), &plain),
+            Tensor::from_data(k.clone(), &plain),
+            Tensor::from_data(v.clone(), &plain),
+            m,
+            scale,
+        ),
         1e-5,
     );
     let device = autodiff();
     let m = masked.then(|| mask(b, s, t, &device));
     let run = |fused_op: bool| {
-        let (qt, kt, vt) = (leaf::<4>(&q, &device), leaf::<4>(&k, &device), leaf::<4>(&v, &device));
+        let (qt, kt, vt) = (
+            leaf::<4>(&q, &device),
+            leaf::<4>(&k, &device),
+            leaf::<4>(&v, &device),
+        );
         let y = if fused_op {
             fused::attention(qt.clone(), kt.clone(), vt.clone(), m.clone(), scale)
         } else {
             reference::attention(qt.clone(), kt.clone(), vt.clone(), m.clone(), scale)
         };
         let grads = project(y.clone(), seed + 3).backward();
-        (y, qt.grad(&grads).unwrap(), kt.grad(&grads).unwrap(), vt.grad(&grads).unwrap())
+        (
+            y,
+            qt.grad(&grads).unwrap(),
+            kt.grad(&grads).unwrap(),
+            vt.grad(&grads).unwrap(),
+        )
     };
     let (y, dq, dk, dv) = run(true);
     let (y_ref, dq_ref, dk_ref, dv_ref) = run(false);
@@ -233,9 +300,13 @@ fn nll_matches_reference() {
     };
     let (y, dl) = run(true);
     let (y_ref, dl_ref) = run(false);
-    assert_close("nll y", y, y_ref, 1e-6);
+    assert_close("nll y", y.clone(), y_ref, 1e-6);
     assert_close("nll d logits", dl, dl_ref, 1e-5);
-    let ignored = values(y.clone()).iter().zip(&targets).filter(|(v, t)| **t < 0 && **v == 0.0).count();
+    let ignored = values(y.clone())
+        .iter()
+        .zip(&targets)
+        .filter(|(v, t)| **t < 0 && **v == 0.0)
+        .count();
     assert_eq!(ignored, 2, "ignored targets carry no loss");
 }
 
@@ -243,8 +314,15 @@ fn nll_matches_reference() {
 fn causal_lm_loss_counts_only_supervised_positions() {
     let device = Device::flex();
     let logits = Tensor::<3>::from_data(data(&[1, 4, 5], 60), &device);
-    let labels = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 2, -100, 4], [1, 4]), &device);
+    let labels =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 2, -100, 4], [1, 4]), &device);
     let loss = values(svlm_model::causal_lm_loss(logits.clone(), labels))[0];
-    let per = values(reference::nll(logits.slice([0..1, 0..3, 0..5]).reshape([3, 5]), &[2, -100, 4]));
-    assert!((loss - (per[0] + per[2]) / 2.0).abs() < 1e-6, "{loss} vs {per:?}");
+    let per = values(reference::nll(
+        logits.slice([0..1, 0..3, 0..5]).reshape([3, 5]),
+        &[2, -100, 4],
+    ));
+    assert!(
+        (loss - (per[0] + per[2]) / 2.0).abs() < 1e-6,
+        "{loss} vs {per:?}"
+    );
 }

@@ -60,7 +60,9 @@ fn causal(b: usize, s: usize, device: &Device) -> Tensor<4, Bool> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.iters == 0 || args.heads % args.kv_heads.max(1) != 0 || args.hidden % args.heads != 0 {
-        bail!("need --iters >= 1, --heads a multiple of --kv-heads and --hidden a multiple of --heads");
+        bail!(
+            "need --iters >= 1, --heads a multiple of --kv-heads and --hidden a multiple of --heads"
+        );
     }
     let device = Device::flex().autodiff();
     let (b, s, d) = (args.batch, args.seq, args.hidden / args.heads);
@@ -76,16 +78,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let sin = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
     let mask = causal(b, s, &device);
     let logits = random([b * s, args.vocab], &device);
-    let targets: Vec<i64> = (0..b * s).map(|i| ((i * 7919) % args.vocab) as i64).collect();
+    let targets: Vec<i64> = (0..b * s)
+        .map(|i| ((i * 7919) % args.vocab) as i64)
+        .collect();
     let scale = (d as f64).powf(-0.5);
 
-    type Row<'a> = (&'static str, String, Box<dyn Fn() -> Tensor<1> + 'a>, Box<dyn Fn() -> Tensor<1> + 'a>);
+    type Row<'a> = (
+        &'static str,
+        String,
+        Box<dyn Fn() -> Tensor<1> + 'a>,
+        Box<dyn Fn() -> Tensor<1> + 'a>,
+    );
     let rows: Vec<Row> = vec![
         (
             "attention (causal, GQA)",
             format!("q [{b},{h},{s},{d}] kv [{b},{kv},{s},{d}]"),
-            Box::new(|| fused::attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), scale).sum()),
-            Box::new(|| reference::attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), scale).sum()),
+            Box::new(|| {
+                fused::attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), scale).sum()
+            }),
+            Box::new(|| {
+                reference::attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), scale)
+                    .sum()
+            }),
         ),
         (
             "rms_norm",
@@ -121,7 +135,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (name, shape, fused_op, unfused_op) in &rows {
         let f = time(&args, fused_op.as_ref());
         let u = time(&args, unfused_op.as_ref());
-        println!("| {name} | {shape} | {:.2} | {:.2} | {:.2} |", f * 1e3, u * 1e3, f / u);
+        println!(
+            "| {name} | {shape} | {:.2} | {:.2} | {:.2} |",
+            f * 1e3,
+            u * 1e3,
+            f / u
+        );
     }
     Ok(())
 }

@@ -17,7 +17,9 @@ use burn::tensor::{Bool, Shape, Tensor, activation};
 use rayon::prelude::*;
 
 use super::kernel::{bools, contiguous, dims, f32s, rows_per_task};
-use super::route::{AdTensor, Route, bool_into_flex, from_ad, from_flex, into_ad, into_flex, route, with_strategy};
+use super::route::{
+    AdTensor, Route, bool_into_flex, from_ad, from_flex, into_ad, into_flex, route, with_strategy,
+};
 
 /// Score given to masked positions: finite (so fully masked rows stay NaN-free) and representable in bf16.
 pub const MASKED_SCORE: f32 = -1.0e30;
@@ -55,7 +57,10 @@ pub fn attention(
             from_flex(forward(&grouped(q, kv), &k, &v, mask.as_ref(), scale, [h, s]).0)
         }
         Some(Route::Autodiff(st)) => from_ad(
-            with_strategy!(st, autodiff(into_ad(q), into_ad(k), into_ad(v), mask, scale, kv)),
+            with_strategy!(
+                st,
+                autodiff(into_ad(q), into_ad(k), into_ad(v), mask, scale, kv)
+            ),
             st,
         ),
         None => unreachable!(),
@@ -103,7 +108,11 @@ fn grouped(q: FlexTensor, kv: usize) -> FlexTensor {
 
 /// Offset of the mask row of softmax row `row` of `[B, KV, G * S, T]`, for a mask `[B or 1, 1, S, T]`.
 fn mask_row(row: usize, rows_per_batch: usize, s: usize, t: usize, mask_batches: usize) -> usize {
-    let bi = if mask_batches == 1 { 0 } else { row / rows_per_batch };
+    let bi = if mask_batches == 1 {
+        0
+    } else {
+        row / rows_per_batch
+    };
     (bi * s + row % s) * t
 }
 
@@ -158,7 +167,13 @@ fn softmax_rows(scores: &mut FlexTensor, mask: Option<&FlexTensor>, scale: f32, 
 
 /// In place on `dp: [B, KV, G * S, T]` (the gradient of the probabilities `p`): the gradient of the scores before
 /// scaling, `scale * p * (dp - sum(p * dp))`, zero where masked.
-fn softmax_backward_rows(dp: &mut FlexTensor, p: &FlexTensor, mask: Option<&FlexTensor>, scale: f32, s: usize) {
+fn softmax_backward_rows(
+    dp: &mut FlexTensor,
+    p: &FlexTensor,
+    mask: Option<&FlexTensor>,
+    scale: f32,
+    s: usize,
+) {
     let [_, kv, gs, t]: [usize; 4] = dims(dp).try_into().expect("4D scores");
     let mask = mask.map(|m| (bools(m), dims(m)[0]));
     let ps = f32s(p);
@@ -242,9 +257,22 @@ fn autodiff<C: CheckpointStrategy>(
     let (vp, vn) = v.into_parts();
     let qg = grouped(qp, kv);
     let (out, p) = forward(&qg, &kp, &vp, mask.as_ref(), scale, [h, s]);
-    match AttentionBackward.prepare::<C>([qn, kn, vn]).compute_bound().stateful() {
+    match AttentionBackward
+        .prepare::<C>([qn, kn, vn])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
-            let saved = Saved { qg, k: kp, v: vp, p, mask, scale, h, s };
+            let saved = Saved {
+                qg,
+                k: kp,
+                v: vp,
+                p,
+                mask,
+                scale,
+                h,
+                s,
+            };
             prep.finish(saved, out)
         }
         OpsKind::UnTracked(prep) => prep.finish(out),

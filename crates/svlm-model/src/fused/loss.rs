@@ -29,7 +29,9 @@ pub fn nll(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
         .filter(|&&t| t != crate::IGNORE_INDEX && !(0..vocab as i64).contains(&t))
         .count();
     if foreign > 0 {
-        tracing::warn!("{foreign} of {n} targets outside the vocabulary (0..{vocab}): no loss at those positions");
+        tracing::warn!(
+            "{foreign} of {n} targets outside the vocabulary (0..{vocab}): no loss at those positions"
+        );
     }
     match route(&[&logits]) {
         Some(Route::Flex) => from_flex(forward(&contiguous(into_flex(logits)), targets).0),
@@ -46,8 +48,14 @@ pub fn reference(logits: Tensor<2>, targets: &[i64]) -> Tensor<1> {
     let [n, vocab] = logits.dims();
     let device = logits.device();
     let valid = |t: i64| (0..vocab as i64).contains(&t);
-    let safe: Vec<i64> = targets.iter().map(|&t| if valid(t) { t } else { 0 }).collect();
-    let keep: Vec<f32> = targets.iter().map(|&t| if valid(t) { 1.0 } else { 0.0 }).collect();
+    let safe: Vec<i64> = targets
+        .iter()
+        .map(|&t| if valid(t) { t } else { 0 })
+        .collect();
+    let keep: Vec<f32> = targets
+        .iter()
+        .map(|&t| if valid(t) { 1.0 } else { 0.0 })
+        .collect();
     let safe = Tensor::<2, Int>::from_data(TensorData::new(safe, [n, 1]), &device);
     let keep = Tensor::<1>::from_data(TensorData::new(keep, [n]), &device);
     log_softmax(logits, 1).gather(1, safe).reshape([n]).neg() * keep

@@ -11,7 +11,9 @@ use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 use super::kernel::{contiguous, dims, f32s, rows_per_task, tensor};
-use super::route::{AdTensor, Route, from_ad, from_flex, into_ad, into_flex, route, route_one, with_strategy};
+use super::route::{
+    AdTensor, Route, from_ad, from_flex, into_ad, into_flex, route, route_one, with_strategy,
+};
 
 /// RMSNorm of `x` over its last dimension, scaled by `weight` (`[d]`).
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
@@ -21,12 +23,17 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
     }
     match r {
         Some(Route::Flex) => {
-            let (y, _) = forward(&contiguous(into_flex(x)), &contiguous(into_flex(weight)), eps);
+            let (y, _) = forward(
+                &contiguous(into_flex(x)),
+                &contiguous(into_flex(weight)),
+                eps,
+            );
             from_flex(y)
         }
-        Some(Route::Autodiff(s)) => {
-            from_ad(with_strategy!(s, autodiff(into_ad(x), into_ad(weight), eps)), s)
-        }
+        Some(Route::Autodiff(s)) => from_ad(
+            with_strategy!(s, autodiff(into_ad(x), into_ad(weight), eps)),
+            s,
+        ),
         None => unreachable!(),
     }
 }
@@ -63,7 +70,12 @@ fn forward(x: &FlexTensor, w: &FlexTensor, eps: f64) -> (FlexTensor, FlexTensor)
 }
 
 /// `(dx, dw)` for the output gradient `g`.
-fn backward(x: &FlexTensor, w: &FlexTensor, inv: &FlexTensor, g: &FlexTensor) -> (FlexTensor, FlexTensor) {
+fn backward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    inv: &FlexTensor,
+    g: &FlexTensor,
+) -> (FlexTensor, FlexTensor) {
     let shape = dims(x);
     let (xs, ws, is, gs) = (f32s(x), f32s(w), f32s(inv), f32s(g));
     let d = ws.len();
@@ -130,7 +142,11 @@ fn autodiff<C: CheckpointStrategy>(x: AdTensor, w: AdTensor, eps: f64) -> AdTens
     let (xp, xn) = x.into_parts();
     let (wp, wn) = w.into_parts();
     let (xp, wp) = (contiguous(xp), contiguous(wp));
-    match RmsNormBackward.prepare::<C>([xn, wn]).compute_bound().stateful() {
+    match RmsNormBackward
+        .prepare::<C>([xn, wn])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             let (y, inv) = forward(&xp, &wp, eps);
             prep.finish((xp, wp, inv), y)

@@ -27,7 +27,10 @@ pub fn rope(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
     }
     match r {
         Some(Route::Flex) => {
-            let (c, sn) = (contiguous(into_flex(cos.clone())), contiguous(into_flex(sin.clone())));
+            let (c, sn) = (
+                contiguous(into_flex(cos.clone())),
+                contiguous(into_flex(sin.clone())),
+            );
             from_flex(apply(&contiguous(into_flex(x)), &c, &sn, false))
         }
         Some(Route::Autodiff(st)) => {

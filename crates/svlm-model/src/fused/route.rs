@@ -36,8 +36,9 @@ pub(crate) enum Route {
     Autodiff(GradientCheckpointingStrategy),
 }
 
+// With a GPU backend compiled in, other dispatch variants exist; without, the catch-all arms are unreachable.
+#[allow(unreachable_patterns)]
 fn classify(d: &DispatchTensor) -> Option<Route> {
-    #[allow(unreachable_patterns)]
     match (&d.kind, d.autodiff) {
         (DispatchTensorKind::Flex(BackendTensor::Float(_)), DispatchAutodiffContext::Disabled) => {
             Some(Route::Flex)
@@ -82,6 +83,7 @@ pub(crate) fn route_one<const D: usize>(t: &Tensor<D>) -> Option<Route> {
 }
 
 /// The Flex primitive of a tensor routed to [`Route::Flex`].
+#[allow(unreachable_patterns)]
 pub(crate) fn into_flex<const D: usize>(t: Tensor<D>) -> FlexTensor {
     match t.into_dispatch().kind {
         DispatchTensorKind::Flex(BackendTensor::Float(p)) => p,
@@ -90,8 +92,8 @@ pub(crate) fn into_flex<const D: usize>(t: Tensor<D>) -> FlexTensor {
 }
 
 /// The autodiff primitive of a tensor routed to [`Route::Autodiff`].
+#[allow(unreachable_patterns)]
 pub(crate) fn into_ad<const D: usize>(t: Tensor<D>) -> AdTensor {
-    #[allow(unreachable_patterns)]
     match t.into_dispatch().kind {
         DispatchTensorKind::Autodiff(inner) => match *inner {
             DispatchTensorKind::Flex(BackendTensor::Autodiff(p)) => p,
@@ -118,6 +120,7 @@ pub(crate) fn from_ad<const D: usize>(p: AdTensor, s: GradientCheckpointingStrat
 }
 
 /// The Flex primitive of a boolean tensor (bools are plain Flex tensors under autodiff too), or `None` elsewhere.
+#[allow(unreachable_patterns)]
 pub(crate) fn bool_into_flex<const D: usize>(t: Tensor<D, Bool>) -> Option<FlexTensor> {
     match t.into_dispatch().kind {
         DispatchTensorKind::Flex(BackendTensor::Bool(p)) => Some(p),

@@ -98,7 +98,11 @@ fn autodiff<C: CheckpointStrategy>(gate: AdTensor, up: AdTensor) -> AdTensor {
     let (gp, gn) = gate.into_parts();
     let (up, un) = up.into_parts();
     let (gp, up) = (contiguous(gp), contiguous(up));
-    match SwigluBackward.prepare::<C>([gn, un]).compute_bound().stateful() {
+    match SwigluBackward
+        .prepare::<C>([gn, un])
+        .compute_bound()
+        .stateful()
+    {
         OpsKind::Tracked(prep) => {
             let y = forward(&gp, &up);
             prep.finish((gp, up), y)
