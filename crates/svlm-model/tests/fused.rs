@@ -326,3 +326,75 @@ fn causal_lm_loss_counts_only_supervised_positions() {
         "{loss} vs {per:?}"
     );
 }
+
+/// Forward+backward time of each kernel against its reference at SmolLM2-135M's layer shapes (batch 2 x 256).
+/// Timing, not a check: `cargo test -p svlm-model --test fused -- --ignored --nocapture` (`svlm bench kernels` is
+/// the same comparison from the CLI).
+#[test]
+#[ignore]
+fn timing_at_smollm2_shapes() {
+    use std::time::Instant;
+    let device = autodiff();
+    let (b, s, hidden, h, kv, d, inter, vocab) = (2, 256, 576, 9, 3, 64, 1536, 49152);
+    let x = leaf::<3>(&data(&[b, s, hidden], 1), &device);
+    let w = leaf::<1>(&data(&[hidden], 2), &device);
+    let gate = leaf::<3>(&data(&[b, s, inter], 3), &device);
+    let up = leaf::<3>(&data(&[b, s, inter], 4), &device);
+    let q = leaf::<4>(&data(&[b, h, s, d], 5), &device);
+    let k = leaf::<4>(&data(&[b, kv, s, d], 6), &device);
+    let v = leaf::<4>(&data(&[b, kv, s, d], 7), &device);
+    let cos = Tensor::<3>::from_data(data(&[b, s, d], 8), &device);
+    let sin = Tensor::<3>::from_data(data(&[b, s, d], 9), &device);
+    let m = mask(b, s, s, &device);
+    let logits = leaf::<2>(&data(&[b * s, vocab], 10), &device);
+    let targets: Vec<i64> = (0..b * s).map(|i| ((i * 7919) % vocab) as i64).collect();
+    let scale = (d as f64).powf(-0.5);
+    let time = |op: &dyn Fn() -> Tensor<1>| {
+        let mut t: Vec<f64> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                let _g = op().backward();
+                start.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        t.sort_by(|a, b| a.total_cmp(b));
+        t[2]
+    };
+    type Op<'a> = Box<dyn Fn() -> Tensor<1> + 'a>;
+    let rows: Vec<(&str, Op, Op)> = vec![
+        (
+            "attention",
+            Box::new(|| {
+                fused::attention(q.clone(), k.clone(), v.clone(), Some(m.clone()), scale).sum()
+            }),
+            Box::new(|| {
+                reference::attention(q.clone(), k.clone(), v.clone(), Some(m.clone()), scale).sum()
+            }),
+        ),
+        (
+            "rms_norm",
+            Box::new(|| fused::rms_norm(x.clone(), w.clone(), 1e-5).sum()),
+            Box::new(|| reference::rms_norm(x.clone(), w.clone(), 1e-5).sum()),
+        ),
+        (
+            "swiglu",
+            Box::new(|| fused::swiglu(gate.clone(), up.clone()).sum()),
+            Box::new(|| reference::swiglu(gate.clone(), up.clone()).sum()),
+        ),
+        (
+            "rope",
+            Box::new(|| fused::rope(q.clone(), &cos, &sin).sum()),
+            Box::new(|| reference::rope(q.clone(), &cos, &sin).sum()),
+        ),
+        (
+            "nll",
+            Box::new(|| fused::nll(logits.clone(), &targets).sum()),
+            Box::new(|| reference::nll(logits.clone(), &targets).sum()),
+        ),
+    ];
+    println!("| op | fused ms | unfused ms | fused / unfused |");
+    for (name, f, u) in &rows {
+        let (tf, tu) = (time(f.as_ref()), time(u.as_ref()));
+        println!("| {name} | {tf:.2} | {tu:.2} | {:.2} |", tf / tu);
+    }
+}
