@@ -6,6 +6,7 @@
 pub use burn;
 
 pub mod device;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod hub;

@@ -279,16 +279,10 @@ impl Rope {
     }
 }
 
-/// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = cat(-x2, x1)`; `x: [B, H, S, D]`.
+/// `x * cos + rotate_half(x) * sin` with `rotate_half(x) = cat(-x2, x1)`; `x: [B, H, S, D]`
+/// (fused on the CPU backend: [`crate::fused::rope`]).
 pub fn apply_rope(x: Tensor<4>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<4> {
-    let [b, h, s, d] = x.dims();
-    let half = d / 2;
-    let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
-    let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
-    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-    let cos = cos.clone().unsqueeze_dim::<4>(1);
-    let sin = sin.clone().unsqueeze_dim::<4>(1);
-    x * cos + rotated * sin
+    crate::fused::rope(x, cos, sin)
 }
 
 #[derive(Module, Debug)]
@@ -337,17 +331,6 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Repeat each KV head `n_rep` times: `[B, KV, T, D] -> [B, KV * n_rep, T, D]` (HF `repeat_kv`).
-fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
-    if n_rep == 1 {
-        return x;
-    }
-    let [b, kv, t, d] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, kv, n_rep, t, d])
-        .reshape([b, kv * n_rep, t, d])
 }
 
 impl LlamaAttention {
@@ -409,8 +392,6 @@ impl LlamaAttention {
             }
             None => (k, v),
         };
-        let k = repeat_kv(k, h / kv);
-        let v = repeat_kv(v, h / kv);
         let out = attention(q, k, v, masked, (d as f64).powf(-0.5));
         self.o_proj
             .forward(out.swap_dims(1, 2).reshape([b, s, h * d]))
@@ -456,8 +437,13 @@ impl LlamaMlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = self.act.apply(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        let hidden = match self.act {
+            Activation::Silu => crate::fused::swiglu(gate, up),
+            act => act.apply(gate) * up,
+        };
+        self.down_proj.forward(hidden)
     }
 }
 

@@ -70,9 +70,7 @@ impl RmsNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let variance = x.clone().square().mean_dim(D - 1);
-        let normed = x * variance.add_scalar(self.eps).sqrt().recip();
-        normed * self.weight.val().unsqueeze::<D>()
+        crate::fused::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 
@@ -186,9 +184,10 @@ impl Activation {
 }
 
 /// Scaled dot-product attention with softmax over the keys.
-/// `q: [B, H, S, D]`, `k, v: [B, H, T, D]`, `masked: [B, 1, S, T]` (true = not attended).
-/// Masked scores are set to a large negative finite value (representable in bf16), so a fully masked row gives a
-/// uniform distribution instead of NaN.
+/// `q: [B, H, S, D]`, `k, v: [B, KV, T, D]` with `H` a multiple of `KV` (query head `h` reads KV head
+/// `h / (H / KV)`, as HF `repeat_kv`), `masked: [B, 1, S, T]` (true = not attended).
+/// Masked scores are set to [`MASKED_SCORE`], a large negative finite value (representable in bf16), so a fully
+/// masked row gives a uniform distribution instead of NaN. Fused on the CPU backend ([`crate::fused::attention`]).
 pub fn attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -196,16 +195,7 @@ pub fn attention(
     masked: Option<burn::tensor::Tensor<4, burn::tensor::Bool>>,
     scale: f64,
 ) -> Tensor<4> {
-    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-    let scores = match masked {
-        Some(mask) => {
-            let dims = scores.dims();
-            scores.mask_fill(mask.expand(dims), MASKED_SCORE)
-        }
-        None => scores,
-    };
-    activation::softmax(scores, 3).matmul(v)
+    crate::fused::attention(q, k, v, masked, scale)
 }
 
-/// Score given to masked positions: finite (so fully masked rows stay NaN-free) and representable in bf16.
-pub const MASKED_SCORE: f32 = -1.0e30;
+pub use crate::fused::MASKED_SCORE;

@@ -3,7 +3,6 @@
 
 use anyhow::{Context, bail};
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
@@ -518,16 +517,19 @@ pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
     let logits = logits
         .slice([0..b, 0..s - 1, 0..v])
         .reshape([b * (s - 1), v]);
-    let targets = labels.slice([0..b, 1..s]).reshape([b * (s - 1)]);
-    let keep = targets.clone().not_equal_elem(IGNORE_INDEX);
-    let safe_targets = targets.mask_fill(keep.clone().bool_not(), 0);
-    let log_probs = log_softmax(logits, 1);
-    let picked = log_probs
-        .gather(1, safe_targets.reshape([b * (s - 1), 1]))
-        .reshape([b * (s - 1)]);
-    let keep_f = keep.float();
-    let count = keep_f.clone().sum().clamp_min(1.0);
-    (picked * keep_f).sum().neg() / count
+    let targets: Vec<i64> = labels
+        .slice([0..b, 1..s])
+        .into_data()
+        .iter::<i64>()
+        .collect();
+    let count = targets
+        .iter()
+        .filter(|&&t| t != IGNORE_INDEX)
+        .count()
+        .max(1);
+    crate::fused::nll(logits, &targets)
+        .sum()
+        .div_scalar(count as f64)
 }
 
 /// LLaVA: drop all-zero (padding) images so `[B, N]` batches with fewer images per sample work.

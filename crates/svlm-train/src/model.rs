@@ -6,7 +6,6 @@ use std::path::Path;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -120,32 +119,21 @@ impl Supervised {
     }
 }
 
-/// Next-token negative log-likelihood `[n]` of logits `[n, vocab]` against `targets`.
-pub fn nll_at(logits: Tensor<2>, targets: &[i64], device: &Device) -> Tensor<1> {
-    let n = targets.len();
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), device);
-    log_softmax(logits, 1).gather(1, targets).reshape([n]).neg()
+/// Next-token negative log-likelihood `[n]` of logits `[n, vocab]` against `targets` (the logits carry their
+/// device; `svlm_model::fused::nll` is the one loss kernel).
+pub fn nll_at(logits: Tensor<2>, targets: &[i64], _device: &Device) -> Tensor<1> {
+    svlm_model::fused::nll(logits, targets)
 }
 
 /// Masked next-token negative log-likelihood, `[batch, seq_len - 1]`, zero where the label is [`IGNORE_INDEX`].
-pub fn token_nll(logits: Tensor<3>, batch: &HostBatch, device: &Device) -> Tensor<2> {
+pub fn token_nll(logits: Tensor<3>, batch: &HostBatch, _device: &Device) -> Tensor<2> {
     let [b, t, v] = logits.dims();
     let steps = t.saturating_sub(1);
-    let mut targets = Vec::with_capacity(b * steps);
-    let mut mask = Vec::with_capacity(b * steps);
-    for row in 0..b {
-        for pos in 1..t {
-            let label = batch.labels[row * t + pos];
-            let supervised = label != IGNORE_INDEX;
-            targets.push(if supervised { label } else { 0 });
-            mask.push(if supervised { 1.0f32 } else { 0.0 });
-        }
-    }
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [b, steps, 1]), device);
-    let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, steps]), device);
-    let logp = log_softmax(logits.slice([0..b, 0..steps, 0..v]), 2);
-    let picked = logp.gather(2, targets).reshape([b, steps]);
-    picked.neg() * mask
+    let targets: Vec<i64> = (0..b)
+        .flat_map(|row| (1..t).map(move |pos| batch.labels[row * t + pos]))
+        .collect();
+    let logits = logits.slice([0..b, 0..steps, 0..v]).reshape([b * steps, v]);
+    svlm_model::fused::nll(logits, &targets).reshape([b, steps])
 }
 
 /// Module path of every float parameter, in visit order.

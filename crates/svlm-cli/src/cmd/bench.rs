@@ -6,6 +6,8 @@ pub enum Bench {
     Synth(super::bench_synth::Args),
     /// Model forward+backward time against PyTorch on the same config.
     Model(super::bench_model::Args),
+    /// Each fused CPU kernel against the Burn ops it replaces (forward+backward, ratio).
+    Kernels(super::bench_kernels::Args),
     /// Training-loop throughput (samples/s, tokens/s, pad fraction, peak memory).
     Train(super::bench_train::Args),
 }
@@ -15,5 +17,6 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Synth(a) => super::bench_synth::run(a),
         Bench::Model(a) => super::bench_model::run(a),
         Bench::Train(a) => super::bench_train::run(a),
+        Bench::Kernels(a) => super::bench_kernels::run(a),
     }
 }

@@ -77,26 +77,15 @@ fn batch(args: &Args, device: &Device) -> VlmBatch {
     }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.iters == 0 {
-        bail!("--iters must be >= 1");
-    }
-    let mut cfg = LlamaConfig::tiny(
-        args.vocab,
-        args.hidden,
-        args.layers,
-        args.heads,
-        args.kv_heads,
-    );
-    cfg.intermediate_size = args.intermediate;
-    cfg.max_position_embeddings = args.seq.max(2048);
-    let cfg = ModelConfig::Llama(cfg);
-
-    let dtype: WeightDType = args.dtype.parse()?;
-    let base_device = resolve_device_with_dtype(&args.device, dtype)?;
+/// Median seconds of a forward+backward step and of a forward, and the parameter count.
+fn time_burn(
+    args: &Args,
+    cfg: &ModelConfig,
+    base_device: &Device,
+) -> anyhow::Result<(f64, f64, usize)> {
     let device = base_device.clone().autodiff();
-    let model = Vlm::from_config(&cfg, &device)?;
-    let train_batch = batch(&args, &device);
+    let model = Vlm::from_config(cfg, &device)?;
+    let train_batch = batch(args, &device);
     let step = || -> anyhow::Result<f64> {
         let t = Instant::now();
         let loss = model.try_loss(&train_batch)?;
@@ -116,9 +105,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect::<anyhow::Result<Vec<_>>>()?,
     );
 
-    let infer_device = base_device;
-    let infer_model = Vlm::from_config(&cfg, &infer_device)?;
-    let infer_batch = batch(&args, &infer_device);
+    let infer_model = Vlm::from_config(cfg, base_device)?;
+    let infer_batch = batch(args, base_device);
     let forward = || -> anyhow::Result<f64> {
         let t = Instant::now();
         let logits = infer_model.try_forward(&infer_batch)?;
@@ -131,8 +119,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|_| forward())
             .collect::<anyhow::Result<Vec<_>>>()?,
     );
+    Ok((fb, fwd, model.num_params()))
+}
 
-    let params = model.num_params();
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.iters == 0 {
+        bail!("--iters must be >= 1");
+    }
+    let mut cfg = LlamaConfig::tiny(
+        args.vocab,
+        args.hidden,
+        args.layers,
+        args.heads,
+        args.kv_heads,
+    );
+    cfg.intermediate_size = args.intermediate;
+    cfg.max_position_embeddings = args.seq.max(2048);
+    let cfg = ModelConfig::Llama(cfg);
+
+    let dtype: WeightDType = args.dtype.parse()?;
+    let base_device = resolve_device_with_dtype(&args.device, dtype)?;
+    let (fb, fwd, params) = time_burn(&args, &cfg, &base_device)?;
+    // On the CPU the same model once more with the fused kernels off: what they gain, same machine, same process.
+    let unfused = if svlm_model::fused::runs_fused(&Tensor::<1>::zeros([1], &base_device)) {
+        svlm_model::fused::set_enabled(false);
+        let times = time_burn(&args, &cfg, &base_device);
+        svlm_model::fused::set_enabled(true);
+        Some(times?)
+    } else {
+        None
+    };
+
     println!(
         "config: hidden {} layers {} heads {}/{} intermediate {} vocab {} | batch {} x seq {} | {params} params",
         args.hidden,
@@ -152,6 +169,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         fwd * 1e3,
         args.iters
     );
+    if let Some((ufb, ufwd, _)) = unfused {
+        println!(
+            "burn without the fused kernels: forward+backward {:.1} ms, forward {:.1} ms | fused / unfused: forward+backward {:.2}x, forward {:.2}x",
+            ufb * 1e3,
+            ufwd * 1e3,
+            fb / ufb,
+            fwd / ufwd
+        );
+    }
 
     if args.no_torch {
         return Ok(());

@@ -1,0 +1,280 @@
+//! Scaled dot-product attention with grouped KV heads and a boolean mask, forward and backward.
+//!
+//! Query head `h` reads KV head `h / (H / KV)`, so the `G = H / KV` query heads of one KV head are consecutive:
+//! `q: [B, H, S, D]` is, without a copy, `[B, KV, G * S, D]`, and every product below is one batched matmul per
+//! KV head with `G * S` rows — K and V are never repeated per query head, and the gradients of K and V come out
+//! summed over their query heads by the matmul itself. The softmax rows (scale, mask, normalization) are one
+//! pass each way; the probabilities are kept for the backward pass.
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::flex::ops::matmul::matmul;
+use burn::tensor::{Bool, Shape, Tensor, activation};
+use rayon::prelude::*;
+
+use super::kernel::{bools, contiguous, dims, f32s, rows_per_task};
+use super::route::{
+    AdTensor, Route, bool_into_flex, from_ad, from_flex, into_ad, into_flex, route, with_strategy,
+};
+
+/// Score given to masked positions: finite (so fully masked rows stay NaN-free) and representable in bf16.
+pub const MASKED_SCORE: f32 = -1.0e30;
+
+/// `softmax(q k^T * scale, masked -> MASKED_SCORE) v` with `q: [B, H, S, D]`, `k, v: [B, KV, T, D]` (`H` a
+/// multiple of `KV`), `masked: [B or 1, 1, S, T]` (true = not attended). A fully masked row attends uniformly.
+pub fn attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    masked: Option<Tensor<4, Bool>>,
+    scale: f64,
+) -> Tensor<4> {
+    let [b, h, s, _] = q.dims();
+    let [_, kv, t, _] = k.dims();
+    let mask_fits = masked.as_ref().is_none_or(|m| {
+        let [mb, mh, ms, mt] = m.dims();
+        (mb == b || mb == 1) && mh == 1 && ms == s && mt == t
+    });
+    let r = route(&[&q, &k, &v]);
+    if r.is_none() || !mask_fits || kv == 0 || h % kv != 0 {
+        return reference(q, k, v, masked, scale);
+    }
+    let mask = match masked {
+        Some(m) => match bool_into_flex(m.clone()) {
+            Some(p) => Some(contiguous(p)),
+            None => return reference(q, k, v, Some(m), scale),
+        },
+        None => None,
+    };
+    let scale = scale as f32;
+    match r {
+        Some(Route::Flex) => {
+            let (q, k, v) = (into_flex(q), into_flex(k), into_flex(v));
+            from_flex(forward(&grouped(q, kv), &k, &v, mask.as_ref(), scale, [h, s]).0)
+        }
+        Some(Route::Autodiff(st)) => from_ad(
+            with_strategy!(
+                st,
+                autodiff(into_ad(q), into_ad(k), into_ad(v), mask, scale, kv)
+            ),
+            st,
+        ),
+        None => unreachable!(),
+    }
+}
+
+/// The composition of Burn ops that [`attention`] computes: K and V repeated per query head, scores, mask, softmax.
+pub fn reference(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    masked: Option<Tensor<4, Bool>>,
+    scale: f64,
+) -> Tensor<4> {
+    let heads = q.dims()[1];
+    let k = repeat_kv(k, heads);
+    let v = repeat_kv(v, heads);
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    let scores = match masked {
+        Some(mask) => {
+            let dims = scores.dims();
+            scores.mask_fill(mask.expand(dims), MASKED_SCORE)
+        }
+        None => scores,
+    };
+    activation::softmax(scores, 3).matmul(v)
+}
+
+/// Repeat each KV head so there are `heads`: `[B, KV, T, D] -> [B, heads, T, D]` (HF `repeat_kv`).
+fn repeat_kv(x: Tensor<4>, heads: usize) -> Tensor<4> {
+    let [b, kv, t, d] = x.dims();
+    if kv == heads {
+        return x;
+    }
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, heads / kv, t, d])
+        .reshape([b, heads, t, d])
+}
+
+/// `[B, H, S, D]` as `[B, KV, G * S, D]` (contiguous).
+fn grouped(q: FlexTensor, kv: usize) -> FlexTensor {
+    let [b, h, s, d]: [usize; 4] = dims(&q).try_into().expect("4D query");
+    contiguous(q).reshape(Shape::from(vec![b, kv, (h / kv) * s, d]))
+}
+
+/// Offset of the mask row of softmax row `row` of `[B, KV, G * S, T]`, for a mask `[B or 1, 1, S, T]`.
+fn mask_row(row: usize, rows_per_batch: usize, s: usize, t: usize, mask_batches: usize) -> usize {
+    let bi = if mask_batches == 1 {
+        0
+    } else {
+        row / rows_per_batch
+    };
+    (bi * s + row % s) * t
+}
+
+/// `(out [B, H, S, D], probabilities [B, KV, G * S, T])` from the grouped query `qg: [B, KV, G * S, D]`.
+fn forward(
+    qg: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    mask: Option<&FlexTensor>,
+    scale: f32,
+    [h, s]: [usize; 2],
+) -> (FlexTensor, FlexTensor) {
+    let b = dims(qg)[0];
+    let mut p = matmul(qg.clone(), k.transpose(2, 3));
+    softmax_rows(&mut p, mask, scale, s);
+    let out = matmul(p.clone(), v.clone());
+    let d = dims(v)[3];
+    (out.reshape(Shape::from(vec![b, h, s, d])), p)
+}
+
+/// In place on `scores: [B, KV, G * S, T]`: scale, mask, softmax over `T`.
+fn softmax_rows(scores: &mut FlexTensor, mask: Option<&FlexTensor>, scale: f32, s: usize) {
+    let [_, kv, gs, t]: [usize; 4] = dims(scores).try_into().expect("4D scores");
+    let mask = mask.map(|m| (bools(m), dims(m)[0]));
+    let data = scores.storage_mut::<f32>();
+    data.par_chunks_mut(t)
+        .enumerate()
+        .with_min_len(rows_per_task(t))
+        .for_each(|(row, xs)| {
+            let m = mask.map(|(m, mb)| {
+                let off = mask_row(row, kv * gs, s, t, mb);
+                &m[off..off + t]
+            });
+            let mut max = f32::NEG_INFINITY;
+            for (j, x) in xs.iter_mut().enumerate() {
+                *x = if m.is_some_and(|m| m[j] != 0) {
+                    MASKED_SCORE
+                } else {
+                    *x * scale
+                };
+                max = max.max(*x);
+            }
+            let mut sum = 0.0f32;
+            for x in xs.iter_mut() {
+                *x = (*x - max).exp();
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            xs.iter_mut().for_each(|x| *x *= inv);
+        });
+}
+
+/// In place on `dp: [B, KV, G * S, T]` (the gradient of the probabilities `p`): the gradient of the scores before
+/// scaling, `scale * p * (dp - sum(p * dp))`, zero where masked.
+fn softmax_backward_rows(
+    dp: &mut FlexTensor,
+    p: &FlexTensor,
+    mask: Option<&FlexTensor>,
+    scale: f32,
+    s: usize,
+) {
+    let [_, kv, gs, t]: [usize; 4] = dims(dp).try_into().expect("4D scores");
+    let mask = mask.map(|m| (bools(m), dims(m)[0]));
+    let ps = f32s(p);
+    let data = dp.storage_mut::<f32>();
+    data.par_chunks_mut(t)
+        .zip(ps.par_chunks(t))
+        .enumerate()
+        .with_min_len(rows_per_task(t))
+        .for_each(|(row, (ds, pr))| {
+            let dot: f32 = ds.iter().zip(pr).map(|(d, p)| d * p).sum();
+            for (d, p) in ds.iter_mut().zip(pr) {
+                *d = scale * p * (*d - dot);
+            }
+            if let Some((m, mb)) = mask {
+                let off = mask_row(row, kv * gs, s, t, mb);
+                for (d, &m) in ds.iter_mut().zip(&m[off..off + t]) {
+                    if m != 0 {
+                        *d = 0.0;
+                    }
+                }
+            }
+        });
+}
+
+/// What the backward pass keeps of a forward.
+#[derive(Clone, Debug)]
+struct Saved {
+    qg: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    p: FlexTensor,
+    mask: Option<FlexTensor>,
+    scale: f32,
+    h: usize,
+    s: usize,
+}
+
+/// `(dq [B, H, S, D], dk, dv)` for the output gradient `g: [B, H, S, D]`.
+fn backward(saved: Saved, g: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let qdims = dims(&saved.qg);
+    let d = qdims[3];
+    let b = qdims[0];
+    let gg = contiguous(g).reshape(Shape::from(qdims));
+    let dv = matmul(saved.p.transpose(2, 3), gg.clone());
+    let mut dp = matmul(gg, saved.v.transpose(2, 3));
+    softmax_backward_rows(&mut dp, &saved.p, saved.mask.as_ref(), saved.scale, saved.s);
+    let dq = matmul(dp.clone(), saved.k.clone()).reshape(Shape::from(vec![b, saved.h, saved.s, d]));
+    let dk = matmul(dp.transpose(2, 3), saved.qg);
+    (dq, dk, dv)
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let (dq, dk, dv) = backward(ops.state, g);
+        for (node, grad) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+fn autodiff<C: CheckpointStrategy>(
+    q: AdTensor,
+    k: AdTensor,
+    v: AdTensor,
+    mask: Option<FlexTensor>,
+    scale: f32,
+    kv: usize,
+) -> AdTensor {
+    let [_, h, s, _]: [usize; 4] = dims(q.primitive()).try_into().expect("4D query");
+    let (qp, qn) = q.into_parts();
+    let (kp, kn) = k.into_parts();
+    let (vp, vn) = v.into_parts();
+    let qg = grouped(qp, kv);
+    let (out, p) = forward(&qg, &kp, &vp, mask.as_ref(), scale, [h, s]);
+    match AttentionBackward
+        .prepare::<C>([qn, kn, vn])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let saved = Saved {
+                qg,
+                k: kp,
+                v: vp,
+                p,
+                mask,
+                scale,
+                h,
+                s,
+            };
+            prep.finish(saved, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
