@@ -25,7 +25,7 @@ pub use benchmarks::{
     read_synth,
 };
 pub use dataset::{EvalItem, EvalSet, Skip};
-pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate};
+pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate, resume_log};
 pub use general::{
     GeneralItem, GeneralPrediction, GeneralReport, evaluate_general, read_general_vqa,
 };

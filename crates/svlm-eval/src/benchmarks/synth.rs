@@ -1,7 +1,7 @@
 //! svlm's own synthesis records (`svlm_synth::record::SpatialRecord`), one JSON object per line.
 
-use super::{default_root, read_json_rows, resolve};
-use crate::dataset::{EvalItem, EvalSet};
+use super::{default_root, read_json_rows_lenient, resolve};
+use crate::dataset::{EvalItem, EvalSet, Skip};
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,16 +9,20 @@ use svlm_synth::record::SpatialRecord;
 
 /// Reads a synthesis JSONL file, or every `*.jsonl` file of a folder (sorted by name). Each human/gpt pair with a
 /// `spatial` truth becomes one item, id `<record id>#<turn index>`; the record's `image` is relative to
-/// `image_root` (default: the file's folder). A line that is not a record is an error naming file:line; a record
-/// whose turn pairs and truths do not line up is skipped (counted in `EvalSet::skipped`), as is a record without
-/// truth (general VQA).
+/// `image_root` (default: the file's folder). A line that is not a record is a bad row (`EvalSet::bad`, with its
+/// file:line); a record whose turn pairs and truths do not line up is skipped (counted in
+/// `EvalSet::skipped`), as is a record without truth (general VQA).
 pub fn read_synth(path: &Path, image_root: Option<&Path>) -> Result<EvalSet> {
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "synth".into());
     let mut set = EvalSet::new(name);
-    for (location, root, record) in read_records(path, image_root)? {
+    let (records, bad) = read_records_lenient(path, image_root)?;
+    for skip in bad {
+        set.bad(skip.location, skip.reason);
+    }
+    for (location, root, record) in records {
         let pairs = record.qa_pairs();
         if record.spatial.is_empty() {
             set.skip(location, "no spatial truth (general VQA record)");
@@ -45,17 +49,31 @@ pub fn read_synth(path: &Path, image_root: Option<&Path>) -> Result<EvalSet> {
                 truth: qa.truth,
                 reference_answer: Some(answer),
                 regions: Vec::new(),
+                location: location.clone(),
             });
         }
     }
     Ok(set)
 }
 
+/// A record with its "file:line" and the folder its image is relative to.
+type Located = (String, PathBuf, SpatialRecord);
+
 /// Every record of a synthesis JSONL file or folder, with its "file:line" and the folder its image is relative to.
-pub(crate) fn read_records(
+/// A line that is not a record is an error naming it.
+pub(crate) fn read_records(path: &Path, image_root: Option<&Path>) -> Result<Vec<Located>> {
+    let (records, bad) = read_records_lenient(path, image_root)?;
+    match bad.into_iter().next() {
+        Some(skip) => bail!("{}: {}", skip.location, skip.reason),
+        None => Ok(records),
+    }
+}
+
+/// [`read_records`], with the lines that are not records beside the records instead of an error.
+fn read_records_lenient(
     path: &Path,
     image_root: Option<&Path>,
-) -> Result<Vec<(String, PathBuf, SpatialRecord)>> {
+) -> Result<(Vec<Located>, Vec<Skip>)> {
     let files = if path.is_dir() {
         jsonl_files(path)?
     } else {
@@ -64,16 +82,22 @@ pub(crate) fn read_records(
     if files.is_empty() {
         bail!("{}: no .jsonl files", path.display());
     }
-    let mut records = Vec::new();
+    let (mut records, mut bad) = (Vec::new(), Vec::new());
     for file in files {
         let root = default_root(&file, image_root);
-        for (location, value) in read_json_rows(&file)? {
-            let record: SpatialRecord = serde_json::from_value(value)
-                .with_context(|| format!("{location}: not an svlm synthesis record"))?;
-            records.push((location, root.clone(), record));
+        let (rows, bad_rows) = read_json_rows_lenient(&file)?;
+        bad.extend(bad_rows);
+        for (location, value) in rows {
+            match serde_json::from_value::<SpatialRecord>(value) {
+                Ok(record) => records.push((location, root.clone(), record)),
+                Err(e) => bad.push(Skip {
+                    location,
+                    reason: format!("not an svlm synthesis record: {e}"),
+                }),
+            }
         }
     }
-    Ok(records)
+    Ok((records, bad))
 }
 
 fn jsonl_files(dir: &Path) -> Result<Vec<PathBuf>> {
