@@ -141,7 +141,12 @@ fn assert_checkpoints_complete(run: &Path) {
         )
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         assert_eq!(state["step"].as_u64(), Some(step), "{}", dir.display());
-        for file in ["model.bpk", "optimizer.safetensors", "config.toml"] {
+        for file in [
+            "model.safetensors",
+            "config.json",
+            "optimizer.safetensors",
+            "config.toml",
+        ] {
             let len = std::fs::metadata(dir.join(file)).map_or(0, |m| m.len());
             assert!(len > 0, "{}/{file} missing or empty", dir.display());
         }

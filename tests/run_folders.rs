@@ -135,23 +135,28 @@ fn commands_that_would_do_nothing_fail_with_a_message() {
 #[test]
 fn eval_lists_bad_items_writes_what_it_scored_fails_and_resumes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let data = tiny_set(&tmp.path().join("data"), 3);
+    let data = tiny_set(&tmp.path().join("data"), 5);
     let mut text = std::fs::read_to_string(&data).expect("set");
     let records: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("record"))
         .collect();
-    assert_eq!(records.len(), 3, "three scenes with questions");
+    assert!(
+        records.len() >= 3,
+        "scenes with questions: {}",
+        records.len()
+    );
     let missing = records[1]["image"].as_str().expect("image").to_string();
     std::fs::remove_file(data.parent().expect("dir").join(&missing)).expect("remove image");
     text.push_str("{\"id\": \"torn\", \"conver\n");
     std::fs::write(&data, text).expect("write");
 
     let out = tmp.path().join("eval");
+    let model = tiny_model();
     let args = [
         "eval",
         "--model",
-        path(&tiny_model()),
+        path(&model),
         "--data",
         path(&data),
         "--out",
@@ -163,7 +168,11 @@ fn eval_lists_bad_items_writes_what_it_scored_fails_and_resumes() {
     ];
     let err = failed(svlm(&args));
     let shown = path(&data).to_string();
-    assert!(err.contains(&format!("{shown}:4")), "the torn line: {err}");
+    let torn = records.len() + 1;
+    assert!(
+        err.contains(&format!("{shown}:{torn}")),
+        "the torn line: {err}"
+    );
     assert!(
         err.contains(&format!("{shown}:2")) && err.contains(&missing),
         "{err}"
@@ -174,7 +183,7 @@ fn eval_lists_bad_items_writes_what_it_scored_fails_and_resumes() {
     )
     .expect("json");
     let questions = |r: &serde_json::Value| r["spatial"].as_array().map_or(0, Vec::len);
-    let scored = questions(&records[0]) + questions(&records[2]);
+    let scored: usize = records.iter().map(questions).sum::<usize>() - questions(&records[1]);
     assert_eq!(report["items"].as_u64(), Some(scored as u64));
     assert_eq!(
         report["failed"].as_array().map(Vec::len),

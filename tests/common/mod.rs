@@ -68,6 +68,8 @@ pub fn synth_args(out: &Path, scenes: usize) -> Vec<String> {
         "64x48",
         "--objects",
         "2-3",
+        "--min-visible-pixels",
+        "20",
         "--short-answers",
         "--plain-phrasing",
         "--chunk-size",

@@ -94,7 +94,8 @@ pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
     if path.extension().is_some_and(|e| e == "parquet") {
         return Ok(BenchmarkFormat::QSpatial);
     }
-    let rows = read_json_rows(path)?;
+    // The first readable row decides; unreadable ones are the reader's to report.
+    let (rows, _) = read_json_rows_lenient(path)?;
     let Some((location, first)) = rows.first() else {
         bail!("{}: no rows", path.display())
     };
