@@ -127,7 +127,7 @@ pub struct VlmArgs {
     #[arg(long)]
     pub processor: Option<PathBuf>,
     /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = crate::cmd::device)]
     pub device: String,
 }
 

@@ -126,6 +126,7 @@ mod tests {
             truth,
             reference_answer: None,
             regions: Vec::new(),
+            location: String::new(),
         }
     }
 

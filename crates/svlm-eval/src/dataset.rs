@@ -22,6 +22,9 @@ pub struct EvalItem {
     /// Region boxes `[x1, y1, x2, y2]` in pixels that "Region [i]" refers to (SpatialRGPT-Bench).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<[f64; 4]>,
+    /// The input row it came from ("file:line", "file:row"), named when the item fails.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub location: String,
 }
 
 impl EvalItem {
@@ -52,7 +55,12 @@ pub struct Skip {
 pub struct EvalSet {
     pub name: String,
     pub items: Vec<EvalItem>,
+    /// Rows with nothing to ask (general VQA records without spatial truth, unsupported categories).
     pub skipped: Vec<Skip>,
+    /// Rows that should have been items but could not be read: malformed lines, missing images. An evaluation
+    /// reports them as failed items.
+    #[serde(default)]
+    pub bad: Vec<Skip>,
 }
 
 impl EvalSet {
@@ -61,7 +69,14 @@ impl EvalSet {
             name: name.into(),
             items: Vec::new(),
             skipped: Vec::new(),
+            bad: Vec::new(),
         }
+    }
+
+    pub(crate) fn bad(&mut self, location: String, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::warn!(%location, %reason, "bad evaluation row");
+        self.bad.push(Skip { location, reason });
     }
 
     pub(crate) fn skip(&mut self, location: String, reason: impl Into<String>) {

@@ -1,10 +1,12 @@
 //! Asking a model every question of a set and scoring the answers.
 
-use crate::dataset::{EvalItem, EvalSet, family_of};
+use crate::dataset::{EvalItem, EvalSet, Skip, family_of};
 use crate::report::EvalReport;
 use crate::score::{Score, score_answer};
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use svlm_synth::record::Truth;
@@ -35,6 +37,10 @@ pub struct EvalOptions {
     pub prompt_suffix: Option<String>,
     /// Name of the model in the report.
     pub model_name: String,
+    /// Append each batch's predictions to this JSONL file as they are made, and reuse the predictions it already
+    /// holds (same id, image and question) instead of asking again: a killed evaluation resumes where it stopped.
+    #[serde(default)]
+    pub resume_log: Option<PathBuf>,
 }
 
 impl Default for EvalOptions {
@@ -43,6 +49,7 @@ impl Default for EvalOptions {
             batch_size: 8,
             prompt_suffix: None,
             model_name: "model".into(),
+            resume_log: None,
         }
     }
 }
@@ -109,8 +116,97 @@ pub fn rescore_predictions(path: &Path, model: &str) -> Result<EvalReport> {
     ))
 }
 
-/// Asks `answerer` every item of `set` in batches and scores the answers. An answerer error stops the run (with
-/// how far it got); a batch answered with the wrong number of answers is an error.
+/// The file an evaluation in `dir` appends its predictions to, kept across runs only while they are made the same
+/// way: `dir/eval_settings.json` records `settings` (model, data, generation), and when it says otherwise the
+/// predictions there are deleted before the new settings are written.
+pub fn resume_log(dir: &Path, settings: &serde_json::Value) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log = dir.join("predictions.jsonl");
+    let settings_path = dir.join("eval_settings.json");
+    let same = std::fs::read(&settings_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|old| &old == settings);
+    if !same {
+        if log.exists() {
+            tracing::info!(
+                "{}: predictions made with other settings; starting over",
+                log.display()
+            );
+            std::fs::remove_file(&log).with_context(|| format!("removing {}", log.display()))?;
+        }
+        svlm_report::write_atomic(
+            &settings_path,
+            serde_json::to_string_pretty(settings)?.as_bytes(),
+        )
+        .with_context(|| format!("writing {}", settings_path.display()))?;
+    }
+    Ok(log)
+}
+
+/// The predictions of `log` that answer an item of `set` (same id, image and question), by id, first one kept. A
+/// torn last line (a killed writer) or any other unreadable line is dropped; the log is rewritten with what is kept,
+/// so appending continues after a whole line.
+fn reuse_predictions(log: &Path, set: &EvalSet) -> Result<HashMap<String, Prediction>> {
+    let Ok(text) = std::fs::read(log) else {
+        return Ok(HashMap::new());
+    };
+    let items: HashMap<&str, &EvalItem> = set.items.iter().map(|i| (i.id.as_str(), i)).collect();
+    let mut kept = HashMap::new();
+    let mut lines = String::new();
+    for line in text.split(|&b| b == b'\n') {
+        let Ok(p) = serde_json::from_slice::<Prediction>(line) else {
+            continue;
+        };
+        let matches = items.get(p.id.as_str()).is_some_and(|item| {
+            item.question == p.question && item.image.display().to_string() == p.image
+        });
+        if matches && !kept.contains_key(&p.id) {
+            lines.push_str(&serde_json::to_string(&p)?);
+            lines.push('\n');
+            kept.insert(p.id.clone(), p);
+        }
+    }
+    svlm_report::write_atomic(log, lines.as_bytes())
+        .with_context(|| format!("rewriting {}", log.display()))?;
+    Ok(kept)
+}
+
+/// Answers of one batch, one result per item. When the batch fails as a whole (an unreadable image, say), each
+/// item is asked alone so that one bad item costs only itself.
+fn answer_items(
+    answerer: &mut dyn Answerer,
+    queries: &[(PathBuf, String)],
+) -> Result<Vec<Result<String, String>>> {
+    let checked = |answers: Vec<String>, n: usize| -> Result<Vec<String>> {
+        ensure!(
+            answers.len() == n,
+            "the answerer returned {} answers for {n} questions",
+            answers.len()
+        );
+        Ok(answers)
+    };
+    match answerer.answer_batch(queries) {
+        Ok(answers) => Ok(checked(answers, queries.len())?
+            .into_iter()
+            .map(Ok)
+            .collect()),
+        Err(e) if queries.len() == 1 => Ok(vec![Err(format!("{e:#}"))]),
+        Err(_) => queries
+            .iter()
+            .map(|q| match answerer.answer_batch(std::slice::from_ref(q)) {
+                Ok(answers) => Ok(Ok(checked(answers, 1)?.remove(0))),
+                Err(e) => Ok(Err(format!("{e:#}"))),
+            })
+            .collect(),
+    }
+}
+
+/// Asks `answerer` every item of `set` in batches and scores the answers. An item the answerer fails on (alone) is
+/// listed in the report's `failed` with the set's bad rows, and the rest is scored; a whole batch failing before any
+/// answer or twice in a row stops the run (a broken answerer), as does a batch answered with the wrong number of
+/// answers. With `resume_log`, predictions are appended as they are made and the ones
+/// already there are reused.
 pub fn evaluate(
     set: &EvalSet,
     answerer: &mut dyn Answerer,
@@ -118,8 +214,35 @@ pub fn evaluate(
 ) -> Result<EvalReport> {
     ensure!(options.batch_size > 0, "batch size must be at least 1");
     let started = Instant::now();
-    let mut predictions = Vec::with_capacity(set.items.len());
-    for (b, chunk) in set.items.chunks(options.batch_size).enumerate() {
+    let mut done = match &options.resume_log {
+        Some(log) => reuse_predictions(log, set)?,
+        None => HashMap::new(),
+    };
+    if !done.is_empty() {
+        tracing::info!(
+            reused = done.len(),
+            "predictions reused from an earlier run"
+        );
+    }
+    let mut log = match &options.resume_log {
+        Some(path) => Some((
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?,
+            path,
+        )),
+        None => None,
+    };
+    let todo: Vec<&EvalItem> = set
+        .items
+        .iter()
+        .filter(|i| !done.contains_key(&i.id))
+        .collect();
+    let mut failed = set.bad.clone();
+    let mut whole_batches_failed = 0;
+    for (b, chunk) in todo.chunks(options.batch_size).enumerate() {
         let queries: Vec<(PathBuf, String)> = chunk
             .iter()
             .map(|item| {
@@ -130,35 +253,59 @@ pub fn evaluate(
                 (item.image.clone(), question)
             })
             .collect();
-        let answers = answerer.answer_batch(&queries).map_err(|e| {
-            e.context(format!(
-                "answering batch {b} (items {}..{})",
-                predictions.len(),
-                predictions.len() + chunk.len()
-            ))
-        })?;
-        ensure!(
-            answers.len() == chunk.len(),
-            "batch {b}: the answerer returned {} answers for {} questions",
-            answers.len(),
-            chunk.len()
-        );
-        predictions.extend(
-            chunk
-                .iter()
-                .zip(answers)
-                .map(|(item, answer)| Prediction::new(item, answer)),
-        );
+        let answers = answer_items(answerer, &queries).with_context(|| format!("batch {b}"))?;
+        if let Some(Err(first)) = answers.iter().find(|a| a.is_err())
+            && answers.iter().all(Result::is_err)
+        {
+            // A whole batch failing before anything was answered, or twice in a row, is the answerer's fault
+            // (no model, out of memory), not the items'.
+            whole_batches_failed += 1;
+            if done.is_empty() || whole_batches_failed >= 2 {
+                anyhow::bail!(
+                    "answering batch {b} (items {}..{} of the ones left): {first}",
+                    b * options.batch_size,
+                    b * options.batch_size + chunk.len()
+                );
+            }
+        } else {
+            whole_batches_failed = 0;
+        }
+        let mut lines = String::new();
+        for (item, answer) in chunk.iter().zip(answers) {
+            match answer {
+                Ok(text) => {
+                    let p = Prediction::new(item, text);
+                    lines.push_str(&serde_json::to_string(&p)?);
+                    lines.push('\n');
+                    done.insert(p.id.clone(), p);
+                }
+                Err(reason) => failed.push(Skip {
+                    location: if item.location.is_empty() {
+                        item.id.clone()
+                    } else {
+                        item.location.clone()
+                    },
+                    reason: format!("{} ({}): {reason}", item.id, item.image.display()),
+                }),
+            }
+        }
+        if let Some((file, path)) = log.as_mut() {
+            file.write_all(lines.as_bytes())
+                .and_then(|()| file.sync_data())
+                .with_context(|| format!("appending to {}", path.display()))?;
+        }
         if (b + 1) % 10 == 0 {
-            tracing::info!(
-                done = predictions.len(),
-                total = set.items.len(),
-                "evaluating"
-            );
+            tracing::info!(done = done.len(), total = set.items.len(), "evaluating");
         }
     }
+    let predictions: Vec<Prediction> = set
+        .items
+        .iter()
+        .filter_map(|i| done.remove(&i.id))
+        .collect();
     let mut report =
         EvalReport::from_predictions(&set.name, &options.model_name, predictions, &set.skipped);
+    report.failed = failed;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

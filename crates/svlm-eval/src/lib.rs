@@ -25,7 +25,9 @@ pub use benchmarks::{
     read_synth, read_synth_cached,
 };
 pub use dataset::{EvalItem, EvalSet, Skip};
-pub use evaluate::{Answerer, EvalOptions, FnAnswerer, Prediction, evaluate, rescore_predictions};
+pub use evaluate::{
+    Answerer, EvalOptions, FnAnswerer, Prediction, evaluate, rescore_predictions, resume_log,
+};
 pub use general::{
     GeneralItem, GeneralPrediction, GeneralReport, evaluate_general, read_general_vqa,
 };

@@ -26,6 +26,10 @@ pub struct EvalReport {
     /// Rows of the input that were not turned into questions, and the first few of them.
     pub skipped: usize,
     pub skipped_examples: Vec<Skip>,
+    /// Items that could not be scored, every one listed: rows that could not be read (malformed, image missing)
+    /// and questions the model failed on.
+    #[serde(default)]
+    pub failed: Vec<Skip>,
     /// Wall time of the run (0 when built from stored predictions).
     #[serde(default)]
     pub seconds: f64,
@@ -100,6 +104,7 @@ impl EvalReport {
             items: predictions.len(),
             skipped: skipped.len(),
             skipped_examples: skipped.iter().take(LISTED_SKIPS).cloned().collect(),
+            failed: Vec::new(),
             seconds: 0.0,
             overall,
             by_family,
@@ -185,6 +190,19 @@ impl EvalReport {
             ));
             let rows: Vec<Vec<String>> = self
                 .skipped_examples
+                .iter()
+                .map(|s| vec![s.location.clone(), s.reason.clone()])
+                .collect();
+            md.push_str(&markdown_table(&["where", "why"], &rows));
+        }
+
+        if !self.failed.is_empty() {
+            md.push_str(&format!(
+                "\n## Failed items ({}, not scored)\n\n",
+                self.failed.len()
+            ));
+            let rows: Vec<Vec<String>> = self
+                .failed
                 .iter()
                 .map(|s| vec![s.location.clone(), s.reason.clone()])
                 .collect();

@@ -121,6 +121,7 @@ mod tests {
             truth: Truth::Bool { value: truth },
             reference_answer: Some(reference.into()),
             regions: Vec::new(),
+            location: String::new(),
         };
         Prediction::new(&item, answer)
     }

@@ -457,6 +457,7 @@ fn report_files_are_written_and_read_back() {
         model_name: "oracle".into(),
         prompt_suffix: None,
         batch_size: 2,
+        resume_log: None,
     };
     let report = evaluate(&set, &mut answerer, &options).expect("evaluate");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -67,23 +67,64 @@ fn not_compiled(name: &str, feature: &str) -> anyhow::Error {
     )
 }
 
-/// `"cpu"` (the flex backend) | `"cuda[:i]"` | `"vulkan[:i|:cpu]"` | `"tch"` (libtorch CPU) |
-/// `"tch:cuda[:i]"`.
-pub fn resolve_device(name: &str) -> anyhow::Result<Device> {
+/// A device name as read, before any backend is touched.
+enum DeviceName {
+    Cpu,
+    Cuda(usize),
+    /// `vulkan` = the adapter wgpu thinks best (a discrete GPU first; `CUBECL_WGPU_DEFAULT_DEVICE` overrides it),
+    /// `vulkan:i` = the i-th discrete GPU, `vulkan:cpu` = a CPU Vulkan driver (lavapipe), which runs the GPU code
+    /// path on machines without a GPU.
+    Vulkan(burn::tensor::DeviceKind),
+    /// libtorch: `None` = its CPU, `Some(i)` = CUDA device i.
+    Tch(Option<usize>),
+}
+
+fn parse_device_name(name: &str) -> anyhow::Result<DeviceName> {
+    use burn::tensor::DeviceKind;
     let lower = name.trim().to_ascii_lowercase();
     let (kind, rest) = match lower.split_once(':') {
-        Some((k, r)) => (k.to_string(), Some(r.to_string())),
-        None => (lower.clone(), None),
+        Some((k, r)) => (k, Some(r)),
+        None => (lower.as_str(), None),
     };
-    match kind.as_str() {
+    Ok(match kind {
         "cpu" | "flex" => {
             if rest.is_some() {
                 bail!("device `{name}`: the CPU backend takes no index");
             }
-            Ok(Device::flex())
+            DeviceName::Cpu
         }
-        "cuda" => {
-            let index = parse_index(name, rest.as_deref())?;
+        "cuda" => DeviceName::Cuda(parse_index(name, rest)?),
+        "vulkan" => DeviceName::Vulkan(match rest {
+            None => DeviceKind::DefaultDevice,
+            Some("cpu") => DeviceKind::Cpu,
+            Some(_) => DeviceKind::DiscreteGpu(parse_index(name, rest)?),
+        }),
+        "tch" => DeviceName::Tch(match rest {
+            None | Some("cpu") => None,
+            Some(r) => match r.strip_prefix("cuda") {
+                Some(i) => Some(parse_index(name, Some(i.trim_start_matches(':')))?),
+                None => bail!("device `{name}`: expected tch, tch:cpu or tch:cuda[:i]"),
+            },
+        }),
+        _ => {
+            bail!("unknown device `{name}` (expected cpu, cuda[:i], vulkan[:i] or tch[:cuda[:i]])")
+        }
+    })
+}
+
+/// Checks that `name` is a device name [`resolve_device`] understands, without opening the device: commands check
+/// `--device` before any work, also where the device is used late or not at all. Whether its backend was compiled
+/// in is [`resolve_device`]'s answer.
+pub fn check_device_name(name: &str) -> anyhow::Result<()> {
+    parse_device_name(name).map(|_| ())
+}
+
+/// `"cpu"` (the flex backend) | `"cuda[:i]"` | `"vulkan[:i|:cpu]"` | `"tch"` (libtorch CPU) |
+/// `"tch:cuda[:i]"`.
+pub fn resolve_device(name: &str) -> anyhow::Result<Device> {
+    match parse_device_name(name)? {
+        DeviceName::Cpu => Ok(Device::flex()),
+        DeviceName::Cuda(index) => {
             #[cfg(feature = "cuda")]
             {
                 Ok(Device::cuda(index))
@@ -94,16 +135,7 @@ pub fn resolve_device(name: &str) -> anyhow::Result<Device> {
                 Err(not_compiled(name, "cuda"))
             }
         }
-        "vulkan" => {
-            use burn::tensor::DeviceKind;
-            // `vulkan` = the adapter wgpu thinks best (a discrete GPU first; `CUBECL_WGPU_DEFAULT_DEVICE`
-            // overrides it), `vulkan:i` = the i-th discrete GPU, `vulkan:cpu` = a CPU Vulkan driver (lavapipe),
-            // which runs the GPU code path on machines without a GPU.
-            let kind = match rest.as_deref() {
-                None => DeviceKind::DefaultDevice,
-                Some("cpu") => DeviceKind::Cpu,
-                Some(_) => DeviceKind::DiscreteGpu(parse_index(name, rest.as_deref())?),
-            };
+        DeviceName::Vulkan(kind) => {
             #[cfg(feature = "vulkan")]
             {
                 Ok(Device::vulkan(kind))
@@ -114,28 +146,20 @@ pub fn resolve_device(name: &str) -> anyhow::Result<Device> {
                 Err(not_compiled(name, "vulkan"))
             }
         }
-        "tch" => {
+        DeviceName::Tch(cuda) => {
             #[cfg(feature = "tch")]
             {
                 #[allow(deprecated)]
-                match rest.as_deref() {
-                    None | Some("cpu") => Ok(Device::libtorch()),
-                    Some(r) => {
-                        let index = parse_index(
-                            name,
-                            r.strip_prefix("cuda").map(|i| i.trim_start_matches(':')),
-                        )?;
-                        Ok(Device::libtorch_cuda(index))
-                    }
+                match cuda {
+                    None => Ok(Device::libtorch()),
+                    Some(index) => Ok(Device::libtorch_cuda(index)),
                 }
             }
             #[cfg(not(feature = "tch"))]
             {
+                let _ = cuda;
                 Err(not_compiled(name, "tch"))
             }
-        }
-        _ => {
-            bail!("unknown device `{name}` (expected cpu, cuda[:i], vulkan[:i] or tch[:cuda[:i]])")
         }
     }
 }
@@ -162,6 +186,27 @@ mod tests {
         let err = resolve_device("tpu").unwrap_err().to_string();
         assert!(err.contains("tpu"), "{err}");
         assert!(resolve_device("cpu:1").is_err());
+    }
+
+    #[test]
+    fn device_names_are_checked_without_opening_a_device() {
+        for good in [
+            "cpu",
+            "CPU",
+            "cuda",
+            "cuda:1",
+            "vulkan",
+            "vulkan:cpu",
+            "vulkan:0",
+            "tch",
+            "tch:cuda:1",
+        ] {
+            assert!(check_device_name(good).is_ok(), "{good}");
+        }
+        for bad in ["tpu", "cpu:1", "cuda:x", "vulkan:-1", "tch:rocm", ""] {
+            let err = check_device_name(bad).expect_err(bad).to_string();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -18,7 +18,7 @@ pub mod nn;
 pub mod vision;
 pub mod vlm;
 
-pub use device::{WeightDType, resolve_device, resolve_device_with_dtype};
+pub use device::{WeightDType, check_device_name, resolve_device, resolve_device_with_dtype};
 pub use generate::{GenerationImages, GenerationOptions, generate};
 pub use io::{
     ExportOptions, LoadedModel, export_hf, load_pretrained, load_pretrained_as, load_safetensors,

@@ -161,12 +161,13 @@ fn replace_generation_tags(source: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tail = &rest[start..];
-        let Some(end) = tail.find("%}") else {
+        // The closing `%}` is searched after the opening `{%`: in `{%}` they overlap.
+        let Some(end) = tail[2..].find("%}").map(|e| e + 2) else {
             out.push_str(tail);
             return out;
         };
         let tag = &tail[..end + 2];
-        let inner = &tag[2..tag.len() - 2];
+        let inner = &tag[2..end];
         let left = inner.starts_with('-') || inner.starts_with('+');
         let right = inner.ends_with('-') || inner.ends_with('+');
         let body = inner
@@ -414,6 +415,12 @@ mod tests {
             replace_generation_tags("{{ x }}{% if y %}{% endif %}"),
             "{{ x }}{% if y %}{% endif %}"
         );
+    }
+
+    #[test]
+    fn a_tag_whose_ends_overlap_is_an_error_not_a_panic() {
+        assert_eq!(replace_generation_tags("a{%}b"), "a{%}b");
+        assert!(ChatTemplate::new("{% for m in messages %}{%}{% endfor %}").is_err());
     }
 
     #[test]

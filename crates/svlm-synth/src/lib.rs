@@ -6,6 +6,7 @@
 //! [`pipeline::run_shard`] writes `record::SpatialRecord`s as JSONL and/or Parquet shards with a manifest.
 
 pub mod bench;
+pub mod crash_point;
 pub mod folder;
 pub mod general;
 pub mod graph;

@@ -265,6 +265,12 @@ fn read_manifest(path: &Path) -> Result<ShardManifest> {
 /// Runs one shard: skips it when its manifest exists with the same config, else writes it and refreshes
 /// `OUT/manifest.json`.
 pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOutcome> {
+    if source.is_empty() {
+        bail!(
+            "nothing to synthesize: the source has no items ({})",
+            source.describe()
+        );
+    }
     let out = &opts.out;
     std::fs::create_dir_all(out.join("images"))
         .with_context(|| format!("creating {}", out.display()))?;
@@ -394,6 +400,7 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
     }
     bar.finish_and_clear();
 
+    crate::crash_point::pause_point("shard");
     if let Some(w) = jsonl {
         w.into_inner().map_err(|e| e.into_error())?.commit()?;
         manifest.files.push(format!("{stem}.jsonl"));
@@ -403,6 +410,7 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
         tmp.commit()?;
         manifest.files.push(format!("{stem}.parquet"));
     }
+    crate::crash_point::pause_point("shard_manifest");
     write_atomic(&marker, &serde_json::to_vec_pretty(&manifest)?)?;
     write_run_manifest(out, &config, opts.shard.count)?;
     Ok(ShardOutcome::Written(manifest))

@@ -161,6 +161,12 @@ impl RgbdSource {
     pub fn open(dir: &Path, estimate: EstimateParams) -> anyhow::Result<Self> {
         let reader = FolderReader::open(dir)?;
         let stems = reader.stems()?;
+        if stems.is_empty() {
+            anyhow::bail!(
+                "{}: no RGB-D frames (expected <stem>.png or .jpg with <stem>.depth.png, .depth.npy or .depth.tiff)",
+                dir.display()
+            );
+        }
         Ok(RgbdSource {
             reader,
             stems,

@@ -74,6 +74,7 @@ pub fn save_checkpoint(
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
+    svlm_synth::crash_point::pause_point("checkpoint");
     let final_dir = checkpoint_dir(run_dir, step);
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;
@@ -82,13 +83,116 @@ pub fn save_checkpoint(
         .map_err(|e| format!("rename {} -> {}: {e}", tmp.display(), final_dir.display()))?;
     let all = list_checkpoints(run_dir);
     if all.len() > keep_last {
-        for (_, old) in &all[..all.len() - keep_last] {
-            if let Err(e) = std::fs::remove_dir_all(old) {
+        for (step, old) in &all[..all.len() - keep_last] {
+            if let Err(e) = remove_checkpoint(run_dir, *step, old) {
                 tracing::warn!("could not delete old checkpoint {}: {e}", old.display());
             }
         }
     }
     Ok(final_dir)
+}
+
+/// Deletes a checkpoint by renaming it out of the `checkpoint-N` namespace first: a process killed while deleting
+/// leaves a `.tmp-` folder (removed on resume), never a `checkpoint-N` with some of its files gone.
+fn remove_checkpoint(run_dir: &Path, step: u64, dir: &Path) -> std::io::Result<()> {
+    let doomed = run_dir.join(format!(
+        ".tmp-delete-checkpoint-{step}-{}",
+        std::process::id()
+    ));
+    std::fs::rename(dir, &doomed)?;
+    std::fs::remove_dir_all(&doomed)
+}
+
+/// Names in a folder that show it holds a training run: what the trainer writes first (`config.toml`), its
+/// metrics, reports and TensorBoard folder, and checkpoints, complete or not. Other files (a `train.log` a
+/// launcher redirects output to, notes) do not count.
+pub fn run_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| {
+            matches!(
+                name.as_str(),
+                CONFIG_FILE | "metrics.jsonl" | "report.json" | "report.md" | "tb"
+            ) || name.starts_with("checkpoint-")
+                || name.starts_with(".tmp-checkpoint-")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// How a run may use its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunDirUse {
+    /// A new run: the folder must not hold another run.
+    New,
+    /// A new run replacing whatever the folder holds.
+    Overwrite,
+    /// Continue the run the folder holds from its newest complete checkpoint.
+    Resume,
+}
+
+/// Makes `dir` ready for a run, so that a folder only ever holds one run:
+/// - `New` refuses a folder that holds a run ([`run_files`]) and names what is there;
+/// - `Overwrite` renames the folder aside in one step and deletes it, then creates it empty: a process killed on
+///   the way leaves the old run whole or gone, never a mix of two runs;
+/// - `Resume` needs a complete checkpoint and removes what killed writers left (`.tmp-*` files and folders).
+pub fn claim_run_dir(dir: &Path, usage: RunDirUse) -> Result<(), String> {
+    let shown = dir.display();
+    match usage {
+        RunDirUse::New => {
+            let found = run_files(dir);
+            if !found.is_empty() {
+                return Err(format!(
+                    "{shown} holds another run ({}): continue it with --resume {shown}, or start over with \
+                     --overwrite (deletes it), or pick another --out",
+                    found.join(", ")
+                ));
+            }
+        }
+        RunDirUse::Overwrite => {
+            if dir.exists() {
+                let name = dir
+                    .file_name()
+                    .ok_or_else(|| format!("{shown}: cannot overwrite a folder without a name"))?;
+                let aside = dir.with_file_name(format!(
+                    ".{}.overwritten-{}",
+                    name.to_string_lossy(),
+                    std::process::id()
+                ));
+                std::fs::rename(dir, &aside)
+                    .map_err(|e| format!("moving {shown} aside to {}: {e}", aside.display()))?;
+                std::fs::remove_dir_all(&aside)
+                    .map_err(|e| format!("deleting {}: {e}", aside.display()))?;
+            }
+        }
+        RunDirUse::Resume => {
+            if latest_checkpoint(dir).is_none() {
+                return Err(format!(
+                    "{shown} has no complete checkpoint to resume (killed before its first one?): start over \
+                     with --config FILE --out {shown} --overwrite"
+                ));
+            }
+            for entry in std::fs::read_dir(dir)
+                .map_err(|e| format!("{shown}: {e}"))?
+                .flatten()
+            {
+                if entry.file_name().to_string_lossy().starts_with(".tmp") {
+                    let path = entry.path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))
 }
 
 #[cfg(test)]
@@ -120,5 +224,85 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    fn touch(path: &Path) {
+        std::fs::write(path, "x").expect("write");
+    }
+
+    #[test]
+    fn a_new_run_refuses_a_folder_that_holds_a_run_and_names_what_is_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        claim_run_dir(&run, RunDirUse::New).expect("a missing folder is created");
+        touch(&run.join("train.log"));
+        claim_run_dir(&run, RunDirUse::New).expect("a launcher's log is not a run");
+        touch(&run.join(CONFIG_FILE));
+        std::fs::create_dir_all(run.join("checkpoint-4")).expect("mkdir");
+        let err = claim_run_dir(&run, RunDirUse::New).expect_err("holds a run");
+        assert!(
+            err.contains("config.toml, checkpoint-4") || err.contains("checkpoint-4, config.toml"),
+            "{err}"
+        );
+        assert!(
+            err.contains("--resume") && err.contains("--overwrite"),
+            "{err}"
+        );
+        assert!(run.join(CONFIG_FILE).is_file(), "refusing deletes nothing");
+    }
+
+    #[test]
+    fn overwrite_leaves_an_empty_folder_and_nothing_beside_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(run.join("checkpoint-4")).expect("mkdir");
+        touch(&run.join("checkpoint-4").join(STATE_FILE));
+        touch(&run.join("metrics.jsonl"));
+        claim_run_dir(&run, RunDirUse::Overwrite).expect("overwrite");
+        assert_eq!(std::fs::read_dir(&run).expect("read").count(), 0);
+        let beside: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(beside, vec![std::ffi::OsString::from("run")]);
+    }
+
+    #[test]
+    fn resume_needs_a_complete_checkpoint_and_clears_what_killed_writers_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(run.join(".tmp-checkpoint-8-123")).expect("mkdir");
+        touch(&run.join(".tmp-checkpoint-8-123").join(STATE_FILE));
+        let err = claim_run_dir(&run, RunDirUse::Resume).expect_err("no checkpoint");
+        assert!(err.contains("no complete checkpoint"), "{err}");
+        std::fs::create_dir_all(run.join("checkpoint-4")).expect("mkdir");
+        touch(&run.join("checkpoint-4").join(STATE_FILE));
+        touch(&run.join(".tmpAbC123"));
+        claim_run_dir(&run, RunDirUse::Resume).expect("resume");
+        let left: Vec<_> = std::fs::read_dir(&run)
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("checkpoint-4")]);
+    }
+
+    #[test]
+    fn pruned_checkpoints_leave_no_partial_checkpoint_dir() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for step in [1u64, 2, 3] {
+            save_checkpoint(dir.path(), step, 1, |d| {
+                std::fs::write(d.join(STATE_FILE), "{}").map_err(|e| e.to_string())?;
+                std::fs::write(d.join(MODEL_FILE), "m").map_err(|e| e.to_string())
+            })
+            .expect("save");
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["checkpoint-3".to_string()]);
     }
 }

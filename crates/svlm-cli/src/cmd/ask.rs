@@ -17,7 +17,7 @@ pub struct Args {
     /// The question.
     pub question: String,
     /// cpu | cuda[:i] | vulkan[:i] | tch
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_parser = super::device, default_value = "cpu")]
     pub device: String,
     /// f32 | bf16 | f16 (weights and activations).
     #[arg(long, default_value = "f32")]

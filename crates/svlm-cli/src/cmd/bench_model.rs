@@ -42,7 +42,7 @@ pub struct Args {
     pub no_torch: bool,
     /// cpu | cuda[:i] | vulkan[:i] | tch: where Burn runs. PyTorch runs on its CPU for `cpu` and on
     /// `cuda` for any GPU device (the same card).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_parser = super::device, default_value = "cpu")]
     pub device: String,
     /// f32 | bf16 | f16, on both sides.
     #[arg(long, default_value = "f32")]

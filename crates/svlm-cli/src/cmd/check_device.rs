@@ -24,7 +24,7 @@ pub struct Args {
     #[command(flatten)]
     pub spec: ModelSpec,
     /// The device to check: cuda[:i] | vulkan[:i] | tch[:cuda[:i]] (cpu checks the CPU against itself).
-    #[arg(long)]
+    #[arg(long, value_parser = super::device)]
     pub device: String,
     /// Precisions to run on the device, comma-separated: f32, bf16, f16.
     #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use svlm_eval::{EvalOptions, LoadOptions, evaluate, load_benchmark};
+use svlm_eval::{EvalOptions, LoadOptions, evaluate, load_benchmark, resume_log};
 
 use crate::answerer::{AnswerSettings, ModelAnswerer, ModelSpec};
 
@@ -19,7 +19,8 @@ pub struct Args {
     /// Folder the images of --data are relative to (default: the data file's folder).
     #[arg(long)]
     pub image_root: Option<PathBuf>,
-    /// Report folder: report.json, report.md, predictions.jsonl, PNG charts.
+    /// Report folder: report.json, report.md, predictions.jsonl, PNG charts. Predictions are appended as they are
+    /// made: a rerun with the same model, data and settings asks only what is not answered yet.
     #[arg(long)]
     pub out: PathBuf,
     /// Evaluate at most this many questions.
@@ -28,7 +29,7 @@ pub struct Args {
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// cpu | cuda[:i] | vulkan[:i] | tch
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_parser = super::device, default_value = "cpu")]
     pub device: String,
     /// f32 | bf16 | f16
     #[arg(long, default_value = "f32")]
@@ -51,6 +52,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .write(&args.out)
         .with_context(|| format!("writing the report to {}", args.out.display()))?;
     print_summary(&report, &args);
+    if !report.failed.is_empty() {
+        for f in &report.failed {
+            eprintln!("  failed: {}: {}", f.location, f.reason);
+        }
+        anyhow::bail!(
+            "{} item(s) could not be scored (listed above and in {}); the other {} were scored",
+            report.failed.len(),
+            args.out.join("report.md").display(),
+            report.items
+        );
+    }
     Ok(())
 }
 
@@ -76,9 +88,18 @@ fn generate_and_score(args: &Args) -> anyhow::Result<svlm_eval::EvalReport> {
         seed: 0,
     };
     let mut answerer = ModelAnswerer::open(&weights, &processor, &settings)?;
+    let settings = serde_json::json!({
+        "weights": weights,
+        "processor": processor,
+        "data": args.data,
+        "image_root": args.image_root,
+        "dtype": args.dtype,
+        "max_new_tokens": args.max_new_tokens,
+    });
     let options = EvalOptions {
         batch_size: args.batch_size,
         model_name: args.spec.model.clone(),
+        resume_log: Some(resume_log(&args.out, &settings)?),
         ..EvalOptions::default()
     };
     evaluate(&set, &mut answerer, &options)

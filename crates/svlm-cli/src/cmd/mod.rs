@@ -16,3 +16,19 @@ pub mod sweep;
 pub mod synth;
 pub mod train;
 pub mod world;
+
+/// `--device` values, checked while the command line is parsed (before any work, also where the device is used
+/// late or not at all).
+pub fn device(name: &str) -> Result<String, String> {
+    svlm_model::check_device_name(name)
+        .map(|()| name.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A `--device` that may list several devices, comma-separated (`cuda:0,cuda:1`).
+pub fn device_list(names: &str) -> Result<String, String> {
+    for name in names.split(',') {
+        device(name)?;
+    }
+    Ok(names.to_string())
+}

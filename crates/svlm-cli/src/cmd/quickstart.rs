@@ -113,7 +113,7 @@ pub struct Args {
     pub seed: u64,
     /// Device for training and evaluation: cpu, cuda[:i], vulkan[:i] (GPU backends need the CLI's `cuda` /
     /// `vulkan` feature). On a GPU, raise --steps: the default budget is sized for 2 CPU cores.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_parser = super::device, default_value = "cpu")]
     pub device: String,
     /// Training runs at a time (default: the number of cores on the CPU, 1 on a GPU; at most the number of ratios).
     #[arg(long)]
@@ -284,6 +284,14 @@ fn start_training(
     }
     let config_path = out.join("configs").join(format!("{label}.toml"));
     svlm_report::write_atomic(&config_path, config.to_toml()?.as_bytes())?;
+    if latest.is_none() {
+        // Killed before its first checkpoint: nothing to resume, so the run starts over in an emptied folder.
+        svlm_train::checkpoint::claim_run_dir(
+            &run_dir,
+            svlm_train::checkpoint::RunDirUse::Overwrite,
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
     std::fs::create_dir_all(&run_dir)?;
     let log_path = run_dir.join("train.log");
     let log = std::fs::File::create(&log_path)

@@ -12,7 +12,7 @@ pub struct Args {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Device for every run (overrides train.device).
-    #[arg(long)]
+    #[arg(long, value_parser = super::device_list)]
     pub device: Option<String>,
 }
 

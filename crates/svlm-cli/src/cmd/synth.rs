@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Number of procedural scenes (ignored with --rgbd).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
     scenes: usize,
     /// Base seed: scene i uses a seed mixed from (seed, i); questions use another stream of the same seed.
     #[arg(long, default_value_t = 0)]
@@ -61,7 +61,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0.3)]
     nms_iou: f32,
     /// Device for the perception models: cpu, cuda[:i], vulkan[:i].
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, value_parser = super::device, default_value = "cpu")]
     device: String,
     /// jsonl, parquet or both.
     #[arg(long, default_value = "jsonl")]
@@ -110,6 +110,14 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("0 scenes: nothing to synthesize".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{text:?}: {e}")),
+    }
 }
 
 fn pair<T: std::str::FromStr>(text: &str, sep: char, what: &str) -> anyhow::Result<(T, T)> {

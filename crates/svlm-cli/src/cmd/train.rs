@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use svlm_train::checkpoint::{RunDirUse, claim_run_dir};
 use svlm_train::config::{Precision, RunConfig};
 use svlm_train::trainer::{TrainOptions, TrainOutcome};
 
@@ -14,15 +15,19 @@ pub struct Args {
     /// Override a config key, typed by the schema: `--set optim.lr=2e-5 --set data.sources.spatial.weight=0.1`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Run directory (default: runs/<name>).
+    /// Run directory (default: runs/<name>). A folder that holds another run is refused (see --resume,
+    /// --overwrite).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its newest checkpoint (its saved config.toml is used).
     #[arg(long, conflicts_with = "config")]
     pub resume: Option<PathBuf>,
+    /// Delete the run that --out holds (checkpoints, metrics, reports) before training a new one.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Device: cpu, cuda[:i], vulkan[:i] (overrides train.device); a comma-separated list (`cuda:0,cuda:1`)
     /// trains data-parallel across those devices.
-    #[arg(long)]
+    #[arg(long, value_parser = super::device_list)]
     pub device: Option<String>,
 }
 
@@ -80,7 +85,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(device) = &args.device {
         config.train.device = device.clone();
     }
+    let usage = match (resume, args.overwrite) {
+        (true, _) => RunDirUse::Resume,
+        (false, true) => RunDirUse::Overwrite,
+        (false, false) => RunDirUse::New,
+    };
+    claim_run_dir(&run_dir, usage).map_err(anyhow::Error::msg)?;
     let outcome = train_config(&config, &run_dir, resume)?;
+    if outcome.losses.is_empty() {
+        println!(
+            "{} had finished all {} steps; nothing left to train",
+            run_dir.display(),
+            outcome.steps
+        );
+        return Ok(());
+    }
     println!(
         "trained {} steps: final loss {}, {:.2} samples/s, {:.0} tokens/s, pad fraction {:.3}",
         outcome.steps,

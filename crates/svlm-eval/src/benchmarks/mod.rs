@@ -21,7 +21,7 @@ pub use spatialrgpt::read_spatialrgpt;
 pub(crate) use synth::read_records;
 pub use synth::{read_synth, read_synth_cached};
 
-use crate::dataset::EvalSet;
+use crate::dataset::{EvalSet, Skip};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,7 +107,8 @@ pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
             BenchmarkFormat::QSpatial
         });
     }
-    let rows = read_json_rows(path)?;
+    // The first readable row decides; unreadable ones are the reader's to report.
+    let (rows, _) = read_json_rows_lenient(path)?;
     let Some((location, first)) = rows.first() else {
         bail!("{}: no rows", path.display())
     };
@@ -125,7 +126,18 @@ pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
 }
 
 /// Rows of a JSON array file or a JSONL file (blank lines ignored), each with its "file:line" (or "file:[index]").
+/// A line that is not JSON is an error naming it.
 pub(crate) fn read_json_rows(path: &Path) -> Result<Vec<(String, Value)>> {
+    let (rows, bad) = read_json_rows_lenient(path)?;
+    match bad.into_iter().next() {
+        Some(skip) => bail!("{}: {}", skip.location, skip.reason),
+        None => Ok(rows),
+    }
+}
+
+/// [`read_json_rows`], but a JSONL line that is not JSON (or not UTF-8) is returned with its "file:line" beside the
+/// rows instead of ending the read: one torn or mangled line costs that line only.
+pub(crate) fn read_json_rows_lenient(path: &Path) -> Result<(Vec<(String, Value)>, Vec<Skip>)> {
     let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let starts_with_bracket = {
@@ -141,23 +153,42 @@ pub(crate) fn read_json_rows(path: &Path) -> Result<Vec<(String, Value)>> {
             .with_context(|| format!("reading {}", path.display()))?;
         let rows: Vec<Value> = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a JSON array", path.display()))?;
-        return Ok(rows
+        let rows = rows
             .into_iter()
             .enumerate()
             .map(|(i, v)| (format!("{}:[{i}]", path.display()), v))
-            .collect());
+            .collect();
+        return Ok((rows, Vec::new()));
     }
-    let mut rows = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: reading", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
+    let (mut rows, mut bad) = (Vec::new(), Vec::new());
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("{}:{n}: reading", path.display()))?;
+        if read == 0 {
+            break;
         }
-        let value: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not a JSON object", path.display(), n + 1))?;
-        rows.push((format!("{}:{}", path.display(), n + 1), value));
+        let location = format!("{}:{n}", path.display());
+        let parsed = std::str::from_utf8(&line)
+            .map_err(|e| format!("not UTF-8 text: {e}"))
+            .and_then(|text| {
+                if text.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<Value>(text)
+                        .map(Some)
+                        .map_err(|e| format!("not a JSON object: {e}"))
+                }
+            });
+        match parsed {
+            Ok(Some(value)) => rows.push((location, value)),
+            Ok(None) => {}
+            Err(reason) => bad.push(Skip { location, reason }),
+        }
     }
-    Ok(rows)
+    Ok((rows, bad))
 }
 
 /// A field that some exports store as a string holding JSON or a Python literal (Hugging Face `datasets` dumps of

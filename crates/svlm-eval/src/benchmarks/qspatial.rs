@@ -99,6 +99,7 @@ pub fn read_qspatial(
             },
             reference_answer: Some(format!("{value} {unit_text}")),
             regions: Vec::new(),
+            location: location.clone(),
         });
     }
     Ok(set)

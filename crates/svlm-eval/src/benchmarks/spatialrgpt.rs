@@ -26,7 +26,10 @@ pub fn read_spatialrgpt(path: &Path, image_root: Option<&Path>) -> Result<EvalSe
     let mut set = EvalSet::new(name);
     for (index, (location, row)) in read_json_rows(path)?.into_iter().enumerate() {
         match read_row(&row, index, &root) {
-            Ok(items) => set.items.extend(items),
+            Ok(items) => set.items.extend(items.into_iter().map(|item| EvalItem {
+                location: location.clone(),
+                ..item
+            })),
             Err(reason) => set.skip(location, reason),
         }
     }
@@ -95,6 +98,7 @@ fn read_row(row: &Value, index: usize, root: &Path) -> Result<Vec<EvalItem>, Str
                     truth,
                     reference_answer: Some(value.to_string()),
                     regions: regions.clone(),
+                    location: String::new(),
                 });
                 pair += 1;
             }

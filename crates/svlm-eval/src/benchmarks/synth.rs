@@ -2,8 +2,8 @@
 //! (`svlm synth --out`: its finished shards, JSONL or Parquet, as `manifest.json` lists them) or a folder of JSONL
 //! files.
 
-use super::{default_root, read_json_rows, resolve};
-use crate::dataset::{EvalItem, EvalSet};
+use super::{default_root, read_json_rows_lenient, resolve};
+use crate::dataset::{EvalItem, EvalSet, Skip};
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub fn read_synth(path: &Path, image_root: Option<&Path>) -> Result<EvalSet> {
 /// Reads a synthesis JSONL file, a synthesis output folder, or every `*.jsonl` file of another folder (sorted by
 /// name). Each human/gpt pair with a `spatial` truth becomes one item, id `<record id>#<turn index>`; the record's
 /// `image` is relative to `image_root` (default: the file's folder). Images embedded in Parquet shards are written
-/// once under `image_cache`. A line that is not a record is an error naming file:line; a record whose turn pairs
+/// once under `image_cache`. A line that is not a record is a bad row (`EvalSet::bad`, with its file:line); a record whose turn pairs
 /// and truths do not line up is skipped (counted in `EvalSet::skipped`), as is a record without truth (general VQA).
 pub fn read_synth_cached(
     path: &Path,
@@ -32,7 +32,11 @@ pub fn read_synth_cached(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "synth".into());
     let mut set = EvalSet::new(name);
-    for (location, root, record) in read_records(path, image_root, image_cache)? {
+    let (records, bad) = read_records_lenient(path, image_root, image_cache)?;
+    for skip in bad {
+        set.bad(skip.location, skip.reason);
+    }
+    for (location, root, record) in records {
         let pairs = record.qa_pairs();
         if record.spatial.is_empty() {
             set.skip(location, "no spatial truth (general VQA record)");
@@ -59,19 +63,36 @@ pub fn read_synth_cached(
                 truth: qa.truth,
                 reference_answer: Some(answer),
                 regions: Vec::new(),
+                location: location.clone(),
             });
         }
     }
     Ok(set)
 }
 
+/// A record with its "file:line" (Parquet: "file#row") and the folder its image is relative to.
+type Located = (String, PathBuf, SpatialRecord);
+
 /// Every record of a synthesis JSONL file or folder, with its "file:line" (Parquet: "file#row") and the folder its
-/// image is relative to.
+/// image is relative to. A line that is not a record is an error naming it.
 pub(crate) fn read_records(
     path: &Path,
     image_root: Option<&Path>,
     image_cache: Option<&Path>,
-) -> Result<Vec<(String, PathBuf, SpatialRecord)>> {
+) -> Result<Vec<Located>> {
+    let (records, bad) = read_records_lenient(path, image_root, image_cache)?;
+    match bad.into_iter().next() {
+        Some(skip) => bail!("{}: {}", skip.location, skip.reason),
+        None => Ok(records),
+    }
+}
+
+/// [`read_records`], with the lines that are not records beside the records instead of an error.
+fn read_records_lenient(
+    path: &Path,
+    image_root: Option<&Path>,
+    image_cache: Option<&Path>,
+) -> Result<(Vec<Located>, Vec<Skip>)> {
     if path.is_dir() && is_synth_folder(path) {
         let shards = shard_files(path)?;
         if shards.unfinished > 0 {
@@ -91,7 +112,7 @@ pub(crate) fn read_records(
                         path.display()
                     )
                 };
-                read_parquet_files(&shards.files, cache)
+                Ok((read_parquet_files(&shards.files, cache)?, Vec::new()))
             }
         };
     }
@@ -102,7 +123,7 @@ pub(crate) fn read_records(
                 path.display()
             )
         };
-        return read_parquet_files(&[path.to_path_buf()], cache);
+        return Ok((read_parquet_files(&[path.to_path_buf()], cache)?, Vec::new()));
     }
     let files = if path.is_dir() {
         jsonl_files(path)?
@@ -118,25 +139,28 @@ pub(crate) fn read_records(
 fn read_jsonl_files(
     files: &[PathBuf],
     image_root: Option<&Path>,
-) -> Result<Vec<(String, PathBuf, SpatialRecord)>> {
-    let mut records = Vec::new();
+) -> Result<(Vec<Located>, Vec<Skip>)> {
+    let (mut records, mut bad) = (Vec::new(), Vec::new());
     for file in files {
         let root = default_root(file, image_root);
-        for (location, value) in read_json_rows(file)? {
-            let record: SpatialRecord = serde_json::from_value(value)
-                .with_context(|| format!("{location}: not an svlm synthesis record"))?;
-            records.push((location, root.clone(), record));
+        let (rows, bad_rows) = read_json_rows_lenient(file)?;
+        bad.extend(bad_rows);
+        for (location, value) in rows {
+            match serde_json::from_value::<SpatialRecord>(value) {
+                Ok(record) => records.push((location, root.clone(), record)),
+                Err(e) => bad.push(Skip {
+                    location,
+                    reason: format!("not an svlm synthesis record: {e}"),
+                }),
+            }
         }
     }
-    Ok(records)
+    Ok((records, bad))
 }
 
 /// Records of Parquet shards; each embedded image is written to `cache/<record image path>` (kept when a file of
 /// the same size is there already).
-fn read_parquet_files(
-    files: &[PathBuf],
-    cache: &Path,
-) -> Result<Vec<(String, PathBuf, SpatialRecord)>> {
+fn read_parquet_files(files: &[PathBuf], cache: &Path) -> Result<Vec<Located>> {
     let mut records = Vec::new();
     for file in files {
         for (row, (record, bytes)) in read_parquet(file)?.into_iter().enumerate() {
