@@ -37,7 +37,8 @@ fn load(benchmark: Benchmark, dir: &Path) -> BenchSet {
 
 /// Runs `set` with answers given per question id, in a fresh folder.
 fn run_with(set: &BenchSet, answers: &[(&str, &str)], dir: &Path) -> BenchReport {
-    let by_prompt: HashMap<String, String> = answers
+    // Keyed by images and prompt: two What'sUp items can share a prompt and differ in the image.
+    let by_prompt: HashMap<(Vec<PathBuf>, String), String> = answers
         .iter()
         .map(|(id, a)| {
             let item = set
@@ -45,7 +46,7 @@ fn run_with(set: &BenchSet, answers: &[(&str, &str)], dir: &Path) -> BenchReport
                 .iter()
                 .find(|i| i.id == *id)
                 .unwrap_or_else(|| panic!("no item {id}"));
-            (item.prompt.clone(), a.to_string())
+            ((item.images.clone(), item.prompt.clone()), a.to_string())
         })
         .collect();
     assert_eq!(by_prompt.len(), set.items.len(), "one answer per question");
@@ -55,7 +56,7 @@ fn run_with(set: &BenchSet, answers: &[(&str, &str)], dir: &Path) -> BenchReport
                 .iter()
                 .map(|(images, prompt)| {
                     assert!(images.iter().all(|p| p.is_file()), "{images:?}");
-                    by_prompt[prompt].clone()
+                    by_prompt[&(images.clone(), prompt.clone())].clone()
                 })
                 .collect(),
         )
@@ -163,9 +164,9 @@ fn whatsup_pairs_sets_and_parts_of_two_options() {
     let dir = tempfile::tempdir().expect("tempdir");
     let set = load(Benchmark::WhatsUp, dir.path());
     assert_eq!(set.items.len(), 5);
-    // rotated so the right caption is not always "A"
+    // files in name order (coco_qa_one_obj.json first); rotated so the right caption is not always "A"
     let letters: Vec<String> = set.items.iter().map(|i| i.target.text()).collect();
-    assert_eq!(letters, ["A", "B", "C", "D", "A"]);
+    assert_eq!(letters, ["A", "A", "B", "C", "D"]);
     let report = run_with(
         &set,
         &[
