@@ -1,5 +1,6 @@
 //! Spatial evaluation: scoring answers against ground truth, metrics per question type and family, benchmark
-//! readers (svlm synthesis sets, Q-Spatial-Bench, SpatialRGPT-Bench) and reports (JSON, markdown, predictions
+//! readers (svlm synthesis sets, Q-Spatial-Bench, SpatialRGPT-Bench; the published spatial benchmarks with their
+//! official scoring in [`benchmarks`]) and reports (JSON, markdown, predictions
 //! JSONL, PNG charts).
 //!
 //! Generation is not here: anything implementing [`Answerer`] answers the questions (the `svlm eval` command wires
@@ -21,8 +22,10 @@ pub mod steps;
 
 pub use baseline::PriorBaseline;
 pub use benchmarks::{
-    BenchmarkFormat, LoadOptions, detect_format, load_benchmark, read_qspatial, read_spatialrgpt,
-    read_synth, read_synth_cached,
+    BenchItem, BenchPrediction, BenchSet, BenchSummary, Benchmark, BenchmarkFormat,
+    FnImagesAnswerer, ImagesAnswerer, LoadOptions, ReadContext, RunOptions, detect_format,
+    load_bench, load_benchmark, read_qspatial, read_spatialrgpt, read_synth, read_synth_cached,
+    run_benchmark,
 };
 pub use dataset::{EvalItem, EvalSet, Skip};
 pub use evaluate::{
@@ -32,6 +35,9 @@ pub use general::{
     GeneralItem, GeneralPrediction, GeneralReport, evaluate_general, read_general_vqa,
 };
 pub use metrics::{ChoiceMisses, Metrics, Rate};
-pub use report::{EvalReport, ReportFiles, read_predictions, truth_text};
+pub use report::{
+    BenchReport, EvalReport, PublishedResult, ReportFiles, parse_published, published_results,
+    read_predictions, truth_text, write_leaderboard,
+};
 pub use score::{Parsed, Score, score_answer};
 pub use steps::ReasoningSteps;

@@ -455,3 +455,231 @@ pub fn truth_text(truth: &Truth) -> String {
         Truth::Angle { degrees } => format!("{degrees:.1} deg"),
     }
 }
+
+/// One published benchmark run: the benchmark's own summary, and what went into it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub benchmark: crate::benchmarks::Benchmark,
+    pub model: String,
+    /// Questions answered (all of the set's).
+    pub items: usize,
+    /// Answers found in the kept predictions instead of asked again.
+    #[serde(default)]
+    pub resumed: usize,
+    /// Release rows that were not turned into questions, and the first few of them.
+    pub skipped: usize,
+    pub skipped_examples: Vec<Skip>,
+    #[serde(default)]
+    pub seconds: f64,
+    pub summary: crate::benchmarks::BenchSummary,
+    /// Answers that nothing could be read from by the benchmark's rule (share of all).
+    pub unreadable_rate: Option<f64>,
+}
+
+impl BenchReport {
+    pub fn new(
+        set: &crate::benchmarks::BenchSet,
+        model: &str,
+        summary: crate::benchmarks::BenchSummary,
+        predictions: &[crate::benchmarks::BenchPrediction],
+    ) -> Self {
+        let unreadable = predictions
+            .iter()
+            .filter(|p| p.judged.extracted.as_deref().is_none_or(str::is_empty))
+            .count();
+        BenchReport {
+            benchmark: set.benchmark,
+            model: model.to_string(),
+            items: predictions.len(),
+            resumed: 0,
+            skipped: set.skipped.len(),
+            skipped_examples: set.skipped.iter().take(LISTED_SKIPS).cloned().collect(),
+            seconds: 0.0,
+            summary,
+            unreadable_rate: (!predictions.is_empty())
+                .then(|| unreadable as f64 / predictions.len() as f64),
+        }
+    }
+
+    /// The report as markdown: the headline, the benchmark's tables (official and strict columns), notes, skips.
+    pub fn to_markdown(&self) -> String {
+        let s = &self.summary;
+        let mut md = format!(
+            "# {} on {}\n\n{} questions ({} answers kept from an earlier run), {} release rows skipped.\n\n",
+            self.model,
+            self.benchmark.title(),
+            self.items,
+            self.resumed,
+            self.skipped
+        );
+        md.push_str(&format!(
+            "**{}: {}** (strict: {})\n\n",
+            s.metric,
+            pct(s.overall),
+            pct(s.strict_overall)
+        ));
+        md.push_str(
+            "\"official\" is the benchmark's own matching rule; \"strict\" counts an answer only when it names \
+             exactly the right option (VLMEvalKit's `can_infer`), so an answer naming several options or none \
+             is wrong there even where the official rule reads a letter out of it.\n\n",
+        );
+        let rows: Vec<Vec<String>> = s
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.table.clone(),
+                    r.name.clone(),
+                    r.n.to_string(),
+                    pct(r.value),
+                    pct(r.strict),
+                ]
+            })
+            .collect();
+        md.push_str(&markdown_table(
+            &["table", "name", "n", "official", "strict"],
+            &rows,
+        ));
+        for note in &s.notes {
+            md.push_str(&format!("\n{note}\n"));
+        }
+        if self.skipped > 0 {
+            md.push_str(&format!(
+                "\n## Skipped release rows ({}, first {} listed)\n\n",
+                self.skipped,
+                self.skipped_examples.len()
+            ));
+            let rows: Vec<Vec<String>> = self
+                .skipped_examples
+                .iter()
+                .map(|s| vec![s.location.clone(), s.reason.clone()])
+                .collect();
+            md.push_str(&markdown_table(&["where", "why"], &rows));
+        }
+        md
+    }
+
+    /// Writes `report.json` and `report.md` into `dir` (predictions are kept by the runner).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = serde_json::to_string_pretty(self).context("serializing the report")?;
+        write_atomic(&dir.join("report.json"), json.as_bytes())?;
+        write_atomic(&dir.join("report.md"), self.to_markdown().as_bytes())
+    }
+}
+
+/// A number a paper printed for a benchmark, from `crates/svlm-eval/data/published.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedResult {
+    /// `Benchmark::name` ("cvbench", "vsibench"...).
+    pub benchmark: String,
+    pub model: String,
+    /// Percent, as printed.
+    pub value: f64,
+    /// The paper and table (or page) it is printed in.
+    pub source: String,
+}
+
+/// The published reference numbers shipped with svlm.
+pub fn published_results() -> Result<Vec<PublishedResult>> {
+    parse_published(include_str!("../data/published.csv"))
+}
+
+/// Parses the published-results CSV (`benchmark,model,value,source`, a header row, `#` comment lines).
+pub fn parse_published(text: &str) -> Result<Vec<PublishedResult>> {
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let mut rows = Vec::new();
+    for (n, row) in reader.deserialize().enumerate() {
+        let row: PublishedResult =
+            row.with_context(|| format!("published.csv: data row {}", n + 1))?;
+        row.benchmark
+            .parse::<crate::benchmarks::Benchmark>()
+            .with_context(|| format!("published.csv: data row {}", n + 1))?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Writes `leaderboard.md`, `leaderboard.json` and `leaderboard.png` into `dir`: each benchmark's headline number
+/// for `reports`' model beside the published numbers for the same benchmark.
+pub fn write_leaderboard(
+    dir: &Path,
+    reports: &[BenchReport],
+    published: &[PublishedResult],
+) -> Result<Vec<PathBuf>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut md = String::from(
+        "# Spatial benchmarks\n\nOur numbers by each benchmark's own scoring (strict in brackets), beside numbers \
+         published for reference models (percent; source in the last column).\n\n",
+    );
+    let mut rows = Vec::new();
+    for r in reports {
+        rows.push(vec![
+            r.benchmark.title().to_string(),
+            format!("**{}** (this run)", r.model),
+            format!(
+                "{} ({})",
+                pct(r.summary.overall),
+                pct(r.summary.strict_overall)
+            ),
+            r.summary.metric.clone(),
+            format!("{} questions", r.items),
+        ]);
+        for p in published.iter().filter(|p| {
+            p.benchmark.parse::<crate::benchmarks::Benchmark>().ok() == Some(r.benchmark)
+        }) {
+            rows.push(vec![
+                String::new(),
+                p.model.clone(),
+                format!("{:.1}%", p.value),
+                String::new(),
+                p.source.clone(),
+            ]);
+        }
+    }
+    md.push_str(&markdown_table(
+        &["benchmark", "model", "score", "metric", "n / source"],
+        &rows,
+    ));
+    let md_path = dir.join("leaderboard.md");
+    write_atomic(&md_path, md.as_bytes())?;
+    let json_path = dir.join("leaderboard.json");
+    let json = serde_json::to_string_pretty(reports).context("serializing the leaderboard")?;
+    write_atomic(&json_path, json.as_bytes())?;
+    let mut written = vec![md_path, json_path];
+    if !reports.is_empty() {
+        let names: Vec<String> = reports
+            .iter()
+            .map(|r| r.benchmark.title().to_string())
+            .collect();
+        let mut chart = BarChart::new(
+            format!("{} on spatial benchmarks", reports[0].model),
+            "score",
+            names,
+        )
+        .with_group(
+            "official scoring",
+            reports
+                .iter()
+                .map(|r| r.summary.overall.unwrap_or(0.0))
+                .collect(),
+        )
+        .with_group(
+            "strict",
+            reports
+                .iter()
+                .map(|r| r.summary.strict_overall.unwrap_or(0.0))
+                .collect(),
+        );
+        chart.y_max = Some(1.0);
+        let png = dir.join("leaderboard.png");
+        chart.save_png(&png)?;
+        written.push(png);
+    }
+    Ok(written)
+}

@@ -1,11 +1,19 @@
 //! `svlm eval --model <dir|repo|run> --data <set> --out DIR`: batched generation over a spatial VQA set, scored per
 //! question type, with a JSON + markdown report, PNG charts and the predictions. With `--rescore`, `--data` is a
 //! predictions.jsonl whose answers are scored again (`svlm eval --model NAME --rescore --data FILE --out DIR`).
+//!
+//! `svlm eval --benchmark NAME --data PATH --model M --out DIR` (or `--benchmark all --data-root DIR`) runs the
+//! published spatial benchmarks with their own prompts and scoring (`svlm_eval::benchmarks`): one folder per
+//! benchmark with `predictions.jsonl` (kept as answers come; a rerun asks only what is missing), `report.md` and
+//! `report.json`, and `leaderboard.{md,json,png}` beside the published reference numbers.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use svlm_eval::{EvalOptions, LoadOptions, evaluate, load_benchmark, resume_log};
+use anyhow::{Context, bail};
+use svlm_eval::{
+    Benchmark, EvalOptions, ImagesAnswerer, LoadOptions, ReadContext, RunOptions, evaluate,
+    load_bench, load_benchmark, resume_log, run_benchmark, write_leaderboard,
+};
 
 use crate::answerer::{AnswerSettings, ModelAnswerer, ModelSpec};
 
@@ -13,9 +21,20 @@ use crate::answerer::{AnswerSettings, ModelAnswerer, ModelSpec};
 pub struct Args {
     #[command(flatten)]
     pub spec: ModelSpec,
-    /// The evaluation set: svlm synth JSONL/Parquet, Q-Spatial-Bench or SpatialRGPT-Bench files (format detected).
+    /// The evaluation set: svlm synth JSONL/Parquet, Q-Spatial-Bench or SpatialRGPT-Bench files (format detected);
+    /// with --benchmark, the benchmark's release file or folder.
+    #[arg(long, required_unless_present = "data_root")]
+    pub data: Option<PathBuf>,
+    /// A published benchmark to run with its own prompt and scoring: cvbench, blink, embspatial, whatsup,
+    /// 3dsrbench, vsibench, qspatial, spatialrgpt, or all (needs --data-root).
     #[arg(long)]
-    pub data: PathBuf,
+    pub benchmark: Option<String>,
+    /// Folder with one subfolder per benchmark, named as --benchmark names them (cvbench/, blink/, ...).
+    #[arg(long, requires = "benchmark")]
+    pub data_root: Option<PathBuf>,
+    /// VSI-Bench: frames sampled evenly from each video's frame folder.
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
     /// Folder the images of --data are relative to (default: the data file's folder).
     #[arg(long)]
     pub image_root: Option<PathBuf>,
@@ -43,10 +62,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.benchmark.is_some() {
+        return run_benchmarks(&args);
+    }
+    let data = args
+        .data
+        .clone()
+        .context("--data is required (or --benchmark with --data-root)")?;
     let report = if args.rescore {
-        svlm_eval::rescore_predictions(&args.data, &args.spec.model)?
+        svlm_eval::rescore_predictions(&data, &args.spec.model)?
     } else {
-        generate_and_score(&args)?
+        generate_and_score(&args, &data)?
     };
     report
         .write(&args.out)
@@ -66,9 +92,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn generate_and_score(args: &Args) -> anyhow::Result<svlm_eval::EvalReport> {
+fn generate_and_score(
+    args: &Args,
+    data: &std::path::Path,
+) -> anyhow::Result<svlm_eval::EvalReport> {
     let set = load_benchmark(
-        &args.data,
+        data,
         &LoadOptions {
             image_root: args.image_root.clone(),
             // Parquet sets (Q-Spatial-Bench) embed their images; they are written here once.
@@ -77,7 +106,7 @@ fn generate_and_score(args: &Args) -> anyhow::Result<svlm_eval::EvalReport> {
             ..LoadOptions::default()
         },
     )
-    .with_context(|| format!("loading --data {}", args.data.display()))?;
+    .with_context(|| format!("loading --data {}", data.display()))?;
     let (weights, processor) = args.spec.resolve()?;
     let settings = AnswerSettings {
         device: args.device.clone(),
@@ -117,4 +146,135 @@ fn print_summary(report: &svlm_eval::EvalReport, args: &Args) {
         pct(report.overall.valid_format_rate)
     );
     println!("report: {}", args.out.join("report.md").display());
+}
+
+/// The benchmarks `--benchmark` names, each with its release file or folder.
+fn benchmark_inputs(args: &Args) -> anyhow::Result<Vec<(Benchmark, PathBuf)>> {
+    let name = args.benchmark.as_deref().unwrap_or_default();
+    if name.eq_ignore_ascii_case("all") {
+        let root = args
+            .data_root
+            .as_ref()
+            .context("--benchmark all needs --data-root DIR (one subfolder per benchmark)")?;
+        let found: Vec<(Benchmark, PathBuf)> = Benchmark::ALL
+            .into_iter()
+            .map(|b| (b, root.join(b.name())))
+            .filter(|(_, dir)| dir.exists())
+            .collect();
+        if found.is_empty() {
+            bail!(
+                "{}: no benchmark folders (expected some of {})",
+                root.display(),
+                Benchmark::ALL.map(|b| b.name()).join(", ")
+            );
+        }
+        for b in Benchmark::ALL {
+            if !found.iter().any(|(f, _)| *f == b) {
+                println!(
+                    "{}: no {}/ in {}, skipped",
+                    b.title(),
+                    b.name(),
+                    root.display()
+                );
+            }
+        }
+        return Ok(found);
+    }
+    let benchmark: Benchmark = name.parse()?;
+    let data = match (&args.data, &args.data_root) {
+        (Some(data), _) => data.clone(),
+        (None, Some(root)) => root.join(benchmark.name()),
+        (None, None) => bail!("--benchmark {name} needs --data PATH or --data-root DIR"),
+    };
+    Ok(vec![(benchmark, data)])
+}
+
+/// `--benchmark`: each benchmark read, answered (resuming kept predictions) and reported, then the leaderboard.
+fn run_benchmarks(args: &Args) -> anyhow::Result<()> {
+    let inputs = benchmark_inputs(args)?;
+    let (weights, processor) = args.spec.resolve()?;
+    let settings = AnswerSettings {
+        device: args.device.clone(),
+        dtype: args.dtype.clone(),
+        max_new_tokens: args.max_new_tokens,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: 0,
+    };
+    let mut answerer = ModelAnswerer::open(&weights, &processor, &settings)?;
+    let options = RunOptions {
+        model: args.spec.model.clone(),
+        batch_size: args.batch_size,
+    };
+    let mut reports = Vec::new();
+    for (benchmark, data) in inputs {
+        let ctx = ReadContext {
+            image_root: args.image_root.clone(),
+            image_cache: args.out.join("images").join(benchmark.name()),
+            frames: args.frames,
+        };
+        let mut set = load_bench(benchmark, &data, &ctx)?;
+        if let Some(n) = args.limit {
+            set.items.truncate(n);
+        }
+        let bar = indicatif::ProgressBar::new(set.items.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {} ({{per_sec}}, eta {{eta}})",
+                benchmark.title()
+            ))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        let out = args.out.join(benchmark.name());
+        let report = run_benchmark(&set, &mut answerer, &out, &options, &mut |done, _| {
+            bar.set_position(done as u64)
+        })
+        .with_context(|| format!("running {}", benchmark.title()))?;
+        bar.finish_and_clear();
+        let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        println!(
+            "{}: {} {} (strict {}), {} questions ({} kept from an earlier run), {} rows skipped: {}",
+            benchmark.title(),
+            report.summary.metric,
+            pct(report.summary.overall),
+            pct(report.summary.strict_overall),
+            report.items,
+            report.resumed,
+            report.skipped,
+            out.join("report.md").display()
+        );
+        reports.push(report);
+    }
+    let published = svlm_eval::published_results()?;
+    let files = write_leaderboard(&args.out, &reports, &published)?;
+    if let Some(md) = files.first() {
+        println!("leaderboard: {}", md.display());
+    }
+    Ok(())
+}
+
+impl ImagesAnswerer for ModelAnswerer {
+    fn answer_images(&mut self, batch: &[(Vec<PathBuf>, String)]) -> anyhow::Result<Vec<String>> {
+        let mut loaded = Vec::with_capacity(batch.len());
+        for (paths, prompt) in batch {
+            let mut images = Vec::with_capacity(paths.len());
+            for path in paths {
+                images.push(
+                    svlm_processor::image_ops::load_image(path)
+                        .with_context(|| format!("reading image {}", path.display()))?,
+                );
+            }
+            loaded.push((images, prompt.clone()));
+        }
+        // Prompts with different image counts do not batch: answer those one by one.
+        if loaded.windows(2).all(|w| w[0].0.len() == w[1].0.len()) {
+            return self.answer(&loaded);
+        }
+        let mut answers = Vec::with_capacity(loaded.len());
+        for one in loaded {
+            answers.extend(self.answer(std::slice::from_ref(&one))?);
+        }
+        Ok(answers)
+    }
 }

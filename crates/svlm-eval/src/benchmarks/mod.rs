@@ -11,13 +11,39 @@
 //!   (`val_SpatialRGPT-Bench.jsonl`, images from Omni3D) or the JSON array `SpatialRGPT-Bench_v1.json` of the
 //!   SpatialRGPT repository. Rows: `id`, `image_info` {`file_path`, `width`, `height`}, `text_q`, `conversations`,
 //!   `bbox`, `rle`, `qa_info` {`type`, `category`}.
+//!
+//! The published spatial benchmarks that `svlm eval --benchmark` runs with their own prompts and scoring
+//! ([`Benchmark`], [`load_bench`], [`run_benchmark`]): CV-Bench ([`cvbench`]), BLINK's spatial subtasks
+//! ([`blink`]), EmbSpatial-Bench ([`embspatial`]), What'sUp ([`whatsup`]), 3DSRBench ([`threedsr`]), VSI-Bench
+//! ([`vsibench`]), and the two above ([`truth_sets`]). Each module's doc comment names the release format and the
+//! evaluation script its rules follow. To add one: a module with `read`, `judge` and `summarize`, a
+//! [`Benchmark`] variant, and its arms in `suite.rs`.
 
+pub mod blink;
+pub mod cvbench;
+pub mod embspatial;
+pub mod matching;
 mod qspatial;
+pub mod regions;
+pub(crate) mod rows;
 mod spatialrgpt;
+pub mod standard;
+pub mod suite;
 mod synth;
+pub mod threedsr;
+pub mod truth_sets;
+pub mod vsibench;
+pub mod whatsup;
 
 pub use qspatial::read_qspatial;
 pub use spatialrgpt::read_spatialrgpt;
+pub use standard::{
+    BenchItem, BenchSet, BenchSummary, Benchmark, Judged, ReadContext, SummaryRow, Target,
+};
+pub use suite::{
+    BenchPrediction, FnImagesAnswerer, ImagesAnswerer, RunOptions, discover, judge,
+    load as load_bench, predictions_path, run_benchmark, summarize,
+};
 pub(crate) use synth::read_records;
 pub use synth::{read_synth, read_synth_cached};
 

@@ -226,7 +226,12 @@ fn struct_field(array: &StructArray, name: &str) -> Option<arrow::array::ArrayRe
 }
 
 /// Writes image bytes atomically as `dir/<stem>.<ext>`, the extension from `name` or the bytes' magic number.
-fn write_image(dir: &Path, stem: &str, name: Option<&str>, bytes: &[u8]) -> Result<PathBuf> {
+pub(crate) fn write_image(
+    dir: &Path,
+    stem: &str,
+    name: Option<&str>,
+    bytes: &[u8],
+) -> Result<PathBuf> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ext = name
         .and_then(|n| Path::new(n).extension())
