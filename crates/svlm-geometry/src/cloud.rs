@@ -114,11 +114,20 @@ pub fn voxel_downsample_traced(cloud: &PointCloud, voxel_size: f64) -> (PointClo
     } else {
         let mut slot_of_key: VoxelMap<u32> = VoxelMap::default();
         slot_of_key.reserve(cloud.points.len() / 4);
+        // Lifted points arrive in raster order, so a point often falls in the previous point's voxel.
+        let mut last: Option<(u64, u32)> = None;
         accumulate(&cloud.points, |p| {
             let r = (p - origin) / voxel_size;
             let key = ((r.x as u64) << 42) | ((r.y as u64) << 21) | (r.z as u64);
+            if let Some((last_key, slot)) = last
+                && last_key == key
+            {
+                return slot;
+            }
             let next = slot_of_key.len() as u32;
-            *slot_of_key.entry(key).or_insert(next)
+            let slot = *slot_of_key.entry(key).or_insert(next);
+            last = Some((key, slot));
+            slot
         })
     };
     (finish_voxels(cloud, &sums, &slots), slots)

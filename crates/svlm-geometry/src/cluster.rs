@@ -9,7 +9,7 @@ use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS};
 /// point's index, and a border point joins the first cluster that reaches it.
 pub fn dbscan(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Option<usize>> {
     let n = points.len();
-    let Some(index) = KdIndex::new(points) else {
+    let Some(index) = KdIndex::for_radius_search(points) else {
         return Vec::new();
     };
     if !eps.is_finite() || eps <= 0.0 {

@@ -234,10 +234,68 @@ pub(crate) fn convex_hull_vertices(points: &[Point3<f64>]) -> Option<Vec<usize>>
     Some(vertices)
 }
 
+/// The points that may be hull vertices (Akl-Toussaint): the extreme points along x, y, x + y and x - y span an
+/// octagon inside the hull, and a point clearly inside it (by a margin far above rounding error) cannot be a vertex.
+/// Dropping them before the O(n log n) sort leaves the hull unchanged; object clouds of thousands of points keep
+/// a few dozen. Small inputs come back whole.
+fn outside_extreme_octagon(points: &[Point2<f64>]) -> Vec<Point2<f64>> {
+    if points.len() < 64 {
+        return points.to_vec();
+    }
+    // Counter-clockwise: east, north-east, north, north-west, west, south-west, south, south-east.
+    let keys: [fn(&Point2<f64>) -> f64; 8] = [
+        |p| p.x,
+        |p| p.x + p.y,
+        |p| p.y,
+        |p| p.y - p.x,
+        |p| -p.x,
+        |p| -p.x - p.y,
+        |p| -p.y,
+        |p| p.x - p.y,
+    ];
+    let mut extreme = [points[0]; 8];
+    for p in &points[1..] {
+        for (e, key) in extreme.iter_mut().zip(&keys) {
+            if key(p) > key(e) {
+                *e = *p;
+            }
+        }
+    }
+    let mut corners: Vec<Point2<f64>> = Vec::with_capacity(8);
+    for e in extreme {
+        if corners.last() != Some(&e) && corners.first() != Some(&e) {
+            corners.push(e);
+        }
+    }
+    if corners.len() < 3 {
+        return points.to_vec();
+    }
+    let span = (extreme[0].x - extreme[4].x).max(extreme[2].y - extreme[6].y);
+    let margin = 1e-9 * span * span;
+    if !(margin > 0.0 && margin.is_finite()) {
+        return points.to_vec();
+    }
+    let edges: Vec<(Point2<f64>, Point2<f64>)> = (0..corners.len())
+        .map(|i| (corners[i], corners[(i + 1) % corners.len()]))
+        .collect();
+    points
+        .iter()
+        .filter(|p| {
+            !edges
+                .iter()
+                .all(|(a, b)| (b.x - a.x) * (p.y - a.y) - (b.y - a.y) * (p.x - a.x) > margin)
+        })
+        .copied()
+        .collect()
+}
+
 /// 2D convex hull (Andrew's monotone chain), counter-clockwise, collinear points dropped. Fewer than 3 distinct
 /// points come back as they are (1 or 2 points).
 pub(crate) fn convex_hull_2d(points: &[Point2<f64>]) -> Vec<Point2<f64>> {
-    let mut sorted: Vec<Point2<f64>> = points.to_vec();
+    monotone_chain(outside_extreme_octagon(points))
+}
+
+fn monotone_chain(mut sorted: Vec<Point2<f64>>) -> Vec<Point2<f64>> {
     sorted.sort_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
     sorted.dedup();
     if sorted.len() < 3 {
@@ -333,6 +391,42 @@ mod tests {
             .map(|i| Point3::new(i as f64, (i * i) as f64, 0.0))
             .collect();
         assert!(convex_hull_vertices(&points).is_none());
+    }
+
+    #[test]
+    fn octagon_filter_leaves_the_2d_hull_unchanged() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        for round in 0..40 {
+            let n = [70, 500, 3000][round % 3];
+            let (sx, sy) = (rng.random_range(0.01..3.0), rng.random_range(0.01..3.0));
+            let snap = round % 2 == 0;
+            let points: Vec<Point2<f64>> = (0..n)
+                .map(|_| {
+                    let (mut x, mut y) = (rng.random_range(-sx..sx), rng.random_range(-sy..sy));
+                    if round % 4 == 1 {
+                        // A disc: many hull vertices.
+                        let (r, t) = (
+                            rng.random_range(0.0f64..1.0).sqrt(),
+                            rng.random_range(0.0..6.3f64),
+                        );
+                        (x, y) = (sx * r * t.cos(), sy * r * t.sin());
+                    }
+                    if snap {
+                        // Grid coordinates: duplicates and collinear boundary points.
+                        (x, y) = ((x * 20.0).round() / 20.0, (y * 20.0).round() / 20.0);
+                    }
+                    Point2::new(x + 5.0, y - 2.0)
+                })
+                .collect();
+            let kept = outside_extreme_octagon(&points);
+            assert!(n < 500 || kept.len() < n / 2, "kept {} of {n}", kept.len());
+            assert_eq!(
+                convex_hull_2d(&points),
+                monotone_chain(points.clone()),
+                "round {round}"
+            );
+        }
     }
 
     #[test]

@@ -12,6 +12,10 @@ const LEAF_SIZE: usize = 16;
 /// split axes and values live in arrays indexed by it (the value is stored because building the right child
 /// reorders the slot at `mid`). Per-object clouds are small (hundreds of points),
 /// where building this costs microseconds, far less than a general-purpose tree with its own allocations.
+///
+/// [`Self::for_radius_search`] gives clouds of at most [`SCAN_MAX_POINTS`] points no tree: their searches scan
+/// coordinate columns, computing every squared distance exactly as the tree's leaves do, so both give the same
+/// neighbours and distances.
 pub(crate) struct KdIndex {
     coords: Vec<[f64; 3]>,
     ids: Vec<u32>,
@@ -19,10 +23,34 @@ pub(crate) struct KdIndex {
     split_value: Vec<f64>,
     min: [f64; 3],
     max: [f64; 3],
+    /// x, y and z of every point in input order, for a cloud searched by a scan (empty for a tree).
+    columns: [Vec<f64>; 3],
 }
 
+/// Up to this many points a linear scan beats the tree for radius and nearest-distance searches: the distance
+/// loop vectorizes and a branch-free compaction keeps the hits, where the tree pays a branchy descent per query.
+/// Synthesis filters objects on at most 300 voxels, so their DBSCAN and the gaps between objects take this path.
+/// (k-nearest is not faster this way: keeping the k best of every point costs more than the tree's pruning.)
+pub(crate) const SCAN_MAX_POINTS: usize = 512;
+
+/// Points per block of a scan: distances are computed a block at a time into a small stack buffer.
+const SCAN_BLOCK: usize = 64;
+
 impl KdIndex {
-    /// `None` for an empty slice.
+    /// An index for radius and nearest-distance searches: a scan up to [`SCAN_MAX_POINTS`] points, a tree above.
+    /// (k-nearest searches are faster on the tree at every size: use [`Self::new`] for them.) `None` for an empty
+    /// slice.
+    pub(crate) fn for_radius_search(points: &[Point3<f64>]) -> Option<Self> {
+        if points.is_empty() {
+            return None;
+        }
+        if points.len() <= SCAN_MAX_POINTS {
+            return Some(Self::scan_only(points));
+        }
+        Self::new(points)
+    }
+
+    /// A tree over `points`; `None` for an empty slice.
     pub(crate) fn new(points: &[Point3<f64>]) -> Option<Self> {
         if points.is_empty() {
             return None;
@@ -50,7 +78,47 @@ impl KdIndex {
             split_value,
             min,
             max,
+            columns: Default::default(),
         })
+    }
+
+    fn scan_only(points: &[Point3<f64>]) -> Self {
+        let column = |a: usize| points.iter().map(|p| p[a]).collect();
+        Self {
+            coords: Vec::new(),
+            ids: Vec::new(),
+            split_axis: Vec::new(),
+            split_value: Vec::new(),
+            min: [0.0; 3],
+            max: [0.0; 3],
+            columns: [column(0), column(1), column(2)],
+        }
+    }
+
+    fn is_scan(&self) -> bool {
+        !self.columns[0].is_empty()
+    }
+
+    /// Calls `visit(first_index, distances)` for consecutive blocks of squared distances from `q` (input order),
+    /// each the same expression as [`sq_distance`] with the point first, so the values are bit-identical to the
+    /// tree's.
+    fn scan_distances(&self, q: &[f64; 3], mut visit: impl FnMut(usize, &[f64])) {
+        let [xs, ys, zs] = &self.columns;
+        let mut block = [0.0; SCAN_BLOCK];
+        for start in (0..xs.len()).step_by(SCAN_BLOCK) {
+            let end = (start + SCAN_BLOCK).min(xs.len());
+            let out = &mut block[..end - start];
+            for (((d, x), y), z) in out
+                .iter_mut()
+                .zip(&xs[start..end])
+                .zip(&ys[start..end])
+                .zip(&zs[start..end])
+            {
+                let (dx, dy, dz) = (x - q[0], y - q[1], z - q[2]);
+                *d = dx * dx + dy * dy + dz * dz;
+            }
+            visit(start, out);
+        }
     }
 
     /// The `k` nearest points as `(squared distance, index)`, closest first, into `out` (cleared first); the query
@@ -61,6 +129,14 @@ impl KdIndex {
             return;
         }
         let q = [p.x, p.y, p.z];
+        if self.is_scan() {
+            self.scan_distances(&q, |start, distances| {
+                for (i, &d) in distances.iter().enumerate() {
+                    insert_nearest(out, k, d, (start + i) as u32);
+                }
+            });
+            return;
+        }
         let (mut off, rd) = self.box_offsets(&q);
         self.knn(0, self.coords.len(), &q, k, out, &mut off, rd);
     }
@@ -69,8 +145,21 @@ impl KdIndex {
     /// `out`.
     pub(crate) fn within(&self, p: &Point3<f64>, radius: f64, out: &mut Vec<u32>) {
         let q = [p.x, p.y, p.z];
-        let (mut off, rd) = self.box_offsets(&q);
         let r2 = radius * radius;
+        if self.is_scan() {
+            self.scan_distances(&q, |start, distances| {
+                // Branch-free compaction: write every index, advance past the ones inside.
+                let mut inside = [0u32; SCAN_BLOCK];
+                let mut count = 0;
+                for (i, &d) in distances.iter().enumerate() {
+                    inside[count] = (start + i) as u32;
+                    count += usize::from(d < r2);
+                }
+                out.extend_from_slice(&inside[..count]);
+            });
+            return;
+        }
+        let (mut off, rd) = self.box_offsets(&q);
         if rd < r2 {
             self.radius(0, self.coords.len(), &q, r2, out, &mut off, rd);
         }
@@ -80,6 +169,13 @@ impl KdIndex {
     /// infinity for a plain nearest-neighbour query; a finite bound prunes the search).
     pub(crate) fn nearest_sq_distance_below(&self, p: &Point3<f64>, bound: f64) -> f64 {
         let q = [p.x, p.y, p.z];
+        if self.is_scan() {
+            let mut best = bound;
+            self.scan_distances(&q, |_, distances| {
+                best = distances.iter().fold(best, |best, &d| best.min(d));
+            });
+            return best;
+        }
         let (mut off, rd) = self.box_offsets(&q);
         let mut best = bound;
         if rd < best {
@@ -116,19 +212,7 @@ impl KdIndex {
     ) {
         if hi - lo <= LEAF_SIZE {
             for i in lo..hi {
-                let d = sq_distance(&self.coords[i], q);
-                if out.len() == k {
-                    if d >= out[k - 1].0 {
-                        continue;
-                    }
-                    out.pop();
-                }
-                // Sorted insert from the back: new candidates are usually farther than most kept ones.
-                let mut at = out.len();
-                while at > 0 && out[at - 1].0 > d {
-                    at -= 1;
-                }
-                out.insert(at, (d, self.ids[i]));
+                insert_nearest(out, k, sq_distance(&self.coords[i], q), self.ids[i]);
             }
             return;
         }
@@ -221,6 +305,23 @@ impl KdIndex {
     }
 }
 
+/// Keeps `out` the `k` smallest `(distance, id)` seen so far, sorted, ties in order of arrival.
+#[inline(always)]
+fn insert_nearest(out: &mut Vec<(f64, u32)>, k: usize, d: f64, id: u32) {
+    if out.len() == k {
+        if d >= out[k - 1].0 {
+            return;
+        }
+        out.pop();
+    }
+    // Sorted insert from the back: new candidates are usually farther than most kept ones.
+    let mut at = out.len();
+    while at > 0 && out[at - 1].0 > d {
+        at -= 1;
+    }
+    out.insert(at, (d, id));
+}
+
 #[inline(always)]
 fn sq_distance(a: &[f64; 3], b: &[f64; 3]) -> f64 {
     let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
@@ -267,8 +368,10 @@ fn build(
 /// `f64::INFINITY` when either is empty.
 pub fn closest_distance(a: &[Point3<f64>], b: &[Point3<f64>]) -> f64 {
     let (tree_points, queries) = if a.len() >= b.len() { (a, b) } else { (b, a) };
-    let (Some(index), Some(bounds)) = (KdIndex::new(tree_points), Aabb::from_points(tree_points))
-    else {
+    let (Some(index), Some(bounds)) = (
+        KdIndex::for_radius_search(tree_points),
+        Aabb::from_points(tree_points),
+    ) else {
         return f64::INFINITY;
     };
     // Queries nearest the tree's box first; once a query's distance to the box reaches the best distance so
@@ -306,9 +409,16 @@ mod tests {
 
     #[test]
     fn knn_and_radius_match_brute_force() {
+        // A tree above SCAN_MAX_POINTS, a scan below.
+        for n in [700, 300] {
+            knn_and_radius_match_brute_force_on(n);
+        }
+    }
+
+    fn knn_and_radius_match_brute_force_on(n: usize) {
         let mut rng = ChaCha8Rng::seed_from_u64(21);
         // Clustered and duplicated coordinates stress ties at the splits.
-        let points: Vec<Point3<f64>> = (0..700)
+        let points: Vec<Point3<f64>> = (0..n)
             .map(|i| {
                 let snap = |x: f64| {
                     if i % 3 == 0 {
@@ -324,7 +434,9 @@ mod tests {
                 )
             })
             .collect();
-        let index = KdIndex::new(&points).unwrap();
+        let index = KdIndex::for_radius_search(&points).unwrap();
+        assert_eq!(index.is_scan(), n <= SCAN_MAX_POINTS);
+        assert!(!KdIndex::new(&points).unwrap().is_scan());
         let mut found = Vec::new();
         let mut within = Vec::new();
         for q in points
@@ -344,7 +456,12 @@ mod tests {
             );
             within.clear();
             index.within(q, 0.2, &mut within);
-            assert_eq!(within.len(), brute.iter().filter(|&&d| d < 0.04).count());
+            let mut expected: Vec<u32> = (0..n as u32)
+                .filter(|&i| (points[i as usize] - q).norm_squared() < 0.04)
+                .collect();
+            within.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(within, expected);
             assert_eq!(index.nearest_sq_distance_below(q, f64::INFINITY), brute[0]);
             assert_eq!(
                 index.nearest_sq_distance_below(q, brute[0] / 2.0),
@@ -352,7 +469,7 @@ mod tests {
             );
         }
         index.nearest_k(&points[0], 5000, &mut found);
-        assert_eq!(found.len(), 700);
+        assert_eq!(found.len(), n);
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! plane on the background and the canonical frame, then per object voxel grid (capped), outlier removal and the
 //! largest cluster decided on the voxels, and centroid / AABB / upright OBB of the surviving full-resolution
 //! points in the canonical frame. Neighbour searches use a small implicit kd-tree built per cloud
-//! (microseconds for per-object clouds); loops go parallel (rayon) only above 20,000 points, since synthesis
+//! (microseconds for per-object clouds; radius and nearest-distance searches on clouds of at most 512 points scan
+//! coordinate columns instead, with the same results); loops go parallel (rayon) only above 20,000 points, since synthesis
 //! already runs one image per core.
 
 mod boxes;

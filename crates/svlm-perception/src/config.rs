@@ -82,6 +82,51 @@ pub struct Dinov2Config {
 }
 
 impl Dinov2Config {
+    /// The `config.json` of an HF `Dinov2Model` folder (model_type dinov2), validated.
+    pub fn from_dir(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let config: Self = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {} as a Dinov2Config", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// What the backbone module supports: DINOv2 with a plain MLP (not the giant's SwiGLU).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.model_type.is_empty() && self.model_type != "dinov2" {
+            bail!(
+                "model_type `{}` is not supported (only dinov2)",
+                self.model_type
+            );
+        }
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            bail!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
+        }
+        if self.patch_size == 0 || self.image_size < self.patch_size {
+            bail!(
+                "image_size {} and patch_size {} make no patches",
+                self.image_size,
+                self.patch_size
+            );
+        }
+        if self.use_swiglu_ffn {
+            bail!("use_swiglu_ffn = true (DINOv2 giant) is not supported");
+        }
+        svlm_model::nn::Activation::from_hf(&self.hidden_act).context("hidden_act")?;
+        self.selected_stages()?;
+        Ok(())
+    }
+
     pub fn intermediate_size(&self) -> usize {
         // transformers: int(hidden_size * mlp_ratio)
         (self.hidden_size as f64 * self.mlp_ratio) as usize
@@ -297,38 +342,16 @@ impl DepthAnythingConfig {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         let b = &self.backbone_config;
-        if !b.model_type.is_empty() && b.model_type != "dinov2" {
-            bail!(
-                "backbone_config.model_type `{}` is not supported (only dinov2)",
-                b.model_type
-            );
-        }
         if !self.model_type.is_empty() && self.model_type != "depth_anything" {
             bail!("model_type `{}` is not depth_anything", self.model_type);
         }
-        if b.num_attention_heads == 0 || !b.hidden_size.is_multiple_of(b.num_attention_heads) {
-            bail!(
-                "backbone_config: hidden_size {} is not a multiple of num_attention_heads {}",
-                b.hidden_size,
-                b.num_attention_heads
-            );
-        }
-        if b.patch_size == 0 || b.image_size < b.patch_size {
-            bail!(
-                "backbone_config: image_size {} and patch_size {} make no patches",
-                b.image_size,
-                b.patch_size
-            );
-        }
-        if b.use_swiglu_ffn {
-            bail!("backbone_config.use_swiglu_ffn = true (DINOv2 giant) is not supported");
-        }
+        b.validate()
+            .map_err(|e| anyhow::anyhow!("backbone_config: {e:#}"))?;
         if b.reshape_hidden_states {
             bail!(
                 "backbone_config.reshape_hidden_states = true: Depth Anything's neck expects token sequences (false)"
             );
         }
-        svlm_model::nn::Activation::from_hf(&b.hidden_act).context("backbone_config.hidden_act")?;
         let stages = b.selected_stages()?;
         let n = self.neck_hidden_sizes.len();
         if n == 0 || stages.len() != n || self.reassemble_factors.len() != n {

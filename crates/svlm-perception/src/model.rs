@@ -10,7 +10,7 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, InterpolateMode, Inte
 use burn::tensor::{Device, Tensor, activation};
 use svlm_model::nn::{Activation, LayerNorm, Linear, PatchConv, attention};
 
-use crate::config::{DepthAnythingConfig, DepthKind, ReassembleResize};
+use crate::config::{DepthAnythingConfig, DepthKind, Dinov2Config, ReassembleResize};
 
 const INIT_STD: f64 = 0.02;
 
@@ -206,6 +206,72 @@ pub struct Dinov2Backbone {
 }
 
 impl Dinov2Backbone {
+    /// A backbone with HF-style initial weights (load a checkpoint to use it).
+    pub fn new(b: &Dinov2Config, device: &Device) -> Result<Self> {
+        b.validate()?;
+        let e = b.hidden_size;
+        let act = Activation::from_hf(&b.hidden_act)?;
+        let n_pos = (b.image_size / b.patch_size).pow(2) + 1;
+        let layerscale = |d: usize| LayerScale {
+            lambda1: Initializer::Constant {
+                value: b.layerscale_value,
+            }
+            .init([d], device),
+        };
+        let layers = (0..b.num_hidden_layers)
+            .map(|_| Dinov2Layer {
+                norm1: LayerNorm::new(e, b.layer_norm_eps, device),
+                attention: Dinov2Attention {
+                    attention: Dinov2SelfAttention {
+                        query: Linear::new(e, e, b.qkv_bias, INIT_STD, device),
+                        key: Linear::new(e, e, b.qkv_bias, INIT_STD, device),
+                        value: Linear::new(e, e, b.qkv_bias, INIT_STD, device),
+                    },
+                    output: Dinov2SelfOutput {
+                        dense: Linear::new(e, e, true, INIT_STD, device),
+                    },
+                    heads: b.num_attention_heads,
+                },
+                layer_scale1: layerscale(e),
+                norm2: LayerNorm::new(e, b.layer_norm_eps, device),
+                mlp: Dinov2Mlp {
+                    fc1: Linear::new(e, b.intermediate_size(), true, INIT_STD, device),
+                    fc2: Linear::new(b.intermediate_size(), e, true, INIT_STD, device),
+                    act,
+                },
+                layer_scale2: layerscale(e),
+            })
+            .collect();
+        let normal = Initializer::Normal {
+            mean: 0.0,
+            std: INIT_STD,
+        };
+        Ok(Self {
+            embeddings: Dinov2Embeddings {
+                cls_token: normal.init([1, 1, e], device),
+                mask_token: b
+                    .use_mask_token
+                    .then(|| Initializer::Zeros.init([1, e], device)),
+                patch_embeddings: Dinov2PatchEmbeddings {
+                    projection: PatchConv::new(
+                        b.num_channels,
+                        e,
+                        b.patch_size,
+                        true,
+                        INIT_STD,
+                        device,
+                    ),
+                },
+                position_embeddings: normal.init([1, n_pos, e], device),
+            },
+            encoder: Dinov2Encoder { layer: layers },
+            layernorm: LayerNorm::new(e, b.layer_norm_eps, device),
+            patch_size: b.patch_size,
+            stages: b.selected_stages()?,
+            apply_layernorm: b.apply_layernorm,
+        })
+    }
+
     /// The position embeddings for an `nh x nw` patch grid: the stored `side x side` grid resampled by
     /// bicubic interpolation (A = -0.75, half-pixel centres) as `interpolate_pos_encoding`, class position
     /// kept. `[1, 1 + nh*nw, C]`.
@@ -235,18 +301,8 @@ impl Dinov2Backbone {
     /// each `[B, 1 + (H/p)(W/p), C]` with the class token first (as `feature_maps` with
     /// `reshape_hidden_states = False`).
     pub fn forward(&self, pixels: Tensor<4>) -> Vec<Tensor<3>> {
-        let [b, _, h, w] = pixels.dims();
-        let (nh, nw) = (h / self.patch_size, w / self.patch_size);
-        let patches = self.embeddings.patch_embeddings.projection.forward(pixels);
-        let [_, _, c] = patches.dims();
-        let class = self.embeddings.cls_token.val().expand([b, 1, c]);
-        let mut x = Tensor::cat(vec![class, patches], 1) + self.position_embeddings(nh, nw);
         let last = self.stages.iter().copied().max().unwrap_or(0);
-        let mut hidden = vec![x.clone()];
-        for layer in self.encoder.layer.iter().take(last) {
-            x = layer.forward(x);
-            hidden.push(x.clone());
-        }
+        let hidden = self.hidden_states_up_to(pixels, last);
         self.stages
             .iter()
             .map(|&s| {
@@ -258,6 +314,28 @@ impl Dinov2Backbone {
                 }
             })
             .collect()
+    }
+
+    /// Every hidden state, as `Dinov2Model`'s `output_hidden_states`: the embeddings, then each layer's output
+    /// (no final layer norm), `1 + layers` tensors `[B, 1 + (H/p)(W/p), C]`. `Dinov2Model`'s
+    /// `last_hidden_state` is `self.layernorm.forward` of the last one.
+    pub fn hidden_states(&self, pixels: Tensor<4>) -> Vec<Tensor<3>> {
+        self.hidden_states_up_to(pixels, self.encoder.layer.len())
+    }
+
+    fn hidden_states_up_to(&self, pixels: Tensor<4>, last: usize) -> Vec<Tensor<3>> {
+        let [b, _, h, w] = pixels.dims();
+        let (nh, nw) = (h / self.patch_size, w / self.patch_size);
+        let patches = self.embeddings.patch_embeddings.projection.forward(pixels);
+        let [_, _, c] = patches.dims();
+        let class = self.embeddings.cls_token.val().expand([b, 1, c]);
+        let mut x = Tensor::cat(vec![class, patches], 1) + self.position_embeddings(nh, nw);
+        let mut hidden = vec![x.clone()];
+        for layer in self.encoder.layer.iter().take(last) {
+            x = layer.forward(x);
+            hidden.push(x.clone());
+        }
+        hidden
     }
 }
 
@@ -432,67 +510,10 @@ impl DepthAnythingModel {
     /// A model with HF-style initial weights (load a checkpoint to use it).
     pub fn new(config: &DepthAnythingConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let b = &config.backbone_config;
-        let e = b.hidden_size;
-        let act = Activation::from_hf(&b.hidden_act)?;
-        let n_pos = (b.image_size / b.patch_size).pow(2) + 1;
-        let layerscale = |d: usize| LayerScale {
-            lambda1: Initializer::Constant {
-                value: b.layerscale_value,
-            }
-            .init([d], device),
-        };
-        let layers = (0..b.num_hidden_layers)
-            .map(|_| Dinov2Layer {
-                norm1: LayerNorm::new(e, b.layer_norm_eps, device),
-                attention: Dinov2Attention {
-                    attention: Dinov2SelfAttention {
-                        query: Linear::new(e, e, b.qkv_bias, INIT_STD, device),
-                        key: Linear::new(e, e, b.qkv_bias, INIT_STD, device),
-                        value: Linear::new(e, e, b.qkv_bias, INIT_STD, device),
-                    },
-                    output: Dinov2SelfOutput {
-                        dense: Linear::new(e, e, true, INIT_STD, device),
-                    },
-                    heads: b.num_attention_heads,
-                },
-                layer_scale1: layerscale(e),
-                norm2: LayerNorm::new(e, b.layer_norm_eps, device),
-                mlp: Dinov2Mlp {
-                    fc1: Linear::new(e, b.intermediate_size(), true, INIT_STD, device),
-                    fc2: Linear::new(b.intermediate_size(), e, true, INIT_STD, device),
-                    act,
-                },
-                layer_scale2: layerscale(e),
-            })
-            .collect();
+        let backbone = Dinov2Backbone::new(&config.backbone_config, device)?;
         let normal = Initializer::Normal {
             mean: 0.0,
             std: INIT_STD,
-        };
-        let backbone = Dinov2Backbone {
-            embeddings: Dinov2Embeddings {
-                cls_token: normal.init([1, 1, e], device),
-                mask_token: b
-                    .use_mask_token
-                    .then(|| Initializer::Zeros.init([1, e], device)),
-                patch_embeddings: Dinov2PatchEmbeddings {
-                    projection: PatchConv::new(
-                        b.num_channels,
-                        e,
-                        b.patch_size,
-                        true,
-                        INIT_STD,
-                        device,
-                    ),
-                },
-                position_embeddings: normal.init([1, n_pos, e], device),
-            },
-            encoder: Dinov2Encoder { layer: layers },
-            layernorm: LayerNorm::new(e, b.layer_norm_eps, device),
-            patch_size: b.patch_size,
-            stages: b.selected_stages()?,
-            apply_layernorm: b.apply_layernorm,
         };
         let fusion = config.fusion_hidden_size;
         let reassemble = config

@@ -10,7 +10,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor, TensorData};
 use svlm_model::WeightDType;
 use svlm_model::io::{CheckpointTensor, read_safetensors_file};
-use svlm_perception::{DepthAnything, DepthKind};
+use svlm_perception::{DepthAnything, DepthKind, Dinov2};
 use svlm_processor::Rgb8;
 
 fn fixtures() -> PathBuf {
@@ -103,6 +103,56 @@ fn downscaling_preprocessing_matches_and_rounds_half_to_even() {
     let diff = max_abs_diff(&pixels.data, &expected);
     eprintln!("pixel_values_down max |diff| = {diff:e}");
     assert!(diff <= 1e-5, "pixel values differ by {diff}");
+}
+
+/// The fixture's backbone written as a standalone `Dinov2Model` folder (the hub's names without `backbone.`).
+fn standalone_dinov2(
+    edit: impl FnOnce(&mut BTreeMap<String, (Vec<usize>, Vec<f32>)>),
+) -> tempfile::TempDir {
+    let dir = common::edited_copy(&model_dir(), &[], |tensors| {
+        tensors.retain(|k, _| k.starts_with("backbone."));
+        *tensors = std::mem::take(tensors)
+            .into_iter()
+            .map(|(k, v)| (k["backbone.".len()..].to_string(), v))
+            .collect();
+        edit(tensors);
+    });
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model_dir().join("config.json")).unwrap())
+            .unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        config["backbone_config"].to_string(),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn standalone_dinov2_gives_the_backbone_feature_maps() {
+    let device = Device::flex();
+    let dir = standalone_dinov2(|_| {});
+    let dinov2 = Dinov2::load(dir.path(), &device).unwrap();
+    let reference = Reference::open();
+    let hidden = dinov2.hidden_states(reference.tensor("pixel_values", &device));
+    assert_eq!(hidden.len(), dinov2.config.num_hidden_layers + 1);
+    let stages = dinov2.config.selected_stages().unwrap();
+    for (i, &stage) in stages.iter().enumerate() {
+        let fm = dinov2.backbone.layernorm.forward(hidden[stage].clone());
+        let (expected, _) = reference.floats(&format!("feature_maps.{i}"));
+        let diff = max_abs_diff(&values(fm), &expected);
+        assert!(diff <= 1e-4, "stage {stage} differs by {diff}");
+    }
+    let last = dinov2.last_hidden_state(&hidden).unwrap();
+    let (expected, _) = reference.floats(&format!("feature_maps.{}", stages.len() - 1));
+    assert!(max_abs_diff(&values(last), &expected) <= 1e-4);
+
+    let broken = standalone_dinov2(|t| {
+        t.remove("encoder.layer.0.mlp.fc1.weight");
+    });
+    let err = Dinov2::load(broken.path(), &device).err().unwrap();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("encoder.layer.0.mlp.fc1.weight"), "{msg}");
 }
 
 #[test]

@@ -73,28 +73,30 @@ pub fn occlusion_stats(instances: &[u16], depth: &DepthMap, min_step: f32) -> Ve
         stats[id].0 += 1;
         stats[id].1 += usize::from(occluded);
     };
-    let z = &depth.data;
+    // Each side of an edge between two ids is a boundary pixel of its own instance.
+    let mut edge = |(id, zi): (u16, f32), (other, zj): (u16, f32)| {
+        if id != 0 {
+            mark(id, other != 0 && zj + min_step < zi);
+        }
+        if other != 0 {
+            mark(other, id != 0 && zi + min_step < zj);
+        }
+    };
+    // Right and lower neighbours, row by row: edges are rare, so the scans mostly compare equal ids.
     for v in 0..h {
-        for u in 0..w {
-            let i = v * w + u;
-            let id = instances[i];
-            for j in [
-                if u + 1 < w { Some(i + 1) } else { None },
-                if v + 1 < h { Some(i + w) } else { None },
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let other = instances[j];
-                if other == id {
-                    continue;
-                }
-                // Each side of the edge is a boundary pixel of its own instance.
-                if id != 0 {
-                    mark(id, other != 0 && z[j] + min_step < z[i]);
-                }
-                if other != 0 {
-                    mark(other, id != 0 && z[i] + min_step < z[j]);
+        let row = v * w..(v + 1) * w;
+        let (ids, z) = (&instances[row.clone()], &depth.data[row]);
+        for u in 0..w.saturating_sub(1) {
+            if ids[u] != ids[u + 1] {
+                edge((ids[u], z[u]), (ids[u + 1], z[u + 1]));
+            }
+        }
+        if v + 1 < h {
+            let below = (v + 1) * w..(v + 2) * w;
+            let (ids_below, z_below) = (&instances[below.clone()], &depth.data[below]);
+            for u in 0..w {
+                if ids[u] != ids_below[u] {
+                    edge((ids[u], z[u]), (ids_below[u], z_below[u]));
                 }
             }
         }
