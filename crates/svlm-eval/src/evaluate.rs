@@ -328,6 +328,7 @@ mod tests {
             },
             reference_answer: None,
             regions: Vec::new(),
+            location: "test.jsonl:1".into(),
         };
         let listing = "From left to right: purple: left, yellow: right.";
         let right = Prediction::new(&item, format!("{listing} So purple cylinder."));

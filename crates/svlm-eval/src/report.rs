@@ -564,7 +564,8 @@ impl BenchReport {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let json = serde_json::to_string_pretty(self).context("serializing the report")?;
         write_atomic(&dir.join("report.json"), json.as_bytes())?;
-        write_atomic(&dir.join("report.md"), self.to_markdown().as_bytes())
+        write_atomic(&dir.join("report.md"), self.to_markdown().as_bytes())?;
+        Ok(())
     }
 }
 

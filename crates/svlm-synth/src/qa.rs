@@ -970,7 +970,7 @@ mod tests {
                         let answers = out.record.conversations.chunks(2).map(|t| &t[1].value);
                         assert_eq!(answers.len(), out.record.spatial.len());
                         for (spatial, answer) in out.record.spatial.iter().zip(answers) {
-                            kinds.insert(spatial.kind.clone());
+                            kinds.insert(spatial.kind.to_string());
                             let qa = GeneratedQa {
                                 question: String::new(),
                                 answer: answer.clone(),
