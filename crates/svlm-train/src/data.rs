@@ -694,7 +694,7 @@ fn check_not_parquet(config: &SourceConfig, format: SourceFormat) -> Result<(), 
     let is_parquet = File::open(&config.path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
-        && &magic == b"PAR1";
+        && magic == *b"PAR1";
     if is_parquet {
         return Err(DataError::Format {
             source_name: config.name.clone(),
