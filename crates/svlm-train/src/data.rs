@@ -139,8 +139,11 @@ pub struct DataSource {
     /// Bad rows seen by the scan and by later reads.
     pub bad: Mutex<Vec<BadRow>>,
     /// Decoded Parquet (file, row group)s, most recent last (a small cache: draws are random across groups).
-    parquet_cache: Mutex<Vec<((u32, u32), std::sync::Arc<ParquetGroup>)>>,
+    parquet_cache: Mutex<Vec<CachedGroup>>,
 }
+
+/// A decoded row group and its (file, group) key.
+type CachedGroup = ((u32, u32), std::sync::Arc<ParquetGroup>);
 
 struct ParquetGroup {
     rows: Vec<Result<Sample, String>>,
@@ -694,7 +697,7 @@ fn check_not_parquet(config: &SourceConfig, format: SourceFormat) -> Result<(), 
     let is_parquet = File::open(&config.path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
-        && &magic == b"PAR1";
+        && magic == *b"PAR1";
     if is_parquet {
         return Err(DataError::Format {
             source_name: config.name.clone(),
