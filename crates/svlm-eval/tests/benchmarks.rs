@@ -334,12 +334,13 @@ fn an_interrupted_run_resumes_without_asking_twice() {
     .expect("write");
 
     let mut asked = Vec::new();
-    let mut rest = FnImagesAnswerer(|batch: &[(Vec<PathBuf>, String)]| {
-        asked.extend(batch.iter().map(|(_, p)| p.clone()));
-        Ok::<_, anyhow::Error>(vec!["A".to_string(); batch.len()])
-    });
-    let report = run_benchmark(&set, &mut rest, &out, &options, &mut |_, _| {}).expect("resume");
-    drop(rest);
+    let report = {
+        let mut rest = FnImagesAnswerer(|batch: &[(Vec<PathBuf>, String)]| {
+            asked.extend(batch.iter().map(|(_, p)| p.clone()));
+            Ok::<_, anyhow::Error>(vec!["A".to_string(); batch.len()])
+        });
+        run_benchmark(&set, &mut rest, &out, &options, &mut |_, _| {}).expect("resume")
+    };
     assert_eq!(asked.len(), 3, "only the unanswered questions are asked");
     assert_eq!(report.resumed, 2);
     let lines = std::fs::read_to_string(out.join("predictions.jsonl")).expect("predictions");

@@ -15,8 +15,8 @@
 //! "." removed must equal the letter (case-insensitive); for numbers it is read as a float and scored by the mean
 //! relative accuracy over thresholds 0.50, 0.55, ..., 0.95 (right at threshold t when |pred - gt| / gt <= 1 - t);
 //! an unreadable number scores 0. Per question type the mean; the three `object_rel_direction_*` difficulties are
-//! averaged into one `object_rel_direction` entry (a missing difficulty counts 0, as there), and the overall is
-//! the mean of the entries.
+//! averaged into one `object_rel_direction` entry, and the overall is the mean of the entries. The current script
+//! needs all three difficulties present; an earlier version counted a missing one as 0, which svlm does too.
 
 use super::rows::{read_rows, string_list, text};
 use super::standard::{
