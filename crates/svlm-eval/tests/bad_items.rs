@@ -12,7 +12,7 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// synth_small.jsonl (4 records on lines 1-4; 8 spatial questions) with a line that is not JSON (5) and one that is
+/// synth_small.jsonl (4 records on lines 1-4; 7 spatial questions, 2 of them about scene3) with a line that is not JSON (5) and one that is
 /// JSON but not a record (6).
 fn hostile_set(dir: &Path) -> PathBuf {
     let mut text = std::fs::read_to_string(fixture("synth_small.jsonl")).expect("fixture");
@@ -31,7 +31,7 @@ fn malformed_rows_are_listed_by_line_and_the_rest_is_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = hostile_set(dir.path());
     let set = read_synth(&path, None).expect("read");
-    assert_eq!(set.items.len(), 8);
+    assert_eq!(set.items.len(), 7);
     let bad: Vec<&str> = set.bad.iter().map(|s| s.location.as_str()).collect();
     let shown = path.display().to_string();
     assert_eq!(bad, vec![format!("{shown}:5"), format!("{shown}:6")]);
@@ -68,7 +68,7 @@ fn failed_items_are_listed_the_rest_scored_and_a_rerun_asks_only_what_is_left() 
         Ok(vec!["Yes.".to_string(); batch.len()])
     };
     let report = evaluate(&set, &mut FnAnswerer(answer), &options).expect("evaluate");
-    assert_eq!(report.items, 6, "scene0 (5) and scene2 (1) scored");
+    assert_eq!(report.items, 5, "all but scene3's 2 questions scored");
     assert_eq!(report.failed.len(), 4, "2 bad rows + scene3's 2 questions");
     let scene3: Vec<_> = report
         .failed
@@ -83,10 +83,10 @@ fn failed_items_are_listed_the_rest_scored_and_a_rerun_asks_only_what_is_left() 
     assert!(report.to_markdown().contains("Failed items (4"));
     assert_eq!(
         read_predictions(&log).expect("log").len(),
-        6,
+        5,
         "scored items are in the log"
     );
-    assert_eq!(asked.get(), 6);
+    assert_eq!(asked.get(), 5);
 
     // A writer killed mid-line leaves a torn line; the rerun drops it and asks only scene3 again.
     let mut text = std::fs::read_to_string(&log).expect("log");
@@ -99,14 +99,14 @@ fn failed_items_are_listed_the_rest_scored_and_a_rerun_asks_only_what_is_left() 
     };
     let again = evaluate(&set, &mut FnAnswerer(answer), &options).expect("rerun");
     assert_eq!(asked.get(), 2, "only scene3's questions are asked again");
-    assert_eq!(again.items, 8);
+    assert_eq!(again.items, 7);
     assert_eq!(again.failed.len(), 2, "the malformed rows stay listed");
     let logged = read_predictions(&log).expect("log");
     let mut ids: Vec<&str> = logged.iter().map(|p| p.id.as_str()).collect();
     ids.sort();
     let before = ids.len();
     ids.dedup();
-    assert_eq!((before, ids.len()), (8, 8), "each item once: {ids:?}");
+    assert_eq!((before, ids.len()), (7, 7), "each item once: {ids:?}");
     let scored: Vec<&str> = again.predictions.iter().map(|p| p.id.as_str()).collect();
     let in_order: Vec<&str> = set.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(scored, in_order, "the report keeps the set's order");
