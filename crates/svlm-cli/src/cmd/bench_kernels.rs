@@ -59,7 +59,10 @@ fn causal(b: usize, s: usize, device: &Device) -> Tensor<4, Bool> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.iters == 0 || args.heads % args.kv_heads.max(1) != 0 || args.hidden % args.heads != 0 {
+    if args.iters == 0
+        || !args.heads.is_multiple_of(args.kv_heads.max(1))
+        || !args.hidden.is_multiple_of(args.heads)
+    {
         bail!(
             "need --iters >= 1, --heads a multiple of --kv-heads and --hidden a multiple of --heads"
         );

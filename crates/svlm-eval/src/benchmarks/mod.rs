@@ -153,7 +153,7 @@ pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
 
 /// Rows of a JSON array file or a JSONL file (blank lines ignored), each with its "file:line" (or "file:[index]").
 /// A line that is not JSON is an error naming it.
-pub(crate) fn read_json_rows(path: &Path) -> Result<Vec<(String, Value)>> {
+pub(crate) fn read_json_rows(path: &Path) -> Result<Rows> {
     let (rows, bad) = read_json_rows_lenient(path)?;
     match bad.into_iter().next() {
         Some(skip) => bail!("{}: {}", skip.location, skip.reason),
@@ -161,9 +161,12 @@ pub(crate) fn read_json_rows(path: &Path) -> Result<Vec<(String, Value)>> {
     }
 }
 
+/// JSON rows, each with its "file:line" (or "file:[index]").
+pub(crate) type Rows = Vec<(String, Value)>;
+
 /// [`read_json_rows`], but a JSONL line that is not JSON (or not UTF-8) is returned with its "file:line" beside the
 /// rows instead of ending the read: one torn or mangled line costs that line only.
-pub(crate) fn read_json_rows_lenient(path: &Path) -> Result<(Vec<(String, Value)>, Vec<Skip>)> {
+pub(crate) fn read_json_rows_lenient(path: &Path) -> Result<(Rows, Vec<Skip>)> {
     let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let starts_with_bracket = {

@@ -123,7 +123,10 @@ fn read_records_lenient(
                 path.display()
             )
         };
-        return Ok((read_parquet_files(&[path.to_path_buf()], cache)?, Vec::new()));
+        return Ok((
+            read_parquet_files(&[path.to_path_buf()], cache)?,
+            Vec::new(),
+        ));
     }
     let files = if path.is_dir() {
         jsonl_files(path)?
