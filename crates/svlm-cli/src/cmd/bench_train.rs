@@ -25,6 +25,10 @@ pub struct Args {
     pub steps: u64,
     #[arg(long, default_value_t = 3)]
     pub warmup: u64,
+    /// Pack svlm's samples into rows of 512 tokens (the trainer's default). Off by default here: the PyTorch loop
+    /// pads each batch to its longest sample, so both sides then process the same batches.
+    #[arg(long)]
+    pub packing: bool,
     /// Python with torch + transformers for the reference loop; `none` skips it.
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -49,6 +53,7 @@ max_seq_len = 512
 stage = "full"
 steps = {total}
 batch_size = {batch}
+packing = {packing}
 [optim]
 lr = 1e-4
 schedule = "constant"
@@ -62,6 +67,7 @@ weight = 1.0
 "#,
         model = work.join("model/config.json").display(),
         batch = args.batch_size,
+        packing = args.packing,
         data = data.display(),
     );
     let config = RunConfig::from_toml_str(&text, &work)?;
