@@ -14,7 +14,7 @@
 //! first character if longer; right if that is the answer's letter or the right choice's text. The overall number
 //! is the dataset card's formula: `((acc_ADE20K + acc_COCO) / 2 + acc_Omni3D) / 2`.
 
-use super::rows::{read_rows, string_list, text};
+use super::rows::{string_list, text};
 use super::standard::{
     BenchItem, BenchSet, BenchSummary, Benchmark, Judged, ReadContext, SummaryRow, Target,
     file_stem, mean_of, names_only, row, rows_by,
@@ -26,18 +26,7 @@ use std::path::PathBuf;
 pub const INSTRUCTION: &str = "Answer with the option's letter from the given choices directly.";
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    let mut set = BenchSet::new(Benchmark::CvBench);
-    for file in files {
-        let root = ctx.root_for(file);
-        for (location, r) in read_rows(file)? {
-            match item(&r, &root, ctx) {
-                Ok(item) => set.items.push(item),
-                Err(reason) => set.skip(location, reason),
-            }
-        }
-    }
-    set.check_unique_ids()?;
-    Ok(set)
+    BenchSet::from_rows(Benchmark::CvBench, files, ctx, item)
 }
 
 fn item(

@@ -11,7 +11,7 @@
 
 pub use super::matching::judge_exact as judge;
 use super::matching::vlmevalkit_prompt;
-use super::rows::{read_rows, string_list, text};
+use super::rows::{string_list, text};
 use super::standard::{
     BenchItem, BenchSet, BenchSummary, Benchmark, Judged, ReadContext, Target, file_stem,
     mean_pair, rows_by,
@@ -21,18 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    let mut set = BenchSet::new(Benchmark::EmbSpatial);
-    for file in files {
-        let root = ctx.root_for(file);
-        for (location, r) in read_rows(file)? {
-            match item(&r, &root, ctx) {
-                Ok(item) => set.items.push(item),
-                Err(reason) => set.skip(location, reason),
-            }
-        }
-    }
-    set.check_unique_ids()?;
-    Ok(set)
+    BenchSet::from_rows(Benchmark::EmbSpatial, files, ctx, item)
 }
 
 fn item(

@@ -161,6 +161,28 @@ impl BenchSet {
         }
     }
 
+    /// One item per row of `files` (JSON/JSONL/TSV/Parquet, see `rows::read_rows`), made by `item` from the row and
+    /// the folder its image paths are relative to; a row `item` refuses is a counted skip naming its location.
+    pub(crate) fn from_rows(
+        benchmark: Benchmark,
+        files: &[PathBuf],
+        ctx: &ReadContext,
+        item: impl Fn(&serde_json::Value, &Path, &ReadContext) -> std::result::Result<BenchItem, String>,
+    ) -> Result<Self> {
+        let mut set = BenchSet::new(benchmark);
+        for file in files {
+            let root = ctx.root_for(file);
+            for (location, r) in super::rows::read_rows(file)? {
+                match item(&r, &root, ctx) {
+                    Ok(item) => set.items.push(item),
+                    Err(reason) => set.skip(location, reason),
+                }
+            }
+        }
+        set.check_unique_ids()?;
+        Ok(set)
+    }
+
     pub(crate) fn skip(&mut self, location: impl Into<String>, reason: impl Into<String>) {
         let (location, reason) = (location.into(), reason.into());
         tracing::warn!(%location, %reason, benchmark = %self.benchmark, "skipped benchmark row");

@@ -14,7 +14,7 @@
 
 pub use super::matching::judge_exact as judge;
 use super::matching::vlmevalkit_prompt;
-use super::rows::{read_rows, text};
+use super::rows::text;
 use super::standard::{
     BenchItem, BenchSet, BenchSummary, Benchmark, Judged, ReadContext, SummaryRow, Target,
     file_stem, mean_pair,
@@ -55,18 +55,7 @@ pub const TYPES: [(&str, &[&str]); 4] = [
 ];
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    let mut set = BenchSet::new(Benchmark::ThreeDsrBench);
-    for file in files {
-        let root = ctx.root_for(file);
-        for (location, r) in read_rows(file)? {
-            match item(&r, &root, ctx) {
-                Ok(item) => set.items.push(item),
-                Err(reason) => set.skip(location, reason),
-            }
-        }
-    }
-    set.check_unique_ids()?;
-    Ok(set)
+    BenchSet::from_rows(Benchmark::ThreeDsrBench, files, ctx, item)
 }
 
 fn item(
