@@ -188,12 +188,7 @@ impl EvalReport {
                 self.skipped,
                 self.skipped_examples.len()
             ));
-            let rows: Vec<Vec<String>> = self
-                .skipped_examples
-                .iter()
-                .map(|s| vec![s.location.clone(), s.reason.clone()])
-                .collect();
-            md.push_str(&markdown_table(&["where", "why"], &rows));
+            md.push_str(&skips_table(&self.skipped_examples));
         }
 
         if !self.failed.is_empty() {
@@ -201,12 +196,7 @@ impl EvalReport {
                 "\n## Failed items ({}, not scored)\n\n",
                 self.failed.len()
             ));
-            let rows: Vec<Vec<String>> = self
-                .failed
-                .iter()
-                .map(|s| vec![s.location.clone(), s.reason.clone()])
-                .collect();
-            md.push_str(&markdown_table(&["where", "why"], &rows));
+            md.push_str(&skips_table(&self.failed));
         }
 
         if !self.predictions.is_empty() {
@@ -549,12 +539,7 @@ impl BenchReport {
                 self.skipped,
                 self.skipped_examples.len()
             ));
-            let rows: Vec<Vec<String>> = self
-                .skipped_examples
-                .iter()
-                .map(|s| vec![s.location.clone(), s.reason.clone()])
-                .collect();
-            md.push_str(&markdown_table(&["where", "why"], &rows));
+            md.push_str(&skips_table(&self.skipped_examples));
         }
         md
     }
@@ -683,4 +668,13 @@ pub fn write_leaderboard(
         written.push(png);
     }
     Ok(written)
+}
+
+/// Rows that were skipped or failed, as a "where | why" table.
+fn skips_table(skips: &[Skip]) -> String {
+    let rows: Vec<Vec<String>> = skips
+        .iter()
+        .map(|s| vec![s.location.clone(), s.reason.clone()])
+        .collect();
+    markdown_table(&["where", "why"], &rows)
 }
