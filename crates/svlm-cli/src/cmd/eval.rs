@@ -108,15 +108,7 @@ fn generate_and_score(
     )
     .with_context(|| format!("loading --data {}", data.display()))?;
     let (weights, processor) = args.spec.resolve()?;
-    let settings = AnswerSettings {
-        device: args.device.clone(),
-        dtype: args.dtype.clone(),
-        max_new_tokens: args.max_new_tokens,
-        temperature: 0.0,
-        top_p: 1.0,
-        seed: 0,
-    };
-    let mut answerer = ModelAnswerer::open(&weights, &processor, &settings)?;
+    let mut answerer = greedy_answerer(args, &weights, &processor)?;
     let settings = serde_json::json!({
         "weights": weights,
         "processor": processor,
@@ -189,10 +181,12 @@ fn benchmark_inputs(args: &Args) -> anyhow::Result<Vec<(Benchmark, PathBuf)>> {
     Ok(vec![(benchmark, data)])
 }
 
-/// `--benchmark`: each benchmark read, answered (resuming kept predictions) and reported, then the leaderboard.
-fn run_benchmarks(args: &Args) -> anyhow::Result<()> {
-    let inputs = benchmark_inputs(args)?;
-    let (weights, processor) = args.spec.resolve()?;
+/// The model behind `--model` with greedy decoding, as every evaluation answers.
+fn greedy_answerer(
+    args: &Args,
+    weights: &std::path::Path,
+    processor: &std::path::Path,
+) -> anyhow::Result<ModelAnswerer> {
     let settings = AnswerSettings {
         device: args.device.clone(),
         dtype: args.dtype.clone(),
@@ -201,7 +195,14 @@ fn run_benchmarks(args: &Args) -> anyhow::Result<()> {
         top_p: 1.0,
         seed: 0,
     };
-    let mut answerer = ModelAnswerer::open(&weights, &processor, &settings)?;
+    ModelAnswerer::open(weights, processor, &settings)
+}
+
+/// `--benchmark`: each benchmark read, answered (resuming kept predictions) and reported, then the leaderboard.
+fn run_benchmarks(args: &Args) -> anyhow::Result<()> {
+    let inputs = benchmark_inputs(args)?;
+    let (weights, processor) = args.spec.resolve()?;
+    let mut answerer = greedy_answerer(args, &weights, &processor)?;
     let options = RunOptions {
         model: args.spec.model.clone(),
         batch_size: args.batch_size,
