@@ -15,7 +15,7 @@
 //! subtasks; here over the two spatial ones.
 
 use super::cvbench::letter_index;
-use super::rows::{read_rows, string_list, text};
+use super::rows::{string_list, text};
 use super::standard::{
     BenchItem, BenchSet, BenchSummary, Benchmark, Judged, ReadContext, Target, file_stem, mean_of,
     names_only, rows_by,
@@ -29,18 +29,9 @@ pub const INSTRUCTION: &str =
     "Please answer directly with only the letter of the correct option and nothing else.";
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    let mut set = BenchSet::new(Benchmark::Blink);
-    for file in files {
-        let root = ctx.root_for(file);
-        for (location, r) in read_rows(file)? {
-            match item(&r, file, &root, ctx) {
-                Ok(item) => set.items.push(item),
-                Err(reason) => set.skip(location, reason),
-            }
-        }
-    }
-    set.check_unique_ids()?;
-    Ok(set)
+    BenchSet::from_rows(Benchmark::Blink, files, ctx, |r, file, root| {
+        item(r, file, root, ctx)
+    })
 }
 
 fn item(

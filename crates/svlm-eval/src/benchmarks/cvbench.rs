@@ -26,7 +26,9 @@ use std::path::PathBuf;
 pub const INSTRUCTION: &str = "Answer with the option's letter from the given choices directly.";
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    BenchSet::from_rows(Benchmark::CvBench, files, ctx, item)
+    BenchSet::from_rows(Benchmark::CvBench, files, ctx, |r, _, root| {
+        item(r, root, ctx)
+    })
 }
 
 fn item(

@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    BenchSet::from_rows(Benchmark::EmbSpatial, files, ctx, item)
+    BenchSet::from_rows(Benchmark::EmbSpatial, files, ctx, |r, _, root| {
+        item(r, root, ctx)
+    })
 }
 
 fn item(

@@ -161,19 +161,20 @@ impl BenchSet {
         }
     }
 
-    /// One item per row of `files` (JSON/JSONL/TSV/Parquet, see `rows::read_rows`), made by `item` from the row and
-    /// the folder its image paths are relative to; a row `item` refuses is a counted skip naming its location.
+    /// One item per row of `files` (JSON/JSONL/TSV/Parquet, see `rows::read_rows`), made by `item` from the row, its
+    /// file and the folder its image paths are relative to; a row `item` refuses is a counted skip naming its
+    /// location.
     pub(crate) fn from_rows(
         benchmark: Benchmark,
         files: &[PathBuf],
         ctx: &ReadContext,
-        item: impl Fn(&serde_json::Value, &Path, &ReadContext) -> std::result::Result<BenchItem, String>,
+        item: impl Fn(&serde_json::Value, &Path, &Path) -> std::result::Result<BenchItem, String>,
     ) -> Result<Self> {
         let mut set = BenchSet::new(benchmark);
         for file in files {
             let root = ctx.root_for(file);
             for (location, r) in super::rows::read_rows(file)? {
-                match item(&r, &root, ctx) {
+                match item(&r, file, &root) {
                     Ok(item) => set.items.push(item),
                     Err(reason) => set.skip(location, reason),
                 }

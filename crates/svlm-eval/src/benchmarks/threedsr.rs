@@ -55,7 +55,9 @@ pub const TYPES: [(&str, &[&str]); 4] = [
 ];
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    BenchSet::from_rows(Benchmark::ThreeDsrBench, files, ctx, item)
+    BenchSet::from_rows(Benchmark::ThreeDsrBench, files, ctx, |r, _, root| {
+        item(r, root, ctx)
+    })
 }
 
 fn item(

@@ -18,7 +18,7 @@
 //! averaged into one `object_rel_direction` entry, and the overall is the mean of the entries. The current script
 //! needs all three difficulties present; an earlier version counted a missing one as 0, which svlm does too.
 
-use super::rows::{read_rows, string_list, text};
+use super::rows::{string_list, text};
 use super::standard::{
     BenchItem, BenchSet, BenchSummary, Benchmark, Judged, ReadContext, SummaryRow, Target,
     names_only, rows_by,
@@ -52,18 +52,9 @@ const DIRECTION: [&str; 3] = [
 ];
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
-    let mut set = BenchSet::new(Benchmark::VsiBench);
-    for file in files {
-        let root = ctx.root_for(file);
-        for (location, r) in read_rows(file)? {
-            match item(&r, &root, ctx.frames) {
-                Ok(item) => set.items.push(item),
-                Err(reason) => set.skip(location, reason),
-            }
-        }
-    }
-    set.check_unique_ids()?;
-    Ok(set)
+    BenchSet::from_rows(Benchmark::VsiBench, files, ctx, |r, _, root| {
+        item(r, root, ctx.frames)
+    })
 }
 
 fn item(
