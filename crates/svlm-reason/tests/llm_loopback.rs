@@ -127,6 +127,27 @@ fn scripted_vlm() -> ScriptedVlm {
     ScriptedVlm
 }
 
+/// `question` about img.png, the LLM behind `url` orchestrating the scripted VLM; the transcript is kept whatever
+/// the outcome.
+fn ask(
+    url: &str,
+    question: &str,
+    options: &OrchestratorOptions,
+) -> (anyhow::Result<svlm_reason::LlmAnswer>, Transcript) {
+    let mut llm = client(url, 5000, 0);
+    let mut vlm = scripted_vlm();
+    let mut transcript = Transcript::new(question, Path::new("img.png"), "llm:test-model");
+    let answer = answer_with_llm(
+        question,
+        Path::new("img.png"),
+        &mut llm,
+        &mut vlm,
+        options,
+        &mut transcript,
+    );
+    (answer, transcript)
+}
+
 #[test]
 fn tool_call_conversation_reaches_a_final_answer() {
     let (url, server) = serve(vec![
@@ -158,20 +179,10 @@ fn tool_call_conversation_reaches_a_final_answer() {
             ),
         ),
     ]);
-    let mut llm = client(&url, 5000, 0);
-    let mut vlm = scripted_vlm();
     let question =
         "Do the blue can, the red can and the green sponge form roughly an equilateral triangle?";
-    let mut transcript = Transcript::new(question, Path::new("img.png"), "llm:test-model");
-    let answer = answer_with_llm(
-        question,
-        Path::new("img.png"),
-        &mut llm,
-        &mut vlm,
-        &OrchestratorOptions::default(),
-        &mut transcript,
-    )
-    .unwrap();
+    let (answer, transcript) = ask(&url, question, &OrchestratorOptions::default());
+    let answer = answer.unwrap();
     assert!(answer.grounded);
     assert_eq!(transcript.grounded, Some(true));
     let answer = answer.answer;
@@ -228,22 +239,12 @@ fn plain_text_protocol_works_without_tools() {
         reply(200, message(Some("Let me think."), json!([]))),
         reply(200, message(Some("FINAL: About half a metre."), json!([]))),
     ]);
-    let mut llm = client(&url, 5000, 0);
-    let mut vlm = scripted_vlm();
-    let mut transcript = Transcript::new("q", Path::new("img.png"), "llm");
     let options = OrchestratorOptions {
         use_tools: false,
         ..OrchestratorOptions::default()
     };
-    let answer = answer_with_llm(
-        "How far apart are the cans?",
-        Path::new("img.png"),
-        &mut llm,
-        &mut vlm,
-        &options,
-        &mut transcript,
-    )
-    .unwrap();
+    let (answer, transcript) = ask(&url, "How far apart are the cans?", &options);
+    let answer = answer.unwrap();
     assert_eq!(answer.answer, "About half a metre.");
     assert!(answer.grounded);
     let bodies = server.join().unwrap();
@@ -299,19 +300,9 @@ fn an_answer_without_a_measurement_is_reminded_then_marked_ungrounded() {
         reply(200, message(Some(guess), json!([]))),
         reply(200, message(Some(guess), json!([]))),
     ]);
-    let mut llm = client(&url, 5000, 0);
-    let mut vlm = scripted_vlm();
     let question = "How far is the red cup from the gray shelf?";
-    let mut transcript = Transcript::new(question, Path::new("img.png"), "llm:test-model");
-    let answer = answer_with_llm(
-        question,
-        Path::new("img.png"),
-        &mut llm,
-        &mut vlm,
-        &OrchestratorOptions::default(),
-        &mut transcript,
-    )
-    .unwrap();
+    let (answer, transcript) = ask(&url, question, &OrchestratorOptions::default());
+    let answer = answer.unwrap();
     assert_eq!(answer.answer, guess);
     assert!(!answer.grounded);
     assert_eq!(transcript.grounded, Some(false));
@@ -346,22 +337,12 @@ fn a_reminded_llm_that_then_measures_is_grounded() {
         ),
         reply(200, message(Some("FINAL: About 50 cm."), json!([]))),
     ]);
-    let mut llm = client(&url, 5000, 0);
-    let mut vlm = scripted_vlm();
-    let mut transcript = Transcript::new("q", Path::new("img.png"), "llm");
     let options = OrchestratorOptions {
         use_tools: false,
         ..OrchestratorOptions::default()
     };
-    let answer = answer_with_llm(
-        "How far apart are the cans?",
-        Path::new("img.png"),
-        &mut llm,
-        &mut vlm,
-        &options,
-        &mut transcript,
-    )
-    .unwrap();
+    let (answer, transcript) = ask(&url, "How far apart are the cans?", &options);
+    let answer = answer.unwrap();
     assert_eq!(answer.answer, "About 50 cm.");
     assert!(answer.grounded);
     assert_eq!(transcript.grounded, Some(true));
@@ -381,18 +362,12 @@ fn unreadable_vlm_answers_are_no_measurement() {
         reply(200, message(Some("About a metre."), json!([]))),
         reply(200, message(Some("About a metre."), json!([]))),
     ]);
-    let mut llm = client(&url, 5000, 0);
-    let mut vlm = scripted_vlm();
-    let mut transcript = Transcript::new("q", Path::new("img.png"), "llm");
-    let answer = answer_with_llm(
+    let (answer, transcript) = ask(
+        &url,
         "How far is the shelf from the wall?",
-        Path::new("img.png"),
-        &mut llm,
-        &mut vlm,
         &OrchestratorOptions::default(),
-        &mut transcript,
-    )
-    .unwrap();
+    );
+    let answer = answer.unwrap();
     assert!(!answer.grounded);
     assert_eq!(
         (transcript.vlm_questions(), transcript.measurements()),
