@@ -93,11 +93,7 @@ impl LayerNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let mean = x.clone().mean_dim(D - 1);
-        let centered = x - mean;
-        let variance = centered.clone().square().mean_dim(D - 1);
-        let normed = centered * variance.add_scalar(self.eps).sqrt().recip();
-        normed * self.weight.val().unsqueeze::<D>() + self.bias.val().unsqueeze::<D>()
+        crate::fused::layer_norm(x, self.weight.val(), self.bias.val(), self.eps)
     }
 }
 
@@ -176,7 +172,7 @@ impl Activation {
         match self {
             Self::Silu => activation::silu(x),
             Self::Gelu => activation::gelu(x),
-            Self::GeluTanh => activation::gelu_approximate(x),
+            Self::GeluTanh => crate::fused::gelu_tanh(x),
             Self::QuickGelu => x.clone() * activation::sigmoid(x.mul_scalar(1.702)),
             Self::Relu => activation::relu(x),
         }

@@ -102,6 +102,90 @@ fn rms_norm_matches_reference() {
 }
 
 #[test]
+fn layer_norm_matches_reference() {
+    for (shape, seed) in [([2usize, 5, 7], 31u64), ([1, 3, 64], 32), ([1, 1, 33], 33)] {
+        let (x, w, b) = (
+            data(&shape, seed),
+            data(&[shape[2]], seed + 10),
+            data(&[shape[2]], seed + 11),
+        );
+        let plain = Device::flex();
+        let y = fused::layer_norm::<3>(
+            Tensor::from_data(x.clone(), &plain),
+            Tensor::from_data(w.clone(), &plain),
+            Tensor::from_data(b.clone(), &plain),
+            1e-6,
+        );
+        let want = reference::layer_norm::<3>(
+            Tensor::from_data(x.clone(), &plain),
+            Tensor::from_data(w.clone(), &plain),
+            Tensor::from_data(b.clone(), &plain),
+            1e-6,
+        );
+        assert_close("layer_norm", y, want, 1e-5);
+
+        let device = autodiff();
+        let run = |fused_op: bool| {
+            let (xt, wt, bt) = (
+                leaf::<3>(&x, &device),
+                leaf::<1>(&w, &device),
+                leaf::<1>(&b, &device),
+            );
+            let y = if fused_op {
+                fused::layer_norm(xt.clone(), wt.clone(), bt.clone(), 1e-6)
+            } else {
+                reference::layer_norm(xt.clone(), wt.clone(), bt.clone(), 1e-6)
+            };
+            let grads = project(y.clone(), seed + 20).backward();
+            (
+                y,
+                xt.grad(&grads).unwrap(),
+                wt.grad(&grads).unwrap(),
+                bt.grad(&grads).unwrap(),
+            )
+        };
+        let (y, dx, dw, db) = run(true);
+        let (y_ref, dx_ref, dw_ref, db_ref) = run(false);
+        assert_close("layer_norm y", y, y_ref, 1e-5);
+        assert_close("layer_norm dx", dx, dx_ref, 1e-4);
+        assert_close("layer_norm dw", dw, dw_ref, 1e-4);
+        assert_close("layer_norm db", db, db_ref, 1e-5);
+    }
+}
+
+#[test]
+fn gelu_tanh_matches_reference() {
+    for (shape, seed) in [([2usize, 3, 5], 41u64), ([1, 7, 129], 42)] {
+        // Spread the inputs to [-12, 12): the tails (saturated tanh) are where a shortcut would go wrong.
+        let x = data(&shape, seed);
+        let spread: Vec<f32> = x.iter::<f32>().map(|v| v * 6.0).collect();
+        let x = TensorData::new(spread, shape.to_vec());
+        let plain = Device::flex();
+        assert_close(
+            "gelu_tanh",
+            fused::gelu_tanh::<3>(Tensor::from_data(x.clone(), &plain)),
+            reference::gelu_tanh::<3>(Tensor::from_data(x.clone(), &plain)),
+            1e-6,
+        );
+        let device = autodiff();
+        let run = |fused_op: bool| {
+            let xt = leaf::<3>(&x, &device);
+            let y = if fused_op {
+                fused::gelu_tanh(xt.clone())
+            } else {
+                reference::gelu_tanh(xt.clone())
+            };
+            let grads = project(y.clone(), seed + 2).backward();
+            (y, xt.grad(&grads).unwrap())
+        };
+        let (y, dx) = run(true);
+        let (y_ref, dx_ref) = run(false);
+        assert_close("gelu_tanh y", y, y_ref, 1e-6);
+        assert_close("gelu_tanh dx", dx, dx_ref, 1e-5);
+    }
+}
+
+#[test]
 fn swiglu_matches_reference() {
     for (shape, seed) in [([2usize, 3, 5], 4u64), ([1, 7, 129], 5)] {
         let (a, b) = (data(&shape, seed), data(&shape, seed + 1));
@@ -276,6 +360,71 @@ fn attention_matches_reference() {
     attention_case(2, 4, 4, 9, 9, 16, true, 40);
 }
 
+/// Packed rows: causal within each sample, nothing across samples, and a fully masked padding tail in batch 1.
+/// Long enough that the blocked kernel (scores inside each row's run of keys only) takes over from the dense one.
+#[test]
+fn attention_over_packed_rows_matches_reference() {
+    let (b, h, kv, s, d) = (2, 6, 2, 200, 8);
+    let segments: [&[usize]; 2] = [&[60, 50, 90], &[45, 45, 45, 40]];
+    let mut m = vec![true; b * s * s];
+    for (bi, segs) in segments.iter().enumerate() {
+        let mut id = Vec::new();
+        for (k, &len) in segs.iter().enumerate() {
+            id.extend(std::iter::repeat_n(k, len));
+        }
+        for i in 0..id.len() {
+            for j in 0..=i {
+                m[(bi * s + i) * s + j] = id[i] != id[j];
+            }
+        }
+    }
+    let (q, k, v) = (
+        data(&[b, h, s, d], 61),
+        data(&[b, kv, s, d], 62),
+        data(&[b, kv, s, d], 63),
+    );
+    let scale = (d as f64).powf(-0.5);
+    let device = autodiff();
+    let mask = Tensor::<4, Bool>::from_data(TensorData::new(m, [b, 1, s, s]), &device);
+    let run = |fused_op: bool| {
+        let (qt, kt, vt) = (
+            leaf::<4>(&q, &device),
+            leaf::<4>(&k, &device),
+            leaf::<4>(&v, &device),
+        );
+        let y = if fused_op {
+            fused::attention(
+                qt.clone(),
+                kt.clone(),
+                vt.clone(),
+                Some(mask.clone()),
+                scale,
+            )
+        } else {
+            reference::attention(
+                qt.clone(),
+                kt.clone(),
+                vt.clone(),
+                Some(mask.clone()),
+                scale,
+            )
+        };
+        let grads = project(y.clone(), 64).backward();
+        (
+            y,
+            qt.grad(&grads).unwrap(),
+            kt.grad(&grads).unwrap(),
+            vt.grad(&grads).unwrap(),
+        )
+    };
+    let (y, dq, dk, dv) = run(true);
+    let (y_ref, dq_ref, dk_ref, dv_ref) = run(false);
+    assert_close("packed attention y", y, y_ref, 1e-5);
+    assert_close("packed attention dq", dq, dq_ref, 1e-4);
+    assert_close("packed attention dk", dk, dk_ref, 1e-4);
+    assert_close("packed attention dv", dv, dv_ref, 1e-4);
+}
+
 #[test]
 fn nll_matches_reference() {
     let (n, vocab) = (7usize, 37usize);
@@ -376,6 +525,16 @@ fn timing_at_smollm2_shapes() {
             "rms_norm",
             Box::new(|| fused::rms_norm(x.clone(), w.clone(), 1e-5).sum()),
             Box::new(|| reference::rms_norm(x.clone(), w.clone(), 1e-5).sum()),
+        ),
+        (
+            "layer_norm",
+            Box::new(|| fused::layer_norm(x.clone(), w.clone(), w.clone(), 1e-5).sum()),
+            Box::new(|| reference::layer_norm(x.clone(), w.clone(), w.clone(), 1e-5).sum()),
+        ),
+        (
+            "gelu_tanh",
+            Box::new(|| fused::gelu_tanh(gate.clone()).sum()),
+            Box::new(|| reference::gelu_tanh(gate.clone()).sum()),
         ),
         (
             "swiglu",

@@ -111,6 +111,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Box::new(|| reference::rms_norm(x.clone(), w.clone(), 1e-5).sum()),
         ),
         (
+            "layer_norm",
+            format!("[{b},{s},{}]", args.hidden),
+            Box::new(|| fused::layer_norm(x.clone(), w.clone(), w.clone(), 1e-5).sum()),
+            Box::new(|| reference::layer_norm(x.clone(), w.clone(), w.clone(), 1e-5).sum()),
+        ),
+        (
+            "gelu (tanh)",
+            format!("[{b},{s},{}]", args.intermediate),
+            Box::new(|| fused::gelu_tanh(gate.clone()).sum()),
+            Box::new(|| reference::gelu_tanh(gate.clone()).sum()),
+        ),
+        (
             "swiglu",
             format!("[{b},{s},{}]", args.intermediate),
             Box::new(|| fused::swiglu(gate.clone(), up.clone()).sum()),

@@ -4,7 +4,9 @@
 //! `q: [B, H, S, D]` is, without a copy, `[B, KV, G * S, D]`, and every product below is one batched matmul per
 //! KV head with `G * S` rows — K and V are never repeated per query head, and the gradients of K and V come out
 //! summed over their query heads by the matmul itself. The softmax rows (scale, mask, normalization) are one
-//! pass each way; the probabilities are kept for the backward pass.
+//! pass each way; the probabilities are kept for the backward pass. When every row's unmasked keys are one
+//! contiguous run and the runs cover at most half of the score matrix (packed rows of several samples), the
+//! blocked kernel of `ranged.rs` computes only the scores inside the runs.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -16,13 +18,18 @@ use burn::backend::flex::ops::matmul::matmul;
 use burn::tensor::{Bool, Shape, Tensor, activation};
 use rayon::prelude::*;
 
-use super::kernel::{bools, contiguous, dims, f32s, rows_per_task};
+use super::kernel::{bools, contiguous, dims, exp, f32s, rows_per_task, tensor};
+use super::ranged::{self, KeyRun};
 use super::route::{
     AdTensor, Route, bool_into_flex, from_ad, from_flex, into_ad, into_flex, route, with_strategy,
 };
 
 /// Score given to masked positions: finite (so fully masked rows stay NaN-free) and representable in bf16.
 pub const MASKED_SCORE: f32 = -1.0e30;
+
+/// The blocked kernel runs when its blocks cover at most this fraction of the dense score matrix; above it, one
+/// batched product over all scores is faster than many small ones.
+const RANGED_MAX_DENSITY: f64 = 0.5;
 
 /// `softmax(q k^T * scale, masked -> MASKED_SCORE) v` with `q: [B, H, S, D]`, `k, v: [B, KV, T, D]` (`H` a
 /// multiple of `KV`), `masked: [B or 1, 1, S, T]` (true = not attended). A fully masked row attends uniformly.
@@ -54,7 +61,10 @@ pub fn attention(
     match r {
         Some(Route::Flex) => {
             let (q, k, v) = (into_flex(q), into_flex(k), into_flex(v));
-            from_flex(forward(&grouped(q, kv), &k, &v, mask.as_ref(), scale, [h, s]).0)
+            let (k, v) = (contiguous(k), contiguous(v));
+            let qg = grouped(q, kv);
+            let method = Method::choose(&qg, mask.as_ref());
+            from_flex(forward(&qg, &k, &v, mask.as_ref(), &method, scale, [h, s]).0)
         }
         Some(Route::Autodiff(st)) => from_ad(
             with_strategy!(
@@ -116,21 +126,76 @@ fn mask_row(row: usize, rows_per_batch: usize, s: usize, t: usize, mask_batches:
     (bi * s + row % s) * t
 }
 
-/// `(out [B, H, S, D], probabilities [B, KV, G * S, T])` from the grouped query `qg: [B, KV, G * S, D]`.
+/// How one call computes its scores: all of them, or only those inside each row's run of keys.
+#[derive(Clone, Debug)]
+enum Method {
+    Dense,
+    Ranged(Vec<KeyRun>, ranged::Shape),
+}
+
+impl Method {
+    fn choose(qg: &FlexTensor, mask: Option<&FlexTensor>) -> Self {
+        let Some(mask) = mask else {
+            return Self::Dense;
+        };
+        let [b, kv, rows, d]: [usize; 4] = dims(qg).try_into().expect("4D query");
+        let [mb, _, s, t]: [usize; 4] = dims(mask).try_into().expect("4D mask");
+        let Some(runs) = ranged::key_runs(bools(mask), t) else {
+            return Self::Dense;
+        };
+        let shape = ranged::Shape {
+            kv,
+            rows,
+            s,
+            t,
+            d,
+            mask_batches: mb,
+        };
+        if shape.density(&runs, b * kv) <= RANGED_MAX_DENSITY {
+            Self::Ranged(runs, shape)
+        } else {
+            Self::Dense
+        }
+    }
+}
+
+/// What the backward pass needs of the forward's softmax: the dense probabilities, or each block's.
+#[derive(Clone, Debug)]
+enum Probabilities {
+    Dense(FlexTensor),
+    Ranged(Vec<KeyRun>, ranged::Shape, Vec<Vec<ranged::Block>>),
+}
+
+/// `(out [B, H, S, D], probabilities)` from the grouped query `qg: [B, KV, G * S, D]` and contiguous `k`, `v`.
 fn forward(
     qg: &FlexTensor,
     k: &FlexTensor,
     v: &FlexTensor,
     mask: Option<&FlexTensor>,
+    method: &Method,
     scale: f32,
     [h, s]: [usize; 2],
-) -> (FlexTensor, FlexTensor) {
+) -> (FlexTensor, Probabilities) {
     let b = dims(qg)[0];
-    let mut p = matmul(qg.clone(), k.transpose(2, 3));
-    softmax_rows(&mut p, mask, scale, s);
-    let out = matmul(p.clone(), v.clone());
     let d = dims(v)[3];
-    (out.reshape(Shape::from(vec![b, h, s, d])), p)
+    match method {
+        Method::Dense => {
+            let mut p = matmul(qg.clone(), k.transpose(2, 3));
+            softmax_rows(&mut p, mask, scale, s);
+            let out = matmul(p.clone(), v.clone());
+            (
+                out.reshape(Shape::from(vec![b, h, s, d])),
+                Probabilities::Dense(p),
+            )
+        }
+        Method::Ranged(runs, shape) => {
+            let (out, blocks) = ranged::forward(f32s(qg), f32s(k), f32s(v), runs, *shape, scale);
+            (
+                tensor(out, &[b, h, s, d]),
+                Probabilities::Ranged(runs.clone(), *shape, blocks),
+            )
+        }
+    }
 }
 
 /// In place on `scores: [B, KV, G * S, T]`: scale, mask, softmax over `T`.
@@ -155,11 +220,11 @@ fn softmax_rows(scores: &mut FlexTensor, mask: Option<&FlexTensor>, scale: f32, 
                 };
                 max = max.max(*x);
             }
-            let mut sum = 0.0f32;
+            // Masked scores give exactly 0 here (unless the whole row is masked: then every score is the max).
             for x in xs.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
+                *x = exp(*x - max);
             }
+            let sum: f32 = xs.iter().sum();
             let inv = 1.0 / sum;
             xs.iter_mut().for_each(|x| *x *= inv);
         });
@@ -204,7 +269,7 @@ struct Saved {
     qg: FlexTensor,
     k: FlexTensor,
     v: FlexTensor,
-    p: FlexTensor,
+    p: Probabilities,
     mask: Option<FlexTensor>,
     scale: f32,
     h: usize,
@@ -217,12 +282,35 @@ fn backward(saved: Saved, g: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor)
     let d = qdims[3];
     let b = qdims[0];
     let gg = contiguous(g).reshape(Shape::from(qdims));
-    let dv = matmul(saved.p.transpose(2, 3), gg.clone());
-    let mut dp = matmul(gg, saved.v.transpose(2, 3));
-    softmax_backward_rows(&mut dp, &saved.p, saved.mask.as_ref(), saved.scale, saved.s);
-    let dq = matmul(dp.clone(), saved.k.clone()).reshape(Shape::from(vec![b, saved.h, saved.s, d]));
-    let dk = matmul(dp.transpose(2, 3), saved.qg);
-    (dq, dk, dv)
+    match saved.p {
+        Probabilities::Dense(p) => {
+            let dv = matmul(p.transpose(2, 3), gg.clone());
+            let mut dp = matmul(gg, saved.v.transpose(2, 3));
+            softmax_backward_rows(&mut dp, &p, saved.mask.as_ref(), saved.scale, saved.s);
+            let dq = matmul(dp.clone(), saved.k.clone())
+                .reshape(Shape::from(vec![b, saved.h, saved.s, d]));
+            let dk = matmul(dp.transpose(2, 3), saved.qg);
+            (dq, dk, dv)
+        }
+        Probabilities::Ranged(runs, shape, blocks) => {
+            let (dq, dk, dv) = ranged::backward(
+                f32s(&saved.qg),
+                f32s(&saved.k),
+                f32s(&saved.v),
+                f32s(&gg),
+                &runs,
+                &blocks,
+                shape,
+                saved.scale,
+            );
+            let kdims = dims(&saved.k);
+            (
+                tensor(dq, &[b, saved.h, saved.s, d]),
+                tensor(dk, &kdims),
+                tensor(dv, &kdims),
+            )
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -256,7 +344,9 @@ fn autodiff<C: CheckpointStrategy>(
     let (kp, kn) = k.into_parts();
     let (vp, vn) = v.into_parts();
     let qg = grouped(qp, kv);
-    let (out, p) = forward(&qg, &kp, &vp, mask.as_ref(), scale, [h, s]);
+    let (kp, vp) = (contiguous(kp), contiguous(vp));
+    let method = Method::choose(&qg, mask.as_ref());
+    let (out, p) = forward(&qg, &kp, &vp, mask.as_ref(), &method, scale, [h, s]);
     match AttentionBackward
         .prepare::<C>([qn, kn, vn])
         .compute_bound()

@@ -43,3 +43,198 @@ pub(crate) const MIN_TASK: usize = 16 * 1024;
 pub(crate) fn rows_per_task(width: usize) -> usize {
     MIN_TASK.div_ceil(width.max(1))
 }
+
+/// Builders of [`gemm`]'s operands.
+pub(crate) struct Gemm;
+
+/// A row-major `[m, n]` destination.
+pub(crate) struct GemmDst<'a> {
+    data: &'a mut [f32],
+    m: usize,
+    n: usize,
+}
+
+/// An `[m, n]` view of a slice: element `(i, j)` at `data[i * rs + j * cs]` (a transpose swaps the strides).
+#[derive(Clone, Copy)]
+pub(crate) struct GemmSrc<'a> {
+    data: &'a [f32],
+    m: usize,
+    n: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Gemm {
+    pub(crate) fn rows(data: &mut [f32], m: usize, n: usize) -> GemmDst<'_> {
+        GemmDst { data, m, n }
+    }
+
+    pub(crate) fn view(data: &[f32], m: usize, n: usize, rs: usize, cs: usize) -> GemmSrc<'_> {
+        GemmSrc { data, m, n, rs, cs }
+    }
+}
+
+impl GemmSrc<'_> {
+    /// Whether every element of the view lies inside its slice.
+    fn fits(&self) -> bool {
+        self.m == 0
+            || self.n == 0
+            || (self.m - 1) * self.rs + (self.n - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst = a b`, or `dst += a b` when `accumulate`, single-threaded (callers run one product per task).
+///
+/// # Panics
+/// If the shapes do not chain or a view reaches outside its slice.
+pub(crate) fn gemm(dst: GemmDst<'_>, a: GemmSrc<'_>, b: GemmSrc<'_>, accumulate: bool) {
+    let (m, n, k) = (dst.m, dst.n, a.n);
+    assert!(
+        a.m == m && b.m == k && b.n == n && dst.data.len() >= m * n && a.fits() && b.fits(),
+        "gemm operands do not fit: dst [{m}, {n}], a [{}, {}], b [{}, {}]",
+        a.m,
+        a.n,
+        b.m,
+        b.n
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.data[..m * n].iter_mut().for_each(|x| *x = 0.0);
+        }
+        return;
+    }
+    // SAFETY: the assertion above keeps every element the product reads or writes inside its slice, and `dst`
+    // is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `e^x` in f32 within 2 ulp of the correctly rounded value, branch-free so that loops over slices vectorize
+/// (libm's `expf` is a scalar call, and takes a slow path for results that underflow, such as masked attention
+/// scores). `x < -87.34` gives 0 and `x > 88.72` gives infinity, as `expf` does up to denormals; NaN stays NaN.
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in f32 arithmetic.
+    const ROUND: f32 = 12_582_912.0;
+    let xc = x.clamp(-87.336_55, 88.722_83);
+    let k = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    // e^r on |r| <= ln(2)/2 by its Taylor series to degree 7 (truncation below 6e-9 relative).
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // 2^k split into two factors so that k = 128 (results near f32::MAX) does not overflow the exponent field.
+    let k = k as i32;
+    let half = k >> 1;
+    let scale_a = f32::from_bits(((half + 127) as u32) << 23);
+    let scale_b = f32::from_bits(((k - half + 127) as u32) << 23);
+    let y = p * scale_a * scale_b;
+    if x < -87.336_55 {
+        0.0
+    } else if x > 88.722_83 {
+        f32::INFINITY
+    } else {
+        y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Gemm, exp, gemm};
+
+    #[test]
+    fn gemm_matches_the_naive_product_with_transposed_views_and_accumulation() {
+        let (m, n, k) = (3, 5, 4);
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 2.0).collect();
+        // b stored transposed: b[i][j] = bt[j * k + i]
+        let bt: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let mut c = vec![1.0f32; m * n];
+        gemm(
+            Gemm::rows(&mut c, m, n),
+            Gemm::view(&a, m, k, k, 1),
+            Gemm::view(&bt, k, n, 1, k),
+            true,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = 1.0 + (0..k).map(|l| a[i * k + l] * bt[j * k + l]).sum::<f32>();
+                assert_eq!(c[i * n + j], want, "({i}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "do not fit")]
+    fn gemm_refuses_a_view_outside_its_slice() {
+        let a = vec![0.0f32; 5];
+        let mut c = vec![0.0f32; 4];
+        gemm(
+            Gemm::rows(&mut c, 2, 2),
+            Gemm::view(&a, 2, 3, 3, 1),
+            Gemm::view(&a, 3, 2, 2, 1),
+            false,
+        );
+    }
+
+    fn ulps(a: f32, b: f32) -> u32 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_of_the_correctly_rounded_value() {
+        let mut worst = (0u32, 0.0f32);
+        let mut x = -87.3f32;
+        while x < 88.7 {
+            let want = (x as f64).exp() as f32;
+            let got = exp(x);
+            let u = ulps(got, want);
+            if u > worst.0 {
+                worst = (u, x);
+            }
+            x += 0.000_731;
+        }
+        assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn exp_edges() {
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1.0e30), 0.0);
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert_eq!(exp(f32::INFINITY), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+        let near_max = exp(88.7);
+        assert!(near_max.is_finite() && ulps(near_max, (88.7f32 as f64).exp() as f32) <= 2);
+    }
+}

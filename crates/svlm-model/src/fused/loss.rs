@@ -13,7 +13,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::kernel::{contiguous, dims, f32s, rows_per_task, tensor};
+use super::kernel::{contiguous, dims, exp, f32s, rows_per_task, tensor};
 use super::route::{AdTensor, Route, from_ad, from_flex, into_ad, into_flex, route, with_strategy};
 
 /// Negative log-likelihood `[n]` of `targets` (one per row) under `logits: [n, vocab]`; 0 where a target is
@@ -78,7 +78,7 @@ fn forward(logits: &FlexTensor, targets: &[i64]) -> (FlexTensor, Vec<f32>) {
                 return;
             }
             let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = xr.iter().map(|x| (x - max).exp()).sum();
+            let sum: f32 = xr.iter().map(|&x| exp(x - max)).sum();
             *l = max + sum.ln();
             *o = *l - xr[t as usize];
         });
@@ -100,7 +100,7 @@ fn backward(logits: &FlexTensor, targets: &[i64], lse: &[f32], g: &FlexTensor) -
                 return;
             }
             for (d, x) in dr.iter_mut().zip(xr) {
-                *d = g * (x - l).exp();
+                *d = g * exp(x - l);
             }
             dr[t as usize] -= g;
         });

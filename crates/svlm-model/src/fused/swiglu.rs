@@ -9,7 +9,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{Tensor, activation};
 use rayon::prelude::*;
 
-use super::kernel::{MIN_TASK, contiguous, dims, f32s, tensor};
+use super::kernel::{MIN_TASK, contiguous, dims, exp, f32s, tensor};
 use super::route::{AdTensor, Route, from_ad, from_flex, into_ad, into_flex, route, with_strategy};
 
 /// `silu(gate) * up` for two tensors of one shape.
@@ -35,7 +35,7 @@ pub fn reference<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
 }
 
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp(-x))
 }
 
 fn forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {

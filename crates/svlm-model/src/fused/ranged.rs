@@ -1,0 +1,354 @@
+//! Attention over the keys each query row actually attends, for masks whose unmasked keys form one contiguous run
+//! per row: causal, padded, and packed rows (causal within each sample, nothing across samples). Query rows go in
+//! blocks; a block's scores are computed only over the union of its rows' key runs, so a row of several packed
+//! samples costs about the sum of its samples' squared lengths instead of the row's squared length.
+//!
+//! Same layout as the dense kernel in `attention.rs`: the grouped query `[B, KV, G * S, D]` against `k, v: [B, KV,
+//! T, D]`, one (batch, KV head) pair per task; the probabilities of each block are kept for the backward pass.
+
+use rayon::prelude::*;
+
+use super::kernel::{Gemm, exp, gemm};
+
+/// Query rows per block: small enough that a block of a packed row spans few samples, large enough for the
+/// matrix products to run at speed.
+const BLOCK: usize = 32;
+
+/// The keys one query row attends: `lo..hi`, or every key with equal weight when the row is fully masked (what
+/// the dense composition gives it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRun {
+    lo: u32,
+    hi: u32,
+    uniform: bool,
+}
+
+/// Each mask row's key run (`mask: [MB, 1, S, T]`, true = masked, row-major bytes), or `None` if some row's
+/// unmasked keys are not contiguous.
+pub(crate) fn key_runs(mask: &[u8], t: usize) -> Option<Vec<KeyRun>> {
+    mask.chunks(t.max(1))
+        .map(|row| {
+            let lo = row.iter().position(|&m| m == 0);
+            let Some(lo) = lo else {
+                return Some(KeyRun {
+                    lo: 0,
+                    hi: t as u32,
+                    uniform: true,
+                });
+            };
+            let len = row[lo..].iter().take_while(|&&m| m == 0).count();
+            let hi = lo + len;
+            row[hi..].iter().all(|&m| m != 0).then_some(KeyRun {
+                lo: lo as u32,
+                hi: hi as u32,
+                uniform: false,
+            })
+        })
+        .collect()
+}
+
+/// The attention layout of one call: `pairs = B * KV` tasks, each with `rows = G * S` grouped query rows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape {
+    pub kv: usize,
+    pub rows: usize,
+    pub s: usize,
+    pub t: usize,
+    pub d: usize,
+    /// Batches of the mask: 1 (shared by the batch) or B.
+    pub mask_batches: usize,
+}
+
+impl Shape {
+    fn run<'a>(&self, runs: &'a [KeyRun], pair: usize, row: usize) -> &'a KeyRun {
+        let b = if self.mask_batches == 1 {
+            0
+        } else {
+            pair / self.kv
+        };
+        &runs[b * self.s + row % self.s]
+    }
+
+    /// The blocks of one pair: `(first row, rows, first key, keys)`.
+    fn blocks(&self, runs: &[KeyRun], pair: usize) -> Vec<(usize, usize, usize, usize)> {
+        let mut out = Vec::new();
+        let groups = self.rows / self.s.max(1);
+        for g in 0..groups {
+            let mut s0 = 0;
+            while s0 < self.s {
+                let n = BLOCK.min(self.s - s0);
+                let r0 = g * self.s + s0;
+                let (lo, hi) = (r0..r0 + n)
+                    .map(|r| self.run(runs, pair, r))
+                    .fold((usize::MAX, 0), |(lo, hi), k| {
+                        (lo.min(k.lo as usize), hi.max(k.hi as usize))
+                    });
+                out.push((r0, n, lo.min(hi), hi.saturating_sub(lo)));
+                s0 += n;
+            }
+        }
+        out
+    }
+
+    /// The fraction of the dense score matrices that the blocks of all `pairs` compute.
+    pub(crate) fn density(&self, runs: &[KeyRun], pairs: usize) -> f64 {
+        let area: usize = (0..pairs)
+            .flat_map(|p| self.blocks(runs, p))
+            .map(|(_, n, _, w)| n * w)
+            .sum();
+        area as f64 / (pairs * self.rows * self.t).max(1) as f64
+    }
+}
+
+/// One block's probabilities `[rows, keys]`, kept for the backward pass.
+#[derive(Clone, Debug)]
+pub(crate) struct Block {
+    r0: usize,
+    n: usize,
+    k0: usize,
+    w: usize,
+    p: Vec<f32>,
+}
+
+/// `out: [pairs * rows * d]` and the blocks of every pair, for the grouped query `qg` and `k`, `v`
+/// (`[pairs * t * d]` each).
+pub(crate) fn forward(
+    qg: &[f32],
+    k: &[f32],
+    v: &[f32],
+    runs: &[KeyRun],
+    shape: Shape,
+    scale: f32,
+) -> (Vec<f32>, Vec<Vec<Block>>) {
+    let Shape { rows, t, d, .. } = shape;
+    let mut out = vec![0.0f32; qg.len()];
+    let blocks: Vec<Vec<Block>> = out
+        .par_chunks_mut((rows * d).max(1))
+        .enumerate()
+        .map(|(pair, out)| {
+            let q = &qg[pair * rows * d..(pair + 1) * rows * d];
+            let kp = &k[pair * t * d..(pair + 1) * t * d];
+            let vp = &v[pair * t * d..(pair + 1) * t * d];
+            shape
+                .blocks(runs, pair)
+                .into_iter()
+                .map(|(r0, n, k0, w)| {
+                    let mut p = vec![0.0f32; n * w];
+                    // scores = q[r0..r0+n] k[k0..k0+w]^T
+                    gemm(
+                        Gemm::rows(&mut p, n, w),
+                        Gemm::view(&q[r0 * d..], n, d, d, 1),
+                        Gemm::view(&kp[k0 * d..], d, w, 1, d),
+                        false,
+                    );
+                    for (i, pr) in p.chunks_mut(w.max(1)).enumerate() {
+                        let run = shape.run(runs, pair, r0 + i);
+                        softmax_row(pr, run, k0, scale, t);
+                    }
+                    // out[r0..r0+n] = p v[k0..k0+w]
+                    gemm(
+                        Gemm::rows(&mut out[r0 * d..(r0 + n) * d], n, d),
+                        Gemm::view(&p, n, w, w, 1),
+                        Gemm::view(&vp[k0 * d..], w, d, d, 1),
+                        false,
+                    );
+                    Block { r0, n, k0, w, p }
+                })
+                .collect()
+        })
+        .collect();
+    (out, blocks)
+}
+
+/// Scale, mask outside the row's run, softmax over the block's keys `k0..k0 + row.len()`, in place.
+fn softmax_row(row: &mut [f32], run: &KeyRun, k0: usize, scale: f32, t: usize) {
+    if run.uniform {
+        row.iter_mut().for_each(|x| *x = 1.0 / t as f32);
+        return;
+    }
+    let (lo, hi) = (run.lo as usize - k0, run.hi as usize - k0);
+    row[..lo].iter_mut().for_each(|x| *x = 0.0);
+    row[hi..].iter_mut().for_each(|x| *x = 0.0);
+    let live = &mut row[lo..hi];
+    let mut max = f32::NEG_INFINITY;
+    for x in live.iter_mut() {
+        *x *= scale;
+        max = max.max(*x);
+    }
+    for x in live.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let inv = 1.0 / live.iter().sum::<f32>();
+    live.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// `(dqg, dk, dv)` in the layouts of `qg`, `k`, `v` for the output gradient `g` (grouped like `qg`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    qg: &[f32],
+    k: &[f32],
+    v: &[f32],
+    g: &[f32],
+    runs: &[KeyRun],
+    blocks: &[Vec<Block>],
+    shape: Shape,
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Shape { rows, t, d, .. } = shape;
+    let mut dq = vec![0.0f32; qg.len()];
+    let mut dk = vec![0.0f32; k.len()];
+    let mut dv = vec![0.0f32; v.len()];
+    dq.par_chunks_mut((rows * d).max(1))
+        .zip(dk.par_chunks_mut((t * d).max(1)))
+        .zip(dv.par_chunks_mut((t * d).max(1)))
+        .zip(blocks.par_iter())
+        .enumerate()
+        .for_each(|(pair, (((dq, dk), dv), blocks))| {
+            let q = &qg[pair * rows * d..(pair + 1) * rows * d];
+            let kp = &k[pair * t * d..(pair + 1) * t * d];
+            let vp = &v[pair * t * d..(pair + 1) * t * d];
+            let gp = &g[pair * rows * d..(pair + 1) * rows * d];
+            for b in blocks {
+                let (r0, n, k0, w) = (b.r0, b.n, b.k0, b.w);
+                let go = &gp[r0 * d..(r0 + n) * d];
+                // dv[k0..k0+w] += p^T g
+                gemm(
+                    Gemm::rows(&mut dv[k0 * d..(k0 + w) * d], w, d),
+                    Gemm::view(&b.p, w, n, 1, w),
+                    Gemm::view(go, n, d, d, 1),
+                    true,
+                );
+                // dp = g v[k0..k0+w]^T, then the scores' gradient in place
+                let mut ds = vec![0.0f32; n * w];
+                gemm(
+                    Gemm::rows(&mut ds, n, w),
+                    Gemm::view(go, n, d, d, 1),
+                    Gemm::view(&vp[k0 * d..], d, w, 1, d),
+                    false,
+                );
+                for (i, (dr, pr)) in ds
+                    .chunks_mut(w.max(1))
+                    .zip(b.p.chunks(w.max(1)))
+                    .enumerate()
+                {
+                    let run = shape.run(runs, pair, r0 + i);
+                    if run.uniform {
+                        dr.iter_mut().for_each(|x| *x = 0.0);
+                        continue;
+                    }
+                    let dot: f32 = dr.iter().zip(pr).map(|(a, p)| a * p).sum();
+                    for (x, p) in dr.iter_mut().zip(pr) {
+                        *x = scale * p * (*x - dot);
+                    }
+                }
+                // dq[r0..r0+n] = ds k[k0..k0+w]
+                gemm(
+                    Gemm::rows(&mut dq[r0 * d..(r0 + n) * d], n, d),
+                    Gemm::view(&ds, n, w, w, 1),
+                    Gemm::view(&kp[k0 * d..], w, d, d, 1),
+                    false,
+                );
+                // dk[k0..k0+w] += ds^T q[r0..r0+n]
+                gemm(
+                    Gemm::rows(&mut dk[k0 * d..(k0 + w) * d], w, d),
+                    Gemm::view(&ds, w, n, 1, w),
+                    Gemm::view(&q[r0 * d..], n, d, d, 1),
+                    true,
+                );
+            }
+        });
+    (dq, dk, dv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[1, 1, s, s]` mask bytes of one packed row: causal within each segment, nothing across.
+    pub(super) fn packed(segments: &[usize]) -> Vec<u8> {
+        let s: usize = segments.iter().sum();
+        let mut id = Vec::new();
+        for (k, &len) in segments.iter().enumerate() {
+            id.extend(std::iter::repeat_n(k, len));
+        }
+        let mut m = vec![1u8; s * s];
+        for i in 0..s {
+            for j in 0..=i {
+                if id[i] == id[j] {
+                    m[i * s + j] = 0;
+                }
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn packed_rows_have_one_run_per_query_and_a_sparse_block_cover() {
+        let segments = [60, 50, 70, 76];
+        let s: usize = segments.iter().sum();
+        let runs = key_runs(&packed(&segments), s).expect("contiguous runs");
+        assert_eq!(
+            runs[0],
+            KeyRun {
+                lo: 0,
+                hi: 1,
+                uniform: false
+            }
+        );
+        assert_eq!(
+            runs[59],
+            KeyRun {
+                lo: 0,
+                hi: 60,
+                uniform: false
+            }
+        );
+        assert_eq!(
+            runs[60],
+            KeyRun {
+                lo: 60,
+                hi: 61,
+                uniform: false
+            }
+        );
+        assert_eq!(
+            runs[s - 1],
+            KeyRun {
+                lo: 180,
+                hi: s as u32,
+                uniform: false
+            }
+        );
+        let shape = Shape {
+            kv: 1,
+            rows: s,
+            s,
+            t: s,
+            d: 8,
+            mask_batches: 1,
+        };
+        let density = shape.density(&runs, 1);
+        assert!(density < 0.4, "{density}");
+    }
+
+    #[test]
+    fn a_row_with_two_runs_has_no_key_run_and_a_fully_masked_row_attends_uniformly() {
+        assert_eq!(key_runs(&[0, 1, 0, 1], 4), None);
+        assert_eq!(
+            key_runs(&[1, 1, 1, 1], 4),
+            Some(vec![KeyRun {
+                lo: 0,
+                hi: 4,
+                uniform: true
+            }])
+        );
+        assert_eq!(
+            key_runs(&[1, 0, 0, 1], 4),
+            Some(vec![KeyRun {
+                lo: 1,
+                hi: 3,
+                uniform: false
+            }])
+        );
+    }
+}
