@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch reference for `svlm bench train`: the same tiny Idefics3 (transformers, from the same config.json), the
-same data files and encoding rule (crates/svlm-train/src/bench.rs), the same batch size, AdamW and global-norm
-clipping. Per-step time includes reading the row, decoding the PNG, encoding, padding, forward, backward and the
+"""PyTorch reference for `svlm bench train`: the same Idefics3 shape (transformers, from the same config.json, with
+its default attention implementation, sdpa), the same data files and encoding rule (crates/svlm-train/src/bench.rs),
+the same batch size, AdamW and global-norm clipping, every core (PyTorch's default thread count). Per-step time includes reading the row, decoding the PNG, encoding, padding, forward, backward and the
 optimizer step, as the svlm loop's does.
 
     python3 scripts/bench_train_torch.py --work out/bench_train/work --batch-size 8 --steps 20 --warmup 3 --json t.json
@@ -76,6 +76,16 @@ def collate(samples):
     return dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pixels, pixel_attention_mask=pmask), real, b * longest
 
 
+def peak_rss_mb():
+    """This process's own peak resident memory. `ru_maxrss` would not do: Linux carries the parent's peak across
+    fork + exec into it, so run from `svlm bench train` it would report svlm's peak when that is higher."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", required=True, type=Path)
@@ -88,10 +98,8 @@ def main():
     torch.manual_seed(0)
     cfg_json = json.loads((args.work / "model" / "config.json").read_text())
     config = Idefics3Config(**{k: v for k, v in cfg_json.items() if k not in ("architectures", "model_type")})
-    config._attn_implementation = "eager"
-    config.text_config._attn_implementation = "eager"
-    config.vision_config._attn_implementation = "eager"
     model = Idefics3ForConditionalGeneration(config).train()
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, attention: {model.config._attn_implementation}")
     vision = cfg_json["vision_config"]
     image_seq_len = (vision["image_size"] // vision["patch_size"]) ** 2 // cfg_json["scale_factor"] ** 2
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
@@ -142,7 +150,7 @@ def main():
         samples_per_s=samples / elapsed,
         tokens_per_s=tokens / elapsed,
         pad_fraction=1.0 - tokens / padded,
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        peak_rss_mb=peak_rss_mb(),
         final_loss=loss_value,
     )
     args.json.write_text(json.dumps(result, indent=2))

@@ -1,8 +1,8 @@
-//! Training-loop benchmark pieces shared by `svlm bench train` and `scripts/bench_train_torch.py`: a tiny Idefics3
-//! config, deterministic data (chat-messages JSONL + PNGs whose words are token ids, `w17`), and the encoding rule
-//! both sides implement, so they tokenize identically without sharing a tokenizer. Each image is one tile of
-//! `IMAGE_SIZE` pixels expanded to `<fake><global-img><image>*IMAGE_SEQ_LEN<fake>` as Idefics3 does for an unsplit
-//! image.
+//! Training-loop benchmark pieces shared by `svlm bench train` and `scripts/bench_train_torch.py`: Idefics3 configs
+//! of two sizes ([`BenchShape`]), deterministic data (chat-messages JSONL + PNGs whose words are token ids, `w17`),
+//! and the encoding rule both sides implement, so they tokenize identically without sharing a tokenizer. Each image
+//! is one tile of the shape's image size expanded to `<fake><global-img><image>*image_seq_len<fake>` as Idefics3
+//! does for an unsplit image.
 
 use std::path::{Path, PathBuf};
 
@@ -18,45 +18,145 @@ pub const FAKE: u32 = 3;
 pub const GLOBAL: u32 = 4;
 pub const USER: u32 = 5;
 pub const ASSISTANT: u32 = 6;
-pub const VOCAB: u32 = 512;
-pub const IMAGE_TOKEN: u32 = VOCAB - 1;
-pub const IMAGE_SIZE: usize = 64;
-pub const PATCH: usize = 8;
-pub const SCALE: usize = 2;
-pub const IMAGE_SEQ_LEN: usize = (IMAGE_SIZE / PATCH) * (IMAGE_SIZE / PATCH) / (SCALE * SCALE);
-
-pub fn model_config() -> serde_json::Value {
-    serde_json::json!({
-        "architectures": ["Idefics3ForConditionalGeneration"],
-        "model_type": "idefics3",
-        "image_token_id": IMAGE_TOKEN,
-        "scale_factor": SCALE,
-        "tie_word_embeddings": false,
-        "vision_config": {
-            "model_type": "idefics3_vision", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "image_size": IMAGE_SIZE, "patch_size": PATCH, "num_channels": 3,
-            "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh"
-        },
-        "text_config": {
-            "model_type": "llama", "vocab_size": VOCAB, "hidden_size": 128, "intermediate_size": 256,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
-            "rms_norm_eps": 1e-5, "max_position_embeddings": 512, "rope_theta": 10000.0, "tie_word_embeddings": false,
-            "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD, "hidden_act": "silu"
-        }
-    })
+/// The model and data dimensions of one benchmark: a config for `Idefics3ForConditionalGeneration` and the lengths
+/// of the generated samples.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BenchShape {
+    pub name: &'static str,
+    pub vocab: u32,
+    pub image_size: usize,
+    pub patch: usize,
+    pub scale: usize,
+    pub vision_hidden: usize,
+    pub vision_intermediate: usize,
+    pub vision_layers: usize,
+    pub vision_heads: usize,
+    pub text_hidden: usize,
+    pub text_intermediate: usize,
+    pub text_layers: usize,
+    pub text_heads: usize,
+    pub text_kv_heads: usize,
+    pub rope_theta: f64,
+    pub max_positions: usize,
+    /// Words of the user's text and of the answer, as half-open ranges.
+    pub user_words: (usize, usize),
+    pub answer_words: (usize, usize),
 }
 
-/// Deterministic bench data: `samples` rows, user text 4..40 words, answers 2..24 words, one 64x64 image each.
-pub fn write_data(dir: &Path, samples: usize) -> std::io::Result<PathBuf> {
+impl BenchShape {
+    /// A tiny Idefics3 (SigLIP 2 x 64, Llama 2 x 128, 64-px images): per-op overhead dominates, as in the quickstart.
+    pub const TINY: Self = Self {
+        name: "tiny",
+        vocab: 512,
+        image_size: 64,
+        patch: 8,
+        scale: 2,
+        vision_hidden: 64,
+        vision_intermediate: 128,
+        vision_layers: 2,
+        vision_heads: 4,
+        text_hidden: 128,
+        text_intermediate: 256,
+        text_layers: 2,
+        text_heads: 4,
+        text_kv_heads: 2,
+        rope_theta: 10000.0,
+        max_positions: 512,
+        user_words: (4, 40),
+        answer_words: (2, 24),
+    };
+
+    /// `HuggingFaceTB/SmolVLM-256M-Instruct`'s dimensions (SigLIP-B/16 at 512 px, 12 layers; SmolLM2-135M's
+    /// decoder, 30 layers, vocabulary 49280; pixel shuffle 4 -> 64 tokens per image) with samples of about 200
+    /// tokens: the size users fine-tune.
+    pub const SMOLVLM_256M: Self = Self {
+        name: "smolvlm-256m",
+        vocab: 49280,
+        image_size: 512,
+        patch: 16,
+        scale: 4,
+        vision_hidden: 768,
+        vision_intermediate: 3072,
+        vision_layers: 12,
+        vision_heads: 12,
+        text_hidden: 576,
+        text_intermediate: 1536,
+        text_layers: 30,
+        text_heads: 9,
+        text_kv_heads: 3,
+        rope_theta: 100000.0,
+        max_positions: 8192,
+        user_words: (8, 48),
+        answer_words: (40, 160),
+    };
+
+    pub fn by_name(name: &str) -> Option<Self> {
+        [Self::TINY, Self::SMOLVLM_256M]
+            .into_iter()
+            .find(|s| s.name == name)
+    }
+
+    /// Image tokens per image: one unsplit tile after the pixel shuffle.
+    pub const fn image_seq_len(&self) -> usize {
+        (self.image_size / self.patch) * (self.image_size / self.patch) / (self.scale * self.scale)
+    }
+
+    /// The last id of the vocabulary stands for an image token.
+    pub const fn image_token(&self) -> u32 {
+        self.vocab - 1
+    }
+
+    /// The HF `config.json` of the model (random weights are initialised from it on both sides).
+    pub fn model_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["Idefics3ForConditionalGeneration"],
+            "model_type": "idefics3",
+            "image_token_id": self.image_token(),
+            "scale_factor": self.scale,
+            "tie_word_embeddings": false,
+            "vision_config": {
+                "model_type": "idefics3_vision", "hidden_size": self.vision_hidden,
+                "intermediate_size": self.vision_intermediate, "num_hidden_layers": self.vision_layers,
+                "num_attention_heads": self.vision_heads, "image_size": self.image_size, "patch_size": self.patch,
+                "num_channels": 3, "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh"
+            },
+            "text_config": {
+                "model_type": "llama", "vocab_size": self.vocab, "hidden_size": self.text_hidden,
+                "intermediate_size": self.text_intermediate, "num_hidden_layers": self.text_layers,
+                "num_attention_heads": self.text_heads, "num_key_value_heads": self.text_kv_heads,
+                "head_dim": self.text_hidden / self.text_heads, "rms_norm_eps": 1e-5,
+                "max_position_embeddings": self.max_positions, "rope_theta": self.rope_theta,
+                "tie_word_embeddings": false, "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD,
+                "hidden_act": "silu"
+            }
+        })
+    }
+}
+
+/// The tiny shape's vocabulary, image token and image geometry (what tests that build samples by hand use).
+pub const VOCAB: u32 = BenchShape::TINY.vocab;
+pub const IMAGE_TOKEN: u32 = BenchShape::TINY.image_token();
+pub const IMAGE_SIZE: usize = BenchShape::TINY.image_size;
+pub const IMAGE_SEQ_LEN: usize = BenchShape::TINY.image_seq_len();
+
+/// The tiny shape's model config.
+pub fn model_config() -> serde_json::Value {
+    BenchShape::TINY.model_config()
+}
+
+/// Deterministic bench data: `samples` rows of the shape's user and answer lengths, one image of its size each.
+pub fn write_data(dir: &Path, samples: usize, shape: &BenchShape) -> std::io::Result<PathBuf> {
     let images = dir.join("images");
     std::fs::create_dir_all(&images)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let word = |rng: &mut rand_chacha::ChaCha8Rng| format!("w{}", rng.random_range(8..VOCAB - 1));
+    let vocab = shape.vocab;
+    let size = shape.image_size as u32;
+    let word = |rng: &mut rand_chacha::ChaCha8Rng| format!("w{}", rng.random_range(8..vocab - 1));
     let mut lines = String::new();
     for i in 0..samples {
         let name = format!("images/{i}.png");
         let base = [rng.random::<u8>(), rng.random::<u8>(), rng.random::<u8>()];
-        let img = image::RgbImage::from_fn(IMAGE_SIZE as u32, IMAGE_SIZE as u32, |x, y| {
+        let img = image::RgbImage::from_fn(size, size, |x, y| {
             image::Rgb([
                 base[0].wrapping_add(x as u8),
                 base[1].wrapping_add(y as u8),
@@ -64,10 +164,10 @@ pub fn write_data(dir: &Path, samples: usize) -> std::io::Result<PathBuf> {
             ])
         });
         img.save(dir.join(&name)).map_err(std::io::Error::other)?;
-        let user: Vec<String> = (0..rng.random_range(4..40))
+        let user: Vec<String> = (0..rng.random_range(shape.user_words.0..shape.user_words.1))
             .map(|_| word(&mut rng))
             .collect();
-        let answer: Vec<String> = (0..rng.random_range(2..24))
+        let answer: Vec<String> = (0..rng.random_range(shape.answer_words.0..shape.answer_words.1))
             .map(|_| word(&mut rng))
             .collect();
         let row = serde_json::json!({
@@ -86,7 +186,12 @@ pub fn write_data(dir: &Path, samples: usize) -> std::io::Result<PathBuf> {
 
 /// The encoding rule both sides implement: `<bos>`, per message a role token, words as ids, images as one
 /// Idefics3 tile block, `<eos>` after each message; labels on the assistant's words and its `<eos>`.
-pub struct WordEncoder;
+pub struct WordEncoder(pub BenchShape);
+
+impl WordEncoder {
+    /// The encoder of the tiny shape.
+    pub const TINY: Self = Self(BenchShape::TINY);
+}
 
 impl SampleEncoder for WordEncoder {
     fn encode(&self, sample: &Sample, max_seq_len: usize) -> Result<EncodedSample, String> {
@@ -105,7 +210,7 @@ impl SampleEncoder for WordEncoder {
                             let id: u32 = w
                                 .strip_prefix('w')
                                 .and_then(|n| n.parse().ok())
-                                .filter(|&n| n < VOCAB)
+                                .filter(|&n| n < self.0.vocab)
                                 .ok_or_else(|| format!("word `{w}` is not w<id>"))?;
                             ids.push(id);
                             labels.push(if assistant {
@@ -129,7 +234,10 @@ impl SampleEncoder for WordEncoder {
                         }
                         let block = [FAKE, GLOBAL]
                             .into_iter()
-                            .chain(std::iter::repeat_n(IMAGE_TOKEN, IMAGE_SEQ_LEN))
+                            .chain(std::iter::repeat_n(
+                                self.0.image_token(),
+                                self.0.image_seq_len(),
+                            ))
                             .chain([FAKE]);
                         for id in block {
                             ids.push(id);
@@ -155,7 +263,7 @@ impl SampleEncoder for WordEncoder {
             labels,
             pixel_values: pixels,
             tiles: image_index,
-            tile_shape: [3, IMAGE_SIZE, IMAGE_SIZE],
+            tile_shape: [3, self.0.image_size, self.0.image_size],
             truncated: 0,
         })
     }

@@ -247,7 +247,12 @@ fn packed_loader_batches_have_one_shape_and_cover_the_epoch_once() {
     use svlm_train::loader::{Batching, Loader};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = write_data(&dir.path().join("data"), 160).expect("data");
+    let data = write_data(
+        &dir.path().join("data"),
+        160,
+        &svlm_train::bench::BenchShape::TINY,
+    )
+    .expect("data");
     let text = format!(
         "seed = 2\n[model]\nconfig = \"unused.json\"\nmax_seq_len = 512\n[train]\nbatch_size = 16\n\
          [data]\nstop = \"all_exhausted\"\n[[data.sources]]\nname = \"bench\"\npath = \"{}\"\nweight = 1.0\nholdout = 0\n",
@@ -256,7 +261,7 @@ fn packed_loader_batches_have_one_shape_and_cover_the_epoch_once() {
     let config = RunConfig::from_toml_str(&text, dir.path()).expect("config");
     assert!(config.train.packing, "packing is the default");
     let set = DataSet::open(&config.data.sources, 0.0).expect("data set");
-    let mut loader = Loader::new(&config, &set, &WordEncoder).expect("loader");
+    let mut loader = Loader::new(&config, &set, &WordEncoder::TINY).expect("loader");
     let Batching::Packed { rows, len } = loader.batching() else {
         panic!("not packed: {:?}", loader.batching());
     };

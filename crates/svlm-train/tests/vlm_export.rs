@@ -38,12 +38,12 @@ fn first_rows(data: &std::path::Path, n: usize) -> HostBatch {
     .expect("source");
     let samples: Vec<_> = (0..n)
         .map(|i| {
-            WordEncoder
+            WordEncoder::TINY
                 .encode(&source.get(i, 0).expect("row"), 256)
                 .expect("encode")
         })
         .collect();
-    HostBatch::collate(&samples, WordEncoder.pad_id())
+    HostBatch::collate(&samples, WordEncoder::TINY.pad_id())
 }
 
 #[test]
@@ -55,7 +55,12 @@ fn checkpoint_reloads_and_exports_with_identical_logits() {
         model_config().to_string(),
     )
     .expect("config");
-    let data = write_data(&dir.path().join("data"), 12).expect("data");
+    let data = write_data(
+        &dir.path().join("data"),
+        12,
+        &svlm_train::bench::BenchShape::TINY,
+    )
+    .expect("data");
     let text = format!(
         "seed = 1\n[model]\nconfig = \"model/config.json\"\nmax_seq_len = 256\n[train]\nstage = \"finetune\"\nsteps = 2\nbatch_size = 4\n\
          [optim]\nlr = 1e-3\n[log]\nprogress = false\n[[data.sources]]\nname = \"bench\"\npath = \"{}\"\nweight = 1.0\n",
@@ -70,7 +75,7 @@ fn checkpoint_reloads_and_exports_with_identical_logits() {
         &config,
         &run_dir,
         model,
-        &WordEncoder,
+        &WordEncoder::TINY,
         &device,
         &TrainOptions::default(),
     )
@@ -128,7 +133,12 @@ fn logits_at_supervised_positions_match_the_full_forward() {
         svlm_model::ModelConfig::from_json(&model_config()).expect("model config");
     let inner = Device::flex();
     let model = svlm_model::Vlm::from_config(&config, &inner).expect("model");
-    let data = write_data(&dir.path().join("data"), 6).expect("data");
+    let data = write_data(
+        &dir.path().join("data"),
+        6,
+        &svlm_train::bench::BenchShape::TINY,
+    )
+    .expect("data");
     let batch = first_rows(&data, 4);
     let supervised = svlm_train::model::Supervised::of(&batch);
     assert!(!supervised.positions.is_empty());

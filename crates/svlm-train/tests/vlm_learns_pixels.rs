@@ -78,7 +78,7 @@ fn idefics3_learns_colour_and_side_from_pixels_alone() {
         &config,
         &run_dir,
         model,
-        &WordEncoder,
+        &WordEncoder::TINY,
         &device,
         &TrainOptions::default(),
     )
@@ -104,12 +104,12 @@ fn idefics3_learns_colour_and_side_from_pixels_alone() {
     .expect("test source");
     let samples: Vec<_> = (0..source.len())
         .map(|i| {
-            WordEncoder
+            WordEncoder::TINY
                 .encode(&source.get(i, 0).expect("row"), 64)
                 .expect("encode")
         })
         .collect();
-    let batch = HostBatch::collate(&samples, WordEncoder.pad_id());
+    let batch = HostBatch::collate(&samples, WordEncoder::TINY.pad_id());
     let logits: Vec<f32> = trained
         .model
         .logits(&batch, &inner)

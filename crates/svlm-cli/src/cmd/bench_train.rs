@@ -1,13 +1,13 @@
 //! `svlm bench train`: training-loop throughput (samples/s, real tokens/s, pad fraction, peak memory) of the svlm
-//! trainer against a PyTorch loop (`scripts/bench_train_torch.py`) over the same tiny Idefics3 model, the same data
-//! files and the same encoding rule, on the same machine.
-//! The data, model config and encoding rule are in `svlm_train::bench`.
+//! trainer against a PyTorch loop (`scripts/bench_train_torch.py`, transformers' `Idefics3ForConditionalGeneration`
+//! with its default attention) over the same Idefics3 shape, the same data files and the same encoding rule, on the
+//! same machine. The shapes, data and encoding rule are in `svlm_train::bench`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Context;
-use svlm_train::bench::{BenchResult, WordEncoder, model_config, write_data};
+use svlm_train::bench::{BenchResult, BenchShape, WordEncoder, write_data};
 use svlm_train::config::RunConfig;
 use svlm_train::trainer::{TrainOptions, read_metrics};
 
@@ -16,6 +16,11 @@ pub struct Args {
     /// Output folder (work files, results JSON).
     #[arg(long, default_value = "out/bench_train")]
     pub out: PathBuf,
+    /// Model and data size: `tiny` (SigLIP 2 x 64 + Llama 2 x 128, 64-px images, ~60-token samples) or
+    /// `smolvlm-256m` (SmolVLM-256M-Instruct's dimensions with random weights, 512-px images, ~200-token samples;
+    /// use `--batch-size 2 --steps 3 --warmup 1`: a step takes tens of seconds on 2 cores).
+    #[arg(long, default_value = "tiny")]
+    pub shape: String,
     #[arg(long, default_value_t = 256)]
     pub samples: usize,
     #[arg(long, default_value_t = 8)]
@@ -35,20 +40,28 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let shape = BenchShape::by_name(&args.shape).with_context(|| {
+        format!(
+            "unknown --shape `{}` (one of: {}, {})",
+            args.shape,
+            BenchShape::TINY.name,
+            BenchShape::SMOLVLM_256M.name
+        )
+    })?;
     let work = std::path::absolute(args.out.join("work"))?;
     std::fs::create_dir_all(work.join("model"))?;
     std::fs::write(
         work.join("model/config.json"),
-        serde_json::to_string_pretty(&model_config())?,
+        serde_json::to_string_pretty(&shape.model_config())?,
     )?;
-    let data = write_data(&work.join("data"), args.samples)?;
+    let data = write_data(&work.join("data"), args.samples, &shape)?;
     let total = args.warmup + args.steps;
     let text = format!(
         r#"name = "bench_train"
 seed = 0
 [model]
 config = "{model}"
-max_seq_len = 512
+max_seq_len = {max_seq_len}
 [train]
 stage = "full"
 steps = {total}
@@ -66,6 +79,7 @@ path = "{data}"
 weight = 1.0
 "#,
         model = work.join("model/config.json").display(),
+        max_seq_len = shape.max_positions.min(1024),
         batch = args.batch_size,
         packing = args.packing,
         data = data.display(),
@@ -78,7 +92,7 @@ weight = 1.0
         &config,
         &run_dir,
         model,
-        &WordEncoder,
+        &WordEncoder(shape),
         &device,
         &TrainOptions::default(),
     )?;
