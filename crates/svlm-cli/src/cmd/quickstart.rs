@@ -265,12 +265,15 @@ struct RunningTrain {
 }
 
 /// Starts `svlm train` for one ratio, or returns `None` when the run finished earlier. The resolved config is
-/// written to `OUT/configs/<label>.toml` (rerun it by hand with `svlm train --config`).
+/// written to `OUT/configs/<label>.toml` (rerun it by hand with `svlm train --config`). `threads` is the size of
+/// the run's CPU thread pool: the machine's cores divided among the concurrent runs, since pools that together
+/// ask for more threads than there are cores spend their time waiting on each other.
 fn start_training(
     out: &Path,
     plan: &Plan,
     ratio: f64,
     files: &DataFiles,
+    threads: usize,
 ) -> anyhow::Result<Option<RunningTrain>> {
     let config = run_config(out, plan, ratio, files)?;
     let label = ratio_label(ratio);
@@ -299,6 +302,9 @@ fn start_training(
     let exe = std::env::current_exe().context("locating the svlm binary")?;
     let mut command = std::process::Command::new(exe);
     command.arg("train");
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        command.env("RAYON_NUM_THREADS", threads.max(1).to_string());
+    }
     if latest.is_some() {
         tracing::info!("{}: resuming from its newest checkpoint", run_dir.display());
         command.arg("--resume").arg(&run_dir);
@@ -345,12 +351,14 @@ fn train_all(
     let mut seconds = vec![0.0; plan.ratios.len()];
     let mut pending: Vec<usize> = (0..plan.ratios.len()).rev().collect();
     let mut running: Vec<(usize, RunningTrain, indicatif::ProgressBar)> = Vec::new();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (cores / jobs.max(1).min(plan.ratios.len().max(1))).max(1);
     loop {
         while running.len() < jobs.max(1)
             && let Some(i) = pending.pop()
         {
             let ratio = plan.ratios[i];
-            if let Some(run) = start_training(out, plan, ratio, files)? {
+            if let Some(run) = start_training(out, plan, ratio, files, threads)? {
                 let bar = bars.add(progress_bar(
                     plan.steps,
                     &format!("ratio {ratio}"),
