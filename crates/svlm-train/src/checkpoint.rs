@@ -57,6 +57,38 @@ pub fn latest_checkpoint(run_dir: &Path) -> Option<(u64, PathBuf)> {
     list_checkpoints(run_dir).pop()
 }
 
+/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run folder when either
+/// holds `tokenizer.json`, else the folder the run's saved config names (`model.tokenizer`, the pretrained folder,
+/// or the from-scratch `model.config` file's folder).
+pub fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
+    let run_dir = checkpoint.parent();
+    if let Some(dir) = [Some(checkpoint), run_dir]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("tokenizer.json").is_file())
+    {
+        return Some(dir.to_path_buf());
+    }
+    let config = [Some(checkpoint), run_dir]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("config.toml"))
+        .find(|p| p.is_file())?;
+    let config = crate::config::RunConfig::load(&config, &[]).ok()?;
+    let model = &config.model;
+    model
+        .tokenizer
+        .clone()
+        .or_else(|| model.pretrained.as_ref().map(PathBuf::from))
+        .or_else(|| {
+            model
+                .config
+                .as_ref()
+                .and_then(|c| c.parent().map(Path::to_path_buf))
+        })
+        .filter(|d| d.join("tokenizer.json").is_file())
+}
+
 /// Build a checkpoint in `<run>/.tmp-checkpoint-N-<pid>` with `fill`, then rename it to `<run>/checkpoint-N` and
 /// delete all but the newest `keep_last`.
 pub fn save_checkpoint(
