@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
+use svlm_model::idefics3::Idefics3Config;
+use svlm_model::llama::LlamaConfig;
+use svlm_model::vision::VisionConfig;
 
 use crate::batch::{EncodedSample, IGNORE_INDEX, SampleEncoder};
 use crate::data::{ContentPart, Sample};
@@ -25,25 +28,62 @@ pub const PATCH: usize = 8;
 pub const SCALE: usize = 2;
 pub const IMAGE_SEQ_LEN: usize = (IMAGE_SIZE / PATCH) * (IMAGE_SIZE / PATCH) / (SCALE * SCALE);
 
+/// The tiny Idefics3 both sides train (its `config.json`).
 pub fn model_config() -> serde_json::Value {
-    serde_json::json!({
-        "architectures": ["Idefics3ForConditionalGeneration"],
-        "model_type": "idefics3",
-        "image_token_id": IMAGE_TOKEN,
-        "scale_factor": SCALE,
-        "tie_word_embeddings": false,
-        "vision_config": {
-            "model_type": "idefics3_vision", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "image_size": IMAGE_SIZE, "patch_size": PATCH, "num_channels": 3,
-            "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh"
-        },
-        "text_config": {
-            "model_type": "llama", "vocab_size": VOCAB, "hidden_size": 128, "intermediate_size": 256,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
-            "rms_norm_eps": 1e-5, "max_position_embeddings": 512, "rope_theta": 10000.0, "tie_word_embeddings": false,
-            "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD, "hidden_act": "silu"
-        }
-    })
+    let text_config = LlamaConfig {
+        model_type: "llama".into(),
+        vocab_size: VOCAB as usize,
+        hidden_size: 128,
+        intermediate_size: 256,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: Some(2),
+        head_dim: Some(32),
+        rms_norm_eps: 1e-5,
+        rope_theta: Some(10000.0),
+        rope_scaling: None,
+        rope_parameters: None,
+        max_position_embeddings: 512,
+        tie_word_embeddings: false,
+        attention_bias: false,
+        mlp_bias: false,
+        hidden_act: "silu".into(),
+        initializer_range: 0.02,
+        bos_token_id: Some(BOS.into()),
+        eos_token_id: Some(EOS.into()),
+        pad_token_id: Some(PAD.into()),
+        extra: Default::default(),
+    };
+    let vision_config = VisionConfig {
+        model_type: "idefics3_vision".into(),
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_channels: 3,
+        image_size: IMAGE_SIZE,
+        patch_size: PATCH,
+        layer_norm_eps: 1e-6,
+        hidden_act: "gelu_pytorch_tanh".into(),
+        initializer_range: 0.02,
+        extra: Default::default(),
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "architectures".into(),
+        vec!["Idefics3ForConditionalGeneration"].into(),
+    );
+    extra.insert("model_type".into(), "idefics3".into());
+    let config = Idefics3Config {
+        image_token_id: IMAGE_TOKEN,
+        scale_factor: SCALE,
+        text_config,
+        vision_config,
+        tie_word_embeddings: false,
+        extra,
+    };
+    // Plain fields and maps: serializing cannot fail.
+    serde_json::to_value(&config).unwrap_or_default()
 }
 
 /// Deterministic bench data: `samples` rows, user text 4..40 words, answers 2..24 words, one 64x64 image each.
