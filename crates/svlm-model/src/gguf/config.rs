@@ -1,7 +1,9 @@
 //! A Llama GGUF's hyper-parameters (`llama.*` metadata) and the HF `config.json` / `generation_config.json`
 //! they make.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+
+use crate::llama::{LlamaConfig, RopeParameters};
 
 use super::reader::GgufFile;
 use super::{GgufError, Result};
@@ -20,7 +22,7 @@ pub struct GgufLlamaParams {
     pub vocab_size: usize,
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
-    pub rope_scaling: Option<Value>,
+    pub rope_scaling: Option<RopeParameters>,
 }
 
 impl GgufFile {
@@ -86,7 +88,7 @@ impl GgufFile {
                         path: self.path.clone(),
                         key: "llama.rope.scaling.factor".into(),
                     })?;
-                Some(json!({"rope_type": "linear", "type": "linear", "factor": factor}))
+                Some(RopeParameters::linear(factor))
             }
             Some(other) => {
                 return Err(self.invalid(format!("rope scaling type '{other}' is not supported")));
@@ -129,45 +131,45 @@ impl GgufFile {
     }
 
     /// The HF `config.json` (LlamaConfig) of a Llama GGUF.
-    pub fn hf_config(&self) -> Result<Value> {
+    pub fn hf_config(&self) -> Result<LlamaConfig> {
         let p = self.llama_params()?;
-        let mut config = json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
-            "hidden_size": p.hidden_size,
-            "intermediate_size": p.intermediate_size,
-            "num_hidden_layers": p.num_hidden_layers,
-            "num_attention_heads": p.num_attention_heads,
-            "num_key_value_heads": p.num_key_value_heads,
-            "head_dim": p.head_dim,
-            "hidden_act": "silu",
-            "rms_norm_eps": p.rms_norm_eps,
-            "rope_theta": p.rope_theta,
-            "rope_scaling": p.rope_scaling,
-            "vocab_size": p.vocab_size,
-            "max_position_embeddings": p.max_position_embeddings,
-            "tie_word_embeddings": p.tie_word_embeddings,
-            "attention_bias": self.tensor("blk.0.attn_q.bias").is_some(),
-            "attention_dropout": 0.0,
-            "mlp_bias": self.tensor("blk.0.ffn_up.bias").is_some(),
-            "initializer_range": 0.02,
-            "pretraining_tp": 1,
-            "use_cache": true,
-            "torch_dtype": "float32",
-        });
-        for (name, key) in [
-            ("bos", "bos_token_id"),
-            ("eos", "eos_token_id"),
-            ("padding", "pad_token_id"),
-        ] {
-            if let Some(id) = self.special_token_id(name)? {
-                config[key] = json!(id);
-            }
-        }
+        let token = |name: &str| -> Result<Option<Value>> {
+            Ok(self.special_token_id(name)?.map(Value::from))
+        };
+        // The keys transformers writes that the model does not read.
+        let mut extra = Map::new();
+        extra.insert("architectures".into(), vec!["LlamaForCausalLM"].into());
+        extra.insert("attention_dropout".into(), 0.0.into());
+        extra.insert("pretraining_tp".into(), 1.into());
+        extra.insert("use_cache".into(), true.into());
+        extra.insert("torch_dtype".into(), "float32".into());
         if let Some(name) = self.optional_str("general.name")? {
-            config["_name_or_path"] = json!(name);
+            extra.insert("_name_or_path".into(), name.into());
         }
-        Ok(config)
+        Ok(LlamaConfig {
+            model_type: "llama".into(),
+            vocab_size: p.vocab_size,
+            hidden_size: p.hidden_size,
+            intermediate_size: p.intermediate_size,
+            num_hidden_layers: p.num_hidden_layers,
+            num_attention_heads: p.num_attention_heads,
+            num_key_value_heads: Some(p.num_key_value_heads),
+            head_dim: Some(p.head_dim),
+            rms_norm_eps: p.rms_norm_eps,
+            rope_theta: Some(p.rope_theta),
+            rope_scaling: p.rope_scaling.as_ref().map(RopeParameters::to_value),
+            rope_parameters: None,
+            max_position_embeddings: p.max_position_embeddings,
+            tie_word_embeddings: p.tie_word_embeddings,
+            attention_bias: self.tensor("blk.0.attn_q.bias").is_some(),
+            mlp_bias: self.tensor("blk.0.ffn_up.bias").is_some(),
+            hidden_act: "silu".into(),
+            initializer_range: 0.02,
+            bos_token_id: token("bos")?,
+            eos_token_id: token("eos")?,
+            pad_token_id: token("padding")?,
+            extra,
+        })
     }
 
     /// The HF `generation_config.json`: the special token ids.
@@ -179,7 +181,7 @@ impl GgufFile {
             ("padding", "pad_token_id"),
         ] {
             if let Some(id) = self.special_token_id(which)? {
-                config.insert(key.to_string(), json!(id));
+                config.insert(key.to_string(), id.into());
             }
         }
         Ok(Value::Object(config))

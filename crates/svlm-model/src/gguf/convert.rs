@@ -196,6 +196,7 @@ pub fn gguf_to_hf_folder(gguf: &Path, out_dir: &Path) -> Result<()> {
     let staging = svlm_io::temp_dir_in(&parent, ".gguf-convert-")
         .map_err(|e| write_err(&parent, e.to_string()))?;
 
+    let config = serde_json::to_value(&config).map_err(|e| write_err(out_dir, e.to_string()))?;
     write_json(gguf, staging.path(), "config.json", &config)?;
     write_json(gguf, staging.path(), "tokenizer.json", &tokenizer)?;
     write_json(
