@@ -12,7 +12,7 @@ use svlm_model::llama::LlamaConfig;
 use svlm_model::vision::VisionConfig;
 
 use crate::batch::{EncodedSample, IGNORE_INDEX, SampleEncoder};
-use crate::data::{ContentPart, Sample};
+use crate::data::{Sample, SamplePart};
 
 pub const PAD: u32 = 0;
 pub const BOS: u32 = 1;
@@ -140,7 +140,7 @@ impl SampleEncoder for WordEncoder {
             labels.push(IGNORE_INDEX);
             for part in &m.content {
                 match part {
-                    ContentPart::Text(t) => {
+                    SamplePart::Text(t) => {
                         for w in t.split_whitespace() {
                             let id: u32 = w
                                 .strip_prefix('w')
@@ -155,7 +155,7 @@ impl SampleEncoder for WordEncoder {
                             });
                         }
                     }
-                    ContentPart::Image => {
+                    SamplePart::Image => {
                         let image = sample
                             .images
                             .get(image_index)
