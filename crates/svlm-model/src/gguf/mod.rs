@@ -23,7 +23,9 @@ mod tokenizer;
 
 pub use config::GgufLlamaParams;
 pub use convert::gguf_to_hf_folder;
-pub use names::{gguf_tensor_name, hf_tensor_name, permute_qk_rows, unpermute_qk_rows};
+pub use names::{
+    PermuteError, gguf_tensor_name, hf_tensor_name, permute_qk_rows, unpermute_qk_rows,
+};
 pub use quant::{DequantizeLengthError, GgmlType, QuantKind, dequantize};
 pub use reader::{DenseTensor, GgufFile, GgufTensorInfo, GgufValue};
 

@@ -64,11 +64,18 @@ pub(super) fn gguf_row_of_hf_row(row: usize, head_dim: usize) -> usize {
     head * head_dim + i * 2 + s
 }
 
-pub(super) fn check_permutable(rows: usize, n_head: usize) -> std::result::Result<usize, String> {
+/// Rows that llama.cpp's Q/K permutation does not apply to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PermuteError {
+    #[error("{rows} rows cannot be split into {n_head} heads of an even size")]
+    HeadSplit { rows: usize, n_head: usize },
+    #[error("{values} values do not form {rows} rows")]
+    Shape { values: usize, rows: usize },
+}
+
+pub(super) fn check_permutable(rows: usize, n_head: usize) -> Result<usize, PermuteError> {
     if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2) {
-        return Err(format!(
-            "{rows} rows cannot be split into {n_head} heads of an even size"
-        ));
+        return Err(PermuteError::HeadSplit { rows, n_head });
     }
     Ok(rows / n_head)
 }
@@ -78,10 +85,13 @@ pub(super) fn reorder_rows(
     rows: usize,
     n_head: usize,
     to_hf: bool,
-) -> std::result::Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, PermuteError> {
     let head_dim = check_permutable(rows, n_head)?;
     if rows == 0 || !data.len().is_multiple_of(rows) {
-        return Err(format!("{} values do not form {rows} rows", data.len()));
+        return Err(PermuteError::Shape {
+            values: data.len(),
+            rows,
+        });
     }
     let cols = data.len() / rows;
     let mut out = vec![0f32; data.len()];
@@ -104,16 +114,12 @@ pub fn unpermute_qk_rows(
     data: &[f32],
     rows: usize,
     n_head: usize,
-) -> std::result::Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, PermuteError> {
     reorder_rows(data, rows, n_head, true)
 }
 
 /// llama.cpp's Q/K row permutation (HF order -> GGUF order), the inverse of [`unpermute_qk_rows`].
-pub fn permute_qk_rows(
-    data: &[f32],
-    rows: usize,
-    n_head: usize,
-) -> std::result::Result<Vec<f32>, String> {
+pub fn permute_qk_rows(data: &[f32], rows: usize, n_head: usize) -> Result<Vec<f32>, PermuteError> {
     reorder_rows(data, rows, n_head, false)
 }
 
