@@ -62,7 +62,7 @@ impl TensorBoard {
 
 impl MetricsSink for TensorBoard {
     fn record(&mut self, m: &StepMetrics) -> Result<(), TrainError> {
-        if !(m.step.is_multiple_of(self.every) || !m.validation.is_empty()) {
+        if !m.step.is_multiple_of(self.every) && m.validation.is_empty() {
             return Ok(());
         }
         let run_dir = &self.run_dir;
