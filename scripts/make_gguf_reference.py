@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference data for svlm-model's GGUF reader (crates/svlm-model/src/gguf.rs). Not run by CI.
+"""Reference data for svlm-model's GGUF reader (crates/svlm-model/src/gguf/). Not run by CI.
 
 Two modes:
 

@@ -1,7 +1,7 @@
 //! `svlm`: one binary for spatial VQA synthesis, co-training, evaluation, reasoning and reward annotation.
 
-mod answerer;
 mod cmd;
+mod model_args;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;

@@ -3,13 +3,15 @@
 //! official scoring in [`benchmarks`]) and reports (JSON, markdown, predictions
 //! JSONL, PNG charts).
 //!
-//! Generation is not here: anything implementing [`Answerer`] answers the questions (the `svlm eval` command wires
-//! a `svlm-model` VLM to it).
+//! Anything implementing [`Answerer`] answers the questions; [`answerer::ModelAnswerer`] (feature `model`, on by
+//! default) is a `svlm-model` VLM with its processor, the answerer `svlm eval` uses.
 //!
 //! Invalid format: an answer the parsers of `svlm-answers` cannot read (no yes/no word, no option named, a number
 //! without a unit...) is invalid. It counts in the valid-format rate, and as not correct in every "over all" rate;
 //! "over valid" rates leave it out. Both are reported.
 
+#[cfg(feature = "model")]
+pub mod answerer;
 pub mod baseline;
 pub mod benchmarks;
 pub mod dataset;

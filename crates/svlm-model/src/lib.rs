@@ -27,5 +27,5 @@ pub use io::{
 pub use llama::{LlamaConfig, LlamaForCausalLM};
 pub use vlm::{
     Family, IGNORE_INDEX, ModelConfig, Packing, Part, Vlm, VlmBatch, VlmOutput, causal_lm_loss,
-    part_of,
+    next_token_nll, part_of,
 };

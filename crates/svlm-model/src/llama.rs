@@ -197,6 +197,47 @@ impl LlamaConfig {
     }
 }
 
+/// A config's RoPE table as svlm writes it: transformers 5's `rope_parameters` (theta and type), or 4.x's
+/// `rope_scaling` (type under both spellings, factor); [`LlamaConfig::rope`] reads either back.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RopeParameters {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    pub rope_type: String,
+    /// transformers 4.x's name for `rope_type`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub legacy_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+}
+
+impl RopeParameters {
+    /// Unscaled RoPE with base `theta` (`rope_parameters`).
+    pub fn default_with_theta(theta: f64) -> Self {
+        Self {
+            rope_theta: Some(theta),
+            rope_type: "default".into(),
+            legacy_type: None,
+            factor: None,
+        }
+    }
+
+    /// Linear position scaling by `factor` (`rope_scaling`, both spellings of the type).
+    pub fn linear(factor: f64) -> Self {
+        Self {
+            rope_theta: None,
+            rope_type: "linear".into(),
+            legacy_type: Some("linear".into()),
+            factor: Some(factor),
+        }
+    }
+
+    /// The JSON value stored in [`LlamaConfig::rope_parameters`] / [`LlamaConfig::rope_scaling`].
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum RopeScaling {
     None,

@@ -240,21 +240,38 @@ pub struct Packing {
     pub position_ids: Tensor<2, Int>,
 }
 
-/// Which part of the model a parameter belongs to (for freezing and per-part learning rates).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which part of the model a parameter belongs to (for freezing and per-part learning rates; the names are the
+/// ones run configs and metrics use).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Part {
     Vision,
     Connector,
     Language,
 }
 
+impl Part {
+    pub const ALL: [Part; 3] = [Part::Vision, Part::Connector, Part::Language];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Vision => "vision",
+            Part::Connector => "connector",
+            Part::Language => "language",
+        }
+    }
+}
+
 /// Classifies an HF-style parameter path (`model.vision_model.…`, `multi_modal_projector.…`,
-/// `language_model.…`, `lm_head.weight`; a leading Burn enum variant such as `Idefics3.` is ignored).
+/// `language_model.…`, `lm_head.weight`; a leading Burn enum variant such as `Idefics3.`, of any family, is ignored).
 pub fn part_of(param_path: &str) -> Part {
-    let path = ["Idefics3.", "Llava.", "Llama."]
-        .iter()
-        .find_map(|v| param_path.strip_prefix(v))
-        .unwrap_or(param_path);
+    // Burn names a parameter of an enum module after the variant (`Idefics3.model...`); HF names are lowercase.
+    let path = match param_path.split_once('.') {
+        Some((variant, rest)) if variant.starts_with(char::is_uppercase) => rest,
+        _ => param_path,
+    };
     let path = path.strip_prefix("model.").unwrap_or(path);
     if path.starts_with("vision_model.") || path.starts_with("vision_tower.") {
         Part::Vision
@@ -509,27 +526,35 @@ impl Vlm {
 /// HF `ForCausalLMLoss`: logits at `t` predict `labels[t + 1]`; mean over non-ignored targets
 /// (0 when there are none).
 pub fn causal_lm_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
-    let [b, s, v] = logits.dims();
+    let [_, s, _] = logits.dims();
     let device = logits.device();
     if s < 2 {
         return Tensor::zeros([1], &device);
     }
-    let logits = logits
-        .slice([0..b, 0..s - 1, 0..v])
-        .reshape([b * (s - 1), v]);
-    let targets: Vec<i64> = labels
-        .slice([0..b, 1..s])
-        .into_data()
-        .iter::<i64>()
-        .collect();
-    let count = targets
-        .iter()
+    let labels: Vec<i64> = labels.into_data().iter::<i64>().collect();
+    let count = labels
+        .chunks(s)
+        .flat_map(|row| &row[1..])
         .filter(|&&t| t != IGNORE_INDEX)
         .count()
         .max(1);
-    crate::fused::nll(logits, &targets)
+    next_token_nll(logits, &labels)
         .sum()
         .div_scalar(count as f64)
+}
+
+/// Next-token negative log-likelihood `[batch, seq_len - 1]` of logits `[batch, seq_len, vocab]` against the
+/// unshifted labels (row-major `batch * seq_len`): position `t` predicts `labels[t + 1]`, 0 where that is
+/// [`IGNORE_INDEX`]. The one loss path, through the one loss kernel ([`crate::fused::nll`]): [`causal_lm_loss`]
+/// and the trainer's loss both take it.
+pub fn next_token_nll(logits: Tensor<3>, labels: &[i64]) -> Tensor<2> {
+    let [b, t, v] = logits.dims();
+    let steps = t.saturating_sub(1);
+    let targets: Vec<i64> = (0..b)
+        .flat_map(|row| (1..t).map(move |pos| labels[row * t + pos]))
+        .collect();
+    let logits = logits.slice([0..b, 0..steps, 0..v]).reshape([b * steps, v]);
+    crate::fused::nll(logits, &targets).reshape([b, steps])
 }
 
 /// LLaVA: drop all-zero (padding) images so `[B, N]` batches with fewer images per sample work.

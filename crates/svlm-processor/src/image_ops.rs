@@ -13,15 +13,15 @@ pub fn load_image(path: impl AsRef<Path>) -> Result<Rgb8> {
         path: path.to_path_buf(),
         source,
     })?;
-    decode_image(&bytes).map_err(|message| ProcessorError::Image {
+    decode_image(&bytes).map_err(|e| ProcessorError::Image {
         path: path.to_path_buf(),
-        message,
+        message: e.to_string(),
     })
 }
 
-/// Decodes encoded image bytes (PNG, JPEG, TIFF) to RGB; the error is the decoder's message.
-pub fn decode_image(bytes: &[u8]) -> std::result::Result<Rgb8, String> {
-    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+/// Decodes encoded image bytes (PNG, JPEG, TIFF) to RGB; the error is the decoder's.
+pub fn decode_image(bytes: &[u8]) -> std::result::Result<Rgb8, image::ImageError> {
+    let img = image::load_from_memory(bytes)?;
     Ok(dynamic_to_rgb(&img))
 }
 

@@ -26,7 +26,7 @@ pub mod orchestrator;
 pub mod planner;
 pub mod transcript;
 
-pub use llm::{ChatMessage, ChatModel, LlmConfig, LlmError, OpenAiClient};
+pub use llm::{ChatModel, LlmConfig, LlmError, LlmMessage, OpenAiClient};
 pub use oracle::TruthOracle;
 pub use orchestrator::{LlmAnswer, OrchestratorOptions, answer_with_llm, ask_vlm_tool};
 pub use planner::{Outcome, PlanError, PlannerOptions, answer_with_rules, plan};

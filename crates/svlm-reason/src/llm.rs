@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 /// One chat message in the OpenAI wire format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatMessage {
+pub struct LlmMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<String>,
@@ -20,7 +20,7 @@ pub struct ChatMessage {
     pub tool_call_id: Option<String>,
 }
 
-impl ChatMessage {
+impl LlmMessage {
     pub fn system(text: &str) -> Self {
         Self::text("system", text)
     }
@@ -31,13 +31,13 @@ impl ChatMessage {
         Self::text("assistant", text)
     }
     pub fn tool(call_id: &str, content: &str) -> Self {
-        ChatMessage {
+        LlmMessage {
             tool_call_id: Some(call_id.to_string()),
             ..Self::text("tool", content)
         }
     }
     fn text(role: &str, text: &str) -> Self {
-        ChatMessage {
+        LlmMessage {
             role: role.to_string(),
             content: Some(text.to_string()),
             tool_calls: Vec::new(),
@@ -100,7 +100,7 @@ pub enum LlmError {
 /// Something that answers a chat turn.
 pub trait ChatModel {
     /// The assistant's reply to `messages`; `tools` are OpenAI function specs (empty: no tool calling).
-    fn chat(&mut self, messages: &[ChatMessage], tools: &[Value]) -> anyhow::Result<ChatMessage>;
+    fn chat(&mut self, messages: &[LlmMessage], tools: &[Value]) -> anyhow::Result<LlmMessage>;
     /// Name for transcripts.
     fn name(&self) -> String;
 }
@@ -196,9 +196,9 @@ impl OpenAiClient {
     /// One completion: the first choice's message.
     pub fn complete(
         &mut self,
-        messages: &[ChatMessage],
+        messages: &[LlmMessage],
         tools: &[Value],
-    ) -> Result<ChatMessage, LlmError> {
+    ) -> Result<LlmMessage, LlmError> {
         let url = self.config.endpoint();
         let mut body = json!({ "model": self.config.model, "messages": messages });
         if !tools.is_empty() {
@@ -270,7 +270,7 @@ impl OpenAiClient {
 }
 
 impl ChatModel for OpenAiClient {
-    fn chat(&mut self, messages: &[ChatMessage], tools: &[Value]) -> anyhow::Result<ChatMessage> {
+    fn chat(&mut self, messages: &[LlmMessage], tools: &[Value]) -> anyhow::Result<LlmMessage> {
         Ok(self.complete(messages, tools)?)
     }
     fn name(&self) -> String {
@@ -283,7 +283,7 @@ fn snippet(text: &str) -> String {
 }
 
 /// The first choice's message of a chat-completions reply body.
-pub fn parse_reply(url: &str, text: &str) -> Result<ChatMessage, LlmError> {
+pub fn parse_reply(url: &str, text: &str) -> Result<LlmMessage, LlmError> {
     let malformed = |what: &str| LlmError::Malformed {
         url: url.to_string(),
         what: what.to_string(),
@@ -304,7 +304,7 @@ pub fn parse_reply(url: &str, text: &str) -> Result<ChatMessage, LlmError> {
         .ok_or_else(|| malformed("`choices` is empty"))?
         .get("message")
         .ok_or_else(|| malformed("missing `choices[0].message`"))?;
-    let message: ChatMessage = serde_json::from_value(message.clone())
+    let message: LlmMessage = serde_json::from_value(message.clone())
         .map_err(|e| malformed(&format!("`choices[0].message` is not a chat message ({e})")))?;
     if message.content.is_none() && message.tool_calls.is_empty() {
         return Err(malformed(

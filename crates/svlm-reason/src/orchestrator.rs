@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use svlm_eval::Answerer;
 
-use crate::llm::{ChatMessage, ChatModel};
+use crate::llm::{ChatModel, LlmMessage};
 use crate::transcript::{Step, Transcript, parse_answer};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,8 +114,8 @@ pub fn answer_with_llm(
         vec![]
     };
     let mut messages = vec![
-        ChatMessage::system(&system_prompt(options.use_tools)),
-        ChatMessage::user(question),
+        LlmMessage::system(&system_prompt(options.use_tools)),
+        LlmMessage::user(question),
     ];
     let mut ask = |q: &str, transcript: &mut Transcript| -> Result<String> {
         let answers = vlm
@@ -132,7 +132,7 @@ pub fn answer_with_llm(
     // Some(answer) when the LLM has answered; None asks it again (after a reminder).
     let mut settle = |answer: String,
                       transcript: &mut Transcript,
-                      messages: &mut Vec<ChatMessage>|
+                      messages: &mut Vec<LlmMessage>|
      -> Option<LlmAnswer> {
         let grounded = transcript.measurements() > 0;
         if !grounded && !reminded {
@@ -143,7 +143,7 @@ pub fn answer_with_llm(
                     "final answer {answer:?} rests on no measurement; reminded the LLM: {reminder}"
                 ),
             });
-            messages.push(ChatMessage::user(&reminder));
+            messages.push(LlmMessage::user(&reminder));
             return None;
         }
         if !grounded {
@@ -184,7 +184,7 @@ pub fn answer_with_llm(
                         json!({ "error": message }).to_string()
                     }
                 };
-                results.push(ChatMessage::tool(&call.id, &content));
+                results.push(LlmMessage::tool(&call.id, &content));
             }
             transcript.push(Step::Llm {
                 content: reply.content.clone(),
@@ -223,7 +223,7 @@ pub fn answer_with_llm(
                     parse_answer(&answer).describe()
                 ));
             }
-            messages.push(ChatMessage::user(&lines.join("\n")));
+            messages.push(LlmMessage::user(&lines.join("\n")));
             continue;
         }
         if options.use_tools && !content.trim().is_empty() {
@@ -236,7 +236,7 @@ pub fn answer_with_llm(
         transcript.push(Step::Note {
             message: format!("no ASK/FINAL line; reminded the LLM: {reminder}"),
         });
-        messages.push(ChatMessage::user(reminder));
+        messages.push(LlmMessage::user(reminder));
     }
     anyhow::bail!(
         "the LLM gave no final answer within {} steps ({} VLM questions asked)",

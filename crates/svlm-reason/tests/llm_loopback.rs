@@ -425,7 +425,7 @@ fn timeout_is_retried_then_reported() {
     let mut llm = client(&url, 200, 2);
     let started = Instant::now();
     let err = llm
-        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .complete(&[svlm_reason::LlmMessage::user("hi")], &[])
         .unwrap_err();
     assert!(
         matches!(err, LlmError::Unreachable { attempts: 3, .. }),
@@ -453,12 +453,12 @@ fn malformed_replies_are_named() {
     ]);
     let mut llm = client(&url, 5000, 3);
     let err = llm
-        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .complete(&[svlm_reason::LlmMessage::user("hi")], &[])
         .unwrap_err()
         .to_string();
     assert!(err.contains("not JSON") && err.contains(&url), "{err}");
     let err = llm
-        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .complete(&[svlm_reason::LlmMessage::user("hi")], &[])
         .unwrap_err()
         .to_string();
     assert!(err.contains("missing `choices`"), "{err}");
@@ -476,7 +476,7 @@ fn server_error_then_success_is_retried() {
     ]);
     let mut llm = client(&url, 5000, 3);
     let m = llm
-        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .complete(&[svlm_reason::LlmMessage::user("hi")], &[])
         .unwrap();
     assert_eq!(m.content.as_deref(), Some("hello"));
     assert_eq!(llm.attempts, 3);
@@ -485,7 +485,7 @@ fn server_error_then_success_is_retried() {
     let (url, server) = serve(vec![reply(503, "down"), reply(503, "down")]);
     let mut llm = client(&url, 5000, 1);
     let err = llm
-        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .complete(&[svlm_reason::LlmMessage::user("hi")], &[])
         .unwrap_err();
     assert!(
         matches!(
@@ -503,7 +503,7 @@ fn server_error_then_success_is_retried() {
     let (url, server) = serve(vec![reply(401, "bad key")]);
     let mut llm = client(&url, 5000, 3);
     let err = llm
-        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .complete(&[svlm_reason::LlmMessage::user("hi")], &[])
         .unwrap_err();
     assert!(
         matches!(err, LlmError::Status { status: 401, .. }),
@@ -524,7 +524,7 @@ fn unreachable_endpoint_names_the_url() {
     let url = format!("http://127.0.0.1:{port}/v1");
     let mut llm = client(&url, 1000, 1);
     let err = llm
-        .complete(&[svlm_reason::ChatMessage::user("hi")], &[])
+        .complete(&[svlm_reason::LlmMessage::user("hi")], &[])
         .unwrap_err()
         .to_string();
     assert!(

@@ -23,7 +23,9 @@ pub use graph::{
     DepthInput, EstimateParams, FrameProblem, VisibilityParams, from_depth, from_world,
 };
 pub use pipeline::{OutputFormat, ShardManifest, ShardOutcome, SynthOptions, run_shard};
-pub use qa::{GeneratedQa, QaConfig, generate, question_types, verify_answer};
+pub use qa::{
+    AnswerMismatch, GeneratedQa, QaConfig, QaConfigError, generate, question_types, verify_answer,
+};
 pub use record::{QuestionKind, Role, SpatialQa, SpatialRecord, Truth, Turn};
 pub use scene::{SceneGraph, SceneObject, TruthSource};
 pub use shard::ShardSpec;

@@ -62,30 +62,38 @@ impl Default for QaConfig {
     }
 }
 
+/// Question settings [`QaConfig::validate`] refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QaConfigError {
+    #[error("qualitative_share {0} must be within [0, 1]")]
+    QualitativeShare(f64),
+    #[error("unknown question types {unknown:?}; known: {known}")]
+    UnknownTypes { unknown: Vec<String>, known: String },
+    #[error("the question type list is empty")]
+    NoTypes,
+}
+
 impl QaConfig {
     /// Rejects type names that [`question_types`] does not know, listing them.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), QaConfigError> {
         if !(0.0..=1.0).contains(&self.qualitative_share) {
-            return Err(format!(
-                "qualitative_share {} must be within [0, 1]",
-                self.qualitative_share
-            ));
+            return Err(QaConfigError::QualitativeShare(self.qualitative_share));
         }
         if let Some(kinds) = &self.kinds {
             let known = question_types();
-            let unknown: Vec<&str> = kinds
+            let unknown: Vec<String> = kinds
                 .iter()
-                .map(String::as_str)
-                .filter(|k| !known.contains(k))
+                .filter(|k| !known.contains(&k.as_str()))
+                .cloned()
                 .collect();
             if !unknown.is_empty() {
-                return Err(format!(
-                    "unknown question types {unknown:?}; known: {}",
-                    known.join(", ")
-                ));
+                return Err(QaConfigError::UnknownTypes {
+                    unknown,
+                    known: known.join(", "),
+                });
             }
             if kinds.is_empty() {
-                return Err("the question type list is empty".into());
+                return Err(QaConfigError::NoTypes);
             }
         }
         Ok(())
@@ -825,22 +833,31 @@ fn render(g: &SceneGraph, c: &Candidate, cfg: &QaConfig, rng: &mut impl Rng) -> 
 /// Checks that the answer text reads back (with the `svlm-answers` parsers the evaluator uses) to the truth:
 /// yes/no and choices exactly, clock hours exactly, angles within half a degree, lengths within the rounding of
 /// the default number style (or, for ranges, containing the truth).
-pub fn verify_answer(qa: &GeneratedQa) -> Result<(), String> {
+pub fn verify_answer(qa: &GeneratedQa) -> Result<(), AnswerMismatch> {
     let answer = qa.answer.as_str();
+    let mismatch = |read: String, truth: String| AnswerMismatch::Reads {
+        answer: answer.to_string(),
+        read,
+        truth,
+    };
     match &qa.spatial.truth {
         Truth::Bool { value } => match svlm_answers::parse_yes_no(answer) {
             Some(v) if v == *value => Ok(()),
-            other => Err(format!("{answer:?} reads as {other:?}, truth {value}")),
+            other => Err(mismatch(format!("{other:?}"), value.to_string())),
         },
         Truth::Choice { value, options } => match svlm_answers::parse_choice(answer, options) {
             Some(i) if options.get(i) == Some(value) => Ok(()),
-            other => Err(format!(
-                "{answer:?} reads as option {other:?} of {options:?}, truth {value:?}"
+            other => Err(mismatch(
+                format!("option {other:?} of {options:?}"),
+                format!("{value:?}"),
             )),
         },
         Truth::Length { meters } => {
-            let parsed = svlm_answers::parse_length(answer)
-                .ok_or_else(|| format!("{answer:?}: no length"))?;
+            let parsed =
+                svlm_answers::parse_length(answer).ok_or_else(|| AnswerMismatch::Unread {
+                    answer: answer.to_string(),
+                    what: "length",
+                })?;
             let tolerance =
                 svlm_answers::NumberStyle::default().max_single_relative_error() * meters + 1e-9;
             let ok = if parsed.is_range() {
@@ -852,22 +869,31 @@ pub fn verify_answer(qa: &GeneratedQa) -> Result<(), String> {
             if ok {
                 Ok(())
             } else {
-                Err(format!("{answer:?} reads as {parsed:?}, truth {meters} m"))
+                Err(mismatch(format!("{parsed:?}"), format!("{meters} m")))
             }
         }
         Truth::Clock { hour } => match svlm_answers::parse_clock(answer) {
             Some(h) if h == *hour => Ok(()),
-            other => Err(format!(
-                "{answer:?} reads as {other:?} o'clock, truth {hour}"
-            )),
+            other => Err(mismatch(format!("{other:?} o'clock"), hour.to_string())),
         },
         Truth::Angle { degrees } => match svlm_answers::parse_angle_degrees(answer) {
             Some(d) if (d - degrees).abs() <= 0.5 + 1e-9 => Ok(()),
-            other => Err(format!(
-                "{answer:?} reads as {other:?} degrees, truth {degrees}"
-            )),
+            other => Err(mismatch(format!("{other:?} degrees"), degrees.to_string())),
         },
     }
+}
+
+/// A generated answer that does not read back as its truth ([`verify_answer`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerMismatch {
+    #[error("{answer:?} reads as {read}, truth {truth}")]
+    Reads {
+        answer: String,
+        read: String,
+        truth: String,
+    },
+    #[error("{answer:?}: no {what}")]
+    Unread { answer: String, what: &'static str },
 }
 
 #[cfg(test)]
@@ -1059,7 +1085,7 @@ mod tests {
             kinds: Some(vec!["left_predicate".into(), "leftish".into()]),
             ..QaConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("leftish"));
+        assert!(bad.validate().unwrap_err().to_string().contains("leftish"));
     }
 
     #[test]
@@ -1237,7 +1263,12 @@ mod tests {
             qualitative_share: 1.5,
             ..QaConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("qualitative_share"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("qualitative_share")
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Sample;
 
-/// Label value of tokens that carry no loss (as in PyTorch / HF).
-pub const IGNORE_INDEX: i64 = -100;
+/// Label value of tokens that carry no loss (as in PyTorch / HF; the model's loss reads the same constant).
+pub use svlm_model::IGNORE_INDEX;
 
 /// One encoded sample.
 #[derive(Debug, Clone, PartialEq)]

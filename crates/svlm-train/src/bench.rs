@@ -7,9 +7,12 @@
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
+use svlm_model::idefics3::Idefics3Config;
+use svlm_model::llama::LlamaConfig;
+use svlm_model::vision::VisionConfig;
 
 use crate::batch::{EncodedSample, IGNORE_INDEX, SampleEncoder};
-use crate::data::{ContentPart, Sample};
+use crate::data::{Sample, SamplePart};
 
 pub const PAD: u32 = 0;
 pub const BOS: u32 = 1;
@@ -108,28 +111,60 @@ impl BenchShape {
 
     /// The HF `config.json` of the model (random weights are initialised from it on both sides).
     pub fn model_config(&self) -> serde_json::Value {
-        serde_json::json!({
-            "architectures": ["Idefics3ForConditionalGeneration"],
-            "model_type": "idefics3",
-            "image_token_id": self.image_token(),
-            "scale_factor": self.scale,
-            "tie_word_embeddings": false,
-            "vision_config": {
-                "model_type": "idefics3_vision", "hidden_size": self.vision_hidden,
-                "intermediate_size": self.vision_intermediate, "num_hidden_layers": self.vision_layers,
-                "num_attention_heads": self.vision_heads, "image_size": self.image_size, "patch_size": self.patch,
-                "num_channels": 3, "layer_norm_eps": 1e-6, "hidden_act": "gelu_pytorch_tanh"
-            },
-            "text_config": {
-                "model_type": "llama", "vocab_size": self.vocab, "hidden_size": self.text_hidden,
-                "intermediate_size": self.text_intermediate, "num_hidden_layers": self.text_layers,
-                "num_attention_heads": self.text_heads, "num_key_value_heads": self.text_kv_heads,
-                "head_dim": self.text_hidden / self.text_heads, "rms_norm_eps": 1e-5,
-                "max_position_embeddings": self.max_positions, "rope_theta": self.rope_theta,
-                "tie_word_embeddings": false, "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD,
-                "hidden_act": "silu"
-            }
-        })
+        let text_config = LlamaConfig {
+            model_type: "llama".into(),
+            vocab_size: self.vocab as usize,
+            hidden_size: self.text_hidden,
+            intermediate_size: self.text_intermediate,
+            num_hidden_layers: self.text_layers,
+            num_attention_heads: self.text_heads,
+            num_key_value_heads: Some(self.text_kv_heads),
+            head_dim: Some(self.text_hidden / self.text_heads),
+            rms_norm_eps: 1e-5,
+            rope_theta: Some(self.rope_theta),
+            rope_scaling: None,
+            rope_parameters: None,
+            max_position_embeddings: self.max_positions,
+            tie_word_embeddings: false,
+            attention_bias: false,
+            mlp_bias: false,
+            hidden_act: "silu".into(),
+            initializer_range: 0.02,
+            bos_token_id: Some(BOS.into()),
+            eos_token_id: Some(EOS.into()),
+            pad_token_id: Some(PAD.into()),
+            extra: Default::default(),
+        };
+        let vision_config = VisionConfig {
+            model_type: "idefics3_vision".into(),
+            hidden_size: self.vision_hidden,
+            intermediate_size: self.vision_intermediate,
+            num_hidden_layers: self.vision_layers,
+            num_attention_heads: self.vision_heads,
+            num_channels: 3,
+            image_size: self.image_size,
+            patch_size: self.patch,
+            layer_norm_eps: 1e-6,
+            hidden_act: "gelu_pytorch_tanh".into(),
+            initializer_range: 0.02,
+            extra: Default::default(),
+        };
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "architectures".into(),
+            vec!["Idefics3ForConditionalGeneration"].into(),
+        );
+        extra.insert("model_type".into(), "idefics3".into());
+        let config = Idefics3Config {
+            image_token_id: self.image_token(),
+            scale_factor: self.scale,
+            text_config,
+            vision_config,
+            tie_word_embeddings: false,
+            extra,
+        };
+        // Plain fields and maps: serializing cannot fail.
+        serde_json::to_value(&config).unwrap_or_default()
     }
 }
 
@@ -205,7 +240,7 @@ impl SampleEncoder for WordEncoder {
             labels.push(IGNORE_INDEX);
             for part in &m.content {
                 match part {
-                    ContentPart::Text(t) => {
+                    SamplePart::Text(t) => {
                         for w in t.split_whitespace() {
                             let id: u32 = w
                                 .strip_prefix('w')
@@ -220,7 +255,7 @@ impl SampleEncoder for WordEncoder {
                             });
                         }
                     }
-                    ContentPart::Image => {
+                    SamplePart::Image => {
                         let image = sample
                             .images
                             .get(image_index)

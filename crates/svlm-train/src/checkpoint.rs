@@ -57,6 +57,38 @@ pub fn latest_checkpoint(run_dir: &Path) -> Option<(u64, PathBuf)> {
     list_checkpoints(run_dir).pop()
 }
 
+/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run folder when either
+/// holds `tokenizer.json`, else the folder the run's saved config names (`model.tokenizer`, the pretrained folder,
+/// or the from-scratch `model.config` file's folder).
+pub fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
+    let run_dir = checkpoint.parent();
+    if let Some(dir) = [Some(checkpoint), run_dir]
+        .into_iter()
+        .flatten()
+        .find(|d| d.join("tokenizer.json").is_file())
+    {
+        return Some(dir.to_path_buf());
+    }
+    let config = [Some(checkpoint), run_dir]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("config.toml"))
+        .find(|p| p.is_file())?;
+    let config = crate::config::RunConfig::load(&config, &[]).ok()?;
+    let model = &config.model;
+    model
+        .tokenizer
+        .clone()
+        .or_else(|| model.pretrained.as_ref().map(PathBuf::from))
+        .or_else(|| {
+            model
+                .config
+                .as_ref()
+                .and_then(|c| c.parent().map(Path::to_path_buf))
+        })
+        .filter(|d| d.join("tokenizer.json").is_file())
+}
+
 /// Build a checkpoint in `<run>/.tmp-checkpoint-N-<pid>` with `fill`, then rename it to `<run>/checkpoint-N` and
 /// delete all but the newest `keep_last`.
 pub fn save_checkpoint(
@@ -140,44 +172,43 @@ pub enum RunDirUse {
 /// - `Overwrite` renames the folder aside in one step and deletes it, then creates it empty: a process killed on
 ///   the way leaves the old run whole or gone, never a mix of two runs;
 /// - `Resume` needs a complete checkpoint and removes what killed writers left (`.tmp-*` files and folders).
-pub fn claim_run_dir(dir: &Path, usage: RunDirUse) -> Result<(), String> {
+pub fn claim_run_dir(dir: &Path, usage: RunDirUse) -> Result<(), RunDirError> {
+    let io = |action: String| move |source| RunDirError::Io { action, source };
     let shown = dir.display();
     match usage {
         RunDirUse::New => {
             let found = run_files(dir);
             if !found.is_empty() {
-                return Err(format!(
-                    "{shown} holds another run ({}): continue it with --resume {shown}, or start over with \
-                     --overwrite (deletes it), or pick another --out",
-                    found.join(", ")
-                ));
+                return Err(RunDirError::HoldsRun {
+                    dir: dir.to_path_buf(),
+                    found,
+                });
             }
         }
         RunDirUse::Overwrite => {
             if dir.exists() {
-                let name = dir
-                    .file_name()
-                    .ok_or_else(|| format!("{shown}: cannot overwrite a folder without a name"))?;
+                let name = dir.file_name().ok_or_else(|| RunDirError::Unnamed {
+                    dir: dir.to_path_buf(),
+                })?;
                 let aside = dir.with_file_name(format!(
                     ".{}.overwritten-{}",
                     name.to_string_lossy(),
                     std::process::id()
                 ));
                 std::fs::rename(dir, &aside)
-                    .map_err(|e| format!("moving {shown} aside to {}: {e}", aside.display()))?;
+                    .map_err(io(format!("moving {shown} aside to {}", aside.display())))?;
                 std::fs::remove_dir_all(&aside)
-                    .map_err(|e| format!("deleting {}: {e}", aside.display()))?;
+                    .map_err(io(format!("deleting {}", aside.display())))?;
             }
         }
         RunDirUse::Resume => {
             if latest_checkpoint(dir).is_none() {
-                return Err(format!(
-                    "{shown} has no complete checkpoint to resume (killed before its first one?): start over \
-                     with --config FILE --out {shown} --overwrite"
-                ));
+                return Err(RunDirError::NothingToResume {
+                    dir: dir.to_path_buf(),
+                });
             }
             for entry in std::fs::read_dir(dir)
-                .map_err(|e| format!("{shown}: {e}"))?
+                .map_err(io(shown.to_string()))?
                 .flatten()
             {
                 if entry.file_name().to_string_lossy().starts_with(".tmp") {
@@ -187,12 +218,37 @@ pub fn claim_run_dir(dir: &Path, usage: RunDirUse) -> Result<(), String> {
                     } else {
                         std::fs::remove_file(&path)
                     };
-                    removed.map_err(|e| format!("removing {}: {e}", path.display()))?;
+                    removed.map_err(io(format!("removing {}", path.display())))?;
                 }
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))
+    std::fs::create_dir_all(dir).map_err(io(shown.to_string()))
+}
+
+/// Why a folder cannot take a run ([`claim_run_dir`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RunDirError {
+    #[error(
+        "{shown} holds another run ({names}): continue it with --resume {shown}, or start over with --overwrite \
+         (deletes it), or pick another --out",
+        shown = .dir.display(),
+        names = .found.join(", ")
+    )]
+    HoldsRun { dir: PathBuf, found: Vec<String> },
+    #[error("{}: cannot overwrite a folder without a name", dir.display())]
+    Unnamed { dir: PathBuf },
+    #[error(
+        "{shown} has no complete checkpoint to resume (killed before its first one?): start over with --config \
+         FILE --out {shown} --overwrite",
+        shown = .dir.display()
+    )]
+    NothingToResume { dir: PathBuf },
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
 }
 
 #[cfg(test)]
@@ -239,7 +295,9 @@ mod tests {
         claim_run_dir(&run, RunDirUse::New).expect("a launcher's log is not a run");
         touch(&run.join(CONFIG_FILE));
         std::fs::create_dir_all(run.join("checkpoint-4")).expect("mkdir");
-        let err = claim_run_dir(&run, RunDirUse::New).expect_err("holds a run");
+        let err = claim_run_dir(&run, RunDirUse::New)
+            .expect_err("holds a run")
+            .to_string();
         assert!(
             err.contains("config.toml, checkpoint-4") || err.contains("checkpoint-4, config.toml"),
             "{err}"
@@ -274,7 +332,9 @@ mod tests {
         let run = dir.path().join("run");
         std::fs::create_dir_all(run.join(".tmp-checkpoint-8-123")).expect("mkdir");
         touch(&run.join(".tmp-checkpoint-8-123").join(STATE_FILE));
-        let err = claim_run_dir(&run, RunDirUse::Resume).expect_err("no checkpoint");
+        let err = claim_run_dir(&run, RunDirUse::Resume)
+            .expect_err("no checkpoint")
+            .to_string();
         assert!(err.contains("no complete checkpoint"), "{err}");
         std::fs::create_dir_all(run.join("checkpoint-4")).expect("mkdir");
         touch(&run.join("checkpoint-4").join(STATE_FILE));

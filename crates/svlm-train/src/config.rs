@@ -45,7 +45,7 @@ pub struct RunConfig {
     /// Master seed: data order, model init and every other random choice derive from it.
     #[serde(default)]
     pub seed: u64,
-    pub model: ModelConfig,
+    pub model: ModelSettings,
     pub data: DataConfig,
     #[serde(default)]
     pub train: TrainConfig,
@@ -69,7 +69,7 @@ fn default_name() -> String {
 /// HF `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelConfig {
+pub struct ModelSettings {
     /// Hub repo id (`HuggingFaceTB/SmolVLM-256M-Instruct`) or local HF folder.
     #[serde(default)]
     pub pretrained: Option<String>,
@@ -733,6 +733,17 @@ pub struct TrainableParts {
     pub vision: bool,
     pub connector: bool,
     pub language: bool,
+}
+
+impl TrainableParts {
+    /// Whether `part` trains.
+    pub fn includes(self, part: crate::model::Part) -> bool {
+        match part {
+            crate::model::Part::Vision => self.vision,
+            crate::model::Part::Connector => self.connector,
+            crate::model::Part::Language => self.language,
+        }
+    }
 }
 
 fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {

@@ -53,11 +53,13 @@ pub enum DataError {
 pub struct Message {
     /// "system", "user" or "assistant".
     pub role: String,
-    pub content: Vec<ContentPart>,
+    pub content: Vec<SamplePart>,
 }
 
+/// One part of a training message: text, or the sample's next image (`svlm_processor::ContentPart` is the form
+/// chat templates take).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ContentPart {
+pub enum SamplePart {
     Text(String),
     /// The i-th image of the sample goes here.
     Image,
@@ -776,16 +778,16 @@ fn role_of(from: &str) -> Option<&'static str> {
 }
 
 /// Split LLaVA text at `<image>` markers.
-fn text_with_images(text: &str) -> Vec<ContentPart> {
+fn text_with_images(text: &str) -> Vec<SamplePart> {
     let mut parts = Vec::new();
     let mut pieces = text.split("<image>").peekable();
     while let Some(piece) = pieces.next() {
         let trimmed = piece.trim_matches('\n');
         if !trimmed.is_empty() {
-            parts.push(ContentPart::Text(trimmed.to_string()));
+            parts.push(SamplePart::Text(trimmed.to_string()));
         }
         if pieces.peek().is_some() {
-            parts.push(ContentPart::Image);
+            parts.push(SamplePart::Image);
         }
     }
     parts
@@ -851,14 +853,14 @@ fn parse_llava(
         .messages
         .iter()
         .flat_map(|m| &m.content)
-        .filter(|p| **p == ContentPart::Image)
+        .filter(|p| **p == SamplePart::Image)
         .count();
     if markers == 0
         && !sample.images.is_empty()
         && let Some(first) = sample.messages.iter_mut().find(|m| m.role == "user")
     {
         for _ in 0..sample.images.len() {
-            first.content.insert(0, ContentPart::Image);
+            first.content.insert(0, SamplePart::Image);
         }
     }
     Ok(sample)
@@ -894,9 +896,9 @@ fn parse_chat(
                                 .get("text")
                                 .and_then(|t| t.as_str())
                                 .ok_or(format!("messages[{i}].content[{j}] has no `text`"))?;
-                            out.push(ContentPart::Text(t.to_string()));
+                            out.push(SamplePart::Text(t.to_string()));
                         }
-                        Some("image") | Some("image_url") => out.push(ContentPart::Image),
+                        Some("image") | Some("image_url") => out.push(SamplePart::Image),
                         other => {
                             return Err(format!(
                                 "messages[{i}].content[{j}].type {other:?} is not text/image"
@@ -948,7 +950,7 @@ pub fn validate_sample(sample: &Sample) -> Result<(), String> {
         m.role == "assistant"
             && m.content
                 .iter()
-                .any(|p| matches!(p, ContentPart::Text(t) if !t.trim().is_empty()))
+                .any(|p| matches!(p, SamplePart::Text(t) if !t.trim().is_empty()))
     }) {
         return Err("no assistant turn with text (nothing to learn)".into());
     }
@@ -956,7 +958,7 @@ pub fn validate_sample(sample: &Sample) -> Result<(), String> {
         .messages
         .iter()
         .flat_map(|m| &m.content)
-        .filter(|p| **p == ContentPart::Image)
+        .filter(|p| **p == SamplePart::Image)
         .count();
     if markers != sample.images.len() {
         return Err(format!(
@@ -967,7 +969,7 @@ pub fn validate_sample(sample: &Sample) -> Result<(), String> {
     if sample
         .messages
         .iter()
-        .any(|m| m.role == "assistant" && m.content.contains(&ContentPart::Image))
+        .any(|m| m.role == "assistant" && m.content.contains(&SamplePart::Image))
     {
         return Err("an assistant turn holds an image".into());
     }

@@ -2,8 +2,10 @@
 //!
 //! `svlm train --config configs/x.toml` reads a [`config::RunConfig`], indexes the data sources
 //! ([`data`]), mixes them at the configured ratios ([`mixture`]), encodes and pads batches ([`batch`], [`loader`]),
-//! and runs the loop in [`trainer::train`] with AdamW ([`optim`]), TensorBoard events ([`tensorboard`]),
-//! `metrics.jsonl` and atomic checkpoints ([`checkpoint`]). `svlm sweep` runs grids of configs ([`sweep`]).
+//! and runs the loop in [`trainer::train`], composed of a train step ([`trainer::step`], AdamW from [`optim`]), an
+//! event processor whose sinks write `metrics.jsonl`, TensorBoard events ([`tensorboard`]) and the progress bar
+//! ([`trainer::events`], the metrics in [`trainer::metrics`]), and a checkpointer ([`trainer::checkpointer`], atomic
+//! checkpoints in [`checkpoint`]). `svlm sweep` runs grids of configs ([`sweep`]).
 //!
 //! # Run directory layout
 //!

@@ -7,39 +7,12 @@ use std::path::Path;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 
 use crate::batch::{HostBatch, IGNORE_INDEX};
 use crate::config::TrainableParts;
 
-/// The three parts of a VLM that stages freeze and per-part learning rates address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Part {
-    Vision,
-    Connector,
-    Language,
-}
-
-impl Part {
-    pub const ALL: [Part; 3] = [Part::Vision, Part::Connector, Part::Language];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Part::Vision => "vision",
-            Part::Connector => "connector",
-            Part::Language => "language",
-        }
-    }
-
-    pub fn trainable_in(self, parts: TrainableParts) -> bool {
-        match self {
-            Part::Vision => parts.vision,
-            Part::Connector => parts.connector,
-            Part::Language => parts.language,
-        }
-    }
-}
+/// The three parts of a VLM that stages freeze and per-part learning rates address (`svlm_model::Part`).
+pub use svlm_model::Part;
 
 /// A model the trainer can train. Implemented for svlm-model's VLMs in `crate::vlm`.
 pub trait TrainableModel: Module + Clone + 'static {
@@ -125,15 +98,10 @@ pub fn nll_at(logits: Tensor<2>, targets: &[i64], _device: &Device) -> Tensor<1>
     svlm_model::fused::nll(logits, targets)
 }
 
-/// Masked next-token negative log-likelihood, `[batch, seq_len - 1]`, zero where the label is [`IGNORE_INDEX`].
+/// Masked next-token negative log-likelihood, `[batch, seq_len - 1]`, zero where the label is [`IGNORE_INDEX`]
+/// (`svlm_model::next_token_nll`, the loss path `causal_lm_loss` takes too).
 pub fn token_nll(logits: Tensor<3>, batch: &HostBatch, _device: &Device) -> Tensor<2> {
-    let [b, t, v] = logits.dims();
-    let steps = t.saturating_sub(1);
-    let targets: Vec<i64> = (0..b)
-        .flat_map(|row| (1..t).map(move |pos| batch.labels[row * t + pos]))
-        .collect();
-    let logits = logits.slice([0..b, 0..steps, 0..v]).reshape([b * steps, v]);
-    svlm_model::fused::nll(logits, &targets).reshape([b, steps])
+    svlm_model::next_token_nll(logits, &batch.labels)
 }
 
 /// Module path of every float parameter, in visit order.
@@ -194,7 +162,7 @@ impl<M: TrainableModel> ModuleMapper for FreezeMapper<'_, M> {
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let part = self.model.part_of(&self.path.join("."));
-        param.set_require_grad(part.trainable_in(self.parts))
+        param.set_require_grad(self.parts.includes(part))
     }
 }
 

@@ -13,7 +13,7 @@ pub use svlm_report::markdown_table;
 pub fn write_loss_plot(run_dir: &Path) -> anyhow::Result<()> {
     use std::collections::BTreeMap;
     use svlm_report::{LinePlot, Series};
-    let metrics = crate::trainer::read_metrics(run_dir).map_err(anyhow::Error::msg)?;
+    let metrics = crate::trainer::read_metrics(run_dir)?;
     let mut plot = LinePlot::new("Training loss", "step", "loss (nats / supervised token)");
     plot = plot.with_series(Series::new(
         "train",

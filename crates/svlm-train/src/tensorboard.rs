@@ -179,37 +179,57 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Why an event file could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum EventFileError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("record {record}: {problem}")]
+    Record { record: usize, problem: String },
+}
+
 /// Read an event file, checking both CRCs of every record.
-pub fn read_event_file(path: &Path) -> Result<EventFile, String> {
+pub fn read_event_file(path: &Path) -> Result<EventFile, EventFileError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| EventFileError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut out = EventFile::default();
     let mut pos = 0usize;
     let mut record = 0usize;
     while pos < bytes.len() {
+        let bad = |problem: &str| EventFileError::Record {
+            record,
+            problem: problem.to_string(),
+        };
         let header = bytes
             .get(pos..pos + 12)
-            .ok_or(format!("record {record}: truncated header"))?;
+            .ok_or_else(|| bad("truncated header"))?;
         let len_bytes = &header[..8];
         let stored = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
         if masked_crc(len_bytes) != stored {
-            return Err(format!("record {record}: length CRC mismatch"));
+            return Err(bad("length CRC mismatch"));
         }
         let mut len_arr = [0u8; 8];
         len_arr.copy_from_slice(len_bytes);
         let len = u64::from_le_bytes(len_arr) as usize;
         let data = bytes
             .get(pos + 12..pos + 12 + len)
-            .ok_or(format!("record {record}: truncated payload"))?;
+            .ok_or_else(|| bad("truncated payload"))?;
         let crc = bytes
             .get(pos + 12 + len..pos + 16 + len)
-            .ok_or(format!("record {record}: truncated payload CRC"))?;
+            .ok_or_else(|| bad("truncated payload CRC"))?;
         if masked_crc(data) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-            return Err(format!("record {record}: payload CRC mismatch"));
+            return Err(bad("payload CRC mismatch"));
         }
-        parse_event(data, &mut out).map_err(|e| format!("record {record}: {e}"))?;
+        parse_event(data, &mut out)
+            .map_err(|problem| EventFileError::Record { record, problem })?;
         pos += 16 + len;
         record += 1;
     }
@@ -329,7 +349,12 @@ mod tests {
         let last = bytes.len() - 6;
         bytes[last] ^= 0x40;
         std::fs::write(&path, bytes).expect("write");
-        assert!(read_event_file(&path).expect_err("corrupt").contains("CRC"));
+        assert!(
+            read_event_file(&path)
+                .expect_err("corrupt")
+                .to_string()
+                .contains("CRC")
+        );
     }
 
     #[test]

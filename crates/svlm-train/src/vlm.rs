@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use svlm_model::{ModelConfig, Packing, Vlm, VlmBatch, WeightDType};
 use svlm_processor::Processor;
-use svlm_processor::chat::{ChatMessage, ContentPart as ChatPart};
+use svlm_processor::chat::{ChatMessage, ContentPart};
 
 use crate::batch::{EncodedSample, HostBatch, IGNORE_INDEX, SampleEncoder};
 use crate::config::RunConfig;
-use crate::data::{ContentPart, Sample};
+use crate::data::{Sample, SamplePart};
 use crate::model::{Part, TrainableModel};
 
 /// Checkpoint files of an svlm-model VLM: an HF folder without the tokenizer.
@@ -44,11 +44,7 @@ impl TrainableModel for Vlm {
     }
 
     fn part_of(&self, path: &str) -> Part {
-        match svlm_model::part_of(path) {
-            svlm_model::Part::Vision => Part::Vision,
-            svlm_model::Part::Connector => Part::Connector,
-            svlm_model::Part::Language => Part::Language,
-        }
+        svlm_model::part_of(path)
     }
 
     fn save_weights(&self, dir: &Path) -> Result<(), String> {
@@ -109,8 +105,8 @@ impl ProcessorEncoder {
                     .content
                     .iter()
                     .map(|p| match p {
-                        ContentPart::Text(t) => ChatPart::Text { text: t.clone() },
-                        ContentPart::Image => ChatPart::Image,
+                        SamplePart::Text(t) => ContentPart::Text { text: t.clone() },
+                        SamplePart::Image => ContentPart::Image,
                     })
                     .collect();
                 ChatMessage::new(m.role.clone(), content)

@@ -12,7 +12,7 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema};
 use common::{ByteEncoder, TinyVlm, config_text, write_png};
 use svlm_train::config::{RunConfig, SourceConfig, SourceFormat};
-use svlm_train::data::{ContentPart, DataError, DataSource, ImageRef};
+use svlm_train::data::{DataError, DataSource, ImageRef, SamplePart};
 use svlm_train::trainer::{TrainError, TrainOptions, train};
 
 fn source(path: &Path, format: SourceFormat) -> SourceConfig {
@@ -38,15 +38,15 @@ fn expect_two_turn_sample(ds: &DataSource) {
     let s = ds.get(1, 0).expect("row 1");
     assert_eq!(s.messages.len(), 2);
     assert_eq!(s.messages[0].role, "user");
-    assert_eq!(s.messages[0].content[0], ContentPart::Image);
+    assert_eq!(s.messages[0].content[0], SamplePart::Image);
     assert_eq!(
         s.messages[0].content[1],
-        ContentPart::Text("Where is the cube?".into())
+        SamplePart::Text("Where is the cube?".into())
     );
     assert_eq!(s.messages[1].role, "assistant");
     assert_eq!(
         s.messages[1].content,
-        vec![ContentPart::Text("On the left.".into())]
+        vec![SamplePart::Text("On the left.".into())]
     );
     assert_eq!(s.images.len(), 1);
     assert!(s.images[0].load().is_ok());
@@ -74,7 +74,7 @@ fn llava_json_jsonl_chat_and_synth_formats_read_the_same_sample() {
     expect_two_turn_sample(&ds);
     assert_eq!(
         ds.get(0, 0).expect("row 0").messages[1].content,
-        vec![ContentPart::Text("[hi] }".into())]
+        vec![SamplePart::Text("[hi] }".into())]
     );
 
     let jsonl_path = dir.path().join("set.jsonl");
@@ -198,7 +198,7 @@ fn parquet_with_embedded_image_bytes_reads_lazily_by_row_group() {
     let s = ds.get(4, 0).expect("last row (third row group)");
     assert_eq!(
         s.messages[1].content,
-        vec![ContentPart::Text("Answer 4.".into())]
+        vec![SamplePart::Text("Answer 4.".into())]
     );
     assert!(matches!(&s.images[0], ImageRef::Bytes(b) if *b == png));
     assert_eq!(

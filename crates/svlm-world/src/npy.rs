@@ -23,36 +23,66 @@ pub fn read_npy(path: &Path) -> Result<NpyArray, FrameError> {
     })
 }
 
-pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
+/// Why bytes are not a readable 2-D float `.npy` array.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NpyError {
+    #[error("missing the \\x93NUMPY magic")]
+    Magic,
+    #[error("truncated header")]
+    TruncatedHeader,
+    #[error("unsupported format version {0}")]
+    Version(u8),
+    #[error("header is not text")]
+    HeaderText,
+    #[error("header has no '{0}'")]
+    MissingKey(&'static str),
+    #[error("bad shape entry {0:?}")]
+    ShapeEntry(String),
+    #[error("shape {0:?} is not (height, width)")]
+    Shape(Vec<usize>),
+    #[error("dtype {0:?} is not float32/float64")]
+    Dtype(String),
+    #[error("shape overflows")]
+    Overflow,
+    #[error("data holds {held} bytes, shape {height}x{width} needs {needed}")]
+    ShortData {
+        held: usize,
+        height: usize,
+        width: usize,
+        needed: usize,
+    },
+}
+
+pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, NpyError> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
-        return Err("missing the \\x93NUMPY magic".into());
+        return Err(NpyError::Magic);
     }
     let major = bytes[6];
     let (header_len, header_start) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             if bytes.len() < 12 {
-                return Err("truncated header".into());
+                return Err(NpyError::TruncatedHeader);
             }
             (
                 u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
                 12,
             )
         }
-        v => return Err(format!("unsupported format version {v}")),
+        v => return Err(NpyError::Version(v)),
     };
     let header_end = header_start + header_len;
     let header = bytes
         .get(header_start..header_end)
-        .ok_or("truncated header")?;
-    let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
-    let descr = dict_value(header, "descr").ok_or("header has no 'descr'")?;
+        .ok_or(NpyError::TruncatedHeader)?;
+    let header = std::str::from_utf8(header).map_err(|_| NpyError::HeaderText)?;
+    let descr = dict_value(header, "descr").ok_or(NpyError::MissingKey("descr"))?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
     let fortran = dict_value(header, "fortran_order")
-        .ok_or("header has no 'fortran_order'")?
+        .ok_or(NpyError::MissingKey("fortran_order"))?
         .trim()
         .starts_with("True");
-    let shape_text = dict_value(header, "shape").ok_or("header has no 'shape'")?;
+    let shape_text = dict_value(header, "shape").ok_or(NpyError::MissingKey("shape"))?;
     let shape: Vec<usize> = shape_text
         .trim()
         .trim_start_matches('(')
@@ -62,28 +92,29 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, String> {
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<usize>()
-                .map_err(|_| format!("bad shape entry {s:?}"))
+                .map_err(|_| NpyError::ShapeEntry(s.to_string()))
         })
         .collect::<Result<_, _>>()?;
     let (height, width) = match shape.as_slice() {
         [h, w] | [h, w, 1] => (*h, *w),
-        other => return Err(format!("shape {other:?} is not (height, width)")),
+        other => return Err(NpyError::Shape(other.to_vec())),
     };
     let (size, big_endian) = match descr {
         "<f4" | "=f4" => (4, false),
         ">f4" => (4, true),
         "<f8" | "=f8" => (8, false),
         ">f8" => (8, true),
-        other => return Err(format!("dtype {other:?} is not float32/float64")),
+        other => return Err(NpyError::Dtype(other.to_string())),
     };
-    let count = height.checked_mul(width).ok_or("shape overflows")?;
+    let count = height.checked_mul(width).ok_or(NpyError::Overflow)?;
     let body = &bytes[header_end..];
     if body.len() < count * size {
-        return Err(format!(
-            "data holds {} bytes, shape {height}x{width} needs {}",
-            body.len(),
-            count * size
-        ));
+        return Err(NpyError::ShortData {
+            held: body.len(),
+            height,
+            width,
+            needed: count * size,
+        });
     }
     let values: Vec<f32> = body[..count * size]
         .chunks_exact(size)
@@ -209,13 +240,13 @@ mod tests {
         assert!(parse_npy(b"not numpy at all").is_err());
         let mut bytes = encode_npy_f32(2, 2, &[1.0; 4]);
         bytes.truncate(bytes.len() - 3);
-        assert!(parse_npy(&bytes).unwrap_err().contains("needs"));
+        assert!(parse_npy(&bytes).unwrap_err().to_string().contains("needs"));
         let header = "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1), }";
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&[1, 0]);
         bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
         bytes.extend_from_slice(header.as_bytes());
         bytes.extend_from_slice(&[0; 4]);
-        assert!(parse_npy(&bytes).unwrap_err().contains("dtype"));
+        assert!(parse_npy(&bytes).unwrap_err().to_string().contains("dtype"));
     }
 }

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::answerer::{AnswerSettings, ModelAnswerer};
 use anyhow::{Context, bail};
+use svlm_eval::answerer::{AnswerSettings, ModelAnswerer};
 
 #[derive(clap::Args)]
 pub struct Args {

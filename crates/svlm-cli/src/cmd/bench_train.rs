@@ -96,7 +96,7 @@ weight = 1.0
         &device,
         &TrainOptions::default(),
     )?;
-    let metrics = read_metrics(&run_dir).map_err(anyhow::Error::msg)?;
+    let metrics = read_metrics(&run_dir)?;
     let timed: Vec<_> = metrics.iter().filter(|m| m.step > args.warmup).collect();
     anyhow::ensure!(!timed.is_empty(), "no timed steps (the data ran out?)");
     let time: f64 = timed.iter().map(|m| m.step_time_s).sum();

@@ -17,7 +17,8 @@ use svlm_model::{
 use svlm_processor::processor::Processor;
 use svlm_processor::{ChatMessage, Rgb8};
 
-use crate::answerer::{AnswerSettings, ModelSpec, generation_images, generation_options};
+use crate::model_args::ModelSpec;
+use svlm_eval::answerer::{AnswerSettings, generation_images, generation_options};
 
 #[derive(clap::Args)]
 pub struct Args {

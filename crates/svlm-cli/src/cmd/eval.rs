@@ -10,12 +10,13 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use svlm_eval::answerer::{AnswerSettings, ModelAnswerer};
 use svlm_eval::{
-    Benchmark, EvalOptions, ImagesAnswerer, LoadOptions, ReadContext, RunOptions, evaluate,
-    load_bench, load_benchmark, resume_log, run_benchmark, write_leaderboard,
+    Benchmark, EvalOptions, LoadOptions, ReadContext, RunOptions, evaluate, load_bench,
+    load_benchmark, resume_log, run_benchmark, write_leaderboard,
 };
 
-use crate::answerer::{AnswerSettings, ModelAnswerer, ModelSpec};
+use crate::model_args::ModelSpec;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -253,29 +254,4 @@ fn run_benchmarks(args: &Args) -> anyhow::Result<()> {
         println!("leaderboard: {}", md.display());
     }
     Ok(())
-}
-
-impl ImagesAnswerer for ModelAnswerer {
-    fn answer_images(&mut self, batch: &[(Vec<PathBuf>, String)]) -> anyhow::Result<Vec<String>> {
-        let mut loaded = Vec::with_capacity(batch.len());
-        for (paths, prompt) in batch {
-            let mut images = Vec::with_capacity(paths.len());
-            for path in paths {
-                images.push(
-                    svlm_processor::image_ops::load_image(path)
-                        .with_context(|| format!("reading image {}", path.display()))?,
-                );
-            }
-            loaded.push((images, prompt.clone()));
-        }
-        // Prompts with different image counts do not batch: answer those one by one.
-        if loaded.windows(2).all(|w| w[0].0.len() == w[1].0.len()) {
-            return self.answer(&loaded);
-        }
-        let mut answers = Vec::with_capacity(loaded.len());
-        for one in loaded {
-            answers.extend(self.answer(std::slice::from_ref(&one))?);
-        }
-        Ok(answers)
-    }
 }

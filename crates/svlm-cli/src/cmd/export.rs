@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         load_pretrained_as(&folder, &device, WeightDType::F32)?.model
     };
     tracing::info!("loaded {}", folder.display());
-    let side_dir = crate::answerer::processor_dir_of(&folder);
+    let side_dir = svlm_train::checkpoint::processor_dir_of(&folder);
     let side_files_from = args.processor_from.clone().or(side_dir);
     if let Some(dir) = &side_files_from
         && !dir.is_dir()

@@ -27,10 +27,10 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
+use svlm_eval::answerer::{AnswerSettings, ModelAnswerer};
 use svlm_eval::{EvalOptions, EvalReport, LoadOptions, evaluate, load_benchmark};
 use svlm_train::config::RunConfig;
 
-use crate::answerer::{AnswerSettings, ModelAnswerer};
 use data::{DataFiles, DataPlan};
 use model::TinyModel;
 

@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "scene")]
     image: Option<PathBuf>,
     #[command(flatten)]
-    vlm: crate::answerer::VlmArgs,
+    vlm: crate::model_args::VlmArgs,
     /// Generate and render procedural scene SEED (written into --out) and reason about it with the oracle.
     #[arg(long)]
     scene: Option<u64>,

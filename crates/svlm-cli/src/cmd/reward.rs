@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Source::Geometry)]
     source: Source,
     #[command(flatten)]
-    vlm: crate::answerer::VlmArgs,
+    vlm: crate::model_args::VlmArgs,
     /// Output folder for reward.json and reward.png (default: the frames folder).
     #[arg(long)]
     out: Option<PathBuf>,

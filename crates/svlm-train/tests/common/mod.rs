@@ -10,7 +10,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use svlm_train::batch::{EncodedSample, HostBatch, IGNORE_INDEX, SampleEncoder};
-use svlm_train::data::{ContentPart, Sample};
+use svlm_train::data::{Sample, SamplePart};
 use svlm_train::model::{Part, TrainableModel};
 
 pub const VOCAB: usize = 260;
@@ -126,7 +126,7 @@ impl SampleEncoder for ByteEncoder {
             labels.push(IGNORE_INDEX);
             for part in &m.content {
                 match part {
-                    ContentPart::Text(t) => {
+                    SamplePart::Text(t) => {
                         for b in t.bytes() {
                             ids.push(u32::from(b));
                             labels.push(if assistant {
@@ -136,7 +136,7 @@ impl SampleEncoder for ByteEncoder {
                             });
                         }
                     }
-                    ContentPart::Image => {
+                    SamplePart::Image => {
                         ids.push(IMAGE);
                         labels.push(IGNORE_INDEX);
                     }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use svlm_model::idefics3::Idefics3Config;
+use svlm_model::llama::{LlamaConfig, RopeParameters};
+use svlm_model::vision::VisionConfig;
 use svlm_processor::{BpeTrainingOptions, train_bpe_tokenizer};
 
 /// SmolVLM-Instruct's chat template (the same text as its `chat_template.jinja`).
@@ -118,83 +120,48 @@ pub fn build(
     );
     let vocab = tokenizer.vocab_size();
 
-    let image_processor = json!({
-        "do_convert_rgb": true,
-        "do_image_splitting": false,
-        "do_normalize": true,
-        "do_pad": true,
-        "do_rescale": true,
-        "do_resize": true,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
-        "image_processor_type": "Idefics3ImageProcessor",
-        "max_image_size": {"longest_edge": image_size},
-        "resample": 1,
-        "rescale_factor": 1.0 / 255.0,
-        "size": {"longest_edge": image_size},
-    });
-    let processor = json!({
-        "image_processor": image_processor,
-        "image_seq_len": image_seq_len(model, image_size),
-        "processor_class": "Idefics3Processor",
-    });
-    let config = json!({
-        "architectures": ["Idefics3ForConditionalGeneration"],
-        "model_type": "idefics3",
-        "dtype": "float32",
-        "image_token_id": image,
-        "scale_factor": model.scale_factor,
-        "tie_word_embeddings": true,
-        "use_cache": true,
-        "text_config": {
-            "model_type": "llama",
-            "vocab_size": vocab,
-            "hidden_size": model.text_hidden,
-            "intermediate_size": model.text_intermediate,
-            "num_hidden_layers": model.text_layers,
-            "num_attention_heads": model.text_heads,
-            "num_key_value_heads": model.text_kv_heads,
-            "head_dim": model.text_hidden / model.text_heads,
-            "hidden_act": "silu",
-            "max_position_embeddings": model.max_positions,
-            "rms_norm_eps": 1e-5,
-            "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
-            "attention_bias": false,
-            "mlp_bias": false,
-            "tie_word_embeddings": true,
-            "bos_token_id": bos,
-            "eos_token_id": eos,
-            "pad_token_id": pad,
-            "initializer_range": 0.02,
+    let image_processor = ImageProcessorConfig {
+        do_convert_rgb: true,
+        do_image_splitting: false,
+        do_normalize: true,
+        do_pad: true,
+        do_rescale: true,
+        do_resize: true,
+        image_mean: [0.5; 3],
+        image_std: [0.5; 3],
+        image_processor_type: "Idefics3ImageProcessor",
+        max_image_size: LongestEdge {
+            longest_edge: image_size,
         },
-        "vision_config": {
-            "model_type": "idefics3_vision",
-            "hidden_size": model.vision_hidden,
-            "intermediate_size": model.vision_intermediate,
-            "num_hidden_layers": model.vision_layers,
-            "num_attention_heads": model.vision_heads,
-            "num_channels": 3,
-            "image_size": image_size,
-            "patch_size": model.patch_size,
-            "hidden_act": "gelu_pytorch_tanh",
-            "layer_norm_eps": 1e-6,
-            "initializer_range": 0.02,
+        resample: 1,
+        rescale_factor: 1.0 / 255.0,
+        size: LongestEdge {
+            longest_edge: image_size,
         },
-    });
-    let generation = json!({
-        "bos_token_id": bos,
-        "eos_token_id": eos,
-        "pad_token_id": pad,
-        "use_cache": true,
-    });
-    for (name, value) in [
-        ("processor_config.json", &processor),
-        ("config.json", &config),
-        ("generation_config.json", &generation),
-    ] {
+    };
+    let processor = ProcessorConfig {
+        image_processor,
+        image_seq_len: image_seq_len(model, image_size),
+        processor_class: "Idefics3Processor",
+    };
+    let config = idefics3_config(model, image_size, vocab, [bos, eos, pad, image]);
+    let generation = GenerationConfig {
+        bos_token_id: bos,
+        eos_token_id: eos,
+        pad_token_id: pad,
+        use_cache: true,
+    };
+    let files: [(&str, serde_json::Value); 3] = [
+        ("processor_config.json", serde_json::to_value(&processor)?),
+        ("config.json", serde_json::to_value(&config)?),
+        ("generation_config.json", serde_json::to_value(&generation)?),
+    ];
+    // Through `serde_json::Value`, whose keys are sorted: the files list their keys in order, as transformers
+    // writes them (`sort_keys=True`).
+    for (name, value) in files {
         svlm_report::write_atomic(
             &dir.join(name),
-            serde_json::to_string_pretty(value)?.as_bytes(),
+            serde_json::to_string_pretty(&value)?.as_bytes(),
         )?;
     }
     svlm_report::write_atomic(
@@ -203,4 +170,112 @@ pub fn build(
     )?;
     svlm_report::write_atomic(&plan_path, plan_text.as_bytes())?;
     Ok(())
+}
+
+/// The HF `Idefics3Config` of the tiny model (`config.json`): a SigLIP-style tower, the pixel-shuffle connector and
+/// a Llama decoder with tied embeddings; `tokens` are the trained tokenizer's `[bos, eos, pad, <image>]` ids.
+fn idefics3_config(
+    model: &TinyModel,
+    image_size: u32,
+    vocab: usize,
+    tokens: [u32; 4],
+) -> Idefics3Config {
+    let [bos, eos, pad, image] = tokens;
+    let text_config = LlamaConfig {
+        model_type: "llama".into(),
+        vocab_size: vocab,
+        hidden_size: model.text_hidden,
+        intermediate_size: model.text_intermediate,
+        num_hidden_layers: model.text_layers,
+        num_attention_heads: model.text_heads,
+        num_key_value_heads: Some(model.text_kv_heads),
+        head_dim: Some(model.text_hidden / model.text_heads),
+        rms_norm_eps: 1e-5,
+        rope_theta: None,
+        rope_scaling: None,
+        rope_parameters: Some(RopeParameters::default_with_theta(10000.0).to_value()),
+        max_position_embeddings: model.max_positions,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        mlp_bias: false,
+        hidden_act: "silu".into(),
+        initializer_range: 0.02,
+        bos_token_id: Some(bos.into()),
+        eos_token_id: Some(eos.into()),
+        pad_token_id: Some(pad.into()),
+        extra: Default::default(),
+    };
+    let vision_config = VisionConfig {
+        model_type: "idefics3_vision".into(),
+        hidden_size: model.vision_hidden,
+        intermediate_size: model.vision_intermediate,
+        num_hidden_layers: model.vision_layers,
+        num_attention_heads: model.vision_heads,
+        num_channels: 3,
+        image_size: image_size as usize,
+        patch_size: model.patch_size,
+        layer_norm_eps: 1e-6,
+        hidden_act: "gelu_pytorch_tanh".into(),
+        initializer_range: 0.02,
+        extra: Default::default(),
+    };
+    // The keys transformers writes that the model does not read: the class, the family, the weights' dtype.
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "architectures".into(),
+        vec!["Idefics3ForConditionalGeneration"].into(),
+    );
+    extra.insert("model_type".into(), "idefics3".into());
+    extra.insert("dtype".into(), "float32".into());
+    extra.insert("use_cache".into(), true.into());
+    Idefics3Config {
+        image_token_id: image,
+        scale_factor: model.scale_factor,
+        text_config,
+        vision_config,
+        tie_word_embeddings: true,
+        extra,
+    }
+}
+
+/// `size` / `max_image_size` of an Idefics3 image processor.
+#[derive(Serialize)]
+struct LongestEdge {
+    longest_edge: u32,
+}
+
+/// The `image_processor` of `processor_config.json`: Idefics3's processor resizing to one square tile, no tiling.
+#[derive(Serialize)]
+struct ImageProcessorConfig {
+    do_convert_rgb: bool,
+    do_image_splitting: bool,
+    do_normalize: bool,
+    do_pad: bool,
+    do_rescale: bool,
+    do_resize: bool,
+    image_mean: [f64; 3],
+    image_std: [f64; 3],
+    image_processor_type: &'static str,
+    max_image_size: LongestEdge,
+    /// PIL's resampling filter number (1 = LANCZOS, Idefics3's default).
+    resample: u32,
+    rescale_factor: f64,
+    size: LongestEdge,
+}
+
+/// `processor_config.json`.
+#[derive(Serialize)]
+struct ProcessorConfig {
+    image_processor: ImageProcessorConfig,
+    image_seq_len: usize,
+    processor_class: &'static str,
+}
+
+/// `generation_config.json`.
+#[derive(Serialize)]
+struct GenerationConfig {
+    bos_token_id: u32,
+    eos_token_id: u32,
+    pad_token_id: u32,
+    use_cache: bool,
 }

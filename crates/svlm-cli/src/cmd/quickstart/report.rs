@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use svlm_eval::truth_text;
 use svlm_report::{LinePlot, Series, markdown_table, write_atomic};
@@ -145,16 +144,7 @@ pub struct Prior {
 
 /// The `metrics.jsonl` of a run, one entry per logged step (malformed lines are an error naming the line).
 pub fn read_run_metrics(run_dir: &Path) -> anyhow::Result<Vec<StepMetrics>> {
-    let path = run_dir.join("metrics.jsonl");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| format!("{}:{}", path.display(), i + 1))
-        })
-        .collect()
+    Ok(svlm_train::trainer::read_metrics(run_dir)?)
 }
 
 pub fn mean_samples_per_s(metrics: &[StepMetrics]) -> f64 {

@@ -1,5 +1,7 @@
-//! Answering questions about images with a loaded VLM: the one generation path behind `svlm ask`, `svlm eval`
-//! (and any other command that needs the model to answer).
+//! Answering questions about images with a loaded VLM: the one generation path from (images, question) to text,
+//! behind `svlm ask`, `svlm eval`, `svlm reason`, `svlm reward` and the quickstart. [`ModelAnswerer`] implements
+//! [`crate::Answerer`] and [`crate::ImagesAnswerer`], so a library user evaluates a model as the binary does:
+//! `evaluate(&set, &mut ModelAnswerer::open(weights, processor, &settings)?, &options)`.
 
 use std::path::{Path, PathBuf};
 
@@ -54,7 +56,7 @@ pub fn resolve_model_spec(
     };
     let processor = match processor_dir {
         Some(dir) => dir.to_path_buf(),
-        None => processor_dir_of(&weights).with_context(|| {
+        None => svlm_train::checkpoint::processor_dir_of(&weights).with_context(|| {
             format!(
                 "no tokenizer.json in {}, its run folder or the folder its run config names: pass --processor DIR",
                 weights.display()
@@ -62,83 +64,6 @@ pub fn resolve_model_spec(
         })?,
     };
     Ok((weights, processor))
-}
-
-/// Where a checkpoint's tokenizer/processor files are: the checkpoint folder itself or its run folder when either
-/// holds `tokenizer.json`, else the folder the run's saved config names (`model.tokenizer`, the pretrained folder,
-/// or the from-scratch `model.config` file's folder).
-pub fn processor_dir_of(checkpoint: &Path) -> Option<PathBuf> {
-    let run_dir = checkpoint.parent();
-    if let Some(dir) = [Some(checkpoint), run_dir]
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("tokenizer.json").is_file())
-    {
-        return Some(dir.to_path_buf());
-    }
-    let config = [Some(checkpoint), run_dir]
-        .into_iter()
-        .flatten()
-        .map(|d| d.join("config.toml"))
-        .find(|p| p.is_file())?;
-    let config = svlm_train::RunConfig::load(&config, &[]).ok()?;
-    let model = &config.model;
-    model
-        .tokenizer
-        .clone()
-        .or_else(|| model.pretrained.as_ref().map(PathBuf::from))
-        .or_else(|| {
-            model
-                .config
-                .as_ref()
-                .and_then(|c| c.parent().map(Path::to_path_buf))
-        })
-        .filter(|d| d.join("tokenizer.json").is_file())
-}
-
-/// `--model` and `--processor` of the commands that load a model to evaluate or check.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ModelSpec {
-    /// An HF model folder, a training run (newest checkpoint), a checkpoint-N folder, a .gguf file or a hub repo id.
-    #[arg(long)]
-    pub model: String,
-    /// Tokenizer/processor folder (default: the model folder, its run folder, or the tokenizer its run's config
-    /// names, the same search as `svlm export`).
-    #[arg(long)]
-    pub processor: Option<PathBuf>,
-}
-
-impl ModelSpec {
-    /// The weights folder and the tokenizer/processor folder ([`resolve_model_spec`]).
-    pub fn resolve(&self) -> anyhow::Result<(PathBuf, PathBuf)> {
-        resolve_model_spec(&self.model, self.processor.as_deref())
-    }
-}
-
-/// The trained-VLM flags of the commands that can also answer with the exact-truth oracle (`reason`, `reward`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct VlmArgs {
-    /// The VLM answering the elementary questions: a model folder, a training run (newest checkpoint), a
-    /// checkpoint-N folder, a .gguf file or a cached hub id. Without it the exact-truth oracle answers (procedural
-    /// frames written by `svlm world` only: answers in the synthesis templates' words, read back by the same parser).
-    #[arg(long)]
-    pub vlm: Option<String>,
-    /// Tokenizer/processor folder for --vlm (default: found as for `svlm eval --processor`).
-    #[arg(long)]
-    pub processor: Option<PathBuf>,
-    /// Device for --vlm: cpu | cuda[:i] | vulkan[:i] | tch.
-    #[arg(long, default_value = "cpu", value_parser = crate::cmd::device)]
-    pub device: String,
-}
-
-impl VlmArgs {
-    /// The model answerer when --vlm is given.
-    pub fn open(&self) -> anyhow::Result<Option<ModelAnswerer>> {
-        self.vlm
-            .as_deref()
-            .map(|spec| open_answerer(spec, self.processor.as_deref(), &self.device))
-            .transpose()
-    }
 }
 
 /// A [`ModelAnswerer`] for a `--model`-style spec with greedy decoding (reasoning and reward commands).
@@ -251,7 +176,7 @@ pub fn generation_images(
     )
 }
 
-impl svlm_eval::Answerer for ModelAnswerer {
+impl crate::Answerer for ModelAnswerer {
     fn answer_batch(&mut self, items: &[(PathBuf, String)]) -> anyhow::Result<Vec<String>> {
         let mut loaded = Vec::with_capacity(items.len());
         for (path, question) in items {
@@ -260,5 +185,30 @@ impl svlm_eval::Answerer for ModelAnswerer {
             loaded.push((vec![image], question.clone()));
         }
         self.answer(&loaded)
+    }
+}
+
+impl crate::ImagesAnswerer for ModelAnswerer {
+    fn answer_images(&mut self, batch: &[(Vec<PathBuf>, String)]) -> anyhow::Result<Vec<String>> {
+        let mut loaded = Vec::with_capacity(batch.len());
+        for (paths, prompt) in batch {
+            let mut images = Vec::with_capacity(paths.len());
+            for path in paths {
+                images.push(
+                    svlm_processor::image_ops::load_image(path)
+                        .with_context(|| format!("reading image {}", path.display()))?,
+                );
+            }
+            loaded.push((images, prompt.clone()));
+        }
+        // Prompts with different image counts do not batch: answer those one by one.
+        if loaded.windows(2).all(|w| w[0].0.len() == w[1].0.len()) {
+            return self.answer(&loaded);
+        }
+        let mut answers = Vec::with_capacity(loaded.len());
+        for one in loaded {
+            answers.extend(self.answer(std::slice::from_ref(&one))?);
+        }
+        Ok(answers)
     }
 }
