@@ -241,6 +241,15 @@ fn threedsrbench_circular_groups() {
         value(&report, "per question", "vanilla accuracy").0,
         0.8
     ));
+    assert!(close(
+        value(
+            &report,
+            "circular with flip",
+            "question, flipped twin and all rotations right"
+        )
+        .0,
+        0.5
+    ));
     assert!(close(value(&report, "type (circular)", "height").0, 1.0));
     assert!(close(
         value(&report, "type (circular)", "orientation").0,
