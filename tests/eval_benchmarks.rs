@@ -94,7 +94,11 @@ fn all_benchmarks_run_report_and_resume() {
         let full = answered(name).expect("predictions");
         let mut cut: String = full.lines().take(keep).map(|l| format!("{l}\n")).collect();
         let torn = full.lines().nth(keep).expect("a line to tear");
-        cut.push_str(&torn[..torn.len() / 2]);
+        let mut half = torn.len() / 2;
+        while !torn.is_char_boundary(half) {
+            half -= 1;
+        }
+        cut.push_str(&torn[..half]);
         std::fs::write(out.join(name).join("predictions.jsonl"), cut).expect("write");
     }
     std::fs::remove_dir_all(out.join("vsibench")).expect("remove");
