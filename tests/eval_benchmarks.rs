@@ -86,4 +86,60 @@ fn all_benchmarks_run_report_and_resume() {
     );
     let after = std::fs::read_to_string(out.join("cvbench/predictions.jsonl")).expect("read");
     assert_eq!(before, after);
+
+    // An interruption: some benchmarks keep only part of their answers, the last write torn off mid-line, and one
+    // benchmark was never reached. The rerun asks only what is missing and ends with one prediction per question.
+    let answered = |name: &str| std::fs::read_to_string(out.join(name).join("predictions.jsonl"));
+    for (name, keep) in [("cvbench", 2), ("3dsrbench", 3), ("whatsup", 1)] {
+        let full = answered(name).expect("predictions");
+        let mut cut: String = full.lines().take(keep).map(|l| format!("{l}\n")).collect();
+        let torn = full.lines().nth(keep).expect("a line to tear");
+        let mut half = torn.len() / 2;
+        while !torn.is_char_boundary(half) {
+            half -= 1;
+        }
+        cut.push_str(&torn[..half]);
+        std::fs::write(out.join(name).join("predictions.jsonl"), cut).expect("write");
+    }
+    std::fs::remove_dir_all(out.join("vsibench")).expect("remove");
+    let resumed = svlm(&args);
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        resumed.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    for (title, n, kept) in [
+        ("CV-Bench", 4, 2),
+        ("3DSRBench", 5, 3),
+        ("What'sUp", 5, 1),
+        ("VSI-Bench", 4, 0),
+        ("BLINK", 3, 3),
+    ] {
+        let line = format!("{n} questions ({kept} kept from an earlier run)");
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{title}:")) && l.contains(&line)),
+            "{title}: {line}\n{stdout}"
+        );
+    }
+    for (name, n) in expected {
+        let text = answered(name).expect("predictions");
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let row: serde_json::Value = serde_json::from_str(l).expect("a whole JSON line");
+                row["id"].to_string()
+            })
+            .collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!((ids.len(), unique.len()), (n, n), "{name}: {ids:?}");
+    }
+    // the resumed reports score every question, kept ones included
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("cvbench/report.json")).expect("report.json"),
+    )
+    .expect("json");
+    assert_eq!(report["items"].as_u64(), Some(4));
 }

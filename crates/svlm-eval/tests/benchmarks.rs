@@ -121,22 +121,41 @@ fn cvbench_official_formula_and_lenient_reading() {
 }
 
 #[test]
-fn blink_letter_rule() {
+fn blink_reads_answers_as_its_own_script() {
     let dir = tempfile::tempdir().expect("tempdir");
     let set = load(Benchmark::Blink, dir.path());
     assert_eq!(set.items.len(), 3);
+    // BLINK asks the released prompt as it is, with no answer-format instruction added
+    assert!(
+        set.items[0]
+            .prompt
+            .ends_with("Select from the following choices.\n(A) A is closer\n(B) B is closer"),
+        "{}",
+        set.items[0].prompt
+    );
     let report = run_with(
         &set,
         &[
-            ("val_Relative_Depth_1", "B"),
-            ("val_Spatial_Relation_1", "yes"), // the option text is not a letter: wrong
-            ("val_Spatial_Relation_2", "(B) no."),
+            // an option token in a sentence: BLINK's script takes it
+            ("val_Relative_Depth_1", "Point (B) is closer to the camera."),
+            // "B." is neither a bare letter nor an "(X)" token: BLINK would ask GPT-3.5, scored wrong here
+            ("val_Spatial_Relation_1", "A."),
+            ("val_Spatial_Relation_2", "(B)"),
         ],
         dir.path(),
     );
     assert!(close(value(&report, "subtask", "Relative_Depth").0, 1.0));
     assert!(close(value(&report, "subtask", "Spatial_Relation").0, 0.5));
     assert!(close(report.summary.overall, 0.75));
+    assert!(
+        report
+            .summary
+            .notes
+            .iter()
+            .any(|n| n.starts_with("1 of 3 answers")),
+        "{:?}",
+        report.summary.notes
+    );
 }
 
 #[test]
@@ -187,6 +206,9 @@ fn whatsup_pairs_sets_and_parts_of_two_options() {
     assert!(close(value(&report, pairs, "pair accuracy").0, 0.5));
     assert!(close(value(&report, pairs, "set accuracy").0, 0.0));
     assert!(close(report.summary.overall, 0.375));
+    // the paper's Table 1 averages a dataset's two subsets; with Controlled B absent there is no What'sUp number
+    let macros = "dataset (macro-average of its subsets)";
+    assert_eq!(value(&report, macros, "What'sUp (Controlled A, B)").0, None);
 }
 
 #[test]
@@ -218,6 +240,15 @@ fn threedsrbench_circular_groups() {
     assert!(close(
         value(&report, "per question", "vanilla accuracy").0,
         0.8
+    ));
+    assert!(close(
+        value(
+            &report,
+            "circular with flip",
+            "question, flipped twin and all rotations right"
+        )
+        .0,
+        0.5
     ));
     assert!(close(value(&report, "type (circular)", "height").0, 1.0));
     assert!(close(
@@ -277,17 +308,56 @@ fn vsibench_mra_and_merged_directions() {
 }
 
 #[test]
-fn qspatial_and_spatialrgpt_rules() {
+fn qspatial_prompt_and_boxed_answers_as_its_code_repository() {
     let dir = tempfile::tempdir().expect("tempdir");
     let set = load(Benchmark::QSpatial, dir.path());
+    assert_eq!(set.items.len(), 2);
+    // the zero-shot prompt: system prompt asking for \scalar{..} \distance_unit{..}, then the template
+    let prompt = &set.items[0].prompt;
+    assert!(
+        prompt.starts_with("You will be provided with a question and a 2D image."),
+        "{prompt}"
+    );
+    assert!(
+        prompt.ends_with("Question: How tall is the lamp on the left?\nLet's think step by step."),
+        "{prompt}"
+    );
     let ids: Vec<String> = set.items.iter().map(|i| i.id.clone()).collect();
     let report = run_with(
         &set,
-        &[(&ids[0], "about 2 meters"), (&ids[1], "I don't know")],
+        &[
+            // exactly twice the 1.5 m truth: the evaluator's `< 2` makes it wrong
+            (&ids[0], "It is tall. \\scalar{3} \\distance_unit{meters}"),
+            // a range is averaged: 1.25 m for a 120 cm truth
+            (&ids[1], "Roughly \\scalar{1-1.5} \\distance_unit{m}"),
+        ],
         dir.path(),
     );
-    assert!(close(report.summary.overall, 0.5));
+    assert!(close(report.summary.overall, 0.5), "{:?}", report.summary);
+    assert!(close(value(&report, "question type", "height").0, 0.0));
+    assert!(close(value(&report, "question type", "width").0, 1.0));
 
+    // free-form answers without the boxes score wrong, however close, and are counted
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = run_with(
+        &set,
+        &[(&ids[0], "about 1.5 meters"), (&ids[1], "I don't know")],
+        dir.path(),
+    );
+    assert!(close(report.summary.overall, 0.0));
+    assert!(
+        report
+            .summary
+            .notes
+            .iter()
+            .any(|n| n.starts_with("2 of 2 answers hold no")),
+        "{:?}",
+        report.summary.notes
+    );
+}
+
+#[test]
+fn spatialrgpt_regions_and_its_tables() {
     let dir = tempfile::tempdir().expect("tempdir");
     let set = load(Benchmark::SpatialRgpt, dir.path());
     assert_eq!(set.items.len(), 2);
@@ -306,6 +376,53 @@ fn qspatial_and_spatialrgpt_rules() {
         dir.path(),
     );
     assert!(close(report.summary.overall, 0.5));
+    // the evaluation script's tables: qualitative by relation pair, quantitative by measure, each pooled
+    let qual = "qualitative accuracy";
+    let quan = "quantitative success rate";
+    assert!(close(value(&report, qual, "behind/front").0, 1.0));
+    assert!(close(value(&report, qual, "all qualitative").0, 1.0));
+    assert!(close(value(&report, quan, "height").0, 0.0));
+    assert!(close(value(&report, quan, "all quantitative").0, 0.0));
+    let error = "quantitative mean relative error (lower is better)";
+    assert!(close(value(&report, error, "height").0, 0.5));
+}
+
+#[test]
+fn vsibench_video_without_frames_says_how_to_extract_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("vsibench");
+    std::fs::create_dir_all(data.join("scannet")).expect("mkdir");
+    std::fs::copy(
+        fixtures().join("vsibench/test.jsonl"),
+        data.join("test.jsonl"),
+    )
+    .expect("copy");
+    let frames = fixtures().join("vsibench/arkitscenes/41069025");
+    std::fs::create_dir_all(data.join("arkitscenes/41069025")).expect("mkdir");
+    for entry in std::fs::read_dir(&frames).expect("frames") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name");
+        std::fs::copy(&path, data.join("arkitscenes/41069025").join(name)).expect("copy");
+    }
+    // scene0000_00 comes as a video only
+    let video = data.join("scannet/scene0000_00.mp4");
+    std::fs::write(&video, b"\x00\x00\x00\x18ftypmp42").expect("video");
+    let set = load_bench(Benchmark::VsiBench, &data, &ctx(dir.path())).expect("vsi");
+    assert_eq!(set.items.len(), 4);
+    assert_eq!(set.skipped.len(), 1);
+    let reason = &set.skipped[0].reason;
+    assert!(reason.contains("scene0000_00.mp4"), "{reason}");
+    assert!(
+        reason.contains("ffmpeg -i") && reason.contains("scannet/scene0000_00/%05d.jpg"),
+        "{reason}"
+    );
+    // a video given as the data is refused with the same advice
+    let err = load_bench(Benchmark::VsiBench, &video, &ctx(dir.path())).expect_err("a video");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("a video") && err.contains("ffmpeg -i"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -334,14 +451,20 @@ fn an_interrupted_run_resumes_without_asking_twice() {
     .expect("write");
 
     let mut asked = Vec::new();
+    let mut progress = Vec::new();
     let report = {
         let mut rest = FnImagesAnswerer(|batch: &[(Vec<PathBuf>, String)]| {
             asked.extend(batch.iter().map(|(_, p)| p.clone()));
             Ok::<_, anyhow::Error>(vec!["A".to_string(); batch.len()])
         });
-        run_benchmark(&set, &mut rest, &out, &options, &mut |_, _| {}).expect("resume")
+        run_benchmark(&set, &mut rest, &out, &options, &mut |done, total| {
+            progress.push((done, total))
+        })
+        .expect("resume")
     };
     assert_eq!(asked.len(), 3, "only the unanswered questions are asked");
+    // the progress starts at the kept answers and moves per batch
+    assert_eq!(progress, [(2, 5), (4, 5), (5, 5)]);
     assert_eq!(report.resumed, 2);
     let lines = std::fs::read_to_string(out.join("predictions.jsonl")).expect("predictions");
     let ids: Vec<String> = lines

@@ -6,12 +6,12 @@
 //! ("(A)"), `prompt` (question and "(A) ..." choices pre-formatted), `explanation`. The same rows as JSON/JSONL
 //! with image paths are read too.
 //!
-//! Prompt and scoring follow Cambrian-1's BLINK evaluation (`cambrian-mllm/cambrian` `eval/eval/blink/
-//! blink_eval.py`, `blink_test.py`): `prompt` + "\nPlease answer directly with only the letter of the correct
-//! option and nothing else."; the answer up to its first full stop, lower-cased, its first space-separated word
-//! with "(" / ")" stripped, must equal the answer's letter. BLINK's own script (`zeyofu/BLINK_Benchmark`
-//! `eval/multiple_choice.py`) maps free-form answers to options with GPT-3.5, which cannot run offline; models
-//! that answer with a letter, as instructed, score the same under both. The paper's overall is the mean over
+//! Prompt and scoring are BLINK's own (`zeyofu/BLINK_Benchmark` `eval/test_benchmark.py`): the model is asked the
+//! released `prompt` unchanged, and `analyze_answer` reads the reply: a bare letter "B" or "(B)" is that option; else
+//! the "(A)".."(E)" tokens of the reply (split at whitespace) that are options decide when exactly one of them is in
+//! the reply or in its last paragraph (the last paragraph wins). Any other reply goes to GPT-3.5 in BLINK's script
+//! (`eval/multiple_choice.py`); that matcher cannot run offline, so such a reply scores wrong here and the summary
+//! counts them. A reply is right when its option is the row's `answer`. The paper's overall is the mean over
 //! subtasks; here over the two spatial ones.
 
 use super::cvbench::letter_index;
@@ -25,8 +25,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const SUBTASKS: [&str; 2] = ["Relative_Depth", "Spatial_Relation"];
-pub const INSTRUCTION: &str =
-    "Please answer directly with only the letter of the correct option and nothing else.";
 
 pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
     BenchSet::from_rows(Benchmark::Blink, files, ctx, |r, file, root| {
@@ -83,19 +81,41 @@ fn item(
         category: sub_task,
         labels: BTreeMap::new(),
         images,
-        prompt: format!("{prompt}\n{INSTRUCTION}"),
+        prompt,
         target: Target::Choice { options, answer },
     })
 }
 
-/// Cambrian's BLINK reading: before the first ".", lower-cased, trimmed, first word, parentheses stripped.
-pub fn extract(answer: &str) -> String {
-    let before_stop = answer.split('.').next().unwrap_or_default().to_lowercase();
-    let first_word = before_stop.trim().split(' ').next().unwrap_or_default();
-    first_word
-        .trim_start_matches('(')
-        .trim_end_matches(')')
-        .to_string()
+/// BLINK's `analyze_answer` without its GPT-3.5 fallback: the option ("(A)".."(E)") a reply names, or `None` where
+/// BLINK's script would ask GPT-3.5 to match the reply.
+pub fn analyze_answer(answer: &str, n_options: usize) -> Option<String> {
+    const LETTERS: [&str; 5] = ["A", "B", "C", "D", "E"];
+    if LETTERS.contains(&answer) {
+        return Some(format!("({answer})"));
+    }
+    let choices: Vec<String> = LETTERS
+        .iter()
+        .take(n_options)
+        .map(|l| format!("({l})"))
+        .collect();
+    if LETTERS.iter().any(|l| answer == format!("({l})")) {
+        return Some(answer.to_string());
+    }
+    let named = |text: &str| -> Vec<String> {
+        let tokens: std::collections::HashSet<&str> = text.split_whitespace().collect();
+        choices
+            .iter()
+            .filter(|c| tokens.contains(c.as_str()))
+            .cloned()
+            .collect()
+    };
+    let anywhere = named(answer);
+    let last_paragraph = named(answer.rsplit("\n\n").next().unwrap_or_default());
+    match (anywhere.as_slice(), last_paragraph.as_slice()) {
+        (_, [only]) if !anywhere.is_empty() => Some(only.clone()),
+        ([only], _) => Some(only.clone()),
+        _ => None,
+    }
 }
 
 pub fn judge(item: &BenchItem, answer: &str) -> Judged {
@@ -106,13 +126,14 @@ pub fn judge(item: &BenchItem, answer: &str) -> Judged {
     else {
         return Judged::choice(None, false, false);
     };
-    let got = extract(answer);
-    let correct = got == super::matching::letter(*right).to_lowercase();
-    Judged::choice(Some(got), correct, names_only(answer, options, *right))
+    let got = analyze_answer(answer, options.len());
+    let correct = got.as_deref() == Some(format!("({})", super::matching::letter(*right)).as_str());
+    Judged::choice(got, correct, names_only(answer, options, *right))
 }
 
 pub fn summarize(pairs: &[(&BenchItem, &Judged)]) -> BenchSummary {
     let rows = rows_by("subtask", pairs, |i| Some(i.category.clone()));
+    let unmatched = pairs.iter().filter(|(_, j)| j.extracted.is_none()).count();
     let values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
     let stricts: Vec<Option<f64>> = rows.iter().map(|r| r.strict).collect();
     BenchSummary {
@@ -122,9 +143,12 @@ pub fn summarize(pairs: &[(&BenchItem, &Judged)]) -> BenchSummary {
         strict_overall: mean_of(&stricts),
         rows,
         notes: vec![
-            "Prompt and letter matching of Cambrian-1's BLINK evaluation; BLINK's GPT-3.5 option matcher is not \
-             used (offline)."
-                .into(),
+            "BLINK's own prompt and answer reading (eval/test_benchmark.py analyze_answer).".into(),
+            format!(
+                "{unmatched} of {} answers name no single option; BLINK's script would hand them to GPT-3.5 to \
+                 match, which cannot run offline: they score wrong.",
+                pairs.len()
+            ),
         ],
     }
 }
@@ -134,11 +158,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cambrian_blink_extraction() {
-        assert_eq!(extract("(A)"), "a");
-        assert_eq!(extract("B. Point B is closer."), "b");
-        assert_eq!(extract("A and B"), "a");
-        assert_eq!(extract("Sorry."), "sorry");
-        assert_eq!(extract(""), "");
+    fn blink_analyze_answer() {
+        assert_eq!(analyze_answer("B", 2).as_deref(), Some("(B)"));
+        assert_eq!(analyze_answer("(A)", 2).as_deref(), Some("(A)"));
+        // a bare letter is taken as given, even one that is not an option (it then scores wrong)
+        assert_eq!(analyze_answer("E", 2).as_deref(), Some("(E)"));
+        assert_eq!(
+            analyze_answer("Point (B) is closer to the camera.", 2).as_deref(),
+            Some("(B)")
+        );
+        // both options in the reply, one in its last paragraph: the last paragraph decides
+        assert_eq!(
+            analyze_answer("(A) is lit, (B) is dark.\n\nSo (B)", 2).as_deref(),
+            Some("(B)")
+        );
+        // both options and no deciding paragraph, letters without parentheses, option text, a refusal, nothing:
+        // BLINK would ask GPT-3.5
+        assert_eq!(analyze_answer("(A) or (B)", 2), None);
+        assert_eq!(analyze_answer("B.", 2), None);
+        assert_eq!(analyze_answer("The answer is B", 2), None);
+        assert_eq!(analyze_answer("B is closer", 2), None);
+        assert_eq!(analyze_answer("I cannot tell.", 2), None);
+        assert_eq!(analyze_answer("", 2), None);
+        // "(C)" is not an option of a two-choice question
+        assert_eq!(analyze_answer("Maybe (C)", 2), None);
     }
 }

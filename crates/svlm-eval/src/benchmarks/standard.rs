@@ -218,6 +218,9 @@ pub struct Judged {
     pub strict: bool,
     /// 1/0 for choices; the mean relative accuracy for numbers.
     pub score: f64,
+    /// |answer - truth| / truth, for numeric answers that were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_error: Option<f64>,
 }
 
 impl Judged {
@@ -227,6 +230,7 @@ impl Judged {
             correct,
             strict: strict && correct,
             score: if correct { 1.0 } else { 0.0 },
+            relative_error: None,
         }
     }
 }

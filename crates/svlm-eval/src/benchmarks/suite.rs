@@ -34,6 +34,17 @@ where
 /// that the benchmark is released as. Parquet is preferred where a release has both Parquet and JSONL of the
 /// same rows.
 pub fn discover(benchmark: Benchmark, data: &Path) -> Result<Vec<PathBuf>> {
+    if vsibench::is_video(data) {
+        let frames = data.with_extension("");
+        bail!(
+            "{}: a video; svlm reads video as frames. Extract them next to the video with `{}`, then give --data \
+             the {} question file (test.jsonl or the Parquet) or its folder, which holds <dataset>/<scene_name>/ \
+             frame folders",
+            data.display(),
+            vsibench::extract_command(data, &frames),
+            Benchmark::VsiBench.title()
+        );
+    }
     if data.is_file() {
         return Ok(vec![data.to_path_buf()]);
     }

@@ -10,7 +10,8 @@
 //! Prompt and matching: VLMEvalKit's ([`super::matching`]). Circular evaluation (VLMEvalKit's for circular
 //! datasets): a group counts as right only if every rotation is answered right; overall, per main type (height,
 //! location, orientation, multi_object) and per category are means over groups. The per-question ("vanilla")
-//! accuracy is reported beside it.
+//! accuracy is reported beside it, and so is the paper's FlipEval on top of CircularEval (a question, its flipped
+//! twin and all their rotations right); the headline is CircularEval alone, flipped questions their own groups.
 
 pub use super::matching::judge_exact as judge;
 use super::matching::vlmevalkit_prompt;
@@ -116,6 +117,12 @@ pub fn circular_group(qid: &str) -> &str {
     }
 }
 
+/// The question a qid belongs to with its flipped twin: "ABCD1234-flip-2" and "ABCD1234-1" -> "ABCD1234".
+pub fn flip_group(qid: &str) -> &str {
+    let group = circular_group(qid);
+    group.strip_suffix("-flip").unwrap_or(group)
+}
+
 pub fn main_type(category: &str) -> &'static str {
     TYPES
         .iter()
@@ -166,6 +173,25 @@ pub fn summarize(pairs: &[(&BenchItem, &Judged)]) -> BenchSummary {
     for c in categories {
         rows.push(table(c, &|x| x == c, "category (circular)"));
     }
+    // FlipEval with CircularEval: a question, its flipped twin and all their rotations must all be right.
+    let mut flip_groups: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
+    for (item, j) in pairs {
+        let key = flip_group(item.label("qid").unwrap_or(item.id.as_str()));
+        let g = flip_groups.entry(key).or_insert((true, true));
+        g.0 &= j.correct;
+        g.1 &= j.strict;
+    }
+    let n_flip = flip_groups.len();
+    let rate = |f: &dyn Fn(&(bool, bool)) -> bool| {
+        (n_flip > 0).then(|| flip_groups.values().filter(|g| f(g)).count() as f64 / n_flip as f64)
+    };
+    rows.push(SummaryRow {
+        table: "circular with flip".into(),
+        name: "question, flipped twin and all rotations right".into(),
+        n: n_flip,
+        value: rate(&|g| g.0),
+        strict: rate(&|g| g.1),
+    });
     let (n, vanilla, vanilla_strict) = mean_pair(pairs.iter().map(|(_, j)| *j));
     rows.push(SummaryRow {
         table: "per question".into(),
@@ -197,6 +223,9 @@ mod tests {
         assert_eq!(circular_group("VIN6MS3J-1"), "VIN6MS3J");
         assert_eq!(circular_group("VIN6MS3J-flip"), "VIN6MS3J-flip");
         assert_eq!(circular_group("VIN6MS3J-flip-3"), "VIN6MS3J-flip");
+        assert_eq!(flip_group("VIN6MS3J-flip-3"), "VIN6MS3J");
+        assert_eq!(flip_group("VIN6MS3J-2"), "VIN6MS3J");
+        assert_eq!(flip_group("VIN6MS3J"), "VIN6MS3J");
         assert_eq!(main_type("orientation_viewpoint"), "orientation");
         assert_eq!(main_type("weather"), "other");
     }

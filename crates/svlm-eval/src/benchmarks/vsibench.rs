@@ -3,10 +3,12 @@
 //!
 //! Release: <https://huggingface.co/datasets/nyu-visionx/VSI-Bench> — rows {`id`, `dataset`, `scene_name`,
 //! `question_type`, `question`, `options` (list of "A. ..." or null), `ground_truth` (letter or number)} as
-//! Parquet or JSON/JSONL; videos as `<dataset>/<scene_name>.mp4`. svlm does not decode video: extract each video's
-//! frames to a folder `<dataset>/<scene_name>/` (any `.png`/`.jpg` names that sort in time order, e.g.
-//! `ffmpeg -i scene.mp4 scene/%05d.jpg`); `frames` of them are taken evenly spaced
-//! (`numpy.linspace(0, n - 1, frames)` truncated, the sampling of lmms-eval's video models).
+//! Parquet or JSON/JSONL; videos as `<dataset>/<scene_name>.mp4`. svlm reads frames, not video: there is no
+//! well-kept pure-Rust H.264 decoder, and a C codec is a system dependency svlm does not take. Extract each video's
+//! frames to a folder `<dataset>/<scene_name>/` beside it (any `.png`/`.jpg` names that sort in time order, see
+//! [`extract_command`]); `frames` of them are taken evenly spaced (`numpy.linspace(0, n - 1, frames)` truncated, the
+//! sampling of lmms-eval's video models). A question whose frames are missing is a counted skip whose reason gives
+//! the command, and a video given as `--data` is refused with it.
 //!
 //! Prompt and scoring: the official lmms-eval task (`vision-x-nyu/thinking-in-space`
 //! `lmms_eval/tasks/vsibench/utils.py`): "These are frames of a video." + question (+ "Options:" and the options,
@@ -69,7 +71,20 @@ fn item(
     let dataset = text(r, "dataset").ok_or("no dataset")?;
     let scene = text(r, "scene_name").ok_or("no scene_name")?;
     let folder = root.join(&dataset).join(&scene);
-    let images = sample_frames(&folder, frames)?;
+    let images = sample_frames(&folder, frames).map_err(|e| {
+        match VIDEO_EXTENSIONS
+            .iter()
+            .map(|ext| root.join(&dataset).join(format!("{scene}.{ext}")))
+            .find(|video| video.is_file())
+        {
+            Some(video) => format!(
+                "{e}; the video {} is there but svlm reads frames, not video: extract them with `{}`",
+                video.display(),
+                extract_command(&video, &folder)
+            ),
+            None => e,
+        }
+    })?;
     let (prompt, target) = if MC_TYPES.contains(&question_type.as_str()) {
         let options = string_list(r, "options").ok_or("multiple choice without an options list")?;
         let answer = super::cvbench::letter_index(&truth, options.len()).ok_or_else(|| {
@@ -115,6 +130,25 @@ fn item(
         prompt,
         target,
     })
+}
+
+/// Video containers VSI-Bench's videos may come in.
+pub const VIDEO_EXTENSIONS: [&str; 5] = ["mp4", "mov", "mkv", "avi", "webm"];
+
+/// Whether `path` names a video file (by extension).
+pub fn is_video(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The shell command that extracts every frame of `video` into `folder` as `00001.jpg`, `00002.jpg`, ...
+pub fn extract_command(video: &Path, folder: &Path) -> String {
+    format!(
+        "mkdir -p '{folder}' && ffmpeg -i '{video}' -q:v 2 '{folder}/%05d.jpg'",
+        folder = folder.display(),
+        video = video.display()
+    )
 }
 
 /// `frames` evenly spaced image files of `folder` (sorted by name).
@@ -225,12 +259,14 @@ pub fn judge(item: &BenchItem, answer: &str) -> Judged {
             Judged::choice(Some(got), correct, names_only(answer, options, *right))
         }
         Target::Number { value } => {
-            let score = python_float(&got).map_or(0.0, |p| mean_relative_accuracy(p, *value));
+            let pred = python_float(&got);
+            let score = pred.map_or(0.0, |p| mean_relative_accuracy(p, *value));
             Judged {
                 extracted: Some(got),
                 correct: score > 0.0,
                 strict: true,
                 score,
+                relative_error: pred.map(|p| (p - value).abs() / value),
             }
         }
         Target::Truth { .. } => Judged::choice(None, false, false),

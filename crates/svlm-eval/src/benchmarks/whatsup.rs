@@ -162,7 +162,8 @@ fn controlled_image(root: &Path, path: &str) -> PathBuf {
     }
 }
 
-/// The preposition of a COCO/VG QA caption as the repository reads it.
+/// The preposition of a COCO/VG QA caption as the repository reads it (`COCO_QA` / `VG_QA` `all_prepositions`): the
+/// last word for one object; for two, the first phrase the caption contains, else "below" (COCO) or "top" (VG).
 fn qa_preposition(subset: &str, right: &str) -> String {
     if subset.ends_with("one_obj") {
         return right
@@ -171,29 +172,71 @@ fn qa_preposition(subset: &str, right: &str) -> String {
             .unwrap_or_default()
             .to_string();
     }
-    for (needle, name) in [
-        ("left of", "left"),
-        ("right of", "right"),
-        ("above", "above"),
-        ("front of", "front"),
-        ("behind", "behind"),
-    ] {
-        if right.contains(needle) {
-            return name.into();
-        }
-    }
-    if subset.starts_with("COCO") {
-        "below"
+    let (needles, otherwise): (&[(&str, &str)], &str) = if subset.starts_with("COCO") {
+        (
+            &[
+                ("left of", "left"),
+                ("right of", "right"),
+                ("above", "above"),
+            ],
+            "below",
+        )
     } else {
-        "top"
-    }
-    .into()
+        (
+            &[
+                ("left of", "left"),
+                ("right of", "right"),
+                ("front of", "front"),
+                ("behind", "behind"),
+            ],
+            "top",
+        )
+    };
+    needles
+        .iter()
+        .find(|(needle, _)| right.contains(needle))
+        .map_or(otherwise, |(_, name)| name)
+        .to_string()
 }
 
 pub fn summarize(pairs: &[(&BenchItem, &Judged)]) -> BenchSummary {
     let mut rows = rows_by("subset", pairs, |i| i.label("subset").map(str::to_string));
     let subset_values: Vec<Option<f64>> = rows.iter().map(|r| r.value).collect();
     let subset_stricts: Vec<Option<f64>> = rows.iter().map(|r| r.strict).collect();
+    let mut macro_rows = Vec::new();
+    // The paper's Table 1: macro-averages of each dataset's subsets.
+    for (name, parts) in [
+        (
+            "What'sUp (Controlled A, B)",
+            ["Controlled_Images_A", "Controlled_Images_B"],
+        ),
+        (
+            "COCO-spatial (one, two objects)",
+            ["COCO_QA_one_obj", "COCO_QA_two_obj"],
+        ),
+        (
+            "GQA-spatial (one, two objects)",
+            ["VG_QA_one_obj", "VG_QA_two_obj"],
+        ),
+    ] {
+        let subset = |p: &str| rows.iter().find(|r| r.name == p).cloned();
+        let (a, b) = (subset(parts[0]), subset(parts[1]));
+        if a.is_none() && b.is_none() {
+            continue;
+        }
+        let get = |r: &Option<SummaryRow>, strict: bool| {
+            r.as_ref()
+                .and_then(|r| if strict { r.strict } else { r.value })
+        };
+        macro_rows.push(SummaryRow {
+            table: "dataset (macro-average of its subsets)".into(),
+            name: name.into(),
+            n: a.as_ref().map_or(0, |r| r.n) + b.as_ref().map_or(0, |r| r.n),
+            value: mean_of(&[get(&a, false), get(&b, false)]),
+            strict: mean_of(&[get(&a, true), get(&b, true)]),
+        });
+    }
+    rows.append(&mut macro_rows);
     rows.extend(rows_by("preposition", pairs, |i| Some(i.category.clone())));
     for subset in ["Controlled_Images_A", "Controlled_Images_B"] {
         rows.extend(pair_and_set(subset, pairs));
@@ -288,6 +331,21 @@ mod tests {
         assert_eq!(
             qa_preposition("COCO_QA_two_obj", "A dog to the right of a cat"),
             "right"
+        );
+        // each file's own phrases: VG's two-object captions are not read for "above" (else "top"), COCO's not
+        // for "behind" (else "below")
+        assert_eq!(qa_preposition("VG_QA_two_obj", "A lamp above a bed"), "top");
+        assert_eq!(
+            qa_preposition("VG_QA_two_obj", "A cat behind a dog"),
+            "behind"
+        );
+        assert_eq!(
+            qa_preposition("COCO_QA_two_obj", "A cat behind a dog"),
+            "below"
+        );
+        assert_eq!(
+            qa_preposition("COCO_QA_two_obj", "A cup above a plate"),
+            "above"
         );
     }
 }
