@@ -91,6 +91,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// job is done (then it also clears the job's output, so the next round starts over). Ends once `rounds` kills
 /// happened and the job was then run to its end; returns the kills survived.
 fn kill_rounds(
+    job: &str,
     rng: &mut ChaCha8Rng,
     rounds: usize,
     max_delay: Duration,
@@ -116,6 +117,9 @@ fn kill_rounds(
             Ended::Killed => {
                 killed += 1;
                 after_kill();
+                if rounds >= 20 && killed % 10 == 0 {
+                    eprintln!("crash harness: {job}: {killed} of {rounds} kills survived");
+                }
             }
             Ended::Finished => {
                 if after_finish() && killed >= rounds {
@@ -182,6 +186,7 @@ fn train_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
     ]);
     let resume = strings(&["train", "--resume", path(&run)]);
     kill_rounds(
+        "train",
         rng,
         rounds,
         took,
@@ -256,6 +261,7 @@ fn synth_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
             .is_file()
     };
     kill_rounds(
+        "synth",
         rng,
         rounds,
         took,
@@ -306,6 +312,7 @@ fn export_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
     let args = strings(&["export", path(&model), "--out", path(&out), "--overwrite"]);
     let whole = || !out.exists() || files(&out) == expected;
     kill_rounds(
+        "export",
         rng,
         rounds,
         took,
@@ -356,6 +363,7 @@ fn eval_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
     let out = tmp.join("eval_run");
     let args = eval(&out);
     kill_rounds(
+        "eval",
         rng,
         rounds,
         took,

@@ -290,3 +290,98 @@ fn intrinsics_files() {
         let _ = svlm_perception::IntrinsicsOptions::from_json_file(&path);
     });
 }
+
+/// The seeds `scripts/make_fuzz_seeds.py` wrote for a fuzz target.
+fn fuzz_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = common::repo().join("fuzz/seeds").join(target);
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| read(p)).collect()
+}
+
+#[test]
+fn depth_png_and_tiff() {
+    let png_seeds = fuzz_seeds("depth_png");
+    let seed = svlm_world::depth_from_png(&png_seeds[0], Path::new("seed.depth.png"))
+        .expect("the PNG seed decodes");
+    assert_eq!((seed.width, seed.height), (3, 2));
+    replay("depth_png", &png_seeds, 1 << 10, |b| {
+        let _ = svlm_world::depth_from_png(b, Path::new("frame.depth.png"));
+    });
+    let tiff_seeds = fuzz_seeds("depth_tiff");
+    let seed = svlm_world::depth_from_tiff(&tiff_seeds[0], Path::new("seed.depth.tiff"))
+        .expect("the TIFF seed decodes");
+    assert_eq!((seed.width, seed.height), (3, 2));
+    replay("depth_tiff", &tiff_seeds, 1 << 10, |b| {
+        let _ = svlm_world::depth_from_tiff(b, Path::new("frame.depth.tiff"));
+    });
+    // A float image where 16-bit millimetres belong is an error that names the file.
+    let err = svlm_world::depth_from_png(&tiff_seeds[0], Path::new("dir/x.depth.png"))
+        .expect_err("not 16-bit");
+    assert!(err.to_string().contains("dir/x.depth.png"), "{err}");
+}
+
+#[test]
+fn folder_intrinsics() {
+    let seeds = fuzz_seeds("intrinsics");
+    assert!(svlm_world::parse_intrinsics(&text(&seeds[0]), Path::new("intrinsics.json")).is_ok());
+    replay("folder_intrinsics", &seeds, 1 << 10, |b| {
+        let _ = svlm_world::parse_intrinsics(&text(b), Path::new("intrinsics.json"));
+    });
+}
+
+#[test]
+fn sharded_safetensors_index() {
+    let scratch = Scratch::new();
+    let shard = fixture("crates/svlm-model/tests/fixtures/idefics3/model.safetensors");
+    scratch.write("model-00001-of-00001.safetensors", &shard);
+    let index = br#"{"metadata": {"total_size": 435000},
+        "weight_map": {"model.text_model.norm.weight": "model-00001-of-00001.safetensors",
+                       "lm_head.weight": "model-00001-of-00001.safetensors"}}"#;
+    replay("safetensors_index", &[index.to_vec()], 1 << 10, |b| {
+        scratch.write("model.safetensors.index.json", b);
+        let _ = svlm_model::io::read_checkpoint_dir(scratch.0.path());
+    });
+    // A shard name that leaves the folder is refused, naming the index.
+    let escape = br#"{"weight_map": {"x": "../../model.safetensors"}}"#;
+    scratch.write("model.safetensors.index.json", escape);
+    let err = svlm_model::io::read_checkpoint_dir(scratch.0.path()).expect_err("escape");
+    assert!(
+        format!("{err:#}").contains("model.safetensors.index.json"),
+        "{err:#}"
+    );
+}
+
+#[test]
+fn parquet_records() {
+    let scratch = Scratch::new();
+    let records: Vec<(svlm_synth::record::SpatialRecord, Vec<u8>)> = text(&fixture(
+        "crates/svlm-eval/tests/fixtures/synth_small.jsonl",
+    ))
+    .lines()
+    .map(|l| {
+        (
+            serde_json::from_str(l).expect("record"),
+            vec![0x89, b'P', 1, 2],
+        )
+    })
+    .collect();
+    let seed_path = scratch.0.path().join("seed.parquet");
+    let file = std::fs::File::create(&seed_path).expect("create");
+    let mut writer = svlm_synth::parquet_io::ParquetShardWriter::new(file).expect("writer");
+    writer.write(&records).expect("write");
+    writer.finish().expect("finish");
+    let seed = read(&seed_path);
+    assert_eq!(
+        svlm_synth::parquet_io::read_parquet(&seed_path).expect("seed reads"),
+        records
+    );
+    replay("parquet", &[seed.clone()], seed.len(), |b| {
+        let path = scratch.write("shard.parquet", b);
+        let _ = svlm_synth::parquet_io::read_parquet(&path);
+    });
+}

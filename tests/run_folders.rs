@@ -197,3 +197,129 @@ fn eval_lists_bad_items_writes_what_it_scored_fails_and_resumes() {
     let again = std::fs::read_to_string(out.join("predictions.jsonl")).expect("preds");
     assert_eq!(again, predictions);
 }
+
+/// (point folder, metrics.jsonl bytes) of each point of a sweep, by name.
+fn sweep_metrics(out: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut points: Vec<(String, Vec<u8>)> = std::fs::read_dir(out)
+        .expect("sweep folder")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path().join("metrics.jsonl")).unwrap_or_default(),
+            )
+        })
+        .collect();
+    points.sort();
+    points
+}
+
+#[test]
+fn sweep_refuses_a_folder_that_holds_another_sweep_and_resumes_where_it_stopped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tiny_set(&tmp.path().join("data"), 3);
+    let base = tiny_config(tmp.path(), &data, 2, 1);
+    let sweep = tmp.path().join("sweep.toml");
+    let write_sweep = |steps: u64| {
+        std::fs::write(
+            &sweep,
+            format!(
+                "base = \"{}\"\nset = [\"train.steps={steps}\"]\n[grid]\n\"optim.lr\" = [1e-3, 2e-3]\n",
+                path(&base)
+            ),
+        )
+        .expect("write sweep")
+    };
+    write_sweep(2);
+    let out = tmp.path().join("sweep_out");
+    ok(svlm(&["sweep", path(&sweep), "--out", path(&out)]));
+    let first = sweep_metrics(&out);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|(_, m)| !m.is_empty()));
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary");
+
+    // A second sweep into the folder is refused and changes nothing.
+    let err = failed(svlm(&["sweep", path(&sweep), "--out", path(&out)]));
+    assert!(
+        err.contains("holds another sweep")
+            && err.contains("--resume")
+            && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(sweep_metrics(&out), first);
+
+    // --resume on a finished sweep trains nothing and writes the same summary.
+    ok(svlm(&[
+        "sweep",
+        path(&sweep),
+        "--out",
+        path(&out),
+        "--resume",
+    ]));
+    assert_eq!(sweep_metrics(&out), first);
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.md")).expect("summary"),
+        summary
+    );
+
+    // A point stopped after its first checkpoint continues from it to the same losses.
+    let (name, _) = &first[1];
+    let point = out.join(name);
+    std::fs::remove_dir_all(point.join("checkpoint-2")).expect("remove");
+    std::fs::remove_file(point.join("report.json")).expect("remove");
+    ok(svlm(&[
+        "sweep",
+        path(&sweep),
+        "--out",
+        path(&out),
+        "--resume",
+    ]));
+    let resumed = sweep_metrics(&out);
+    assert_eq!(resumed[0], first[0], "the finished point was not touched");
+    let losses_of = |bytes: &[u8]| -> Vec<(u64, f64)> {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("metrics line");
+                (
+                    v["step"].as_u64().expect("step"),
+                    v["loss"].as_f64().expect("loss"),
+                )
+            })
+            .collect()
+    };
+    let (got, expected) = (losses_of(&resumed[1].1), losses_of(&first[1].1));
+    assert_eq!(got.len(), expected.len(), "{got:?}");
+    for ((s, a), (t, b)) in got.iter().zip(&expected) {
+        assert_eq!(s, t);
+        assert!((a - b).abs() <= 1e-6, "step {s}: {a} resumed vs {b}");
+    }
+
+    // Resuming after the sweep file changed is refused point by point: a row must come from one config.
+    write_sweep(3);
+    let err = failed(svlm(&[
+        "sweep",
+        path(&sweep),
+        "--out",
+        path(&out),
+        "--resume",
+    ]));
+    assert!(err.contains("every sweep point failed"), "{err}");
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary");
+    assert!(summary.contains("another config"), "{summary}");
+
+    // --overwrite starts the sweep over.
+    ok(svlm(&[
+        "sweep",
+        path(&sweep),
+        "--out",
+        path(&out),
+        "--overwrite",
+    ]));
+    let steps: Vec<usize> = sweep_metrics(&out)
+        .iter()
+        .map(|(_, m)| losses_of(m).len())
+        .collect();
+    assert_eq!(steps, vec![3, 3]);
+}

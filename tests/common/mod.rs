@@ -5,8 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The `svlm` binary: this build's, or `SVLM_TEST_BIN` (a copy, so that a long run is not disturbed by rebuilds).
 pub fn svlm_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_svlm"));
+    let binary = std::env::var_os("SVLM_TEST_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_svlm")), PathBuf::from);
+    let mut command = Command::new(binary);
     command
         .args(args)
         .env("RUST_LOG", "warn")

@@ -119,3 +119,67 @@ fn an_answerer_that_answers_nothing_stops_the_run() {
     let err = evaluate(&set, &mut failing, &EvalOptions::default()).expect_err("fails");
     assert!(format!("{err:#}").contains("out of memory"), "{err:#}");
 }
+
+/// `name` from the fixtures with a torn line inserted after its second line and a line of bytes that are not UTF-8
+/// at the end.
+fn with_malformed_lines(dir: &Path, name: &str) -> (PathBuf, usize) {
+    let text = std::fs::read_to_string(fixture(name)).expect("fixture");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut bytes = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        if i == 1 {
+            bytes.extend_from_slice(b"{\"question\": \"How far is\n");
+        }
+    }
+    bytes.extend_from_slice(b"\xff\xfe{}\n");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write");
+    (path, lines.len())
+}
+
+#[test]
+fn qspatial_and_spatialrgpt_list_malformed_lines_and_read_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let readers: [(&str, fn(&Path) -> svlm_eval::EvalSet); 2] = [
+        ("qspatial_small.jsonl", |p| {
+            svlm_eval::read_qspatial(p, None, None).expect("read Q-Spatial")
+        }),
+        ("spatialrgpt_small.jsonl", |p| {
+            svlm_eval::read_spatialrgpt(p, None).expect("read SpatialRGPT")
+        }),
+    ];
+    for (name, read) in readers {
+        let clean = read(&fixture(name));
+        let (path, lines) = with_malformed_lines(dir.path(), name);
+        let set = read(&path);
+        let shown = path.display().to_string();
+        let bad: Vec<&str> = set.bad.iter().map(|s| s.location.as_str()).collect();
+        assert_eq!(
+            bad,
+            vec![format!("{shown}:3"), format!("{shown}:{}", lines + 2)],
+            "{name}"
+        );
+        assert!(
+            set.bad[0].reason.contains("not a JSON object"),
+            "{name}: {:?}",
+            set.bad
+        );
+        assert!(
+            set.bad[1].reason.contains("not UTF-8"),
+            "{name}: {:?}",
+            set.bad
+        );
+        // Every good line is still read: the same questions and truths as the clean file.
+        let questions = |s: &svlm_eval::EvalSet| -> Vec<(String, String)> {
+            s.items
+                .iter()
+                .map(|i| (i.question.clone(), format!("{:?}", i.truth)))
+                .collect()
+        };
+        assert!(!clean.items.is_empty(), "{name}");
+        assert_eq!(questions(&set), questions(&clean), "{name}");
+        assert_eq!(set.skipped.len(), clean.skipped.len(), "{name}");
+    }
+}

@@ -247,8 +247,9 @@ fn download_repo(
     Ok(snapshot)
 }
 
-/// The shard file names of a `model.safetensors.index.json` (unique, sorted).
-fn index_shards(index_path: &Path) -> Result<Vec<String>> {
+/// The shard file names of a `model.safetensors.index.json` (unique, sorted); a name that is not a plain file beside
+/// the index is an error naming the index.
+pub(crate) fn index_shards(index_path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(index_path)
         .with_context(|| format!("reading {}", index_path.display()))?;
     let index: serde_json::Value =

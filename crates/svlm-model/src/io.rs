@@ -139,17 +139,9 @@ pub fn read_checkpoint_dir(dir: &Path) -> anyhow::Result<BTreeMap<String, Checkp
     }
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let text = std::fs::read_to_string(&index)
-            .with_context(|| format!("reading {}", index.display()))?;
-        let value: Value =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", index.display()))?;
-        let weight_map = value
-            .get("weight_map")
-            .and_then(Value::as_object)
-            .with_context(|| format!("{}: no `weight_map` object", index.display()))?;
-        let shards: BTreeSet<&str> = weight_map.values().filter_map(Value::as_str).collect();
+        let shards = crate::hub::index_shards(&index)?;
         let mut all = BTreeMap::new();
-        for shard in shards {
+        for shard in &shards {
             let tensors = read_safetensors_file(&dir.join(shard))?;
             for (name, t) in tensors {
                 if all.insert(name.clone(), t).is_some() {
@@ -492,6 +484,12 @@ pub fn export_hf(model: &Vlm, out_dir: &Path, options: &ExportOptions) -> anyhow
         );
     }
     let tmp = svlm_io::temp_dir_in(parent, ".export-")?;
+    // Each file is flushed to disk before the folder is renamed into place; an error (a full or read-only disk)
+    // names the file and the export, and dropping `tmp` removes what was written.
+    let write = |name: &str, bytes: &[u8]| {
+        svlm_io::write_atomic(&tmp.path().join(name), bytes)
+            .with_context(|| format!("exporting to {}", out_dir.display()))
+    };
     let config = model.config();
     let mut config_json = config.to_json()?;
     let torch_dtype = match options.dtype {
@@ -502,13 +500,13 @@ pub fn export_hf(model: &Vlm, out_dir: &Path, options: &ExportOptions) -> anyhow
     if let Some(obj) = config_json.as_object_mut() {
         obj.insert("dtype".into(), Value::from(torch_dtype));
     }
-    std::fs::write(
-        tmp.path().join("config.json"),
-        serde_json::to_string_pretty(&config_json)?,
+    write(
+        "config.json",
+        serde_json::to_string_pretty(&config_json)?.as_bytes(),
     )?;
-    std::fs::write(
-        tmp.path().join("model.safetensors"),
-        safetensors_bytes(model, options.dtype)?,
+    write(
+        "model.safetensors",
+        &safetensors_bytes(model, options.dtype)?,
     )?;
     let mut wrote_generation_config = false;
     if let Some(src) = &options.side_files_from {
@@ -518,8 +516,9 @@ pub fn export_hf(model: &Vlm, out_dir: &Path, options: &ExportOptions) -> anyhow
         {
             let from = src.join(name);
             if from.is_file() {
-                std::fs::copy(&from, tmp.path().join(name))
-                    .with_context(|| format!("copying {}", from.display()))?;
+                let bytes =
+                    std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+                write(name, &bytes)?;
                 wrote_generation_config |= *name == "generation_config.json";
             }
         }
@@ -536,9 +535,9 @@ pub fn export_hf(model: &Vlm, out_dir: &Path, options: &ExportOptions) -> anyhow
                 generation.insert(key.into(), v.clone());
             }
         }
-        std::fs::write(
-            tmp.path().join("generation_config.json"),
-            serde_json::to_string_pretty(&Value::Object(generation))?,
+        write(
+            "generation_config.json",
+            serde_json::to_string_pretty(&Value::Object(generation))?.as_bytes(),
         )?;
     }
     let staged = tmp.keep();
@@ -562,6 +561,7 @@ pub fn export_hf(model: &Vlm, out_dir: &Path, options: &ExportOptions) -> anyhow
         std::fs::rename(&staged, out_dir)
             .with_context(|| format!("renaming into {}", out_dir.display()))?;
     }
+    svlm_io::sync_dir(parent)?;
     Ok(())
 }
 

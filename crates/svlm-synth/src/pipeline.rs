@@ -301,10 +301,9 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
         items: [range.start, range.end],
         ..ShardManifest::default()
     };
+    let jsonl_path = out.join(format!("{stem}.jsonl"));
     let mut jsonl = if opts.format.jsonl() {
-        Some(BufWriter::new(AtomicFile::create(
-            &out.join(format!("{stem}.jsonl")),
-        )?))
+        Some(BufWriter::new(AtomicFile::create(&jsonl_path)?))
     } else {
         None
     };
@@ -334,27 +333,29 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
     let indices: Vec<usize> = range.collect();
     for chunk in indices.chunks(opts.chunk_size.max(1)) {
         source.prepare(chunk);
-        let results: Vec<Result<SynthesizedItem, BadItem>> = chunk
+        // A bad input item is counted and skipped; a failed write of the output (a full or read-only disk) ends
+        // the shard, since a shard finished without its images would be skipped by every rerun.
+        let results: Vec<Result<Result<SynthesizedItem, BadItem>>> = chunk
             .par_iter()
             .map(|&i| {
-                let item = source.item(i)?;
+                let item = match source.item(i) {
+                    Ok(item) => item,
+                    Err(bad) => return Ok(Err(bad)),
+                };
                 let done = synthesize_item(item, i, opts.seed, &opts.qa);
                 // Parquet embeds the bytes; the PNG files serve the JSONL records.
-                if !opts.format.jsonl() {
-                    return Ok(done);
+                if opts.format.jsonl() {
+                    let path = out.join(&done.record.image);
+                    write_atomic(&path, &done.png).with_context(|| {
+                        format!("writing shard {} of {}", opts.shard, out.display())
+                    })?;
                 }
-                let path = out.join(&done.record.image);
-                write_atomic(&path, &done.png).map_err(|e| BadItem {
-                    item: done.record.id.clone(),
-                    reason: "image_write_failed".into(),
-                    detail: format!("{e:#}"),
-                })?;
-                Ok(done)
+                Ok(Ok(done))
             })
             .collect();
         let mut batch = Vec::with_capacity(results.len());
         for r in results {
-            match r {
+            match r? {
                 Err(bad) => {
                     tracing::warn!("item {} skipped ({}): {}", bad.item, bad.reason, bad.detail);
                     count_skip(&mut manifest.skips, &format!("item_{}", bad.reason));
@@ -386,15 +387,19 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
                             .or_insert(0) += 1;
                     }
                     if let Some(w) = jsonl.as_mut() {
-                        serde_json::to_writer(&mut *w, &done.record)?;
-                        w.write_all(b"\n")?;
+                        serde_json::to_writer(&mut *w, &done.record)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| w.write_all(b"\n"))
+                            .with_context(|| format!("writing {}", jsonl_path.display()))?;
                     }
                     batch.push((done.record, done.png));
                 }
             }
         }
         if let Some(p) = parquet.as_mut() {
-            p.write(&batch)?;
+            p.write(&batch).with_context(|| {
+                format!("writing {}", out.join(format!("{stem}.parquet")).display())
+            })?;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -402,11 +407,17 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
 
     crate::crash_point::pause_point("shard");
     if let Some(w) = jsonl {
-        w.into_inner().map_err(|e| e.into_error())?.commit()?;
+        w.into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("writing {}", jsonl_path.display()))?
+            .commit()?;
         manifest.files.push(format!("{stem}.jsonl"));
     }
     if let (Some(p), Some(tmp)) = (parquet, parquet_tmp) {
-        p.finish()?.sync_all()?;
+        let parquet_path = out.join(format!("{stem}.parquet"));
+        p.finish()
+            .and_then(|f| Ok(f.sync_all()?))
+            .with_context(|| format!("writing {}", parquet_path.display()))?;
         tmp.commit()?;
         manifest.files.push(format!("{stem}.parquet"));
     }

@@ -138,7 +138,8 @@ pub struct DataSource {
     rows: Vec<RowLocation>,
     /// Rows seen by the index scan (valid + bad).
     pub scanned: usize,
-    /// Bad rows seen by the scan and by later reads.
+    /// Bad rows seen by the scan and by later reads, each once (a row that fails again in a later epoch is not
+    /// counted twice).
     pub bad: Mutex<Vec<BadRow>>,
     /// Decoded Parquet (file, row group)s, most recent last (a small cache: draws are random across groups).
     parquet_cache: Mutex<Vec<CachedGroup>>,
@@ -219,10 +220,10 @@ impl DataSource {
         self.bad.lock().map(|b| b.len()).unwrap_or(0)
     }
 
-    /// Fail when bad rows (scan + reads) pass the allowed fraction of rows seen.
-    pub fn check_bad_fraction(&self, max_fraction: f64, reads: usize) -> Result<(), DataError> {
+    /// Fail when bad rows (found by the scan and by reads so far) pass the allowed fraction of the source's rows.
+    pub fn check_bad_fraction(&self, max_fraction: f64) -> Result<(), DataError> {
         let bad = self.bad.lock().map(|b| b.clone()).unwrap_or_default();
-        let total = self.scanned.max(reads).max(1);
+        let total = self.scanned.max(1);
         if bad.len() as f64 / total as f64 > max_fraction {
             let examples = bad
                 .iter()
@@ -246,9 +247,13 @@ impl DataSource {
         Ok(())
     }
 
-    fn record_bad(&self, origin: String, reason: String) {
-        tracing::warn!(source = %self.config.name, "skipping {origin}: {reason}");
+    /// Counts a bad row (once: a row already listed is not added again) and logs it.
+    pub fn record_bad(&self, origin: String, reason: String) {
         if let Ok(mut bad) = self.bad.lock() {
+            if bad.iter().any(|b| b.origin == origin) {
+                return;
+            }
+            tracing::warn!(source = %self.config.name, "skipping {origin}: {reason}");
             bad.push(BadRow { origin, reason });
         }
     }
@@ -1108,7 +1113,7 @@ impl DataSet {
                 source.bad_count(),
                 source.scanned
             );
-            source.check_bad_fraction(max_bad_fraction, 0)?;
+            source.check_bad_fraction(max_bad_fraction)?;
             sources.push(source);
         }
         Ok(Self { sources })

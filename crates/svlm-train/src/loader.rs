@@ -286,16 +286,7 @@ impl<'a> Loader<'a> {
                         Some(e)
                     }
                     Err(reason) => {
-                        ds.bad
-                            .lock()
-                            .map(|mut b| {
-                                b.push(crate::data::BadRow {
-                                    origin: sample.origin.clone(),
-                                    reason: reason.clone(),
-                                })
-                            })
-                            .ok();
-                        tracing::warn!(source = %ds.name(), "skipping {}: {reason}", sample.origin);
+                        ds.record_bad(sample.origin.clone(), reason);
                         None
                     }
                 },
@@ -311,7 +302,7 @@ impl<'a> Loader<'a> {
                     t.truncated_tokens += e.truncated as u64;
                     return Ok(Some(((source, row), e)));
                 }
-                None => ds.check_bad_fraction(self.max_bad_fraction, self.reads[source])?,
+                None => ds.check_bad_fraction(self.max_bad_fraction)?,
             }
         }
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
+use crate::checkpoint::{RunDirUse, claim_run_dir, latest_checkpoint, run_files, write_atomic};
 use crate::config::{ConfigError, RunConfig};
 use crate::report::markdown_table;
 use crate::trainer::TrainOutcome;
@@ -113,12 +113,102 @@ impl SweepConfig {
     }
 }
 
-/// Run every point with `run_one(config, run_dir)` and write `summary.md`, `summary.csv`, `summary.json`.
-/// A failing point is recorded in the summary and the sweep goes on.
+/// Names in a folder that show it holds a sweep: its summary files and the point folders that hold a run.
+pub fn sweep_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let summary = name.starts_with("summary.")
+                && matches!(name.rsplit('.').next(), Some("md" | "csv" | "json" | "png"));
+            let run = e.path().is_dir() && !run_files(&e.path()).is_empty();
+            (summary || run).then(|| if run { format!("{name}/") } else { name })
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Makes `dir` ready for a sweep, so that a sweep folder only ever holds one sweep (the choices of
+/// [`claim_run_dir`]): `New` refuses a folder that holds a sweep ([`sweep_files`]), `Overwrite` replaces it whole,
+/// `Resume` needs one to continue.
+pub fn claim_sweep_dir(dir: &Path, usage: RunDirUse) -> Result<(), String> {
+    let shown = dir.display();
+    let found = sweep_files(dir);
+    match usage {
+        RunDirUse::New if !found.is_empty() => Err(format!(
+            "{shown} holds another sweep ({}): continue it with --resume, or start over with --overwrite (deletes \
+             it), or pick another --out",
+            found.join(", ")
+        )),
+        RunDirUse::Resume if found.is_empty() => Err(format!(
+            "{shown} holds no sweep to resume: start it without --resume"
+        )),
+        RunDirUse::New | RunDirUse::Resume => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))
+        }
+        RunDirUse::Overwrite => claim_run_dir(dir, RunDirUse::Overwrite),
+    }
+}
+
+/// Where a point of a resumed sweep starts.
+enum PointStart {
+    /// Its run finished: its report is the outcome.
+    Finished(Box<TrainOutcome>),
+    /// Continue its run from the newest checkpoint.
+    Resume,
+    /// Train it from the start.
+    Fresh,
+}
+
+/// Decides how a point's run continues. A run trained with another config than the point's now (the sweep file
+/// was edited) is an error: resuming it would mix two configs in one row of the summary.
+fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> Result<PointStart, String> {
+    if !resume || run_files(run_dir).is_empty() {
+        claim_run_dir(run_dir, RunDirUse::Overwrite)?;
+        return Ok(PointStart::Fresh);
+    }
+    let saved_path = run_dir.join(crate::checkpoint::CONFIG_FILE);
+    if let Ok(mut saved) = RunConfig::load(&saved_path, &[]) {
+        saved.train.device = config.train.device.clone();
+        let (saved, wanted) = (saved.to_toml(), config.to_toml());
+        if saved.is_ok() && saved.ok() != wanted.ok() {
+            return Err(format!(
+                "{} was trained with another config than the sweep gives this point now; start the sweep over \
+                 with --overwrite",
+                run_dir.display()
+            ));
+        }
+    }
+    let Some((step, _)) = latest_checkpoint(run_dir) else {
+        claim_run_dir(run_dir, RunDirUse::Overwrite)?;
+        return Ok(PointStart::Fresh);
+    };
+    let report = std::fs::read_to_string(run_dir.join("report.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<TrainOutcome>(&text).ok());
+    match report {
+        Some(outcome) if !outcome.halted && outcome.steps == step => {
+            Ok(PointStart::Finished(Box::new(outcome)))
+        }
+        _ => {
+            claim_run_dir(run_dir, RunDirUse::Resume)?;
+            Ok(PointStart::Resume)
+        }
+    }
+}
+
+/// Run every point with `run_one(config, run_dir, resume)` and write `summary.md`, `summary.csv`, `summary.json`.
+/// A failing point is recorded in the summary and the sweep goes on. With `resume`, finished points keep their
+/// outcome, interrupted ones continue from their newest checkpoint and the others start; claim `out_dir` first
+/// ([`claim_sweep_dir`]).
 pub fn run_sweep(
     sweep: &SweepConfig,
     out_dir: &Path,
-    mut run_one: impl FnMut(&RunConfig, &Path) -> anyhow::Result<TrainOutcome>,
+    resume: bool,
+    mut run_one: impl FnMut(&RunConfig, &Path, bool) -> anyhow::Result<TrainOutcome>,
 ) -> anyhow::Result<Vec<(SweepPoint, Result<TrainOutcome, String>)>> {
     std::fs::create_dir_all(out_dir)?;
     let mut results = Vec::new();
@@ -130,7 +220,14 @@ pub fn run_sweep(
             .map_err(anyhow::Error::from)
             .and_then(|mut config| {
                 config.name = point.label.clone();
-                run_one(&config, &run_dir)
+                match point_start(&run_dir, &config, resume).map_err(anyhow::Error::msg)? {
+                    PointStart::Finished(outcome) => {
+                        tracing::info!("sweep point {} had finished", point.label);
+                        Ok(*outcome)
+                    }
+                    PointStart::Resume => run_one(&config, &run_dir, true),
+                    PointStart::Fresh => run_one(&config, &run_dir, false),
+                }
             })
             .map_err(|e| format!("{e:#}"));
         if let Err(e) = &outcome {

@@ -240,8 +240,8 @@ fn malformed_rows_and_missing_images_are_counted_named_and_bounded() {
     );
 
     // 2 of 18 = 11%: fine under 20%, a failure under 5% that names the rows.
-    assert!(ds.check_bad_fraction(0.2, 0).is_ok());
-    let err = ds.check_bad_fraction(0.05, 0).expect_err("too many");
+    assert!(ds.check_bad_fraction(0.2).is_ok());
+    let err = ds.check_bad_fraction(0.05).expect_err("too many");
     assert!(matches!(
         err,
         DataError::TooManyBad {
@@ -287,4 +287,132 @@ fn malformed_rows_and_missing_images_are_counted_named_and_bounded() {
     let bad_log =
         std::fs::read_to_string(dir.path().join("run2/bad_rows.jsonl")).expect("bad_rows.jsonl");
     assert!(bad_log.contains("rows.jsonl:12") && bad_log.contains("gone.png"));
+}
+
+/// A LLaVA JSONL source of `rows` rows in `dir`: every 100th row (from `offset`) is malformed JSON and every 100th
+/// (from `offset + 50`) names an image whose bytes are not an image (found only when the row is drawn). Returns
+/// the file and the (line, why) of each bad row.
+fn source_with_bad_rows(dir: &Path, name: &str, rows: usize, offset: usize) -> std::path::PathBuf {
+    write_png(&dir.join("ok.png"), [9, 9, 9]);
+    let row = |image: &str, i: usize| {
+        serde_json::json!({"image": image, "conversations": [
+            {"from": "human", "value": "<image>\nHow far?"},
+            {"from": "gpt", "value": format!("{i} cm.")}]})
+        .to_string()
+    };
+    let mut lines = Vec::new();
+    for i in 0..rows {
+        lines.push(if i % 100 == offset {
+            "{\"image\": \"ok.png\", \"conversations\": [{\"from\": \"hu".to_string()
+        } else if i % 100 == offset + 50 {
+            let image = format!("{name}_corrupt_{i}.png");
+            std::fs::write(dir.join(&image), b"\x89PNG\r\n\x1a\nnot really").expect("write");
+            row(&image, i)
+        } else {
+            row("ok.png", i)
+        });
+    }
+    let path = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+    path
+}
+
+#[test]
+fn one_percent_corrupt_images_and_one_percent_malformed_rows_train_through_or_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alpha = source_with_bad_rows(dir.path(), "alpha", 600, 7);
+    let beta = source_with_bad_rows(dir.path(), "beta", 400, 21);
+    let config = |max_bad: f64| {
+        let text = format!(
+            "seed = 3\n[model]\nconfig = \"unused.json\"\nmax_seq_len = 64\n[train]\nstage = \"full\"\n\
+             batch_size = 8\npacking = false\n[optim]\nlr = 1e-3\nwarmup_steps = 2\n[log]\nprogress = false\n\
+             tensorboard = false\n[checkpoint]\nevery = 1000\n[data]\nstop = \"all_exhausted\"\n\
+             max_bad_fraction = {max_bad}\n\
+             [[data.sources]]\nname = \"alpha\"\npath = \"{}\"\nweight = 0.6\nepochs = 2\n\
+             [[data.sources]]\nname = \"beta\"\npath = \"{}\"\nweight = 0.4\nepochs = 2\n",
+            alpha.display(),
+            beta.display()
+        );
+        RunConfig::from_toml_str(&text, dir.path()).expect("config")
+    };
+    let dev = burn::tensor::Device::flex().autodiff();
+
+    // 2% bad under a 5% limit: every epoch of both sources is trained, each bad row counted once per source
+    // (although drawn in both epochs) and listed with its line and reason.
+    let run = dir.path().join("run");
+    let outcome = train(
+        &config(0.05),
+        &run,
+        TinyVlm::new(&dev, 0),
+        &ByteEncoder,
+        &dev,
+        &TrainOptions::default(),
+    )
+    .expect("trains through 2% bad rows");
+    let counted: Vec<(&str, usize, u64)> = outcome
+        .sources
+        .iter()
+        .map(|s| (s.name.as_str(), s.bad_rows, s.samples))
+        .collect();
+    assert_eq!(
+        counted,
+        vec![("alpha", 12, 2 * 588), ("beta", 8, 2 * 392)],
+        "(source, bad rows, samples trained)"
+    );
+    let listed: Vec<serde_json::Value> = std::fs::read_to_string(run.join("bad_rows.jsonl"))
+        .expect("bad_rows.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(listed.len(), 20);
+    for (name, rows, offset) in [("alpha", 600, 7), ("beta", 400, 21)] {
+        let mut lines: Vec<(usize, bool)> = listed
+            .iter()
+            .filter(|v| v["source"] == name)
+            .map(|v| {
+                let origin = v["origin"].as_str().expect("origin");
+                let line: usize = origin
+                    .rsplit(':')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("file:line");
+                assert!(origin.contains(&format!("{name}.jsonl:")), "{origin}");
+                let reason = v["reason"].as_str().expect("reason");
+                (line, reason.contains("corrupt"))
+            })
+            .collect();
+        lines.sort();
+        let mut expected: Vec<(usize, bool)> = (0..rows)
+            .filter(|i| i % 100 == offset || i % 100 == offset + 50)
+            .map(|i| (i + 1, i % 100 == offset + 50))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            lines, expected,
+            "{name}: (line, image corrupt) of each listed row"
+        );
+    }
+
+    // Under a 1.5% limit the scan's 1% malformed rows pass, and the run stops once the corrupt images it draws
+    // take a source past the limit, with a message that names the source, the counts and the rows.
+    let err = train(
+        &config(0.015),
+        &dir.path().join("run_refused"),
+        TinyVlm::new(&dev, 0),
+        &ByteEncoder,
+        &dev,
+        &TrainOptions::default(),
+    )
+    .expect_err("2% bad rows over a 1.5% limit");
+    let message = err.to_string();
+    assert!(
+        matches!(err, TrainError::Data(DataError::TooManyBad { .. }))
+            && message.contains("max_bad_fraction 1.50%")
+            && message.contains(".jsonl:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`alpha`") || message.contains("`beta`"),
+        "{message}"
+    );
 }

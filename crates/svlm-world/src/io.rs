@@ -10,7 +10,7 @@
 //! ```
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
@@ -102,12 +102,17 @@ pub fn write_folder_intrinsics(dir: &Path, intrinsics: &Intrinsics) -> Result<()
 
 fn read_intrinsics_file(path: &Path) -> Result<Intrinsics, FrameError> {
     let text = std::fs::read_to_string(path).map_err(|e| FrameError::io(path, e))?;
-    let k: Intrinsics = serde_json::from_str(&text).map_err(|source| FrameError::Json {
-        path: path.to_path_buf(),
+    parse_intrinsics(&text, path)
+}
+
+/// The text of an `intrinsics.json`, checked ([`Intrinsics::validate`]); errors name `origin`.
+pub fn parse_intrinsics(text: &str, origin: &Path) -> Result<Intrinsics, FrameError> {
+    let k: Intrinsics = serde_json::from_str(text).map_err(|source| FrameError::Json {
+        path: origin.to_path_buf(),
         source,
     })?;
     k.validate()
-        .map_err(|e| FrameError::invalid(path, e.to_string()))?;
+        .map_err(|e| FrameError::invalid(origin, e.to_string()))?;
     Ok(k)
 }
 
@@ -467,12 +472,45 @@ fn decode_image(path: &Path) -> Result<DynamicImage, FrameError> {
     })
 }
 
-fn read_float_tiff(path: &Path) -> Result<DepthMap, FrameError> {
+/// Depth in metres from the bytes of a 16-bit grayscale PNG in millimetres (0 = invalid); errors name `origin`.
+pub fn depth_from_png(bytes: &[u8], origin: &Path) -> Result<DepthMap, FrameError> {
+    let image = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| FrameError::io(origin, e))?
+        .decode()
+        .map_err(|source| FrameError::Image {
+            path: origin.to_path_buf(),
+            source,
+        })?;
+    let (width, height) = (image.width(), image.height());
+    let DynamicImage::ImageLuma16(buf) = image else {
+        return Err(FrameError::invalid(
+            origin,
+            format!(
+                "depth PNG must be 16-bit grayscale millimetres, found {:?}",
+                image.color()
+            ),
+        ));
+    };
+    let data = buf
+        .into_raw()
+        .into_iter()
+        .map(|mm| mm as f32 / 1000.0)
+        .collect();
+    Ok(DepthMap {
+        width,
+        height,
+        data,
+    })
+}
+
+/// Depth in metres from the bytes of a single-channel 32/64-bit float TIFF; errors name `origin`.
+pub fn depth_from_tiff(bytes: &[u8], origin: &Path) -> Result<DepthMap, FrameError> {
     use tiff::decoder::{Decoder, DecodingResult};
-    let file = File::open(path).map_err(|e| FrameError::io(path, e))?;
+    let path = origin;
     let tiff_err =
         |e: tiff::TiffError| FrameError::invalid(path, format!("cannot decode TIFF: {e}"));
-    let mut decoder = Decoder::new(BufReader::new(file)).map_err(tiff_err)?;
+    let mut decoder = Decoder::new(std::io::Cursor::new(bytes)).map_err(tiff_err)?;
     let (width, height) = decoder.dimensions().map_err(tiff_err)?;
     let color = decoder.colortype().map_err(tiff_err)?;
     if !matches!(color, tiff::ColorType::Gray(_)) {
@@ -592,30 +630,9 @@ pub fn read_objects(path: &Path) -> Result<(Vec<FrameObject>, Option<Isometry3<f
 pub fn read_depth_file(dir: &Path, stem: &str) -> Result<(PathBuf, DepthMap), FrameError> {
     let png = dir.join(format!("{stem}.depth.png"));
     if png.exists() {
-        let image = decode_image(&png)?;
-        let (w, h) = (image.width(), image.height());
-        let DynamicImage::ImageLuma16(buf) = image else {
-            return Err(FrameError::invalid(
-                &png,
-                format!(
-                    "depth PNG must be 16-bit grayscale millimetres, found {:?}",
-                    image.color()
-                ),
-            ));
-        };
-        let data = buf
-            .into_raw()
-            .into_iter()
-            .map(|mm| mm as f32 / 1000.0)
-            .collect();
-        return Ok((
-            png,
-            DepthMap {
-                width: w,
-                height: h,
-                data,
-            },
-        ));
+        let bytes = std::fs::read(&png).map_err(|e| FrameError::io(&png, e))?;
+        let depth = depth_from_png(&bytes, &png)?;
+        return Ok((png, depth));
     }
     let npy = dir.join(format!("{stem}.depth.npy"));
     if npy.exists() {
@@ -636,7 +653,8 @@ pub fn read_depth_file(dir: &Path, stem: &str) -> Result<(PathBuf, DepthMap), Fr
     for ext in ["tiff", "tif"] {
         let tiff = dir.join(format!("{stem}.depth.{ext}"));
         if tiff.exists() {
-            let depth = read_float_tiff(&tiff)?;
+            let bytes = std::fs::read(&tiff).map_err(|e| FrameError::io(&tiff, e))?;
+            let depth = depth_from_tiff(&bytes, &tiff)?;
             return Ok((tiff, depth));
         }
     }

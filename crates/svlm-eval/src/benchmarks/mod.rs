@@ -134,7 +134,7 @@ pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
         });
     }
     // The first readable row decides; unreadable ones are the reader's to report.
-    let (rows, _) = read_json_rows_lenient(path)?;
+    let (rows, _) = read_json_rows(path)?;
     let Some((location, first)) = rows.first() else {
         bail!("{}: no rows", path.display())
     };
@@ -151,22 +151,13 @@ pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
     }
 }
 
-/// Rows of a JSON array file or a JSONL file (blank lines ignored), each with its "file:line" (or "file:[index]").
-/// A line that is not JSON is an error naming it.
-pub(crate) fn read_json_rows(path: &Path) -> Result<Rows> {
-    let (rows, bad) = read_json_rows_lenient(path)?;
-    match bad.into_iter().next() {
-        Some(skip) => bail!("{}: {}", skip.location, skip.reason),
-        None => Ok(rows),
-    }
-}
-
 /// JSON rows, each with its "file:line" (or "file:[index]").
 pub(crate) type Rows = Vec<(String, Value)>;
 
-/// [`read_json_rows`], but a JSONL line that is not JSON (or not UTF-8) is returned with its "file:line" beside the
-/// rows instead of ending the read: one torn or mangled line costs that line only.
-pub(crate) fn read_json_rows_lenient(path: &Path) -> Result<(Rows, Vec<Skip>)> {
+/// Rows of a JSON array file or a JSONL file (blank lines ignored), each with its "file:line" (or "file:[index]").
+/// A JSONL line that is not JSON (or not UTF-8) is returned with its "file:line" beside the rows instead of ending
+/// the read: one torn or mangled line costs that line only. A JSON array that does not parse is an error.
+pub(crate) fn read_json_rows(path: &Path) -> Result<(Rows, Vec<Skip>)> {
     let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let starts_with_bracket = {

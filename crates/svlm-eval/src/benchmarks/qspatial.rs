@@ -32,7 +32,8 @@ struct Row {
 /// Images: bytes embedded in the parquet `image` column are written to `image_cache/<file stem>-<row>.<ext>` (an
 /// error when `image_cache` is not given); otherwise `image_path` (or `image.path`) is taken relative to
 /// `image_root` (default: the file's folder). Rows with an unknown unit, a non-positive value or no question are
-/// skipped and counted (the benchmark's own evaluator silently treats unknown units as centimetres).
+/// skipped and counted (the benchmark's own evaluator silently treats unknown units as centimetres); JSONL lines
+/// that are not JSON are listed as bad rows and the rest is read.
 pub fn read_qspatial(
     path: &Path,
     image_root: Option<&Path>,
@@ -42,16 +43,19 @@ pub fn read_qspatial(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "qspatial".into());
+    let mut set = EvalSet::new(stem.clone());
     let rows: Vec<(String, Row)> = if path.extension().is_some_and(|e| e == "parquet") {
         read_parquet_rows(path)?
     } else {
-        read_json_rows(path)?
-            .into_iter()
+        let (rows, malformed) = read_json_rows(path)?;
+        for bad in malformed {
+            set.bad(bad.location, bad.reason);
+        }
+        rows.into_iter()
             .map(|(loc, v)| (loc, row_from_json(&v)))
             .collect()
     };
     let root = default_root(path, image_root);
-    let mut set = EvalSet::new(stem.clone());
     for (index, (location, row)) in rows.into_iter().enumerate() {
         let Some(question) = row.question.filter(|q| !q.trim().is_empty()) else {
             set.skip(location, "no question");

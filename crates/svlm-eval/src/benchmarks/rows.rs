@@ -4,7 +4,8 @@
 //! Binary Parquet cells become `{"$bytes": "<base64>"}` so that readers see one shape for embedded images whether
 //! they came from Parquet or from a JSON/TSV file with base64 strings ([`image_bytes`]).
 
-use super::read_json_rows;
+use super::{Rows, read_json_rows};
+use crate::dataset::Skip;
 use anyhow::{Context, Result, bail};
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Float32Type, Float64Type};
@@ -19,11 +20,11 @@ use std::path::Path;
 const BYTES_KEY: &str = "$bytes";
 
 /// Every row of `path` with its "file:line" / "file:row N" location, by extension: `.parquet`, `.tsv`, else JSON
-/// array or JSONL.
-pub(crate) fn read_rows(path: &Path) -> Result<Vec<(String, Value)>> {
+/// array or JSONL; beside them the JSONL lines that are not JSON, with their location and why.
+pub(crate) fn read_rows(path: &Path) -> Result<(Rows, Vec<Skip>)> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => read_parquet(path),
-        Some("tsv") => read_tsv(path),
+        Some("parquet") => Ok((read_parquet(path)?, Vec::new())),
+        Some("tsv") => Ok((read_tsv(path)?, Vec::new())),
         _ => read_json_rows(path),
     }
 }

@@ -16,7 +16,8 @@ use svlm_synth::record::Truth;
 /// The benchmark stores its truth as answer text, so the truth is read from it with the same parsers used on model
 /// answers: `*_predicate` -> yes/no, `*_choice` -> which of "Region [0]", "Region [1]", ... (one per box),
 /// `direction` -> clock hour, other quantitative categories (`distance_data`, `width_data`, ...) -> a length.
-/// Rows whose reference answer cannot be read are skipped and counted.
+/// Rows whose reference answer cannot be read are skipped and counted; JSONL lines that are not JSON are listed as
+/// bad rows and the rest is read.
 pub fn read_spatialrgpt(path: &Path, image_root: Option<&Path>) -> Result<EvalSet> {
     let root = default_root(path, image_root);
     let name = path
@@ -24,7 +25,11 @@ pub fn read_spatialrgpt(path: &Path, image_root: Option<&Path>) -> Result<EvalSe
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "spatialrgpt".into());
     let mut set = EvalSet::new(name);
-    for (index, (location, row)) in read_json_rows(path)?.into_iter().enumerate() {
+    let (rows, malformed) = read_json_rows(path)?;
+    for bad in malformed {
+        set.bad(bad.location, bad.reason);
+    }
+    for (index, (location, row)) in rows.into_iter().enumerate() {
         match read_row(&row, index, &root) {
             Ok(items) => set.items.extend(items.into_iter().map(|item| EvalItem {
                 location: location.clone(),

@@ -173,7 +173,11 @@ impl BenchSet {
         let mut set = BenchSet::new(benchmark);
         for file in files {
             let root = ctx.root_for(file);
-            for (location, r) in super::rows::read_rows(file)? {
+            let (rows, malformed) = super::rows::read_rows(file)?;
+            for bad in malformed {
+                set.skip(bad.location, bad.reason);
+            }
+            for (location, r) in rows {
                 match item(&r, file, &root) {
                     Ok(item) => set.items.push(item),
                     Err(reason) => set.skip(location, reason),

@@ -2,7 +2,7 @@
 //! (`svlm synth --out`: its finished shards, JSONL or Parquet, as `manifest.json` lists them) or a folder of JSONL
 //! files.
 
-use super::{default_root, read_json_rows_lenient, resolve};
+use super::{default_root, read_json_rows, resolve};
 use crate::dataset::{EvalItem, EvalSet, Skip};
 use anyhow::{Context, Result, bail};
 use std::fs;
@@ -146,7 +146,7 @@ fn read_jsonl_files(
     let (mut records, mut bad) = (Vec::new(), Vec::new());
     for file in files {
         let root = default_root(file, image_root);
-        let (rows, bad_rows) = read_json_rows_lenient(file)?;
+        let (rows, bad_rows) = read_json_rows(file)?;
         bad.extend(bad_rows);
         for (location, value) in rows {
             match serde_json::from_value::<SpatialRecord>(value) {

@@ -55,7 +55,11 @@ pub fn read(files: &[PathBuf], ctx: &ReadContext) -> Result<BenchSet> {
             continue;
         };
         let root = ctx.root_for(file);
-        for (index, (location, r)) in read_rows(file)?.into_iter().enumerate() {
+        let (rows, malformed) = read_rows(file)?;
+        for bad in malformed {
+            set.skip(bad.location, bad.reason);
+        }
+        for (index, (location, r)) in rows.into_iter().enumerate() {
             match item(&r, subset, index, &root) {
                 Ok(item) => set.items.push(item),
                 Err(reason) => set.skip(location, reason),
