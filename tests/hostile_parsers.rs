@@ -349,7 +349,9 @@ fn sharded_safetensors_index() {
     // A shard name that leaves the folder is refused, naming the index.
     let escape = br#"{"weight_map": {"x": "../../model.safetensors"}}"#;
     scratch.write("model.safetensors.index.json", escape);
-    let err = svlm_model::io::read_checkpoint_dir(scratch.0.path()).expect_err("escape");
+    let Err(err) = svlm_model::io::read_checkpoint_dir(scratch.0.path()) else {
+        panic!("a shard name that leaves the folder was accepted");
+    };
     assert!(
         format!("{err:#}").contains("model.safetensors.index.json"),
         "{err:#}"

@@ -149,7 +149,9 @@ pub fn claim_sweep_dir(dir: &Path, usage: RunDirUse) -> Result<(), String> {
         RunDirUse::New | RunDirUse::Resume => {
             std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))
         }
-        RunDirUse::Overwrite => claim_run_dir(dir, RunDirUse::Overwrite),
+        RunDirUse::Overwrite => {
+            claim_run_dir(dir, RunDirUse::Overwrite).map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -167,7 +169,7 @@ enum PointStart {
 /// was edited) is an error: resuming it would mix two configs in one row of the summary.
 fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> Result<PointStart, String> {
     if !resume || run_files(run_dir).is_empty() {
-        claim_run_dir(run_dir, RunDirUse::Overwrite)?;
+        claim_run_dir(run_dir, RunDirUse::Overwrite).map_err(|e| e.to_string())?;
         return Ok(PointStart::Fresh);
     }
     let saved_path = run_dir.join(crate::checkpoint::CONFIG_FILE);
@@ -183,7 +185,7 @@ fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> Result<Point
         }
     }
     let Some((step, _)) = latest_checkpoint(run_dir) else {
-        claim_run_dir(run_dir, RunDirUse::Overwrite)?;
+        claim_run_dir(run_dir, RunDirUse::Overwrite).map_err(|e| e.to_string())?;
         return Ok(PointStart::Fresh);
     };
     let report = std::fs::read_to_string(run_dir.join("report.json"))
@@ -194,7 +196,7 @@ fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> Result<Point
             Ok(PointStart::Finished(Box::new(outcome)))
         }
         _ => {
-            claim_run_dir(run_dir, RunDirUse::Resume)?;
+            claim_run_dir(run_dir, RunDirUse::Resume).map_err(|e| e.to_string())?;
             Ok(PointStart::Resume)
         }
     }
