@@ -156,6 +156,7 @@ impl SampleEncoder for WordEncoder {
             pixel_values: pixels,
             tiles: image_index,
             tile_shape: [3, IMAGE_SIZE, IMAGE_SIZE],
+            image_grid_thw: Vec::new(),
             truncated: 0,
         })
     }
