@@ -220,6 +220,7 @@ fn check_greedy(name: &str) {
         GenerationImages {
             pixel_values,
             pixel_attention_mask,
+            image_patches: None,
         }
     } else {
         GenerationImages::default()
