@@ -2,8 +2,10 @@
 """Reference fixtures for svlm-model's parity tests (crates/svlm-model/tests/parity.rs).
 
 Writes tiny random-weight checkpoints of LlamaForCausalLM (GQA, llama3 rope scaling), Qwen2ForCausalLM (q/k/v bias),
-Idefics3ForConditionalGeneration (SigLIP tower, pixel shuffle, padded tiles) and
-LlavaForConditionalGeneration (CLIP tower, vision_feature_layer=-2; SigLIP tower, strategy full) with `save_pretrained`,
+Idefics3ForConditionalGeneration (SigLIP tower, pixel shuffle, padded tiles),
+LlavaForConditionalGeneration (CLIP tower, vision_feature_layer=-2; SigLIP tower, strategy full),
+Qwen2_5_VLForConditionalGeneration (window attention, RMSNorm + gated MLP tower) and Qwen2VLForConditionalGeneration
+(LayerNorm + GELU tower), both with multimodal rotary positions and images of different sizes, with `save_pretrained`,
 and next to each a `reference.safetensors` holding the inputs and what transformers computes:
 logits, per-layer hidden states, image features, 10 greedy tokens, and for one training step
 the loss and every parameter's gradient (`grad.<parameter name>`).
@@ -27,8 +29,12 @@ from transformers import (
     LlamaForCausalLM,
     LlavaConfig,
     LlavaForConditionalGeneration,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
     SiglipVisionConfig,
 )
 
@@ -63,7 +69,7 @@ def scramble(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name and name.endswith("weight"):
+            if ("norm" in name or "ln_q" in name) and name.endswith("weight"):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
             elif name.endswith("bias") or "class_embedding" in name:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
@@ -284,6 +290,79 @@ def llava_fixture(name, vision, feature_layer, strategy):
     save(model, name, tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
 
 
+# Qwen2-VL / Qwen2.5-VL: the special tokens at the top of the tiny vocabulary.
+QWEN_VIDEO_TOKEN = VOCAB - 2
+QWEN_VISION_START = VOCAB - 3
+QWEN_VISION_END = VOCAB - 4
+# Patch 4, merge 2: each side a multiple of 8 pixels. Three images of different sizes (height, width).
+QWEN_IMAGES = [(16, 24), (32, 16), (24, 24)]
+QWEN_TEXT = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, rms_norm_eps=1e-5, max_position_embeddings=256, bos_token_id=1,
+                 eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+                 rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[2, 3, 3]))
+QWEN_TOKENS = dict(image_token_id=IMAGE_TOKEN, video_token_id=QWEN_VIDEO_TOKEN,
+                   vision_start_token_id=QWEN_VISION_START, vision_end_token_id=QWEN_VISION_END)
+
+
+def make_qwen2_5_vl():
+    """Qwen2.5-VL: 4 tower blocks, windows of 2 x 2 merged patches (16 px) in blocks 0 and 2, full attention in 1, 3."""
+    vision = dict(depth=4, hidden_size=32, intermediate_size=48, num_heads=2, patch_size=4, temporal_patch_size=2,
+                  spatial_merge_size=2, window_size=16, out_hidden_size=64, fullatt_block_indexes=[1, 3])
+    cfg = Qwen2_5_VLConfig(text_config=dict(QWEN_TEXT), vision_config=vision, **QWEN_TOKENS)
+    qwen_vl_fixture("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, cfg, 14)
+
+
+def make_qwen2_vl():
+    """Qwen2-VL: LayerNorm + quick-GELU tower blocks, full attention in every block."""
+    vision = dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=4,
+                  temporal_patch_size=2, spatial_merge_size=2)
+    cfg = Qwen2VLConfig(text_config=dict(QWEN_TEXT), vision_config=vision, **QWEN_TOKENS)
+    qwen_vl_fixture("qwen2_vl", Qwen2VLForConditionalGeneration, cfg, 15)
+
+
+def qwen_image_tokens(h, w, gen):
+    """Flattened patches of one random image as Qwen2VLImageProcessor lays them out (merge blocks row-major,
+    `[C, T, p, p]` per patch), its `(t, h, w)` grid and its number of image tokens."""
+    gh, gw = h // 4, w // 4
+    patches = torch.randn(gh * gw, 3 * 2 * 4 * 4, generator=gen)
+    return patches, [1, gh, gw], gh * gw // 4
+
+
+def qwen_vl_fixture(name, cls, cfg, seed):
+    torch.manual_seed(seed)
+    cfg._attn_implementation = "eager"
+    cfg.vision_config._attn_implementation = "eager"
+    cfg.text_config._attn_implementation = "eager"
+    model = cls(cfg).eval()
+    scramble(model, seed)
+    g = torch.Generator().manual_seed(seed)
+    images = [qwen_image_tokens(h, w, g) for h, w in QWEN_IMAGES]
+    text = lambda n: torch.randint(3, QWEN_VISION_END, (n,), generator=g).tolist()
+    vision = lambda i: [QWEN_VISION_START] + [IMAGE_TOKEN] * images[i][2] + [QWEN_VISION_END]
+    # Sample 0: two images of different sizes; sample 1: a third image, left padded.
+    rows = [text(3) + vision(0) + text(2) + vision(1) + text(4), text(2) + vision(2) + text(3)]
+    ids, mask = left_pad(rows)
+    pixels = torch.cat([p for p, _, _ in images])
+    grid = torch.tensor([g_ for _, g_, _ in images])
+    types = (ids == IMAGE_TOKEN).long()
+    inputs = dict(input_ids=ids, attention_mask=mask, pixel_values=pixels, image_grid_thw=grid,
+                  mm_token_type_ids=types)
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+        feats = image_features(model.model.get_image_features(pixel_values=pixels, image_grid_thw=grid))
+        position_ids, deltas = model.model.get_rope_index(ids, mm_token_type_ids=types, image_grid_thw=grid,
+                                                          attention_mask=mask)
+        tokens = greedy(model, **inputs)
+    labels = ids.masked_fill((mask == 0) | (ids == IMAGE_TOKEN), -100)
+    loss, grads = training_step(model, inputs, labels)
+    tensors = dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pixels, image_grid_thw=grid,
+                   logits=out.logits, image_features=feats.reshape(1, -1, 64), position_ids=position_ids,
+                   rope_deltas=deltas, batch_greedy_tokens=tokens, loss=loss)
+    tensors.update(hidden(out))
+    tensors.update(grads)
+    save(model, name, tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
+
+
 def make_idefics3_processor():
     """Tokenizer + processor files for the tiny Idefics3 model (a word-level vocabulary whose
     `<image>` is the model's image token), a small photo, and what `Idefics3Processor` + greedy
@@ -344,13 +423,90 @@ def make_idefics3_processor():
     print(f"idefics3 processor: {len(ref['input_ids'])} prompt tokens, answer {ref['answer']!r}")
 
 
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_qwen2_5_vl_processor():
+    """Tokenizer and processor files for the tiny Qwen2.5-VL model, laid out as the hub folders are (a word-level
+    vocabulary whose `<|image_pad|>`, `<|vision_start|>`... are the model's ids; Qwen2-VL's chat template;
+    `Qwen2VLImageProcessor` with the model's 4-pixel patches and a small pixel budget), and what the processor and
+    greedy `generate` give for one chat turn about the photo: the reference of `svlm ask`."""
+    from PIL import Image
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
+    from transformers.processing_utils import ProcessorMixin
+
+    d = OUT / "qwen2_5_vl"
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    words = ("system You are a helpful assistant user . , ? : how far is the red cube from blue chair table what "
+             "color left right of an it meters about cm one two three yes no behind front above below near "
+             "which closer taller wider").split()
+    vision = ["<|vision_end|>", "<|vision_start|>", "<|video_pad|>", "<|image_pad|>"]
+    while len(specials) + len(words) + len(vision) < VOCAB:
+        words.append(f"w{len(words)}")
+    vocab = {w: i for i, w in enumerate(specials + words + vision)}
+    assert len(vocab) == VOCAB and "w60" in vocab
+    assert vocab["<|image_pad|>"] == IMAGE_TOKEN and vocab["<|vision_start|>"] == QWEN_VISION_START
+    assert vocab["<|vision_end|>"] == QWEN_VISION_END and vocab["<|video_pad|>"] == QWEN_VIDEO_TOKEN
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="w60"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials + vision])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   padding_side="left")
+    ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=8 * 8 * 4,
+                                  max_pixels=8 * 8 * 16)
+    # The Qwen2-VL video processor needs torchvision, which fixtures are made without: build without it.
+    check = ProcessorMixin.check_argument_for_proper_class
+    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: (
+        None if arg is None else check(self, name, arg))
+    processor = Qwen2_5_VLProcessor(image_processor=ip, tokenizer=fast, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    ProcessorMixin.check_argument_for_proper_class = check
+    fast.save_pretrained(d)
+    ip.save_pretrained(d)
+    config = json.loads((d / "preprocessor_config.json").read_text())
+    config["processor_class"] = "Qwen2_5_VLProcessor"
+    (d / "preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (d / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2_VL_CHAT_TEMPLATE}, indent=2) + "\n")
+    question = "how far is the red cube from the blue chair ?"
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[prompt], images=[Image.open(OUT / "photo.png")], return_tensors="pt")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(d, attn_implementation="eager").eval()
+    stop = [vocab["<|im_end|>"]]
+    with torch.no_grad():
+        gen = model.generate(**inputs, max_new_tokens=12, do_sample=False, eos_token_id=stop, pad_token_id=0)
+    new = gen[0, inputs["input_ids"].shape[1]:].tolist()
+    while new and new[-1] in stop + [0]:
+        new.pop()
+    ref = {"question": question, "prompt": prompt, "input_ids": inputs["input_ids"][0].tolist(),
+           "image_grid_thw": inputs["image_grid_thw"].tolist(), "pixel_shape": list(inputs["pixel_values"].shape),
+           "tokens": new, "answer": processor.tokenizer.decode(new, skip_special_tokens=True)}
+    (d / "ask_reference.json").write_text(json.dumps(ref, indent=1))
+    print(f"qwen2_5_vl processor: {len(ref['input_ids'])} prompt tokens, grid {ref['image_grid_thw']}, "
+          f"answer {ref['answer']!r}")
+
+
 def check_export(folder, name):
     """Loads a folder written by svlm's `export_hf` with transformers and compares its logits on
     the fixture's reference inputs:  python3 scripts/make_fixtures.py --check-export DIR llama"""
     from safetensors.torch import load_file
 
     cls = {"llama": LlamaForCausalLM, "idefics3": Idefics3ForConditionalGeneration,
-           "llava": LlavaForConditionalGeneration}[name]
+           "llava": LlavaForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
+           "qwen2_vl": Qwen2VLForConditionalGeneration}[name]
     model = cls.from_pretrained(folder, attn_implementation="eager").eval()
     ref = load_file(str(OUT / name / "reference.safetensors"))
     inputs = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"])
@@ -358,6 +514,9 @@ def check_export(folder, name):
         inputs.update(pixel_values=ref["pixel_values"], pixel_attention_mask=ref["pixel_attention_mask"].bool())
     elif name == "llava":
         inputs.update(pixel_values=ref["pixel_values"][:, 0])
+    elif name in ("qwen2_5_vl", "qwen2_vl"):
+        inputs.update(pixel_values=ref["pixel_values"], image_grid_thw=ref["image_grid_thw"],
+                      mm_token_type_ids=(ref["input_ids"] == IMAGE_TOKEN).long())
     with torch.no_grad():
         logits = model(**inputs).logits
     keep = ref["attention_mask"].bool()
@@ -372,8 +531,11 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--check-export":
         check_export(sys.argv[2], sys.argv[3])
         sys.exit(0)
-    if len(sys.argv) == 2 and sys.argv[1] in ("qwen2", "llava_siglip"):
-        {"qwen2": make_qwen2, "llava_siglip": make_llava_siglip}[sys.argv[1]]()
+    single = {"qwen2": [make_qwen2], "llava_siglip": [make_llava_siglip],
+              "qwen2_5_vl": [make_qwen2_5_vl, make_qwen2_5_vl_processor], "qwen2_vl": [make_qwen2_vl]}
+    if len(sys.argv) == 2 and sys.argv[1] in single:
+        for make in single[sys.argv[1]]:
+            make()
         sys.exit(0)
     OUT.mkdir(parents=True, exist_ok=True)
     make_llama()
@@ -382,3 +544,6 @@ if __name__ == "__main__":
     make_idefics3_processor()
     make_llava()
     make_llava_siglip()
+    make_qwen2_5_vl()
+    make_qwen2_5_vl_processor()
+    make_qwen2_vl()

@@ -3,8 +3,10 @@
 Pillow, numpy, scikit-image; no network, no hub.
 
 Builds small processor folders with `save_pretrained` -- an `Idefics3Processor` (SmolVLM's real chat template, a tiny
-byte-level BPE with the Idefics3 special tokens) and a `LlavaProcessor` (CLIP image processor at 224, llava-1.5-hf's
-real chat template, a tiny BPE with a Llama-style BOS post-processor) -- plus image-processor-only configs (CLIP and
+byte-level BPE with the Idefics3 special tokens), a `LlavaProcessor` (CLIP image processor at 224, llava-1.5-hf's
+real chat template, a tiny BPE with a Llama-style BOS post-processor) and a `Qwen2_5_VLProcessor` (Qwen2-VL's chat
+template, `Qwen2VLImageProcessorPil` with a small pixel budget, a tiny BPE with the Qwen special tokens; its cases in
+`qwen2_vl/reference.json`) -- plus image-processor-only configs (CLIP and
 SigLIP at small sizes, Idefics3 without splitting), and records what transformers computes for real photos
 (scikit-image's astronaut and coffee, resized/cropped small) and a set of strings and chats: token ids, decoded text,
 rendered and expanded prompts, pixel values (.npy, float32), pixel attention masks, tile grids.
@@ -13,7 +15,8 @@ Without torchvision installed, transformers 5 falls back to the PIL backend of e
 (`Idefics3ImageProcessorPil`, ...); the Rust crate reproduces that backend. This script refuses to run with
 torchvision present so the fixtures always come from the PIL backend.
 
-Run:  python3 scripts/make_processor_fixtures.py
+Run:  python3 scripts/make_processor_fixtures.py            (everything)
+      python3 scripts/make_processor_fixtures.py qwen2_vl   (only the Qwen2-VL folder, from the committed images)
 Writes: crates/svlm-processor/tests/fixtures/
 """
 
@@ -25,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import skimage
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
@@ -34,6 +36,8 @@ from transformers import (
     Idefics3Processor,
     LlavaProcessor,
     PreTrainedTokenizerFast,
+    Qwen2_5_VLProcessor,
+    Qwen2VLImageProcessorPil,
     SiglipImageProcessorPil,
 )
 from transformers.utils import is_torchvision_available
@@ -86,6 +90,24 @@ IDEFICS3_SPECIALS = (
     + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
 )
 LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>"]
+
+# Qwen2-VL-Instruct's chat template (Qwen2.5-VL-Instruct ships the same).
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+    "{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
+    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def train_bpe(specials, vocab_size, bos_template=None):
@@ -118,6 +140,8 @@ def save_image(img, name):
 
 
 def make_images():
+    import skimage
+
     data = Path(skimage.__file__).parent / "data"
     (OUT / "images").mkdir(parents=True)
     astronaut = Image.open(data / "astronaut.png").convert("RGB").resize((128, 128), Image.Resampling.LANCZOS)
@@ -416,9 +440,99 @@ def main():
     with open(OUT / "reference.json", "w") as f:
         json.dump(reference, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
+    make_qwen2_vl(images)
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT} ({total / 1e6:.2f} MB)")
 
 
+def make_qwen2_vl(images):
+    """A Qwen2.5-VL processor folder with a small pixel budget (patch 14, merge 2: 28-pixel steps, 4 to 16 merged
+    patches per image) and what transformers gives for chats with several images of different sizes and a batch."""
+    d = OUT / "qwen2_vl"
+    if d.exists():
+        shutil.rmtree(d)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=train_bpe(QWEN_SPECIALS, 600),
+        eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, padding_side="left",
+    )
+    ip = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
+    # The Qwen2-VL video processor needs torchvision, which these fixtures must not have: build without it.
+    from transformers.processing_utils import ProcessorMixin
+
+    check = ProcessorMixin.check_argument_for_proper_class
+    ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: (
+        None if arg is None else check(self, name, arg))
+    proc = Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tok, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    ProcessorMixin.check_argument_for_proper_class = check
+    # Saved as the Qwen2.5-VL hub folders are: tokenizer files, `preprocessor_config.json` naming the processor
+    # class, `chat_template.json`.
+    tok.save_pretrained(d)
+    ip.save_pretrained(d)
+    config = json.loads((d / "preprocessor_config.json").read_text())
+    config["processor_class"] = "Qwen2_5_VLProcessor"
+    (d / "preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (d / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2_VL_CHAT_TEMPLATE}, indent=2) + "\n")
+    astronaut, coffee, gray, rgba = (images[k] for k in ["astronaut.png", "coffee_wide.png", "gray.png", "rgba.png"])
+
+    def user(text, n_images=0):
+        return {"role": "user", "content": [{"type": "image"}] * n_images + [{"type": "text", "text": text}]}
+
+    def assistant(text):
+        return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+    def case(name, messages, imgs, add_generation_prompt):
+        prompt = proc.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+        out = proc(text=[prompt], images=imgs or None, return_tensors="np")
+        c = {"name": name, "messages": messages, "add_generation_prompt": add_generation_prompt,
+             "images": [img.fixture_name for img in imgs], "prompt": prompt,
+             "input_ids": [int(i) for i in out["input_ids"][0]]}
+        if imgs:
+            pv = np.asarray(out["pixel_values"], dtype=np.float32)
+            np.save(d / f"{name}_pixels.npy", pv)
+            c["pixel_values"] = f"{name}_pixels.npy"
+            c["pixel_shape"] = list(pv.shape)
+            c["image_grid_thw"] = np.asarray(out["image_grid_thw"]).tolist()
+        return c
+
+    chats = [
+        # astronaut 128x128 -> 112x112 (max_pixels), coffee 150x50 -> 140x56, gray 48x32 -> 84x56 (min_pixels).
+        case("qwen_two_images", [user("How far is the astronaut from the cup?", 2)], [astronaut, coffee], True),
+        case("qwen_multiturn", [user("Describe the image.", 1), assistant("A gray photo."), user("What is left of it?")],
+             [gray], True),
+        case("qwen_rgba", [user("What do you see?", 1)], [rgba], False),
+        case("qwen_text_only", [user("Über café — 東京 🙂")], [], True),
+    ]
+    prompts = [c["prompt"] for c in chats[:2]]
+    batch = proc(text=prompts, images=[astronaut, coffee, gray], padding=True, return_tensors="np")
+    reference = {
+        "transformers": transformers.__version__,
+        "image_backend": "pil",
+        "chats": chats,
+        "batch": {"prompts": prompts, "images": ["astronaut.png", "coffee_wide.png", "gray.png"],
+                  "input_ids": np.asarray(batch["input_ids"]).tolist(),
+                  "attention_mask": np.asarray(batch["attention_mask"]).tolist(),
+                  "image_grid_thw": np.asarray(batch["image_grid_thw"]).tolist(),
+                  "pixel_shape": list(np.asarray(batch["pixel_values"]).shape)},
+        "image_token_id": proc.image_token_id,
+        "smart_resize": [[h, w, *transformers.models.qwen2_vl.image_processing_pil_qwen2_vl.smart_resize(
+            h, w, 28, 28 * 28 * 4, 28 * 28 * 16)] for h, w in [(128, 128), (50, 150), (32, 48), (70, 42), (14, 14),
+                                                                (1000, 30), (98, 98), (42, 42)]],
+    }
+    with open(d / "reference.json", "w") as f:
+        json.dump(reference, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    total = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+    print(f"wrote {d} ({total / 1e6:.2f} MB)")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["qwen2_vl"]:
+        imgs = {}
+        for name in ["astronaut.png", "coffee_wide.png", "gray.png", "rgba.png"]:
+            imgs[name] = Image.open(OUT / "images" / name)
+            imgs[name].fixture_name = name
+        make_qwen2_vl(imgs)
+    else:
+        main()

@@ -162,6 +162,25 @@ pub fn generation_images(
         bail!("a batch mixes questions with and without images; answer them in separate batches");
     }
     let batch = processor.collate(inputs)?;
+    // The Qwen2-VL family: every image's flattened patches with the grids.
+    if !batch.image_grid_thw.is_empty() {
+        let [n, dim] = match batch.pixel_shape.as_slice() {
+            [n, dim] => [*n, *dim],
+            other => {
+                bail!("flattened patches of shape {other:?}: expected [patches, patch values]")
+            }
+        };
+        return Ok(GenerationImages {
+            image_patches: Some(svlm_model::ImagePatches {
+                pixel_values: svlm_model::burn::tensor::Tensor::from_data(
+                    svlm_model::burn::tensor::TensorData::new(batch.pixel_values, [n, dim]),
+                    device,
+                ),
+                grid_thw: batch.image_grid_thw,
+            }),
+            ..Default::default()
+        });
+    }
     let shape: [usize; 5] = match batch.pixel_shape.as_slice() {
         [b, n, c, h, w] => [*b, *n, *c, *h, *w],
         // LLaVA collates images flat: one image per prompt here.

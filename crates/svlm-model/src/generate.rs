@@ -1,6 +1,7 @@
 //! Text generation with a KV cache: greedy, temperature and top-p sampling, stop tokens, a batch
 //! of prompts left-padded as HF does (positions from the cumulative attention mask). Image
-//! features are computed once, before the prompt pass.
+//! features are computed once, before the prompt pass. The Qwen2-VL family's prompt pass takes multimodal
+//! positions; each row's next position (its position delta) then carries through the decoding steps.
 
 use anyhow::{Context, bail};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -41,6 +42,8 @@ impl Default for GenerationOptions {
 pub struct GenerationImages {
     pub pixel_values: Option<Tensor<5>>,
     pub pixel_attention_mask: Option<Tensor<4, Int>>,
+    /// The Qwen2-VL family's images (instead of `pixel_values`).
+    pub image_patches: Option<crate::qwen2_vl::ImagePatches>,
 }
 
 impl GenerationImages {
@@ -79,6 +82,7 @@ impl GenerationImages {
                 device,
             )),
             pixel_attention_mask: mask,
+            image_patches: None,
         })
     }
 }
@@ -124,19 +128,38 @@ pub fn generate(
     let positions =
         Tensor::<2, Int>::from_data(TensorData::new(positions, [batch, longest]), &device);
 
-    let features = match images.pixel_values {
-        Some(pixels) => model.image_features(pixels, images.pixel_attention_mask)?,
+    let features = model.batch_image_features(
+        images.pixel_values.as_ref(),
+        images.pixel_attention_mask.as_ref(),
+        images.image_patches.as_ref(),
+    )?;
+    let rotary = match &images.image_patches {
+        Some(patches) => {
+            model.multimodal_rotary(&input_ids, &attention_mask, Some(&patches.grid_thw))?
+        }
         None => None,
     };
     let embeds = model.embed(input_ids, features.as_ref())?;
     let mut cache = KvCache::new(text.layers.len());
-    let out = text.forward_embeds(
-        embeds,
-        Some(&attention_mask),
-        positions,
-        Some(&mut cache),
-        false,
-    );
+    let out = match rotary {
+        Some(crate::vlm::MultimodalRotary {
+            cos,
+            sin,
+            next_positions,
+        }) => {
+            next_position = next_positions;
+            let masked =
+                crate::llama::causal_mask(batch, longest, 0, Some(&attention_mask), &device);
+            text.forward_embeds_rotary(embeds, masked, (cos, sin), Some(&mut cache), false)
+        }
+        None => text.forward_embeds(
+            embeds,
+            Some(&attention_mask),
+            positions,
+            Some(&mut cache),
+            false,
+        ),
+    };
     let [_, s, d] = out.last_hidden_state.dims();
     let mut last = out.last_hidden_state.slice([0..batch, s - 1..s, 0..d]);
 

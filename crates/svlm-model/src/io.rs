@@ -195,6 +195,13 @@ pub fn canonical_name(family: Family, key: &str, tied_head: bool) -> Option<Stri
             }
             k
         }
+        Family::Qwen2Vl => {
+            let k = crate::qwen2_vl::canonical_name(key);
+            if tied_head && k == "lm_head.weight" {
+                return None;
+            }
+            k
+        }
         Family::Idefics3 | Family::Llama => {
             if tied_head && key == "lm_head.weight" {
                 return None;
@@ -206,8 +213,12 @@ pub fn canonical_name(family: Family, key: &str, tied_head: bool) -> Option<Stri
 }
 
 /// The key transformers 5.23 `save_pretrained` writes for a module path (inverse of
-/// [`canonical_name`]): LLaVA's tower without the `vision_model.` level, all else as is.
+/// [`canonical_name`]): LLaVA's tower without the `vision_model.` level, Qwen2-VL's merger MLP as `mlp.0`/`mlp.2`,
+/// all else as is.
 pub fn export_name(family: Family, path: &str) -> String {
+    if family == Family::Qwen2Vl {
+        return crate::qwen2_vl::export_name(path);
+    }
     if family == Family::Llava
         && let Some(rest) = path.strip_prefix("vision_tower.vision_model.")
     {
@@ -220,6 +231,7 @@ fn has_tied_head(model: &Vlm) -> bool {
     match model {
         Vlm::Idefics3(m) => m.lm_head.is_none(),
         Vlm::Llava(m) => m.language_model.lm_head.is_none(),
+        Vlm::Qwen2Vl(m) => m.lm_head.is_none(),
         Vlm::Llama(m) => m.lm_head.is_none(),
     }
 }

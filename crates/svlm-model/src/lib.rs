@@ -1,4 +1,4 @@
-//! svlm-model: Burn VLMs with Hugging Face parity — Idefics3/SmolVLM, LLaVA and Llama decoders;
+//! svlm-model: Burn VLMs with Hugging Face parity — Idefics3/SmolVLM, LLaVA, Qwen2-VL/Qwen2.5-VL and Llama decoders;
 //! HF safetensors load and export (module paths are HF names), KV-cache generation, device
 //! selection, and the training API ([`Vlm`], [`VlmBatch`], [`part_of`]).
 
@@ -15,6 +15,7 @@ pub mod io;
 pub mod llama;
 pub mod llava;
 pub mod nn;
+pub mod qwen2_vl;
 pub mod vision;
 pub mod vlm;
 
@@ -25,6 +26,7 @@ pub use io::{
     save_safetensors,
 };
 pub use llama::{LlamaConfig, LlamaForCausalLM};
+pub use qwen2_vl::ImagePatches;
 pub use vlm::{
     Family, IGNORE_INDEX, ModelConfig, Packing, Part, Vlm, VlmBatch, VlmOutput, causal_lm_loss,
     next_token_nll, part_of,

@@ -128,13 +128,18 @@ impl LlamaConfig {
             .unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 
-    /// Qwen2 puts a bias on q/k/v only; Llama's `attention_bias` covers q/k/v/o.
+    /// Qwen2 (and the Qwen2-VL decoders, `qwen2_vl_text`, `qwen2_5_vl_text`) put a bias on q/k/v only; Llama's
+    /// `attention_bias` covers q/k/v/o.
+    fn is_qwen2(&self) -> bool {
+        self.model_type.starts_with("qwen2")
+    }
+
     fn qkv_bias(&self) -> bool {
-        self.attention_bias || self.model_type == "qwen2"
+        self.attention_bias || self.is_qwen2()
     }
 
     fn o_bias(&self) -> bool {
-        self.attention_bias && self.model_type != "qwen2"
+        self.attention_bias && !self.is_qwen2()
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -177,7 +182,8 @@ impl LlamaConfig {
                 .with_context(|| format!("rope scaling `{kind}` needs `{key}` in config"))
         };
         let scaling = match kind {
-            "default" => RopeScaling::None,
+            // `mrope` (the Qwen2-VL decoders): default frequencies, split over 3D positions by the model.
+            "default" | "mrope" => RopeScaling::None,
             "linear" => RopeScaling::Linear {
                 factor: num("factor")?,
             },
@@ -654,6 +660,20 @@ impl LlamaModel {
         embeds: Tensor<3>,
         masked: Tensor<4, Bool>,
         positions: Tensor<2, Int>,
+        cache: Option<&mut KvCache>,
+        output_hidden_states: bool,
+    ) -> DecoderOutput {
+        let (cos, sin) = self.rope.cos_sin(positions);
+        self.forward_embeds_rotary(embeds, masked, (cos, sin), cache, output_hidden_states)
+    }
+
+    /// Runs the decoder on embeddings `[B, S, hidden]` with an explicit attention mask and rotary tables
+    /// `cos, sin: [B, S, head_dim]` computed by the caller (multimodal positions of the Qwen2-VL family).
+    pub fn forward_embeds_rotary(
+        &self,
+        embeds: Tensor<3>,
+        masked: Tensor<4, Bool>,
+        (cos, sin): (Tensor<3>, Tensor<3>),
         mut cache: Option<&mut KvCache>,
         output_hidden_states: bool,
     ) -> DecoderOutput {
@@ -662,7 +682,6 @@ impl LlamaModel {
         {
             **c = KvCache::new(self.layers.len());
         }
-        let (cos, sin) = self.rope.cos_sin(positions);
         let mut hidden_states = Vec::new();
         let mut x = embeds;
         for (i, layer) in self.layers.iter().enumerate() {

@@ -1,5 +1,5 @@
-//! The family-agnostic model the trainer, evaluator and CLI use: [`Vlm`] over Idefics3, LLaVA
-//! and a text-only Llama, with one batch type, logits, loss and parameter parts.
+//! The family-agnostic model the trainer, evaluator and CLI use: [`Vlm`] over Idefics3, LLaVA, Qwen2-VL /
+//! Qwen2.5-VL and a text-only Llama, with one batch type, logits, loss and parameter parts.
 
 use anyhow::{Context, bail};
 use burn::module::Module;
@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::idefics3::{Idefics3, Idefics3Config};
 use crate::llama::{DecoderOutput, LlamaConfig, LlamaForCausalLM, LlamaModel, token_ids};
 use crate::llava::{Llava, LlavaConfig};
+use crate::qwen2_vl::{ImagePatches, Qwen2Vl, Qwen2VlConfig};
 
 /// Label value ignored by the loss (as PyTorch's `ignore_index`).
 pub const IGNORE_INDEX: i64 = -100;
@@ -20,6 +21,8 @@ pub const IGNORE_INDEX: i64 = -100;
 pub enum Family {
     Idefics3,
     Llava,
+    /// Qwen2-VL and Qwen2.5-VL (`qwen2_vl.rs`; the config's `model_type` picks the tower).
+    Qwen2Vl,
     Llama,
 }
 
@@ -32,7 +35,7 @@ pub struct FamilyEntry {
 }
 
 /// The supported families: adding one adds its entry here.
-pub static REGISTRY: [FamilyEntry; 3] = [
+pub static REGISTRY: [FamilyEntry; 4] = [
     FamilyEntry {
         family: Family::Idefics3,
         name: "idefics3",
@@ -47,6 +50,15 @@ pub static REGISTRY: [FamilyEntry; 3] = [
         name: "llava",
         model_types: &["llava"],
         architectures: &["LlavaForConditionalGeneration"],
+    },
+    FamilyEntry {
+        family: Family::Qwen2Vl,
+        name: "qwen2_vl",
+        model_types: &["qwen2_vl", "qwen2_5_vl"],
+        architectures: &[
+            "Qwen2VLForConditionalGeneration",
+            "Qwen2_5_VLForConditionalGeneration",
+        ],
     },
     FamilyEntry {
         family: Family::Llama,
@@ -78,7 +90,7 @@ impl Family {
         by(|e| e.model_types, model_type).or_else(|| by(|e| e.architectures, architecture))
     }
 
-    /// "idefics3/smolvlm, llava, llama/qwen2/mistral", for messages.
+    /// "idefics3/smolvlm, llava, qwen2_vl/qwen2_5_vl, llama/qwen2/mistral", for messages.
     pub fn supported() -> String {
         REGISTRY
             .iter()
@@ -99,6 +111,7 @@ impl std::fmt::Display for Family {
 pub enum ModelConfig {
     Idefics3(Idefics3Config),
     Llava(LlavaConfig),
+    Qwen2Vl(Qwen2VlConfig),
     Llama(LlamaConfig),
 }
 
@@ -128,6 +141,9 @@ impl ModelConfig {
             Family::Llava => {
                 Self::Llava(serde_json::from_value(value.clone()).context("reading LLaVA config")?)
             }
+            Family::Qwen2Vl => {
+                Self::Qwen2Vl(Qwen2VlConfig::from_json(value).context("reading Qwen2-VL config")?)
+            }
             Family::Llama => {
                 Self::Llama(serde_json::from_value(value.clone()).context("reading Llama config")?)
             }
@@ -156,6 +172,11 @@ impl ModelConfig {
                 "llava",
                 "LlavaForConditionalGeneration",
             ),
+            Self::Qwen2Vl(c) => (
+                serde_json::to_value(c)?,
+                c.model_type.as_str(),
+                c.architecture(),
+            ),
             Self::Llama(c) => (
                 serde_json::to_value(c)?,
                 c.model_type.as_str(),
@@ -173,6 +194,7 @@ impl ModelConfig {
         match self {
             Self::Idefics3(c) => &c.text_config,
             Self::Llava(c) => &c.text_config,
+            Self::Qwen2Vl(c) => &c.text_config,
             Self::Llama(c) => c,
         }
     }
@@ -182,6 +204,7 @@ impl ModelConfig {
         match self {
             Self::Idefics3(c) => Some(c.image_token_id),
             Self::Llava(c) => Some(c.image_token_index),
+            Self::Qwen2Vl(c) => Some(c.image_token_id),
             Self::Llama(_) => None,
         }
     }
@@ -190,6 +213,7 @@ impl ModelConfig {
         match self {
             Self::Idefics3(_) => Family::Idefics3,
             Self::Llava(_) => Family::Llava,
+            Self::Qwen2Vl(_) => Family::Qwen2Vl,
             Self::Llama(_) => Family::Llama,
         }
     }
@@ -202,6 +226,7 @@ impl ModelConfig {
         match self {
             Self::Idefics3(c) => token_ids(&c.extra.get("eos_token_id").cloned()),
             Self::Llava(c) => token_ids(&c.extra.get("eos_token_id").cloned()),
+            Self::Qwen2Vl(c) => token_ids(&c.extra.get("eos_token_id").cloned()),
             Self::Llama(_) => Vec::new(),
         }
     }
@@ -216,7 +241,8 @@ fn llama_arch(model_type: &str) -> &'static str {
 }
 
 /// One training/eval batch. `pixel_values: [B, N, 3, H, W]` (N images/tiles per row, padded
-/// with all-zero images); `pixel_attention_mask: [B, N, H, W]` (1 = real pixel, Idefics3 only).
+/// with all-zero images); `pixel_attention_mask: [B, N, H, W]` (1 = real pixel, Idefics3 only);
+/// `image_patches`: the images of the Qwen2-VL family instead (flattened patches of any size).
 /// `labels`: `-100` where no loss is taken; the shift by one happens inside [`Vlm::loss`].
 #[derive(Clone, Debug)]
 pub struct VlmBatch {
@@ -225,6 +251,7 @@ pub struct VlmBatch {
     pub labels: Option<Tensor<2, Int>>,
     pub pixel_values: Option<Tensor<5>>,
     pub pixel_attention_mask: Option<Tensor<4, Int>>,
+    pub image_patches: Option<ImagePatches>,
     /// Several samples per row (sequence packing); `None`: one sequence per row.
     pub packing: Option<Packing>,
 }
@@ -265,7 +292,8 @@ impl Part {
 }
 
 /// Classifies an HF-style parameter path (`model.vision_model.…`, `multi_modal_projector.…`,
-/// `language_model.…`, `lm_head.weight`; a leading Burn enum variant such as `Idefics3.`, of any family, is ignored).
+/// `language_model.…`, `lm_head.weight`; Qwen2-VL's `visual.merger.…` is the connector and the rest of `visual.…`
+/// the vision tower; a leading Burn enum variant such as `Idefics3.`, of any family, is ignored).
 pub fn part_of(param_path: &str) -> Part {
     // Burn names a parameter of an enum module after the variant (`Idefics3.model...`); HF names are lowercase.
     let path = match param_path.split_once('.') {
@@ -273,13 +301,27 @@ pub fn part_of(param_path: &str) -> Part {
         _ => param_path,
     };
     let path = path.strip_prefix("model.").unwrap_or(path);
-    if path.starts_with("vision_model.") || path.starts_with("vision_tower.") {
+    if path.starts_with("visual.merger.") {
+        Part::Connector
+    } else if path.starts_with("vision_model.")
+        || path.starts_with("vision_tower.")
+        || path.starts_with("visual.")
+    {
         Part::Vision
     } else if path.starts_with("connector.") || path.starts_with("multi_modal_projector.") {
         Part::Connector
     } else {
         Part::Language
     }
+}
+
+/// Rotary tables of multimodal positions (the Qwen2-VL family), from [`Vlm::multimodal_rotary`].
+pub struct MultimodalRotary {
+    /// `[B, S, head_dim]`.
+    pub cos: Tensor<3>,
+    pub sin: Tensor<3>,
+    /// Each row's next position (its length plus its position delta), where generation continues.
+    pub next_positions: Vec<i64>,
 }
 
 /// Logits and, when asked, the decoder hidden states and the image features.
@@ -296,6 +338,7 @@ pub struct VlmOutput {
 pub enum Vlm {
     Idefics3(Idefics3),
     Llava(Llava),
+    Qwen2Vl(Qwen2Vl),
     Llama(LlamaForCausalLM),
 }
 
@@ -304,12 +347,13 @@ impl Vlm {
     /// checkpoint keeps its own). Transformers initializes them with std = `initializer_range` (0.02), next to
     /// patch features of order 1: trained from scratch, a tiny Idefics3 then learns what is in the image but never
     /// where (measured in transformers and here: the side of a square stays at chance after 1,200 steps with 0.02,
-    /// and is learned in 400 with 1.0, PyTorch's own `nn.Embedding` default). Returns false for text-only models.
+    /// and is learned in 400 with 1.0, PyTorch's own `nn.Embedding` default). Returns false for text-only models
+    /// and for the Qwen2-VL family, whose tower has rotary positions and no position embedding.
     pub fn reinit_vision_positions(&mut self, std: f64) -> bool {
         let embedding = match self {
             Vlm::Idefics3(m) => &mut m.model.vision_model.embeddings.position_embedding,
             Vlm::Llava(m) => &mut m.vision_tower.vision_model.embeddings.position_embedding,
-            Vlm::Llama(_) => return false,
+            Vlm::Qwen2Vl(_) | Vlm::Llama(_) => return false,
         };
         let weight = embedding.weight.val();
         let device = weight.device();
@@ -324,6 +368,7 @@ impl Vlm {
         Ok(match config {
             ModelConfig::Idefics3(c) => Self::Idefics3(Idefics3::new(c, device)?),
             ModelConfig::Llava(c) => Self::Llava(Llava::new(c, device)?),
+            ModelConfig::Qwen2Vl(c) => Self::Qwen2Vl(Qwen2Vl::new(c, device)?),
             ModelConfig::Llama(c) => Self::Llama(LlamaForCausalLM::new(c, device)?),
         })
     }
@@ -332,6 +377,7 @@ impl Vlm {
         match self {
             Self::Idefics3(m) => ModelConfig::Idefics3(m.config.clone()),
             Self::Llava(m) => ModelConfig::Llava(m.config.clone()),
+            Self::Qwen2Vl(m) => ModelConfig::Qwen2Vl(m.config.clone()),
             Self::Llama(m) => ModelConfig::Llama(m.config.clone()),
         }
     }
@@ -340,6 +386,7 @@ impl Vlm {
         match self {
             Self::Idefics3(m) => &m.model.text_model,
             Self::Llava(m) => &m.language_model.model,
+            Self::Qwen2Vl(m) => &m.model,
             Self::Llama(m) => &m.model,
         }
     }
@@ -348,6 +395,7 @@ impl Vlm {
         match self {
             Self::Idefics3(m) => m.logits(hidden),
             Self::Llava(m) => m.language_model.logits(hidden),
+            Self::Qwen2Vl(m) => m.logits(hidden),
             Self::Llama(m) => m.logits(hidden),
         }
     }
@@ -356,6 +404,7 @@ impl Vlm {
         match self {
             Self::Idefics3(m) => Some(m.config.image_token_id),
             Self::Llava(m) => Some(m.config.image_token_index),
+            Self::Qwen2Vl(m) => Some(m.config.image_token_id),
             Self::Llama(_) => None,
         }
     }
@@ -374,8 +423,85 @@ impl Vlm {
                 pixel_attention_mask.map(|t| t.reshape([b * n, h, w])),
             ),
             Self::Llava(m) => Some(m.image_features(drop_padding_images(pixels))?),
+            Self::Qwen2Vl(_) => bail!(
+                "the Qwen2-VL family takes flattened patches with their grids (`image_patches`), not `[B, N, C, H, W]` pixel values"
+            ),
             Self::Llama(_) => None,
         })
+    }
+
+    /// Image features `[1, image tokens of all images, text_hidden]` of flattened patches (the Qwen2-VL family).
+    pub fn patch_features(&self, patches: &ImagePatches) -> anyhow::Result<Tensor<3>> {
+        match self {
+            Self::Qwen2Vl(m) => m.image_features(patches),
+            other => bail!(
+                "{} takes `[B, N, C, H, W]` pixel values, not flattened patches",
+                other.config().family()
+            ),
+        }
+    }
+
+    /// Features of whichever images a batch holds.
+    pub(crate) fn batch_image_features(
+        &self,
+        pixel_values: Option<&Tensor<5>>,
+        pixel_attention_mask: Option<&Tensor<4, Int>>,
+        image_patches: Option<&ImagePatches>,
+    ) -> anyhow::Result<Option<Tensor<3>>> {
+        match (pixel_values, image_patches) {
+            (Some(_), Some(_)) => {
+                bail!("a batch holds either pixel values or image patches, not both")
+            }
+            (Some(pixels), None) => {
+                self.image_features(pixels.clone(), pixel_attention_mask.cloned())
+            }
+            (None, Some(patches)) => self.patch_features(patches).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Multimodal rotary tables `cos, sin: [B, S, head_dim]` for the Qwen2-VL family (`None` for the others), and
+    /// each row's next position. `segments`: the attention mask, or the segment ids of packed rows (positions
+    /// restart with every sample); `grids`: the images, in the order of their tokens.
+    pub fn multimodal_rotary(
+        &self,
+        input_ids: &Tensor<2, Int>,
+        segments: &Tensor<2, Int>,
+        grids: Option<&[[usize; 3]]>,
+    ) -> anyhow::Result<Option<MultimodalRotary>> {
+        let Self::Qwen2Vl(m) = self else {
+            return Ok(None);
+        };
+        let [b, s] = input_ids.dims();
+        let device = input_ids.device();
+        let host = |t: &Tensor<2, Int>| -> anyhow::Result<Vec<i64>> {
+            t.clone()
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+        };
+        let (ids, mask) = (host(input_ids)?, host(segments)?);
+        let (positions, deltas) = crate::qwen2_vl::rope_index(
+            &ids,
+            &mask,
+            b,
+            i64::from(m.config.image_token_id),
+            grids.unwrap_or(&[]),
+            m.config.vision_config.spatial_merge_size,
+        )?;
+        let (cos, sin) = m.mrope(&positions, b, s, &device);
+        // One sequence per row here (generation): its next position is its length plus its delta.
+        let next = (0..b)
+            .map(|r| {
+                mask[r * s..(r + 1) * s].iter().filter(|&&v| v != 0).count() as i64 + deltas[r]
+            })
+            .collect();
+        Ok(Some(MultimodalRotary {
+            cos,
+            sin,
+            next_positions: next,
+        }))
     }
 
     /// Token embeddings with image features written into the image-token positions, in order.
@@ -455,26 +581,52 @@ impl Vlm {
         batch: &VlmBatch,
         output_hidden_states: bool,
     ) -> anyhow::Result<(Tensor<3>, Vec<Tensor<3>>, Option<Tensor<3>>)> {
-        let image_features = match &batch.pixel_values {
-            Some(pixels) => {
-                self.image_features(pixels.clone(), batch.pixel_attention_mask.clone())?
+        let image_features = self.batch_image_features(
+            batch.pixel_values.as_ref(),
+            batch.pixel_attention_mask.as_ref(),
+            batch.image_patches.as_ref(),
+        )?;
+        let embeds = self.embed(batch.input_ids.clone(), image_features.as_ref())?;
+        let [b, s, _] = embeds.dims();
+        let device = embeds.device();
+        // The Qwen2-VL family with images: 3D positions; without images transformers counts 0..S as for the others.
+        let segments = batch
+            .packing
+            .as_ref()
+            .map_or(&batch.attention_mask, |p| &p.segment_ids);
+        let rotary = match &batch.image_patches {
+            Some(patches) => {
+                self.multimodal_rotary(&batch.input_ids, segments, Some(&patches.grid_thw))?
             }
             None => None,
         };
-        let embeds = self.embed(batch.input_ids.clone(), image_features.as_ref())?;
-        let [b, s, _] = embeds.dims();
         let DecoderOutput {
             last_hidden_state,
             hidden_states,
-        } = match &batch.packing {
-            Some(packing) => self.text_model().forward_embeds_masked(
+        } = match (&batch.packing, rotary) {
+            (packing, Some(MultimodalRotary { cos, sin, .. })) => {
+                let masked = match packing {
+                    Some(p) => crate::llama::packed_causal_mask(&p.segment_ids),
+                    None => {
+                        crate::llama::causal_mask(b, s, 0, Some(&batch.attention_mask), &device)
+                    }
+                };
+                self.text_model().forward_embeds_rotary(
+                    embeds,
+                    masked,
+                    (cos, sin),
+                    None,
+                    output_hidden_states,
+                )
+            }
+            (Some(packing), None) => self.text_model().forward_embeds_masked(
                 embeds,
                 crate::llama::packed_causal_mask(&packing.segment_ids),
                 packing.position_ids.clone(),
                 None,
                 output_hidden_states,
             ),
-            None => {
+            (None, None) => {
                 let positions = crate::llama::default_positions(b, s, 0, &embeds.device());
                 self.text_model().forward_embeds(
                     embeds,
@@ -667,6 +819,18 @@ mod tests {
             Part::Vision
         );
         assert_eq!(part_of("lm_head.weight"), Part::Language);
+        // Qwen2-VL: the merger is the connector, the rest of `visual.` the tower.
+        assert_eq!(part_of("visual.blocks.0.attn.qkv.weight"), Part::Vision);
+        assert_eq!(part_of("visual.patch_embed.proj.weight"), Part::Vision);
+        assert_eq!(
+            part_of("Qwen2Vl.visual.merger.mlp.linear_1.weight"),
+            Part::Connector
+        );
+        assert_eq!(part_of("visual.merger.ln_q.weight"), Part::Connector);
+        assert_eq!(
+            part_of("model.layers.0.self_attn.q_proj.bias"),
+            Part::Language
+        );
     }
 
     #[test]

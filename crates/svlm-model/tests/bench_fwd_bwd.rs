@@ -24,6 +24,7 @@ fn llama_hidden256_layers4_seq256_batch4_forward_backward() {
         labels: Some(input_ids),
         pixel_values: None,
         pixel_attention_mask: None,
+        image_patches: None,
         packing: None,
     };
     let mut times = Vec::new();

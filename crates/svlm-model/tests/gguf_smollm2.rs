@@ -112,6 +112,7 @@ fn smollm2_gguf_matches_transformers() {
         labels: None,
         pixel_values: None,
         pixel_attention_mask: None,
+        image_patches: None,
         packing: None,
     };
     let started = Instant::now();

@@ -12,7 +12,7 @@ use svlm_model::io::{
     CheckpointTensor, ExportOptions, canonical_name, export_hf, read_checkpoint_dir,
     read_safetensors_file,
 };
-use svlm_model::{Vlm, VlmBatch, WeightDType, load_pretrained, load_pretrained_as};
+use svlm_model::{ImagePatches, Vlm, VlmBatch, WeightDType, load_pretrained, load_pretrained_as};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -68,17 +68,32 @@ impl Reference {
         Tensor::from_data(TensorData::new(v, shape), device)
     }
 
+    /// The Qwen2-VL family's flattened patches with their grids (`None` for the other families).
+    fn image_patches(&self, device: &Device) -> Option<ImagePatches> {
+        self.has("image_grid_thw").then(|| {
+            let (grid, _) = self.ints("image_grid_thw");
+            ImagePatches {
+                pixel_values: self.float_tensor("pixel_values", device),
+                grid_thw: grid
+                    .chunks(3)
+                    .map(|g| [g[0] as usize, g[1] as usize, g[2] as usize])
+                    .collect(),
+            }
+        })
+    }
+
     fn batch(&self, device: &Device) -> VlmBatch {
+        let image_patches = self.image_patches(device);
         VlmBatch {
             input_ids: self.int_tensor("input_ids", device),
             attention_mask: self.int_tensor("attention_mask", device),
             labels: Some(self.int_tensor("labels", device)),
-            pixel_values: self
-                .has("pixel_values")
+            pixel_values: (self.has("pixel_values") && image_patches.is_none())
                 .then(|| self.float_tensor("pixel_values", device)),
             pixel_attention_mask: self
                 .has("pixel_attention_mask")
                 .then(|| self.int_tensor("pixel_attention_mask", device)),
+            image_patches,
             packing: None,
         }
     }
@@ -205,6 +220,7 @@ fn check_greedy(name: &str) {
         GenerationImages {
             pixel_values,
             pixel_attention_mask,
+            image_patches: None,
         }
     } else {
         GenerationImages::default()
@@ -232,6 +248,130 @@ fn idefics3_greedy_tokens_match_transformers() {
 #[test]
 fn llava_greedy_tokens_match_transformers() {
     check_greedy("llava");
+}
+
+/// The unpadded prompts of the reference batch.
+fn reference_prompts(reference: &Reference) -> Vec<Vec<u32>> {
+    let (ids, shape) = reference.ints("input_ids");
+    let (mask, _) = reference.ints("attention_mask");
+    (0..shape[0])
+        .map(|r| {
+            (0..shape[1])
+                .filter(|&c| mask[r * shape[1] + c] == 1)
+                .map(|c| ids[r * shape[1] + c] as u32)
+                .collect()
+        })
+        .collect()
+}
+
+/// Greedy tokens of the whole left-padded reference batch (with all its images) against transformers'.
+fn check_batch_greedy(name: &str) {
+    let device = Device::flex();
+    let loaded = load_pretrained(fixture(name), &device).unwrap();
+    let reference = Reference::open(name);
+    let images = GenerationImages {
+        image_patches: reference.image_patches(&device),
+        ..Default::default()
+    };
+    let options = GenerationOptions {
+        max_new_tokens: 10,
+        ..Default::default()
+    };
+    let got = generate(
+        &loaded.model,
+        &reference_prompts(&reference),
+        images,
+        &options,
+    )
+    .unwrap();
+    let (want, wshape) = reference.ints("batch_greedy_tokens");
+    for (r, row) in got.iter().enumerate() {
+        let want_row: Vec<u32> = want[r * wshape[1]..(r + 1) * wshape[1]]
+            .iter()
+            .map(|&v| v as u32)
+            .collect();
+        assert_eq!(row, &want_row, "{name}: greedy tokens of row {r}");
+    }
+}
+
+/// The multimodal positions and position deltas against transformers' `get_rope_index`.
+fn check_rope_index(name: &str) {
+    let reference = Reference::open(name);
+    let (ids, shape) = reference.ints("input_ids");
+    let (mask, _) = reference.ints("attention_mask");
+    let (grid, _) = reference.ints("image_grid_thw");
+    let grids: Vec<[usize; 3]> = grid
+        .chunks(3)
+        .map(|g| [g[0] as usize, g[1] as usize, g[2] as usize])
+        .collect();
+    let (positions, deltas) =
+        svlm_model::qwen2_vl::rope_index(&ids, &mask, shape[0], 127, &grids, 2).unwrap();
+    let (want, _) = reference.ints("position_ids");
+    for (i, (&got, &want)) in positions.iter().zip(&want).enumerate() {
+        if mask[i % (shape[0] * shape[1])] == 1 {
+            assert_eq!(got, want, "{name}: position {i}");
+        }
+    }
+    assert_eq!(
+        deltas,
+        reference.ints("rope_deltas").0,
+        "{name}: rope deltas"
+    );
+}
+
+#[test]
+fn qwen2_5_vl_matches_transformers() {
+    check_rope_index("qwen2_5_vl");
+    check_forward("qwen2_5_vl");
+    check_batch_greedy("qwen2_5_vl");
+}
+
+#[test]
+fn qwen2_5_vl_loss_and_gradients_match_transformers() {
+    check_gradients("qwen2_5_vl");
+}
+
+#[test]
+fn qwen2_vl_matches_transformers() {
+    check_rope_index("qwen2_vl");
+    check_forward("qwen2_vl");
+    check_batch_greedy("qwen2_vl");
+    check_gradients("qwen2_vl");
+}
+
+#[test]
+fn export_round_trip_is_bitwise_qwen2_5_vl() {
+    check_round_trip("qwen2_5_vl", WeightDType::F32);
+}
+
+#[test]
+fn qwen2_5_vl_missing_wrong_shaped_and_unexpected_tensors_are_errors_naming_them() {
+    let dir = tampered("qwen2_5_vl", |t| {
+        t.remove("visual.blocks.2.attn.qkv.bias").unwrap();
+        let (dtype, _, bytes) = t.remove("visual.merger.mlp.2.bias").unwrap();
+        let half = bytes.len() / 2;
+        t.insert(
+            "visual.merger.mlp.2.bias".into(),
+            (dtype, vec![half / 4], bytes[..half].to_vec()),
+        );
+        t.insert(
+            "visual.extra.weight".into(),
+            (Dtype::F32, vec![1], vec![0; 4]),
+        );
+    });
+    let err = load_pretrained(dir.path(), &Device::flex())
+        .err()
+        .expect("must fail")
+        .to_string();
+    for needle in [
+        "missing",
+        "visual.blocks.2.attn.qkv.bias",
+        "wrong shapes",
+        "visual.merger.mlp.2.bias",
+        "visual.extra.weight",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
 }
 
 #[test]
@@ -619,6 +759,7 @@ fn from_config_model_trains_a_step_on_cpu() {
         labels: None,
         pixel_values: None,
         pixel_attention_mask: None,
+        image_patches: None,
         packing: None,
     };
     let loss = model.loss(&batch);

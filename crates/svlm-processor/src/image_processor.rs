@@ -1,5 +1,6 @@
-//! The HF image processors, PIL backend: `Idefics3ImageProcessor` (SmolVLM) and the resize/crop/normalize family
-//! (`CLIPImageProcessor`, `SiglipImageProcessor`).
+//! The HF image processors, PIL backend: `Idefics3ImageProcessor` (SmolVLM), the resize/crop/normalize family
+//! (`CLIPImageProcessor`, `SiglipImageProcessor`) and `Qwen2VLImageProcessor` (Qwen2-VL, Qwen2.5-VL: images of any
+//! size as flattened patches).
 
 use std::path::Path;
 
@@ -386,11 +387,157 @@ impl ResizeCropImageProcessor {
     }
 }
 
+/// `Qwen2VLImageProcessor` (PIL backend): `smart_resize` to multiples of `patch_size * merge_size` with the pixel
+/// count inside `[min_pixels, max_pixels]`, rescale, normalize, then the image cut into flattened patches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qwen2VlImageProcessor {
+    pub common: CommonImageConfig,
+    pub min_pixels: usize,
+    pub max_pixels: usize,
+    pub patch_size: usize,
+    pub temporal_patch_size: usize,
+    pub merge_size: usize,
+}
+
+/// One image as flattened patches: `grid_thw[1] * grid_thw[2]` patches of [`Qwen2VlImageProcessor::patch_dim`]
+/// values, merge block by merge block (row-major blocks, row-major patches inside a block), each patch
+/// `[C, T, p, p]` with the still image repeated over the `T` frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QwenPatches {
+    pub values: Vec<f32>,
+    pub grid_thw: [usize; 3],
+}
+
+impl Qwen2VlImageProcessor {
+    fn from_json(file: &JsonFile<'_>) -> Result<Self> {
+        let common =
+            CommonImageConfig::parse(file, Resample::Bicubic, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)?;
+        // transformers: `size = {shortest_edge: min_pixels, longest_edge: max_pixels}`; explicit
+        // `min_pixels` / `max_pixels` keys override it.
+        let size = file.get("size").filter(|v| !v.is_null());
+        let size_entry = |key: &str| -> Result<Option<usize>> {
+            match size.and_then(|v| v.get(key)).filter(|v| !v.is_null()) {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
+                    file.invalid(
+                        "size",
+                        format!("`{key}` must be a positive integer, got {v}"),
+                    )
+                }),
+            }
+        };
+        let min_pixels = match file.get("min_pixels").filter(|v| !v.is_null()) {
+            Some(_) => file.require_usize("min_pixels")?,
+            None => size_entry("shortest_edge")?.unwrap_or(56 * 56),
+        };
+        let max_pixels = match file.get("max_pixels").filter(|v| !v.is_null()) {
+            Some(_) => file.require_usize("max_pixels")?,
+            None => size_entry("longest_edge")?.unwrap_or(28 * 28 * 1280),
+        };
+        let out = Self {
+            common,
+            min_pixels,
+            max_pixels,
+            patch_size: file.usize_or("patch_size", 14)?,
+            temporal_patch_size: file.usize_or("temporal_patch_size", 2)?,
+            merge_size: file.usize_or("merge_size", 2)?,
+        };
+        if out.patch_size == 0 || out.temporal_patch_size == 0 || out.merge_size == 0 {
+            return Err(file.invalid(
+                "patch_size",
+                "patch_size, temporal_patch_size and merge_size must be positive",
+            ));
+        }
+        if out.min_pixels == 0 || out.min_pixels > out.max_pixels {
+            return Err(file.invalid(
+                "min_pixels",
+                format!(
+                    "need 0 < min_pixels <= max_pixels, got {} and {}",
+                    out.min_pixels, out.max_pixels
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Values per flattened patch: `3 * temporal_patch_size * patch_size^2`.
+    pub fn patch_dim(&self) -> usize {
+        3 * self.temporal_patch_size * self.patch_size * self.patch_size
+    }
+
+    /// transformers' `smart_resize`: `(height, width)` rounded to multiples of `patch_size * merge_size` (Python's
+    /// round half to even), scaled down into `max_pixels` or up to `min_pixels` keeping the aspect ratio.
+    pub fn smart_resize(&self, height: usize, width: usize) -> Result<(usize, usize)> {
+        let factor = (self.patch_size * self.merge_size) as f64;
+        let (h, w) = (height as f64, width as f64);
+        if height == 0 || width == 0 || h.max(w) / h.min(w) > 200.0 {
+            return Err(ProcessorError::Invalid(format!(
+                "image of {width}x{height}: the aspect ratio must be below 200"
+            )));
+        }
+        let mut h_bar = (h / factor).round_ties_even() * factor;
+        let mut w_bar = (w / factor).round_ties_even() * factor;
+        if h_bar * w_bar > self.max_pixels as f64 {
+            let beta = ((h * w) / self.max_pixels as f64).sqrt();
+            h_bar = factor.max((h / beta / factor).floor() * factor);
+            w_bar = factor.max((w / beta / factor).floor() * factor);
+        } else if h_bar * w_bar < self.min_pixels as f64 {
+            let beta = (self.min_pixels as f64 / (h * w)).sqrt();
+            h_bar = (h * beta / factor).ceil() * factor;
+            w_bar = (w * beta / factor).ceil() * factor;
+        }
+        Ok((h_bar as usize, w_bar as usize))
+    }
+
+    pub fn preprocess(&self, img: &Rgb8) -> Result<QwenPatches> {
+        let mut img = img.clone();
+        if self.common.do_resize {
+            let (h, w) = self.smart_resize(img.height, img.width)?;
+            img = resize(&img, w, h, self.common.resample)?;
+        }
+        let (p, m, t) = (self.patch_size, self.merge_size, self.temporal_patch_size);
+        if !img.height.is_multiple_of(p * m) || !img.width.is_multiple_of(p * m) {
+            return Err(ProcessorError::Invalid(format!(
+                "image of {}x{}: each side must be a multiple of patch_size * merge_size = {} (do_resize is off)",
+                img.width,
+                img.height,
+                p * m
+            )));
+        }
+        let chw = self.common.normalize(&img);
+        let (height, width) = (img.height, img.width);
+        let (gh, gw) = (height / p, width / p);
+        let mut values = Vec::with_capacity(gh * gw * self.patch_dim());
+        for bh in 0..gh / m {
+            for bw in 0..gw / m {
+                for ih in 0..m {
+                    for iw in 0..m {
+                        let (y0, x0) = ((bh * m + ih) * p, (bw * m + iw) * p);
+                        for c in 0..3 {
+                            for _ in 0..t {
+                                for y in y0..y0 + p {
+                                    let row = (c * height + y) * width;
+                                    values.extend_from_slice(&chw[row + x0..row + x0 + p]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(QwenPatches {
+            values,
+            grid_thw: [1, gh, gw],
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageProcessorKind {
     Idefics3,
     Clip,
     Siglip,
+    Qwen2Vl,
 }
 
 /// An image processor read from `preprocessor_config.json` (or the `image_processor` entry of
@@ -398,6 +545,7 @@ pub enum ImageProcessorKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImageProcessor {
     Idefics3(Idefics3ImageProcessor),
+    Qwen2Vl(Qwen2VlImageProcessor),
     ResizeCrop {
         kind: ImageProcessorKind,
         processor: ResizeCropImageProcessor,
@@ -432,11 +580,12 @@ impl ImageProcessor {
             "Idefics3ImageProcessor" | "SmolVLMImageProcessor" => ImageProcessorKind::Idefics3,
             "CLIPImageProcessor" => ImageProcessorKind::Clip,
             "SiglipImageProcessor" => ImageProcessorKind::Siglip,
+            "Qwen2VLImageProcessor" => ImageProcessorKind::Qwen2Vl,
             other => {
                 return Err(file.invalid(
                     key,
                     format!(
-                        "unsupported image processor {other:?} (supported: Idefics3, CLIP, Siglip)"
+                        "unsupported image processor {other:?} (supported: Idefics3, CLIP, Siglip, Qwen2VL)"
                     ),
                 ));
             }
@@ -445,6 +594,7 @@ impl ImageProcessor {
             ImageProcessorKind::Idefics3 => {
                 Self::Idefics3(Idefics3ImageProcessor::from_json(&file)?)
             }
+            ImageProcessorKind::Qwen2Vl => Self::Qwen2Vl(Qwen2VlImageProcessor::from_json(&file)?),
             kind => Self::ResizeCrop {
                 kind,
                 processor: ResizeCropImageProcessor::from_json(&file, kind)?,
@@ -455,6 +605,7 @@ impl ImageProcessor {
     pub fn kind(&self) -> ImageProcessorKind {
         match self {
             Self::Idefics3(_) => ImageProcessorKind::Idefics3,
+            Self::Qwen2Vl(_) => ImageProcessorKind::Qwen2Vl,
             Self::ResizeCrop { kind, .. } => *kind,
         }
     }
@@ -525,6 +676,51 @@ mod tests {
         let img = Rgb8::new(45, 30, vec![7; 45 * 30 * 3]).unwrap();
         assert_eq!(processor.preprocess(&img).unwrap().shape(), [1, 3, 24, 24]);
         assert_eq!(processor.common.image_mean, OPENAI_CLIP_MEAN);
+    }
+
+    fn qwen(min_pixels: usize, max_pixels: usize) -> Qwen2VlImageProcessor {
+        let v = json!({"image_processor_type": "Qwen2VLImageProcessor", "min_pixels": min_pixels,
+                       "max_pixels": max_pixels, "patch_size": 2, "merge_size": 2, "temporal_patch_size": 2});
+        match ImageProcessor::from_config(Path::new("p.json"), &v).unwrap() {
+            ImageProcessor::Qwen2Vl(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn qwen_smart_resize_keeps_multiples_of_the_factor_within_the_pixel_budget() {
+        let p = qwen(16, 256);
+        // 10 / 4 = 2.5 rounds half to even: 2 -> 8; 14 / 4 = 3.5 -> 4 -> 16.
+        assert_eq!(p.smart_resize(10, 14).unwrap(), (8, 16));
+        // 40 x 40 is 1600 > 256 pixels: scaled down to 16 x 16.
+        assert_eq!(p.smart_resize(40, 40).unwrap(), (16, 16));
+        // 2 x 2 rounds to 0 x 0, below min_pixels: scaled up to 4 x 4.
+        assert_eq!(p.smart_resize(2, 2).unwrap(), (4, 4));
+        assert!(p.smart_resize(1, 300).is_err(), "aspect ratio above 200");
+    }
+
+    #[test]
+    fn qwen_patches_come_merge_block_by_merge_block() {
+        let mut p = qwen(16, 256);
+        p.common.do_resize = false;
+        p.common.do_normalize = false;
+        p.common.do_rescale = false;
+        // 8 x 4 image (w x h) whose red channel counts pixels: 2 x 4 patches of 2 x 2, 1 x 2 merge blocks.
+        let img = Rgb8::new(8, 4, (0..32u8).flat_map(|i| [i, 0, 0]).collect()).unwrap();
+        let out = p.preprocess(&img).unwrap();
+        assert_eq!(out.grid_thw, [1, 2, 4]);
+        assert_eq!(out.values.len(), 8 * p.patch_dim());
+        let red = |patch: usize| -> Vec<f32> {
+            let v = &out.values[patch * 24..patch * 24 + 8];
+            assert_eq!(v[..4], v[4..], "both frames hold the same image");
+            v[..4].to_vec()
+        };
+        // Patch 0: the top-left 2 x 2 pixels; patch 1: right of it; patch 2: below it (same merge block).
+        assert_eq!(red(0), vec![0.0, 1.0, 8.0, 9.0]);
+        assert_eq!(red(1), vec![2.0, 3.0, 10.0, 11.0]);
+        assert_eq!(red(2), vec![16.0, 17.0, 24.0, 25.0]);
+        // Patch 4 starts the second merge block, to the right.
+        assert_eq!(red(4), vec![4.0, 5.0, 12.0, 13.0]);
     }
 
     #[test]

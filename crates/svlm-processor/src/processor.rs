@@ -1,4 +1,5 @@
-//! The multimodal processors: `Idefics3Processor` (SmolVLM) and `LlavaProcessor`, read from an HF folder.
+//! The multimodal processors: `Idefics3Processor` (SmolVLM), `LlavaProcessor` and `Qwen2VLProcessor` /
+//! `Qwen2_5_VLProcessor`, read from an HF folder.
 
 use std::path::{Path, PathBuf};
 
@@ -30,12 +31,17 @@ pub enum PromptStyle {
         num_additional_image_tokens: usize,
         vision_feature_select_strategy: String,
     },
+    /// `Qwen2VLProcessor` / `Qwen2_5_VLProcessor`: the image token (`<|image_pad|>`) repeated once per merged
+    /// patch, `t * h * w / merge_size^2` times for an image of patch grid `(t, h, w)`.
+    Qwen2Vl { image_token: String },
 }
 
 impl PromptStyle {
     pub fn image_token(&self) -> &str {
         match self {
-            Self::Idefics3 { image_token, .. } | Self::Llava { image_token, .. } => image_token,
+            Self::Idefics3 { image_token, .. }
+            | Self::Llava { image_token, .. }
+            | Self::Qwen2Vl { image_token } => image_token,
         }
     }
 }
@@ -50,6 +56,8 @@ pub struct ProcessedInputs {
     pub attention_mask: Vec<u32>,
     /// `pixel_shape` = `[num_tiles, 3, H, W]`, channels first. Idefics3: all tiles of all images of the sample,
     /// each image's tiles row-major then its global image. LLaVA: one tile per image. `[0, 3, 0, 0]` without images.
+    /// Qwen2-VL: `[num_patches, C * T * p * p, 1, 1]`, the flattened patches of every image in order (each patch a
+    /// "tile" of one value per pixel of the patch), with the images' grids in `image_grid_thw`.
     pub pixel_values: Vec<f32>,
     pub pixel_shape: [usize; 4],
     /// Idefics3 only: `[num_tiles, H, W]`, 1 = real pixel, 0 = padding.
@@ -58,6 +66,8 @@ pub struct ProcessedInputs {
     pub image_grid: Vec<(usize, usize)>,
     /// Number of tiles each image contributed, in order.
     pub tiles_per_image: Vec<usize>,
+    /// Qwen2-VL only: each image's patch grid `(t, h, w)`.
+    pub image_grid_thw: Vec<[usize; 3]>,
 }
 
 impl ProcessedInputs {
@@ -81,6 +91,8 @@ pub struct Batch {
     pub pixel_shape: Vec<usize>,
     /// Idefics3: `[batch, max_tiles, H, W]`.
     pub pixel_attention_mask: Option<Vec<u8>>,
+    /// Qwen2-VL: the grids of all images of the batch, row by row (`pixel_shape = [total_patches, patch_dim]`).
+    pub image_grid_thw: Vec<[usize; 3]>,
 }
 
 /// A processor folder as `AutoProcessor.from_pretrained` reads it.
@@ -171,6 +183,24 @@ impl Processor {
                         .usize_or("num_additional_image_tokens", 0)?,
                     vision_feature_select_strategy: strategy,
                 }
+            }
+            ProcessorClass::Qwen2Vl => {
+                // As Qwen2VLProcessor: the tokenizer's own `image_token` wins over `<|image_pad|>`.
+                let image_token = tokenizer
+                    .special_tokens()
+                    .named
+                    .get("image_token")
+                    .cloned()
+                    .unwrap_or_else(|| "<|image_pad|>".into());
+                if tokenizer.token_to_id(&image_token).is_none() {
+                    return Err(ProcessorError::Tokenizer {
+                        path: dir.join("tokenizer.json"),
+                        message: format!(
+                            "the image token {image_token:?} is not in the vocabulary"
+                        ),
+                    });
+                }
+                PromptStyle::Qwen2Vl { image_token }
             }
         };
         let template_source = find_chat_template(dir, &processor_config)?
@@ -335,6 +365,38 @@ impl Processor {
                 let prompt = interleave(text, image_token, &image_strings);
                 stack_tiles(prompt, &tiles)?
             }
+            (PromptStyle::Qwen2Vl { image_token }, ImageProcessor::Qwen2Vl(ip)) => {
+                let patches = images
+                    .iter()
+                    .map(|img| ip.preprocess(img))
+                    .collect::<Result<Vec<_>>>()?;
+                let merge = ip.merge_size * ip.merge_size;
+                let image_strings: Vec<String> = patches
+                    .iter()
+                    .map(|p| image_token.repeat(p.grid_thw.iter().product::<usize>() / merge))
+                    .collect();
+                let prompt = interleave(text, image_token, &image_strings);
+                let dim = ip.patch_dim();
+                let mut pixel_values = Vec::new();
+                for p in &patches {
+                    pixel_values.extend_from_slice(&p.values);
+                }
+                let tiles_per_image: Vec<usize> = patches
+                    .iter()
+                    .map(|p| p.grid_thw.iter().product())
+                    .collect();
+                ProcessedInputs {
+                    prompt,
+                    input_ids: Vec::new(),
+                    attention_mask: Vec::new(),
+                    pixel_shape: [pixel_values.len() / dim, dim, 1, 1],
+                    pixel_values,
+                    pixel_attention_mask: None,
+                    image_grid: Vec::new(),
+                    tiles_per_image,
+                    image_grid_thw: patches.iter().map(|p| p.grid_thw).collect(),
+                }
+            }
             _ => {
                 return Err(ProcessorError::Invalid(
                     "the prompt style and the image processor belong to different model families"
@@ -353,7 +415,7 @@ impl Processor {
         let text = self.tokenizer.decode(ids, skip_special_tokens)?;
         Ok(match self.style {
             PromptStyle::Idefics3 { .. } => collapse_image_tags(&text),
-            PromptStyle::Llava { .. } => text,
+            PromptStyle::Llava { .. } | PromptStyle::Qwen2Vl { .. } => text,
         })
     }
 
@@ -367,6 +429,7 @@ impl Processor {
         let layout = match self.style {
             PromptStyle::Idefics3 { .. } => PixelLayout::PerSamplePadded,
             PromptStyle::Llava { .. } => PixelLayout::Concatenated,
+            PromptStyle::Qwen2Vl { .. } => PixelLayout::Patches,
         };
         collate(samples, pad, self.tokenizer.padding_side(), layout)
     }
@@ -387,7 +450,7 @@ impl Processor {
                     n
                 })
             }
-            PromptStyle::Idefics3 { .. } => None,
+            PromptStyle::Idefics3 { .. } | PromptStyle::Qwen2Vl { .. } => None,
         }
     }
 }
@@ -396,6 +459,7 @@ impl Processor {
 enum ProcessorClass {
     Idefics3,
     Llava,
+    Qwen2Vl,
 }
 
 fn processor_class(
@@ -410,8 +474,10 @@ fn processor_class(
     match named {
         Some("Idefics3Processor") => ProcessorClass::Idefics3,
         Some("LlavaProcessor") => ProcessorClass::Llava,
+        Some("Qwen2VLProcessor" | "Qwen2_5_VLProcessor") => ProcessorClass::Qwen2Vl,
         _ => match kind {
             ImageProcessorKind::Idefics3 => ProcessorClass::Idefics3,
+            ImageProcessorKind::Qwen2Vl => ProcessorClass::Qwen2Vl,
             ImageProcessorKind::Clip | ImageProcessorKind::Siglip => ProcessorClass::Llava,
         },
     }
@@ -543,6 +609,7 @@ fn stack_tiles(prompt: String, tiles: &[PixelTiles]) -> Result<ProcessedInputs> 
         pixel_attention_mask: None,
         image_grid: Vec::new(),
         tiles_per_image: tiles.iter().map(|t| t.num_tiles).collect(),
+        image_grid_thw: Vec::new(),
     })
 }
 
@@ -553,6 +620,8 @@ pub enum PixelLayout {
     PerSamplePadded,
     /// `[total_images, 3, H, W]` (LLaVA).
     Concatenated,
+    /// `[total_patches, patch_dim]`, every sample's flattened patches in order, with the grids (Qwen2-VL).
+    Patches,
 }
 
 /// Pads token sequences to the longest with `pad_token_id` on `side`, and lays out pixels per `layout`.
@@ -602,7 +671,25 @@ pub fn collate(
         .map(|s| s.pixel_shape[3])
         .max()
         .unwrap_or(0);
+    let image_grid_thw: Vec<[usize; 3]> = samples
+        .iter()
+        .flat_map(|s| s.image_grid_thw.iter().copied())
+        .collect();
     let (pixel_values, pixel_shape, pixel_attention_mask) = match layout {
+        PixelLayout::Patches => {
+            let dim = with_pixels.first().map_or(0, |s| s.pixel_shape[1]);
+            if with_pixels.iter().any(|s| s.pixel_shape[1] != dim) {
+                return Err(ProcessorError::Invalid(
+                    "patches of one batch must share one patch size".into(),
+                ));
+            }
+            let total: usize = samples.iter().map(ProcessedInputs::num_tiles).sum();
+            let mut values = Vec::with_capacity(total * dim);
+            for s in samples {
+                values.extend_from_slice(&s.pixel_values);
+            }
+            (values, vec![total, dim], None)
+        }
         PixelLayout::Concatenated => {
             if with_pixels
                 .iter()
@@ -661,6 +748,7 @@ pub fn collate(
         pixel_values,
         pixel_shape,
         pixel_attention_mask,
+        image_grid_thw,
     })
 }
 
@@ -709,6 +797,7 @@ mod tests {
             pixel_attention_mask: Some(vec![1; tiles * 4]),
             image_grid: vec![],
             tiles_per_image: vec![tiles],
+            image_grid_thw: vec![],
         }
     }
 

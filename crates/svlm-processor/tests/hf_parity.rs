@@ -254,6 +254,7 @@ fn image_processors_match_python_pixels_shapes_and_tiles() {
                     assert_eq!(&shape[..], &out.shape()[..], "{what}: shape");
                     assert_close(&out.values, &expected.f32, &what);
                 }
+                ImageProcessor::Qwen2Vl(_) => panic!("{what}: Qwen2-VL has its own cases"),
             }
             compared += 1;
         }
@@ -456,6 +457,7 @@ fn real_size_configs_match_python_on_sampled_pixels() {
                 assert_eq!(&shape[..], &out.shape()[..], "{what}: shape");
                 out.values
             }
+            ImageProcessor::Qwen2Vl(_) => panic!("{what}: Qwen2-VL has its own cases"),
         };
         let sample: Vec<f32> = usizes(&case["sample_indices"])
             .iter()
@@ -624,4 +626,127 @@ fn llava_token_count_follows_patch_grid_and_strategy() {
         257
     );
     assert_eq!(processor("smolvlm").image_token_count_llava(336, 336), None);
+}
+
+fn qwen_reference() -> Value {
+    let text = std::fs::read_to_string(fixtures().join("qwen2_vl/reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn grids(v: &Value) -> Vec<[usize; 3]> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let g = usizes(g);
+            [g[0], g[1], g[2]]
+        })
+        .collect()
+}
+
+#[test]
+fn qwen2_vl_chats_with_images_of_different_sizes_match_python() {
+    let r = qwen_reference();
+    let p = processor("qwen2_vl");
+    assert_eq!(
+        p.tokenizer.token_to_id("<|image_pad|>"),
+        Some(r["image_token_id"].as_u64().unwrap() as u32)
+    );
+    let mut compared = 0;
+    for case in r["chats"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let msgs = messages(&case["messages"]);
+        let imgs: Vec<Rgb8> = case["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| image(n.as_str().unwrap()))
+            .collect();
+        let gen_prompt = case["add_generation_prompt"].as_bool().unwrap();
+        let prompt = p.apply_chat_template(&msgs, gen_prompt).unwrap();
+        assert_eq!(prompt, case["prompt"].as_str().unwrap(), "{name}: prompt");
+        let out = p.process_chat(&msgs, &imgs, gen_prompt).unwrap();
+        assert_eq!(out.input_ids, ids(&case["input_ids"]), "{name}: input ids");
+        if imgs.is_empty() {
+            assert_eq!(out.num_tiles(), 0, "{name}");
+            continue;
+        }
+        assert_eq!(
+            out.image_grid_thw,
+            grids(&case["image_grid_thw"]),
+            "{name}: grids"
+        );
+        let shape = usizes(&case["pixel_shape"]);
+        assert_eq!(
+            out.pixel_shape,
+            [shape[0], shape[1], 1, 1],
+            "{name}: patches"
+        );
+        let rel = format!("../qwen2_vl/{}", case["pixel_values"].as_str().unwrap());
+        let expected = read_npy(&rel);
+        assert_eq!(expected.shape, shape, "{name}");
+        assert_close(&out.pixel_values, &expected.f32, name);
+        compared += 1;
+    }
+    assert_eq!(compared, 3);
+}
+
+#[test]
+fn qwen2_vl_batch_pads_left_and_concatenates_patches_like_python() {
+    let r = qwen_reference();
+    let p = processor("qwen2_vl");
+    let case = &r["batch"];
+    let names: Vec<&str> = case["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let prompts = case["prompts"].as_array().unwrap();
+    // The first prompt holds two images, the second one.
+    let per_prompt = [&names[..2], &names[2..]];
+    let samples: Vec<_> = prompts
+        .iter()
+        .zip(per_prompt)
+        .map(|(text, imgs)| {
+            let imgs: Vec<Rgb8> = imgs.iter().map(|n| image(n)).collect();
+            p.process(text.as_str().unwrap(), &imgs).unwrap()
+        })
+        .collect();
+    let batch = p.collate(&samples).unwrap();
+    let rows: Vec<u32> = case["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(ids)
+        .collect();
+    assert_eq!(batch.input_ids, rows);
+    let mask: Vec<u32> = case["attention_mask"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(ids)
+        .collect();
+    assert_eq!(batch.attention_mask, mask);
+    assert_eq!(batch.image_grid_thw, grids(&case["image_grid_thw"]));
+    assert_eq!(batch.pixel_shape, usizes(&case["pixel_shape"]));
+}
+
+#[test]
+fn qwen2_vl_smart_resize_matches_python() {
+    let r = qwen_reference();
+    let ImageProcessor::Qwen2Vl(ip) = processor("qwen2_vl").image_processor else {
+        panic!("the Qwen2-VL folder must read as a Qwen2-VL image processor")
+    };
+    assert_eq!((ip.min_pixels, ip.max_pixels), (3136, 12544));
+    for row in r["smart_resize"].as_array().unwrap() {
+        let v = usizes(row);
+        assert_eq!(
+            ip.smart_resize(v[0], v[1]).unwrap(),
+            (v[2], v[3]),
+            "{} x {}",
+            v[0],
+            v[1]
+        );
+    }
 }

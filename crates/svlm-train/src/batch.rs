@@ -24,6 +24,9 @@ pub struct EncodedSample {
     pub tiles: usize,
     /// `[C, H, W]` of one tile (all samples of a run share it).
     pub tile_shape: [usize; 3],
+    /// The Qwen2-VL family: each image's patch grid `(t, h, w)`; its tiles are then the images' flattened patches
+    /// (`tile_shape = [C * T * p * p, 1, 1]`). Empty for the other families.
+    pub image_grid_thw: Vec<[usize; 3]>,
     /// Tokens cut off by `max_seq_len`.
     pub truncated: usize,
 }
@@ -90,6 +93,8 @@ pub struct HostBatch {
     pub tile_shape: [usize; 3],
     /// `batch x max_tiles`: true for real tiles.
     pub tile_mask: Vec<bool>,
+    /// The Qwen2-VL family: the patch grids of every sample's images, in sample order (row 0's samples first).
+    pub image_grid_thw: Vec<[usize; 3]>,
     /// Per sample, in row order (row 0's samples first): where it sits.
     pub spans: Vec<Span>,
     /// Per sample: source index, origin, supervised tokens.
@@ -140,6 +145,7 @@ impl HostBatch {
             max_tiles,
             tile_shape,
             tile_mask: vec![false; batch * max_tiles],
+            image_grid_thw: Vec::new(),
             spans: Vec::with_capacity(n_samples),
             sources: Vec::with_capacity(n_samples),
             origins: Vec::with_capacity(n_samples),
@@ -168,6 +174,7 @@ impl HostBatch {
                     .copy_from_slice(&s.pixel_values);
                 let tiles = r * max_tiles + tile_start;
                 out.tile_mask[tiles..tiles + s.tiles].fill(true);
+                out.image_grid_thw.extend_from_slice(&s.image_grid_thw);
                 out.spans.push(Span {
                     row: r,
                     start,
@@ -309,6 +316,7 @@ mod tests {
             pixel_values: vec![1.0; tiles * 3 * 2 * 2],
             tiles,
             tile_shape: [3, 2, 2],
+            image_grid_thw: Vec::new(),
             truncated: 0,
         }
     }

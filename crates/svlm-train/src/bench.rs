@@ -299,6 +299,7 @@ impl SampleEncoder for WordEncoder {
             pixel_values: pixels,
             tiles: image_index,
             tile_shape: [3, self.0.image_size, self.0.image_size],
+            image_grid_thw: Vec::new(),
             truncated: 0,
         })
     }

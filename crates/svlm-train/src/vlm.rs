@@ -193,6 +193,7 @@ impl SampleEncoder for ProcessorEncoder {
             pixel_values: processed.pixel_values,
             tiles,
             tile_shape: [c, h, w],
+            image_grid_thw: processed.image_grid_thw,
             truncated,
         })
     }
@@ -244,7 +245,25 @@ fn vlm_batch(model: &Vlm, batch: &HostBatch, device: &Device) -> VlmBatch {
     let mask: Vec<i64> = batch.attention_mask.iter().map(|&m| i64::from(m)).collect();
     let input_ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), device);
     let attention_mask = Tensor::<2, Int>::from_data(TensorData::new(mask, [b, t]), device);
-    let (pixel_values, pixel_attention_mask) = if batch.max_tiles > 0 {
+    // The Qwen2-VL family: each tile is one flattened patch; the real ones, in row order, are the batch's images.
+    let image_patches = match model {
+        Vlm::Qwen2Vl(_) if batch.max_tiles > 0 => {
+            let dim: usize = batch.tile_shape.iter().product();
+            let mut patches = Vec::new();
+            for (slot, &real) in batch.tile_mask.iter().enumerate() {
+                if real {
+                    patches.extend_from_slice(&batch.pixel_values[slot * dim..(slot + 1) * dim]);
+                }
+            }
+            let n = patches.len() / dim;
+            Some(svlm_model::ImagePatches {
+                pixel_values: Tensor::<2>::from_data(TensorData::new(patches, [n, dim]), device),
+                grid_thw: batch.image_grid_thw.clone(),
+            })
+        }
+        _ => None,
+    };
+    let (pixel_values, pixel_attention_mask) = if batch.max_tiles > 0 && image_patches.is_none() {
         let [c, h, w] = batch.tile_shape;
         let n = batch.max_tiles;
         let pixels = Tensor::<5>::from_data(
@@ -284,6 +303,7 @@ fn vlm_batch(model: &Vlm, batch: &HostBatch, device: &Device) -> VlmBatch {
         labels: None,
         pixel_values,
         pixel_attention_mask,
+        image_patches,
         packing,
     }
 }

@@ -58,6 +58,7 @@ fn sample(
             .collect(),
         tiles: images,
         tile_shape: [3, IMAGE_SIZE, IMAGE_SIZE],
+        image_grid_thw: Vec::new(),
         truncated: 0,
     }
 }

@@ -73,6 +73,7 @@ fn batch(args: &Args, device: &Device) -> VlmBatch {
         labels: Some(input_ids),
         pixel_values: None,
         pixel_attention_mask: None,
+        image_patches: None,
         packing: None,
     }
 }

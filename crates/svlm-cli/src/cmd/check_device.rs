@@ -201,6 +201,7 @@ fn run_on(
         labels: None,
         pixel_values: generation_images.pixel_values.clone(),
         pixel_attention_mask: generation_images.pixel_attention_mask.clone(),
+        image_patches: generation_images.image_patches.clone(),
         packing: None,
     };
     let forward = |model: &Vlm| -> anyhow::Result<Vec<f32>> {

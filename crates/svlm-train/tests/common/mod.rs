@@ -172,6 +172,7 @@ impl SampleEncoder for ByteEncoder {
             tiles: sample.images.len(),
             pixel_values,
             tile_shape: TILE,
+            image_grid_thw: Vec::new(),
             truncated,
         })
     }
