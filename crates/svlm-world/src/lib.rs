@@ -33,8 +33,8 @@ pub use folder::{
 };
 pub use io::{
     COCO_ANNOTATIONS, FOLDER_INTRINSICS, FolderReader, Frame, FrameObject, MAX_PNG_DEPTH_M,
-    list_frames, read_depth_file, read_folder_intrinsics, read_frame, read_objects,
-    write_folder_intrinsics, write_frame,
+    list_frames, read_depth_file, read_folder_intrinsics, read_frame, read_instances_file,
+    read_objects, write_folder_intrinsics, write_frame,
 };
 pub use palette::Color;
 pub use render::{Rendered, render};
