@@ -14,6 +14,10 @@
 //! Open-vocabulary detection ([`owl`]): [`OwlDetector::from_pretrained`] (OWLv2 or OWL-ViT, folder or hub id), then
 //! [`OwlDetector::detect`]`(photo, queries, threshold)` -> [`Detection`]s (query, score, box in photo pixels);
 //! checked against transformers 5 on tiny random-weight models (`tests/owl_parity.rs`).
+//!
+//! Box-prompted segmentation ([`sam`]): [`Sam::from_pretrained`] (a `SamModel` folder or hub id), then
+//! [`Sam::segment`]`(photo, boxes)` -> one [`BoxMask`] per box at the photo's size; checked against transformers 5
+//! on a tiny random-weight model (`tests/segmenter_parity.rs`).
 
 pub mod config;
 pub mod depth;
@@ -24,6 +28,7 @@ pub mod owl;
 pub mod photo;
 pub mod photo_source;
 pub mod preprocess;
+pub mod sam;
 
 pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
 pub use depth::DepthAnything;
@@ -36,7 +41,9 @@ pub use model::{DepthAnythingModel, DepthOutput};
 pub use owl::{Detection, OwlDetector, OwlVersion};
 pub use photo::{DepthRecord, Photo, PhotoDepth, load_photo, photo_intrinsics};
 pub use photo_source::{
-    DepthEstimator, GivenBoxes, GivenDepth, ModelDepth, NamedBox, ObjectDetector, OwlBoxes,
-    PhotoSettings, PhotoSource, list_photos, object_name,
+    DepthEstimator, GivenBoxes, GivenDepth, GivenMasks, ModelDepth, NamedBox, ObjectDetector,
+    ObjectMask, ObjectSegmenter, OwlBoxes, PhotoSettings, PhotoSource, SamMasks, list_photos,
+    object_name,
 };
 pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};
+pub use sam::{BoxMask, Sam};

@@ -1,10 +1,11 @@
 //! Photos as a synthesis source (`svlm synth --images DIR`): photo -> metric depth -> intrinsics -> named boxes ->
-//! depth-consistent pixels inside each box -> the scene graph the RGB-D path builds
-//! (`svlm_synth::source::graph_from_frame`), so a photo with the true depth substituted for the model's gives
-//! exactly the QA of the same RGB-D frame (`tests/photo_pipeline.rs`).
+//! each object's pixels (a segmenter's mask per box, or else the depth-consistent pixels inside the box) -> the
+//! scene graph the RGB-D path builds (`svlm_synth::source::graph_from_frame`), so a photo with the true depth
+//! substituted for the model's gives exactly the QA of the same RGB-D frame (`tests/photo_pipeline.rs`).
 //!
-//! Depth and boxes come through two small traits, so the models (Depth Anything V2, an open-vocabulary detector)
-//! and given data (a depth file, COCO-style boxes) are interchangeable and every record says which produced it.
+//! Depth, boxes and masks come through three small traits, so the models (Depth Anything V2, an open-vocabulary
+//! detector, SAM) and given data (a depth file, COCO-style boxes, instance PNGs) are interchangeable and every
+//! record says which produced it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use crate::depth::DepthAnything;
 use crate::intrinsics::IntrinsicsOptions;
 use crate::owl::{OwlDetector, suppress_overlaps};
 use crate::photo::{Photo, load_photo, photo_intrinsics};
+use crate::sam::Sam;
 
 /// Metric z-depth for a photo, at the photo's size.
 pub trait DepthEstimator: Send + Sync {
@@ -53,6 +55,32 @@ pub trait ObjectDetector: Send + Sync {
     /// Boxes for several photos; models override it with one batched forward pass.
     fn detect_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<Vec<NamedBox>>> {
         photos.iter().map(|(p, i)| self.detect(p, i)).collect()
+    }
+}
+
+/// The pixels of one object at the photo's size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectMask {
+    /// Row-major `height x width`, true inside the object.
+    pub pixels: Vec<bool>,
+    /// The segmenter's own estimate of the mask's quality (SAM's predicted IoU), when it has one.
+    pub predicted_iou: Option<f32>,
+}
+
+/// Masks for a photo's boxes: one per box, in the boxes' order.
+pub trait ObjectSegmenter: Send + Sync {
+    fn describe(&self) -> serde_json::Value;
+    fn segment(&self, path: &Path, image: &RgbImage, boxes: &[NamedBox])
+    -> Result<Vec<ObjectMask>>;
+    /// Masks for several photos; models override it with one batched forward pass.
+    fn segment_batch(
+        &self,
+        photos: &[(&Path, &RgbImage, &[NamedBox])],
+    ) -> Vec<Result<Vec<ObjectMask>>> {
+        photos
+            .iter()
+            .map(|(p, i, b)| self.segment(p, i, b))
+            .collect()
     }
 }
 
@@ -249,6 +277,126 @@ impl OwlBoxes {
     }
 }
 
+/// SAM prompted with each box: the multimask candidate with the highest predicted IoU.
+pub struct SamMasks {
+    model: Mutex<Sam>,
+    description: serde_json::Value,
+}
+
+impl SamMasks {
+    pub fn new(model: Sam) -> Self {
+        let description = json!({
+            "segmenter": format!("SAM {}", model.dir.display()),
+            "mask_threshold": model.processor.mask_threshold,
+        });
+        Self {
+            model: Mutex::new(model),
+            description,
+        }
+    }
+}
+
+fn object_masks(masks: Vec<crate::sam::BoxMask>) -> Vec<ObjectMask> {
+    masks
+        .into_iter()
+        .map(|m| ObjectMask {
+            pixels: m.mask,
+            predicted_iou: Some(m.predicted_iou),
+        })
+        .collect()
+}
+
+impl ObjectSegmenter for SamMasks {
+    fn describe(&self) -> serde_json::Value {
+        self.description.clone()
+    }
+
+    fn segment(
+        &self,
+        path: &Path,
+        image: &RgbImage,
+        boxes: &[NamedBox],
+    ) -> Result<Vec<ObjectMask>> {
+        let xyxy: Vec<[f64; 4]> = boxes.iter().map(|b| b.xyxy).collect();
+        let model = lock(&self.model, "segmenter")?;
+        let masks = model
+            .segment(image, &xyxy)
+            .with_context(|| format!("segmenting {}", path.display()))?;
+        Ok(object_masks(masks))
+    }
+
+    fn segment_batch(
+        &self,
+        photos: &[(&Path, &RgbImage, &[NamedBox])],
+    ) -> Vec<Result<Vec<ObjectMask>>> {
+        let batched = lock(&self.model, "segmenter").and_then(|model| {
+            let images: Vec<RgbImage> = photos.iter().map(|(_, i, _)| (*i).clone()).collect();
+            let boxes: Vec<Vec<[f64; 4]>> = photos
+                .iter()
+                .map(|(_, _, b)| b.iter().map(|b| b.xyxy).collect())
+                .collect();
+            model.segment_batch(&images, &boxes)
+        });
+        match batched {
+            Ok(all) if all.len() == photos.len() => {
+                all.into_iter().map(|m| Ok(object_masks(m))).collect()
+            }
+            _ => photos
+                .iter()
+                .map(|(p, i, b)| self.segment(p, i, b))
+                .collect(),
+        }
+    }
+}
+
+/// Masks given per image: `<stem>.instances.png` (8/16-bit instance ids, 0 = background) with the
+/// `<stem>.objects.json` that names each id, in `dir` — the RGB-D folder's files. A box takes the pixels of the
+/// object with its name and box, so these masks go with the given boxes of the same folder.
+pub struct GivenMasks {
+    pub dir: PathBuf,
+}
+
+impl ObjectSegmenter for GivenMasks {
+    fn describe(&self) -> serde_json::Value {
+        json!({"given_masks": self.dir.display().to_string()})
+    }
+
+    fn segment(
+        &self,
+        path: &Path,
+        image: &RgbImage,
+        boxes: &[NamedBox],
+    ) -> Result<Vec<ObjectMask>> {
+        let stem = stem_of(path);
+        let objects_file = self.dir.join(format!("{stem}.objects.json"));
+        let (objects, _) = svlm_world::read_objects(&objects_file)?;
+        let instances_file = self.dir.join(format!("{stem}.instances.png"));
+        let ids = svlm_world::read_instances_file(&instances_file, image.dimensions())?;
+        boxes
+            .iter()
+            .map(|b| {
+                let object = objects.iter().find(|o| {
+                    o.name == b.name
+                        && o.bbox.is_some_and(|[x, y, w, h]| [x, y, x + w, y + h] == b.xyxy)
+                });
+                let Some(object) = object else {
+                    anyhow::bail!(
+                        "box {:?} {:?} of {} is not an object of {}: given masks go with the given boxes",
+                        b.name,
+                        b.xyxy,
+                        path.display(),
+                        objects_file.display()
+                    );
+                };
+                Ok(ObjectMask {
+                    pixels: ids.iter().map(|&id| id == object.id).collect(),
+                    predicted_iou: None,
+                })
+            })
+            .collect()
+    }
+}
+
 /// A model shared by the pipeline's threads; a panic during an earlier photo poisons it for the rest.
 fn lock<'a, T>(model: &'a Mutex<T>, what: &str) -> Result<MutexGuard<'a, T>> {
     model
@@ -310,12 +458,15 @@ impl Default for PhotoSettings {
     }
 }
 
-/// Photos of a folder as a synthesis source. A chunk's photos go through the depth model and the detector as one
-/// batch each ([`ItemSource::prepare`]); `item` alone runs them one photo at a time, with the same result.
+/// Photos of a folder as a synthesis source. A chunk's photos go through the depth model, the detector and the
+/// segmenter as one batch each ([`ItemSource::prepare`]); `item` alone runs them one photo at a time, with the
+/// same result.
 pub struct PhotoSource {
     pub photos: Vec<PathBuf>,
     pub depth: Box<dyn DepthEstimator>,
     pub detector: Box<dyn ObjectDetector>,
+    /// Object masks for the boxes; without one, each object is the depth-consistent pixels of its box.
+    pub segmenter: Option<Box<dyn ObjectSegmenter>>,
     pub settings: PhotoSettings,
     prepared: Mutex<HashMap<usize, FrameResult>>,
 }
@@ -333,26 +484,53 @@ impl PhotoSource {
             photos,
             depth,
             detector,
+            segmenter: None,
             settings,
             prepared: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The frame the RGB-D path would read for this photo: oriented RGB, depth, intrinsics and named boxes (no
-    /// instance masks: the graph builder takes the depth-consistent pixels of each box).
+    /// Objects take the segmenter's mask of their box instead of the box's depth-consistent pixels.
+    pub fn with_segmenter(mut self, segmenter: Box<dyn ObjectSegmenter>) -> Self {
+        self.segmenter = Some(segmenter);
+        self
+    }
+
+    /// The frame the RGB-D path would read for this photo: oriented RGB, depth, intrinsics, named boxes and, with
+    /// a segmenter, the instance image of their masks (without one the graph builder takes the depth-consistent
+    /// pixels of each box).
     pub fn frame(&self, path: &Path) -> FrameResult {
         let photo = load_photo(path).map_err(|e| bad_item(path, "unreadable", format!("{e:#}")))?;
         let depth = self.depth.depth(path, &photo.image);
-        self.assemble(path, photo, depth, |p, i| self.detector.detect(p, i))
+        let boxes = self
+            .detector
+            .detect(path, &photo.image)
+            .map(|b| self.kept_boxes(b));
+        let masks = match (&self.segmenter, &boxes) {
+            (Some(segmenter), Ok(b)) if !b.is_empty() => {
+                Some(segmenter.segment(path, &photo.image, b))
+            }
+            _ => None,
+        };
+        self.assemble(path, photo, depth, boxes, masks)
     }
 
-    /// Checks the depth, estimates the intrinsics, runs (or takes) the boxes and builds the frame.
+    /// The boxes scoring at least `min_score`.
+    fn kept_boxes(&self, boxes: Vec<NamedBox>) -> Vec<NamedBox> {
+        boxes
+            .into_iter()
+            .filter(|b| b.score >= self.settings.min_score)
+            .collect()
+    }
+
+    /// Checks the depth, estimates the intrinsics, takes the boxes and masks and builds the frame.
     fn assemble(
         &self,
         path: &Path,
         photo: Photo,
         depth: Result<DepthMap>,
-        boxes: impl FnOnce(&Path, &RgbImage) -> Result<Vec<NamedBox>>,
+        boxes: Result<Vec<NamedBox>>,
+        masks: Option<Result<Vec<ObjectMask>>>,
     ) -> FrameResult {
         let bad = |reason: &str, detail: String| bad_item(path, reason, detail);
         let depth = depth.map_err(|e| bad("depth_failed", format!("{e:#}")))?;
@@ -375,11 +553,7 @@ impl PhotoSource {
             &self.settings.intrinsics,
         )
         .map_err(|e| bad("intrinsics", format!("{e:#}")))?;
-        let boxes: Vec<NamedBox> = boxes(path, &photo.image)
-            .map_err(|e| bad("detector_failed", format!("{e:#}")))?
-            .into_iter()
-            .filter(|b| b.score >= self.settings.min_score)
-            .collect();
+        let boxes = boxes.map_err(|e| bad("detector_failed", format!("{e:#}")))?;
         if boxes.is_empty() {
             return Err(bad(
                 "nothing_detected",
@@ -390,6 +564,16 @@ impl PhotoSource {
                 ),
             ));
         }
+        let masks = masks
+            .transpose()
+            .map_err(|e| bad("segmenter_failed", format!("{e:#}")))?;
+        let instances = match &masks {
+            Some(masks) => Some(
+                instance_image(masks, boxes.len(), depth.width, depth.height)
+                    .map_err(|e| bad("segmenter_failed", format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
         let objects: Vec<FrameObject> = boxes
             .iter()
             .enumerate()
@@ -405,7 +589,7 @@ impl PhotoSource {
                 truth: None,
             })
             .collect();
-        let provenance = json!({
+        let mut provenance = json!({
             "source": "photo",
             "file": path.display().to_string(),
             "truth": "estimated",
@@ -420,21 +604,76 @@ impl PhotoSource {
             "detections": boxes,
             "invalid_depth_pixels": invalid_depth,
         });
+        let mut notes = Vec::new();
+        if let (Some(segmenter), Some(masks), Some((_, overlaps))) =
+            (&self.segmenter, &masks, &instances)
+        {
+            provenance["segmenter"] = segmenter.describe();
+            provenance["masks"] = json!(
+                masks
+                    .iter()
+                    .map(|m| json!({
+                        "pixels": m.pixels.iter().filter(|&&p| p).count(),
+                        "predicted_iou": m.predicted_iou,
+                    }))
+                    .collect::<Vec<_>>()
+            );
+            if *overlaps > 0 {
+                notes.push(format!(
+                    "{overlaps} pixels claimed by two masks kept their first object"
+                ));
+            }
+        }
         Ok((
             Frame {
                 stem: stem_of(path),
                 rgb: photo.image,
                 depth,
                 intrinsics: intrinsics.intrinsics,
-                instances: None,
+                instances: instances.map(|(ids, _)| ids),
                 objects,
                 world_from_camera: None,
                 invalid_depth,
-                notes: Vec::new(),
+                notes,
             },
             provenance,
         ))
     }
+}
+
+/// Masks (one per box, object `k + 1` for box `k`) -> an instance-id image and the number of pixels two masks
+/// claimed (they stay with the first, as for COCO masks).
+fn instance_image(
+    masks: &[ObjectMask],
+    boxes: usize,
+    width: u32,
+    height: u32,
+) -> std::result::Result<(Vec<u16>, usize), String> {
+    let n = width as usize * height as usize;
+    if masks.len() != boxes {
+        return Err(format!("{} masks for {boxes} boxes", masks.len()));
+    }
+    let mut ids = vec![0u16; n];
+    let mut overlaps = 0;
+    for (k, mask) in masks.iter().enumerate() {
+        if mask.pixels.len() != n {
+            return Err(format!(
+                "mask {k} has {} pixels, the photo {width}x{height}",
+                mask.pixels.len()
+            ));
+        }
+        let id = u16::try_from(k + 1).map_err(|_| "more than 65535 masks".to_string())?;
+        for (slot, &inside) in ids.iter_mut().zip(&mask.pixels) {
+            if inside {
+                if *slot == 0 {
+                    *slot = id;
+                } else {
+                    overlaps += 1;
+                }
+            }
+        }
+    }
+    Ok((ids, overlaps))
 }
 
 fn bad_item(path: &Path, reason: &str, detail: String) -> BadItem {
@@ -457,6 +696,7 @@ impl ItemSource for PhotoSource {
             "truth": "estimated",
             "depth": self.depth.describe(),
             "detector": self.detector.describe(),
+            "segmenter": self.segmenter.as_ref().map(|s| s.describe()),
             "box_depth_band": self.settings.box_depth_band,
             "min_score": self.settings.min_score,
         })
@@ -477,9 +717,33 @@ impl ItemSource for PhotoSource {
         let views: Vec<(&Path, &RgbImage)> =
             loaded.iter().map(|(_, p, ph)| (*p, &ph.image)).collect();
         let depths = self.depth.depth_batch(&views);
-        let boxes = self.detector.detect_batch(&views);
-        for (((i, path, photo), depth), boxes) in loaded.into_iter().zip(depths).zip(boxes) {
-            done.push((i, self.assemble(path, photo, depth, |_, _| boxes)));
+        let boxes: Vec<Result<Vec<NamedBox>>> = self
+            .detector
+            .detect_batch(&views)
+            .into_iter()
+            .map(|b| b.map(|b| self.kept_boxes(b)))
+            .collect();
+        let mut masks: Vec<Option<Result<Vec<ObjectMask>>>> =
+            std::iter::repeat_with(|| None).take(views.len()).collect();
+        if let Some(segmenter) = &self.segmenter {
+            let wanted: Vec<usize> = (0..views.len())
+                .filter(|&k| boxes[k].as_ref().is_ok_and(|b| !b.is_empty()))
+                .collect();
+            let inputs: Vec<(&Path, &RgbImage, &[NamedBox])> = wanted
+                .iter()
+                .map(|&k| {
+                    let b = boxes[k].as_deref().unwrap_or_default();
+                    (views[k].0, views[k].1, b)
+                })
+                .collect();
+            for (&k, m) in wanted.iter().zip(segmenter.segment_batch(&inputs)) {
+                masks[k] = Some(m);
+            }
+        }
+        for ((((i, path, photo), depth), boxes), masks) in
+            loaded.into_iter().zip(depths).zip(boxes).zip(masks)
+        {
+            done.push((i, self.assemble(path, photo, depth, boxes, masks)));
         }
         if let Ok(mut prepared) = self.prepared.lock() {
             prepared.extend(done);

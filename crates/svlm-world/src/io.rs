@@ -367,28 +367,7 @@ impl FolderReader {
 
         let instances_path = dir.join(format!("{stem}.instances.png"));
         let mut instances = if instances_path.exists() {
-            let image = decode_image(&instances_path)?;
-            check_size(
-                &instances_path,
-                (image.width(), image.height()),
-                (width, height),
-                "instances vs RGB image",
-            )?;
-            Some(match image {
-                DynamicImage::ImageLuma16(buf) => buf.into_raw(),
-                DynamicImage::ImageLuma8(buf) => {
-                    buf.into_raw().into_iter().map(u16::from).collect()
-                }
-                other => {
-                    return Err(FrameError::invalid(
-                        &instances_path,
-                        format!(
-                            "instance image must be 8/16-bit grayscale, found {:?}",
-                            other.color()
-                        ),
-                    ));
-                }
-            })
+            Some(read_instances_file(&instances_path, (width, height))?)
         } else {
             None
         };
@@ -623,6 +602,29 @@ pub fn read_objects(path: &Path) -> Result<(Vec<FrameObject>, Option<Isometry3<f
             }
         };
     Ok((objects, pose))
+}
+
+/// An instance-id image (`<stem>.instances.png`: 8- or 16-bit grayscale, 0 = background) of `size` (width,
+/// height), row-major.
+pub fn read_instances_file(path: &Path, size: (u32, u32)) -> Result<Vec<u16>, FrameError> {
+    let image = decode_image(path)?;
+    check_size(
+        path,
+        (image.width(), image.height()),
+        size,
+        "instances vs RGB image",
+    )?;
+    match image {
+        DynamicImage::ImageLuma16(buf) => Ok(buf.into_raw()),
+        DynamicImage::ImageLuma8(buf) => Ok(buf.into_raw().into_iter().map(u16::from).collect()),
+        other => Err(FrameError::invalid(
+            path,
+            format!(
+                "instance image must be 8/16-bit grayscale, found {:?}",
+                other.color()
+            ),
+        )),
+    }
 }
 
 /// The depth file of frame `stem` in `dir` (`<stem>.depth.png` in millimetres, `.depth.npy` or `.depth.tiff` in

@@ -34,7 +34,8 @@ pub use folder::{
 pub use io::{
     COCO_ANNOTATIONS, FOLDER_INTRINSICS, FolderReader, Frame, FrameObject, MAX_PNG_DEPTH_M,
     depth_from_png, depth_from_tiff, list_frames, parse_intrinsics, read_depth_file,
-    read_folder_intrinsics, read_frame, read_objects, write_folder_intrinsics, write_frame,
+    read_folder_intrinsics, read_frame, read_instances_file, read_objects, write_folder_intrinsics,
+    write_frame,
 };
 pub use palette::Color;
 pub use render::{Rendered, render};

@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "images")]
     rgbd: Option<PathBuf>,
     /// Synthesize from the photos in this folder: metric depth (--depth-model, or --depth-dir files), intrinsics
-    /// (--intrinsics, EXIF, else --fov), named boxes (--boxes-dir), depth-consistent pixels inside each box.
+    /// (--intrinsics, EXIF, else --fov), named boxes (--detector or --boxes-dir), each object's pixels (--segmenter
+    /// or --masks-dir masks, else the depth-consistent pixels inside its box).
     #[arg(long)]
     images: Option<PathBuf>,
     /// With --images: Depth Anything V2 metric model, an HF folder or hub id
@@ -48,6 +49,15 @@ pub struct Args {
     /// object files plus a `bbox` each; objects without one are left out).
     #[arg(long, requires = "images")]
     boxes_dir: Option<PathBuf>,
+    /// With --images: box-prompted segmenter (SAM), an HF folder or hub id (facebook/sam-vit-base): each object is
+    /// its box's mask (the candidate with the highest predicted IoU). Without it (or --masks-dir), each object is
+    /// the depth-consistent pixels of its box.
+    #[arg(long, requires = "images", conflicts_with = "masks_dir")]
+    segmenter: Option<String>,
+    /// With --boxes-dir: object masks given per photo, `<stem>.instances.png` (8/16-bit ids, 0 = background) named
+    /// by the `<stem>.objects.json` of the same folder (the RGB-D folder's layout).
+    #[arg(long, requires = "boxes_dir")]
+    masks_dir: Option<PathBuf>,
     /// With --images: intrinsics JSON, `{"folder": {"hfov_deg": 70}, "per_image": {"a.jpg": {"fx": 500}}}`.
     #[arg(long, requires = "images")]
     intrinsics: Option<PathBuf>,
@@ -138,8 +148,9 @@ fn photo_source(
     estimate: EstimateParams,
 ) -> anyhow::Result<svlm_perception::PhotoSource> {
     use svlm_perception::{
-        DepthAnything, DepthEstimator, GivenBoxes, GivenDepth, IntrinsicsOptions, ModelDepth,
-        ObjectDetector, OwlBoxes, OwlDetector, PhotoSettings, PhotoSource, list_photos,
+        DepthAnything, DepthEstimator, GivenBoxes, GivenDepth, GivenMasks, IntrinsicsOptions,
+        ModelDepth, ObjectDetector, ObjectSegmenter, OwlBoxes, OwlDetector, PhotoSettings,
+        PhotoSource, Sam, SamMasks, list_photos,
     };
     let photos = list_photos(dir)?;
     if photos.is_empty() {
@@ -185,6 +196,14 @@ fn photo_source(
         (None, Some(boxes)) => Box::new(GivenBoxes { dir: boxes.clone() }),
         (None, None) => bail!("--images needs --detector MODEL --vocab ... or --boxes-dir DIR"),
     };
+    let segmenter: Option<Box<dyn ObjectSegmenter>> = match (&args.segmenter, &args.masks_dir) {
+        (Some(spec), _) => Some(Box::new(SamMasks::new(
+            Sam::from_pretrained(spec, None, &device()?)
+                .with_context(|| format!("--segmenter {spec}"))?,
+        ))),
+        (None, Some(dir)) => Some(Box::new(GivenMasks { dir: dir.clone() })),
+        (None, None) => None,
+    };
     let mut intrinsics = match &args.intrinsics {
         Some(path) => IntrinsicsOptions::from_json_file(path)?,
         None => IntrinsicsOptions::default(),
@@ -192,7 +211,7 @@ fn photo_source(
     if args.intrinsics.is_none() {
         intrinsics.fov_prior_deg = args.fov;
     }
-    Ok(PhotoSource::new(
+    let source = PhotoSource::new(
         photos,
         depth,
         detector,
@@ -202,7 +221,11 @@ fn photo_source(
             min_score: args.min_score,
             ..PhotoSettings::default()
         },
-    ))
+    );
+    Ok(match segmenter {
+        Some(segmenter) => source.with_segmenter(segmenter),
+        None => source,
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
