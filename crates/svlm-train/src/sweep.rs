@@ -149,9 +149,7 @@ pub fn claim_sweep_dir(dir: &Path, usage: RunDirUse) -> Result<(), String> {
         RunDirUse::New | RunDirUse::Resume => {
             std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))
         }
-        RunDirUse::Overwrite => {
-            claim_run_dir(dir, RunDirUse::Overwrite).map_err(|e| e.to_string())
-        }
+        RunDirUse::Overwrite => claim_run_dir(dir, RunDirUse::Overwrite).map_err(|e| e.to_string()),
     }
 }
 

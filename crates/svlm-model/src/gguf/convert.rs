@@ -15,7 +15,7 @@ use super::{GgufError, Result};
 
 /// One output tensor of the conversion, dequantized lazily while the safetensors file is written
 /// so that at most one tensor is held in f32 at a time.
-struct ConvertedTensor<'a> {
+pub(super) struct ConvertedTensor<'a> {
     file: &'a GgufFile,
     info: &'a GgufTensorInfo,
     kind: QuantKind,
