@@ -242,13 +242,16 @@ fn qwen2_5_vl_trains_on_synth_output_with_its_vision_tower_frozen() {
         assert!(moved.contains(&part), "{part} did not train");
     }
 
-    // KV-cache generation from the run folder, and an export that holds the trained weights.
+    // An export that holds the trained weights.
+    let exported = tmp.path().join("exported");
+    ok(svlm(&["export", path(&run), "--out", path(&exported)]));
+    // KV-cache generation from the export (an HF folder with the processor files `svlm ask` reads).
     let photo =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../svlm-model/tests/fixtures/photo.png");
     let asked = ok(svlm(&[
         "ask",
         "--model",
-        path(&run),
+        path(&exported),
         "--image",
         path(&photo),
         "--max-new-tokens",
@@ -256,8 +259,6 @@ fn qwen2_5_vl_trains_on_synth_output_with_its_vision_tower_frozen() {
         "how far is the red cube from the blue chair ?",
     ]));
     assert!(!asked.stdout.is_empty());
-    let exported = tmp.path().join("exported");
-    ok(svlm(&["export", path(&run), "--out", path(&exported)]));
     let reloaded = svlm_model::io::read_checkpoint_dir(&exported).expect("exported weights");
     for (name, tensor) in &after {
         assert!(

@@ -422,7 +422,14 @@ pub fn run_shard(source: &dyn ItemSource, opts: &SynthOptions) -> Result<ShardOu
         manifest.files.push(format!("{stem}.parquet"));
     }
     crate::crash_point::pause_point("shard_manifest");
-    write_atomic(&marker, &serde_json::to_vec_pretty(&manifest)?)?;
+    if let Err(e) = write_atomic(&marker, &serde_json::to_vec_pretty(&manifest)?) {
+        // Without its manifest the shard is unfinished: take its data files back off their final names, so a
+        // full disk leaves the folder as it was before this shard.
+        for file in &manifest.files {
+            let _ = std::fs::remove_file(out.join(file));
+        }
+        return Err(e.into());
+    }
     write_run_manifest(out, &config, opts.shard.count)?;
     Ok(ShardOutcome::Written(manifest))
 }
