@@ -90,6 +90,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// check `after_kill`, and start again; `after_finish` checks a process that ran to its end and says whether the
 /// job is done (then it also clears the job's output, so the next round starts over). Ends once `rounds` kills
 /// happened and the job was then run to its end; returns the kills survived.
+#[allow(clippy::too_many_arguments)] // one harness loop: the job, its randomness, its command and its three checks
 fn kill_rounds(
     job: &str,
     rng: &mut ChaCha8Rng,

@@ -382,7 +382,7 @@ fn parquet_records() {
         svlm_synth::parquet_io::read_parquet(&seed_path).expect("seed reads"),
         records
     );
-    replay("parquet", &[seed.clone()], seed.len(), |b| {
+    replay("parquet", std::slice::from_ref(&seed), seed.len(), |b| {
         let path = scratch.write("shard.parquet", b);
         let _ = svlm_synth::parquet_io::read_parquet(&path);
     });

@@ -139,10 +139,13 @@ fn with_malformed_lines(dir: &Path, name: &str) -> (PathBuf, usize) {
     (path, lines.len())
 }
 
+/// A fixture file and the reader of its format.
+type Reader = (&'static str, fn(&Path) -> svlm_eval::EvalSet);
+
 #[test]
 fn qspatial_and_spatialrgpt_list_malformed_lines_and_read_the_rest() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let readers: [(&str, fn(&Path) -> svlm_eval::EvalSet); 2] = [
+    let readers: [Reader; 2] = [
         ("qspatial_small.jsonl", |p| {
             svlm_eval::read_qspatial(p, None, None).expect("read Q-Spatial")
         }),

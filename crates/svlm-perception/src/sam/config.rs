@@ -203,14 +203,14 @@ impl SamConfig {
                 bail!("`{key}` must be positive");
             }
         }
-        if v.hidden_size % v.num_attention_heads != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             bail!(
                 "vision hidden_size {} is not a multiple of num_attention_heads {}",
                 v.hidden_size,
                 v.num_attention_heads
             );
         }
-        if v.image_size % v.patch_size != 0 {
+        if !v.image_size.is_multiple_of(v.patch_size) {
             bail!(
                 "vision image_size {} is not a multiple of patch_size {}",
                 v.image_size,
@@ -253,7 +253,7 @@ impl SamConfig {
                 );
             }
         }
-        if d.hidden_size % 8 != 0 {
+        if !d.hidden_size.is_multiple_of(8) {
             bail!(
                 "the mask decoder's hidden_size {} must be a multiple of 8 (the upscaling divides it by 4, then 2)",
                 d.hidden_size

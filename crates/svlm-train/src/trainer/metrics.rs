@@ -38,8 +38,8 @@ macro_rules! step_metrics {
         impl StepMetrics {
             /// The TensorBoard scalars of this step: every tagged metric, maps one scalar per key.
             pub fn scalars(&self) -> Vec<(String, f32)> {
-                let mut tagged: Vec<(u32, &str, &dyn Scalars)> = Vec::new();
-                $( $( tagged.push(($order, $tag, &self.$field as &dyn Scalars)); )? )*
+                let mut tagged: Vec<(u32, &str, &dyn Scalars)> =
+                    vec![$( $( ($order, $tag, &self.$field as &dyn Scalars), )? )*];
                 tagged.sort_by_key(|(order, _, _)| *order);
                 let mut out = Vec::new();
                 for (_, tag, value) in tagged {
