@@ -314,7 +314,14 @@ fn every_tour_command_runs_as_documented() {
         "Order the {} and the {} by height, from tallest to shortest.",
         names[0], names[1]
     );
-    let answer = tour.run(&["reason", &question, "--image", path(&frame)]);
+    let answer = tour.run(&[
+        "reason",
+        &question,
+        "--image",
+        path(&frame),
+        "--out",
+        path(&at("reason_oracle")),
+    ]);
     assert!(!answer.trim().is_empty());
     // A two-step tiny model may give sub-answers the planner cannot read: then the command fails naming the
     // transcript it kept, which is the documented behaviour; anything else must succeed.
@@ -325,6 +332,8 @@ fn every_tour_command_runs_as_documented() {
         path(&frame),
         "--vlm",
         path(&run),
+        "--out",
+        path(&at("reason_vlm")),
     ]);
     let stderr = String::from_utf8_lossy(&with_vlm.stderr);
     assert!(
