@@ -73,6 +73,32 @@ impl VisionKind {
 }
 
 impl VisionConfig {
+    /// Idefics3's SigLIP tower of these sizes, with HF's defaults for the rest (3 channels, LayerNorm eps 1e-6,
+    /// tanh-GELU, init range 0.02): what the quickstart's and `svlm bench train`'s from-scratch models use.
+    pub fn idefics3(
+        hidden_size: usize,
+        intermediate_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        image_size: usize,
+        patch_size: usize,
+    ) -> Self {
+        Self {
+            model_type: "idefics3_vision".into(),
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_channels: 3,
+            image_size,
+            patch_size,
+            layer_norm_eps: 1e-6,
+            hidden_act: "gelu_pytorch_tanh".into(),
+            initializer_range: 0.02,
+            extra: Default::default(),
+        }
+    }
+
     pub fn patches_per_side(&self) -> usize {
         self.image_size / self.patch_size
     }

@@ -135,20 +135,14 @@ impl BenchShape {
             pad_token_id: Some(PAD.into()),
             extra: Default::default(),
         };
-        let vision_config = VisionConfig {
-            model_type: "idefics3_vision".into(),
-            hidden_size: self.vision_hidden,
-            intermediate_size: self.vision_intermediate,
-            num_hidden_layers: self.vision_layers,
-            num_attention_heads: self.vision_heads,
-            num_channels: 3,
-            image_size: self.image_size,
-            patch_size: self.patch,
-            layer_norm_eps: 1e-6,
-            hidden_act: "gelu_pytorch_tanh".into(),
-            initializer_range: 0.02,
-            extra: Default::default(),
-        };
+        let vision_config = VisionConfig::idefics3(
+            self.vision_hidden,
+            self.vision_intermediate,
+            self.vision_layers,
+            self.vision_heads,
+            self.image_size,
+            self.patch,
+        );
         let mut extra = serde_json::Map::new();
         extra.insert(
             "architectures".into(),

@@ -205,20 +205,14 @@ fn idefics3_config(
         pad_token_id: Some(pad.into()),
         extra: Default::default(),
     };
-    let vision_config = VisionConfig {
-        model_type: "idefics3_vision".into(),
-        hidden_size: model.vision_hidden,
-        intermediate_size: model.vision_intermediate,
-        num_hidden_layers: model.vision_layers,
-        num_attention_heads: model.vision_heads,
-        num_channels: 3,
-        image_size: image_size as usize,
-        patch_size: model.patch_size,
-        layer_norm_eps: 1e-6,
-        hidden_act: "gelu_pytorch_tanh".into(),
-        initializer_range: 0.02,
-        extra: Default::default(),
-    };
+    let vision_config = VisionConfig::idefics3(
+        model.vision_hidden,
+        model.vision_intermediate,
+        model.vision_layers,
+        model.vision_heads,
+        image_size as usize,
+        model.patch_size,
+    );
     // The keys transformers writes that the model does not read: the class, the family, the weights' dtype.
     let mut extra = serde_json::Map::new();
     extra.insert(
