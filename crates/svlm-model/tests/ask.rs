@@ -2,40 +2,68 @@
 //! splitting or patches, image tokens) -> image features -> KV-cache greedy generation with stop tokens,
 //! against `Idefics3Processor` / `Qwen2_5_VLProcessor` + `generate` in transformers (`scripts/make_fixtures.py`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use svlm_model::generate::{GenerationImages, GenerationOptions, generate, stop_tokens_of};
 use svlm_model::{ImagePatches, load_pretrained};
 use svlm_processor::ChatMessage;
-use svlm_processor::processor::Processor;
+use svlm_processor::processor::{ProcessedInputs, Processor};
+
+/// A fixture model's folder, its transformers reference (`ask_reference.json`) and the processor's inputs for the
+/// reference's question about `photo.png`.
+struct Turn {
+    dir: PathBuf,
+    reference: serde_json::Value,
+    processor: Processor,
+    inputs: ProcessedInputs,
+}
+
+impl Turn {
+    fn of(fixture: &str) -> Self {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let dir = fixtures.join(fixture);
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("ask_reference.json")).unwrap())
+                .unwrap();
+        let processor = Processor::from_dir(&dir).unwrap();
+        let image = svlm_processor::image_ops::load_image(fixtures.join("photo.png")).unwrap();
+        let question = reference["question"].as_str().unwrap();
+        let inputs = processor
+            .process_chat(
+                &[ChatMessage::user_with_images(1, question)],
+                &[image],
+                true,
+            )
+            .unwrap();
+        Self {
+            dir,
+            reference,
+            processor,
+            inputs,
+        }
+    }
+}
+
+/// Token ids stored under `key` in a reference.
+fn reference_ids(reference: &serde_json::Value, key: &str) -> Vec<u32> {
+    reference[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
 
 #[test]
 fn idefics3_chat_turn_matches_transformers() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let dir = fixtures.join("idefics3");
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("ask_reference.json")).unwrap())
-            .unwrap();
-    let ids = |key: &str| -> Vec<u32> {
-        reference[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-
-    let processor = Processor::from_dir(&dir).unwrap();
-    let image = svlm_processor::image_ops::load_image(fixtures.join("photo.png")).unwrap();
-    let question = reference["question"].as_str().unwrap();
-    let inputs = processor
-        .process_chat(
-            &[ChatMessage::user_with_images(1, question)],
-            &[image],
-            true,
-        )
-        .unwrap();
+    let Turn {
+        dir,
+        reference,
+        processor,
+        inputs,
+    } = Turn::of("idefics3");
+    let ids = |key: &str| reference_ids(&reference, key);
     assert!(inputs.prompt.contains("<global-img>"));
     assert_eq!(inputs.input_ids, ids("input_ids"), "prompt ids");
 
@@ -68,30 +96,13 @@ fn idefics3_chat_turn_matches_transformers() {
 
 #[test]
 fn qwen2_5_vl_chat_turn_matches_transformers() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let dir = fixtures.join("qwen2_5_vl");
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("ask_reference.json")).unwrap())
-            .unwrap();
-    let ids = |key: &str| -> Vec<u32> {
-        reference[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-
-    let processor = Processor::from_dir(&dir).unwrap();
-    let image = svlm_processor::image_ops::load_image(fixtures.join("photo.png")).unwrap();
-    let question = reference["question"].as_str().unwrap();
-    let inputs = processor
-        .process_chat(
-            &[ChatMessage::user_with_images(1, question)],
-            &[image],
-            true,
-        )
-        .unwrap();
+    let Turn {
+        dir,
+        reference,
+        processor,
+        inputs,
+    } = Turn::of("qwen2_5_vl");
+    let ids = |key: &str| reference_ids(&reference, key);
     assert_eq!(inputs.prompt.matches("<|image_pad|>").count(), 10);
     assert_eq!(inputs.input_ids, ids("input_ids"), "prompt ids");
     assert_eq!(inputs.image_grid_thw, vec![[1, 4, 10]]);
