@@ -442,7 +442,7 @@ fn evaluate_run(
 
 /// The reward demo's frames are rendered at least this large so that the gripper has enough depth pixels for the
 /// geometry source; the models see them through their processor (resized to the training size).
-const REWARD_MIN_SIZE: u32 = 128;
+const REWARD_MIN_SIZE: u32 = 256;
 
 /// The reward demo: held-out approach sequences in the quickstart's world (different targets and start gaps),
 /// each annotated from exact depth (geometry) and by every trained model through the same code as `svlm reward`;
