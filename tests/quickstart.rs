@@ -173,36 +173,110 @@ fn ci_quickstart_writes_every_stage_and_a_parsable_report() {
     assert_png(&out.join("metrics_vs_ratio.png"));
     assert_png(&out.join("loss_curves.png"));
 
-    // Reward demo: approach frames in the training data, a held-out sequence annotated from exact depth (strictly
-    // falling) and by each model, with its reward.json and plot.
-    let approach_rows = std::fs::read_to_string(data.join("spatial_train.jsonl"))
-        .expect("read")
-        .lines()
-        .filter(|l| l.contains("\"approach_sequence\""))
-        .count();
-    assert_eq!(approach_rows, 2 * 3, "2 training sequences of 3 frames");
-    let reward = &report["reward"];
+    // Quantitative answers per type: the prior's constant per length type, a scatter plot per length type held
+    // out (the held-out types are those the prior was scored on; report.json keeps their scores per type).
+    let held_out_kinds: Vec<&String> = report["prior"]["spatial"]["by_type"]
+        .as_object()
+        .expect("prior scores per type")
+        .keys()
+        .collect();
+    let length_kinds: std::collections::BTreeSet<String> = report["prior_constants"]
+        .as_object()
+        .expect("prior constants per length type")
+        .keys()
+        .filter(|k| held_out_kinds.contains(k))
+        .cloned()
+        .collect();
     assert!(
-        reward["task"]
-            .as_str()
-            .is_some_and(|t| t.contains("gripper"))
+        length_kinds.contains("gap"),
+        "the held-out approach frames ask the gap: {length_kinds:?}"
     );
-    assert_eq!(reward["geometry"]["strictly_decreasing"], true);
-    assert!(
-        reward["geometry"]["spearman_rho"]
-            .as_f64()
-            .is_some_and(|r| r < -0.99)
-    );
-    assert_eq!(reward["models"].as_array().map(Vec::len), Some(2));
-    for source in ["geometry", "ratio_0.00", "ratio_0.50"] {
-        let dir = out.join("reward").join(source);
+    for kind in &length_kinds {
         assert!(
-            dir.join("reward.json").is_file(),
-            "reward/{source}/reward.json missing"
+            report["prior_constants"][kind.as_str()]
+                .as_f64()
+                .is_some_and(|c| c > 0.0),
+            "no prior constant for {kind}"
         );
-        assert_png(&dir.join("reward.png"));
+        assert_png(&out.join(format!("scatter_{kind}.png")));
+        assert!(
+            markdown.contains(&format!("(scatter_{kind}.png)")),
+            "report.md does not show scatter_{kind}.png"
+        );
     }
-    assert!(markdown.contains("## Reward annotation on a held-out approach sequence"));
+    assert!(markdown.contains("## Quantitative answers per type"));
+    assert!(markdown.contains("median relative error"));
+
+    // Reward demo: approach frames in the training data and among the held-out questions, held-out sequences
+    // annotated from exact depth (strictly falling) and by each model, with their reward.json and plots.
+    let approach_rows = |name: &str| {
+        std::fs::read_to_string(data.join(name))
+            .expect("read")
+            .lines()
+            .filter(|l| l.contains("\"approach_sequence\""))
+            .count()
+    };
+    assert_eq!(
+        approach_rows("spatial_train.jsonl"),
+        2 * 3,
+        "2 training sequences of 3 frames"
+    );
+    assert_eq!(
+        approach_rows("spatial_test.jsonl"),
+        2 * 3,
+        "2 held-out sequences of 3 frames"
+    );
+    let sequences = report["reward"]["sequences"]
+        .as_array()
+        .expect("reward sequences");
+    assert_eq!(sequences.len(), 2);
+    for (i, seq) in sequences.iter().enumerate() {
+        assert!(seq["task"].as_str().is_some_and(|t| t.contains("gripper")));
+        assert_eq!(seq["geometry"]["strictly_decreasing"], true);
+        assert!(
+            seq["geometry"]["spearman_rho"]
+                .as_f64()
+                .is_some_and(|r| r < -0.99)
+        );
+        assert_eq!(seq["models"].as_array().map(Vec::len), Some(2));
+        assert_eq!(seq["true_gap_m"].as_array().map(Vec::len), Some(4));
+        for source in ["geometry", "ratio_0.00", "ratio_0.50"] {
+            let dir = out.join("reward").join(format!("seq_{i}")).join(source);
+            assert!(
+                dir.join("reward.json").is_file(),
+                "reward/seq_{i}/{source}/reward.json missing"
+            );
+            assert_png(&dir.join("reward.png"));
+        }
+    }
+    for plot in ["geometry", "ratio_0.00", "ratio_0.50"] {
+        assert_png(&out.join("reward").join(format!("{plot}.png")));
+        assert!(markdown.contains(&format!("(reward/{plot}.png)")));
+    }
+    assert!(markdown.contains("## Reward annotation on held-out approach sequences"));
+    assert!(markdown.contains("**mean**") && markdown.contains("**worst**"));
+
+    // Multi-step reasoning: composite questions about held-out scenes, every sub-answer beside the exact one.
+    let reasoning = report["reasoning"].as_array().expect("reasoning examples");
+    assert!(!reasoning.is_empty());
+    for example in reasoning {
+        let subs = example["sub_answers"].as_array().expect("sub-answers");
+        assert_eq!(subs.len(), 2, "two objects, one sub-question each");
+        for sub in subs {
+            let truth = sub["truth"].as_str().expect("truth");
+            assert!(
+                truth.contains("meter") || truth.contains("centimeter"),
+                "{truth}"
+            );
+        }
+        assert!(
+            example["exact_answer"]
+                .as_str()
+                .is_some_and(|a| !a.is_empty())
+        );
+        assert_eq!(example["ratio"].as_f64(), Some(0.5));
+    }
+    assert!(markdown.contains("## Multi-step reasoning on held-out scenes"));
 
     // A rerun keeps data, model and finished runs, and evaluates the same checkpoints to the same numbers.
     let again = svlm(&args);

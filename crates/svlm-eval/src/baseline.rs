@@ -1,6 +1,6 @@
 //! The answer-prior baseline: what a model scores without looking at the image, from the training answers alone.
-//! Per question type it answers the majority yes/no, the most frequent option, the median length or the most
-//! frequent clock hour of the training set. A VLM that does not beat it on a question type has learned the type's
+//! Per question type it answers the majority yes/no, the most frequent option, the one length that falls within
+//! [0.5x, 2x] of the most training answers, the median angle or the most frequent clock hour of the training set. A VLM that does not beat it on a question type has learned the type's
 //! prior, not to read the image.
 
 use std::collections::BTreeMap;
@@ -34,6 +34,28 @@ fn median(values: &mut [f64]) -> Option<f64> {
     }
     values.sort_by(f64::total_cmp);
     Some(values[values.len() / 2])
+}
+
+/// The constant length within [0.5x, 2x] of the most `lengths` (positive ones; `None` without any): the
+/// geometric middle of the densest window [t, 4t] over the sorted values, the first such window on ties.
+pub fn best_within_2x_constant(lengths: &[f64]) -> Option<f64> {
+    let mut logs: Vec<f64> = lengths
+        .iter()
+        .filter(|v| v.is_finite() && **v > 0.0)
+        .map(|v| v.ln())
+        .collect();
+    logs.sort_by(f64::total_cmp);
+    let width = 4f64.ln();
+    let (mut best, mut best_start, mut end) = (0, 0, 0);
+    for start in 0..logs.len() {
+        while end < logs.len() && logs[end] - logs[start] <= width {
+            end += 1;
+        }
+        if end - start > best {
+            (best, best_start) = (end - start, start);
+        }
+    }
+    (best > 0).then(|| ((logs[best_start] + logs[best_start + best - 1]) / 2.0).exp())
 }
 
 fn most_frequent<K: Clone + Ord>(counts: &BTreeMap<K, usize>) -> Option<K> {
@@ -80,7 +102,7 @@ impl PriorBaseline {
                 best.map_or("I don't know.".into(), |o| format!("The {o}."))
             }
             Truth::Length { .. } => {
-                median(&mut prior.lengths).map_or("I don't know.".into(), |m| {
+                best_within_2x_constant(&prior.lengths).map_or("I don't know.".into(), |m| {
                     let unit = if m < 1.0 {
                         LengthUnit::Centimeter
                     } else {
@@ -96,6 +118,14 @@ impl PriorBaseline {
                 format!("{:.0} degrees {direction} the horizontal.", d.abs())
             }),
         }
+    }
+
+    /// The constant length answered per question type with length answers ([`best_within_2x_constant`]), metres.
+    pub fn length_constants(&self) -> BTreeMap<String, f64> {
+        self.types
+            .iter()
+            .filter_map(|(kind, p)| best_within_2x_constant(&p.lengths).map(|c| (kind.clone(), c)))
+            .collect()
     }
 
     /// Answers and scores every item of `test` (no model, no image).
@@ -155,7 +185,7 @@ mod tests {
         );
         assert_eq!(
             prior.answer("distance", &Truth::Length { meters: 9.0 }),
-            "50 centimeters."
+            "32 centimeters."
         );
         assert_eq!(
             prior.answer("clock_direction", &Truth::Clock { hour: 1 }),
@@ -179,8 +209,28 @@ mod tests {
         assert_eq!(report.overall.binary.hits, 1);
         assert_eq!(
             report.overall.within_2x.hits, 1,
-            "0.5 m is within 2x of 0.4 m, not of 2.0 m"
+            "0.32 m is within 2x of 0.4 m, not of 2.0 m"
         );
         assert_eq!(report.overall.valid, 4);
+    }
+
+    #[test]
+    fn the_length_constant_maximizes_within_2x_not_the_median() {
+        let lengths = [0.1, 0.1, 0.1, 1.0, 1.1, 5.0, 6.0, -1.0, f64::NAN];
+        let c = best_within_2x_constant(&lengths).expect("a constant");
+        assert!((c - 0.1).abs() < 1e-12, "{c}");
+        let within = |c: f64| {
+            lengths
+                .iter()
+                .filter(|t| **t >= c / 2.0 && **t <= 2.0 * c)
+                .count()
+        };
+        assert_eq!(within(c), 3);
+        assert_eq!(within(1.0), 2, "the median scores fewer");
+        assert_eq!(best_within_2x_constant(&[]), None);
+        assert_eq!(best_within_2x_constant(&[0.0, -2.0]), None);
+        assert!((best_within_2x_constant(&[3.0]).unwrap_or(0.0) - 3.0).abs() < 1e-12);
+        let c = best_within_2x_constant(&[1.0, 4.0, 20.0]).unwrap_or(0.0);
+        assert!((c - 2.0).abs() < 1e-12, "{c}");
     }
 }

@@ -22,7 +22,7 @@ pub mod report;
 pub mod score;
 pub mod steps;
 
-pub use baseline::PriorBaseline;
+pub use baseline::{PriorBaseline, best_within_2x_constant};
 pub use benchmarks::{
     BenchItem, BenchPrediction, BenchSet, BenchSummary, Benchmark, BenchmarkFormat,
     FnImagesAnswerer, ImagesAnswerer, LoadOptions, ReadContext, RunOptions, detect_format,

@@ -16,7 +16,7 @@ pub mod spearman;
 pub use names::{clean_name, match_name, parse_task, split_list};
 pub use reward::{
     FailedFrame, RewardFiles, RewardFrame, RewardOptions, RewardReport, RewardSource, annotate,
-    distance_question, write_report,
+    gap_question, write_report,
 };
 pub use spearman::{average_ranks, spearman_rho};
 

@@ -585,13 +585,20 @@ pub fn answer_with_rules(
         answers.len(),
         items.len()
     );
+    // Every answer goes into the transcript before an unreadable one stops the composition.
+    let parsed: Vec<_> = questions
+        .iter()
+        .zip(&answers)
+        .map(|(q, a)| {
+            let parsed = crate::transcript::parse_answer(a);
+            transcript.push(Step::vlm(q, a, parsed.clone()));
+            parsed.meters
+        })
+        .collect();
     let mut values = Vec::with_capacity(answers.len());
-    for (q, a) in questions.iter().zip(&answers) {
-        let parsed = crate::transcript::parse_answer(a);
-        transcript.push(Step::vlm(q, a, parsed.clone()));
-        let meters = parsed
-            .meters
-            .with_context(|| format!("the VLM's answer to {q:?} has no length: {a:?}"))?;
+    for ((q, a), meters) in questions.iter().zip(&answers).zip(parsed) {
+        let meters =
+            meters.with_context(|| format!("the VLM's answer to {q:?} has no length: {a:?}"))?;
         values.push(meters);
     }
     let (answer, value) = compose(&plan, &values, options)?;

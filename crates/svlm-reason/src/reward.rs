@@ -152,10 +152,10 @@ impl Default for RewardOptions {
     }
 }
 
-/// The question asked of a VLM for one frame.
-pub fn distance_question(a: &str, b: &str) -> String {
-    format!("How far is the {a} from the {b}?")
-}
+/// The question asked of a VLM for one frame: the gap between the two objects in the synthesis wording
+/// ("What is the gap between the gripper and the red can?"), the closest-surface distance that the geometry
+/// source measures and that approach-sequence training records answer (`svlm_synth::approach`).
+pub use svlm_synth::approach::gap_question;
 
 /// Annotates every frame of an RGB-D folder (`docs/ARCHITECTURE.md`) for `task` ("distance between the gripper
 /// and the red can"). `vlm` is required for the VLM source. Frames that fail are listed with their reason.
@@ -197,7 +197,7 @@ pub fn annotate(
         RewardSource::Vlm => {
             let vlm = vlm.context("the vlm reward source needs a VLM answerer")?;
             anyhow::ensure!(options.batch_size > 0, "batch size must be at least 1");
-            let question = distance_question(&objects[0], &objects[1]);
+            let question = gap_question(&objects[0], &objects[1]);
             let mut items = Vec::new();
             for (index, stem) in stems.iter().enumerate() {
                 match frame_image(frames_dir, stem) {

@@ -187,6 +187,133 @@ impl LinePlot {
     }
 }
 
+/// Predicted against true values on log-log axes (one colour per series of points), with the line of perfect
+/// answers (y = x) and the band within [0.5x, 2x] of it. Only positive values are drawn.
+#[derive(Debug, Clone)]
+pub struct ScatterPlot {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl ScatterPlot {
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
+        Self {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            series: Vec::new(),
+            width: 700,
+            height: 640,
+        }
+    }
+
+    pub fn with_series(mut self, series: Series) -> Self {
+        self.series.push(series);
+        self
+    }
+
+    /// Render to a PNG file (written atomically).
+    pub fn save_png(&self, path: &Path) -> Result<()> {
+        let buffer = self
+            .render()
+            .with_context(|| format!("drawing chart {:?}", self.title))?;
+        save_rgb_png(path, self.width, self.height, buffer)
+    }
+
+    fn render(&self) -> Result<Vec<u8>> {
+        ensure_font();
+        let mut buffer = vec![255u8; (self.width * self.height * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buffer, (self.width, self.height))
+                .into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let positive =
+                |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && x > 0.0 && y > 0.0;
+            // One range for both axes, so that y = x is the diagonal.
+            let (lo, hi) = log_bounds(
+                self.series
+                    .iter()
+                    .flat_map(|s| s.points.iter().filter(|p| positive(*p)))
+                    .flat_map(|&(x, y)| [x, y]),
+            );
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.title, (FONT_FAMILY, 22))
+                .margin(12)
+                .x_label_area_size(42)
+                .y_label_area_size(64)
+                .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .x_label_formatter(&|v| axis_label(*v))
+                .y_label_formatter(&|v| axis_label(*v))
+                .label_style((FONT_FAMILY, 14))
+                .draw()
+                .map_err(plot_err)?;
+            let grey = RGBColor(150, 150, 150);
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(lo, lo), (hi, hi)],
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(plot_err)?
+                .label("y = x")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1))
+                });
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(lo, 2.0 * lo), (hi / 2.0, hi)],
+                    grey.stroke_width(1),
+                ))
+                .map_err(plot_err)?
+                .label("y = 2x and y = x/2")
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
+                });
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(2.0 * lo, lo), (hi, hi / 2.0)],
+                    grey.stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+            for (i, s) in self.series.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                chart
+                    .draw_series(
+                        s.points
+                            .iter()
+                            .filter(|p| positive(*p))
+                            .map(|p| Circle::new(*p, 3, color.mix(0.6).filled())),
+                    )
+                    .map_err(plot_err)?
+                    .label(s.name.clone())
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((FONT_FAMILY, 14))
+                .draw()
+                .map_err(plot_err)?;
+            root.present().map_err(plot_err)?;
+        }
+        Ok(buffer)
+    }
+}
+
 /// A grouped bar chart: one cluster per category, one bar per group (e.g. accuracy per question type per model).
 #[derive(Debug, Clone)]
 pub struct BarChart {
@@ -516,6 +643,29 @@ mod tests {
             "{lo}..{hi}"
         );
         assert_eq!(log_bounds(std::iter::empty()), (0.1, 10.0));
+    }
+
+    #[test]
+    fn scatter_plot_draws_points_and_survives_degenerate_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("scatter.png");
+        ScatterPlot::new("distance", "true (m)", "predicted (m)")
+            .with_series(Series::new(
+                "ratio 0.75",
+                (1..40)
+                    .map(|i| (0.05 * i as f64, 0.06 * i as f64))
+                    .collect(),
+            ))
+            .with_series(Series::new(
+                "prior",
+                vec![(0.1, 0.5), (2.0, 0.5), (-1.0, 0.5)],
+            ))
+            .save_png(&path)
+            .expect("save");
+        assert!(non_white_fraction(&path) > 0.02);
+        ScatterPlot::new("empty", "x", "y")
+            .save_png(&dir.path().join("empty.png"))
+            .expect("no points");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! ([`graph::from_depth`]) — the templates of [`qa`] turn it into question/answer pairs with their truth, and
 //! [`pipeline::run_shard`] writes `record::SpatialRecord`s as JSONL and/or Parquet shards with a manifest.
 
+pub mod approach;
 pub mod bench;
 pub mod crash_point;
 pub mod folder;

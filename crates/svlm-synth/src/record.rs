@@ -216,6 +216,46 @@ impl SpatialRecord {
         }
         pairs
     }
+
+    /// Splits the record into records of at most `k` question/answer pairs about the same image (ids
+    /// `<id>-<part>`); each part's first question carries the `<image>` marker. A record of at most `k` pairs is
+    /// returned whole. Smaller records put more different images in a batch for the same number of tokens.
+    pub fn split(&self, k: usize) -> Vec<SpatialRecord> {
+        let k = k.max(1);
+        let pairs: Vec<(&[Turn], &SpatialQa)> =
+            self.conversations.chunks(2).zip(&self.spatial).collect();
+        if pairs.len() <= k {
+            return vec![self.clone()];
+        }
+        pairs
+            .chunks(k)
+            .enumerate()
+            .map(|(part, chunk)| {
+                let mut conversations = Vec::with_capacity(2 * chunk.len());
+                for (i, (turns, _)) in chunk.iter().enumerate() {
+                    for turn in turns.iter() {
+                        let mut turn = turn.clone();
+                        let question = turn.value.strip_prefix("<image>\n").unwrap_or(&turn.value);
+                        if turn.from == Role::Human {
+                            turn.value = if i == 0 {
+                                format!("<image>\n{question}")
+                            } else {
+                                question.to_string()
+                            };
+                        }
+                        conversations.push(turn);
+                    }
+                }
+                SpatialRecord {
+                    id: format!("{}-{part}", self.id),
+                    image: self.image.clone(),
+                    conversations,
+                    spatial: chunk.iter().map(|(_, qa)| (*qa).clone()).collect(),
+                    provenance: self.provenance.clone(),
+                }
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +277,60 @@ mod tests {
         let back: SpatialRecord =
             serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("reparse");
         assert_eq!(back, r);
+    }
+
+    fn record(n: usize) -> SpatialRecord {
+        let mut conversations = Vec::new();
+        let mut spatial = Vec::new();
+        for i in 0..n {
+            let q = format!("question {i}?");
+            conversations.push(Turn {
+                from: Role::Human,
+                value: if i == 0 { format!("<image>\n{q}") } else { q },
+            });
+            conversations.push(Turn {
+                from: Role::Gpt,
+                value: format!("answer {i}."),
+            });
+            spatial.push(SpatialQa {
+                kind: QuestionKind::Predicate(crate::qa::Relation::Left),
+                objects: vec!["a".into(), "b".into()],
+                truth: Truth::Bool { value: i % 2 == 0 },
+                unit_shown: None,
+                source: TruthSource::Exact,
+            });
+        }
+        SpatialRecord {
+            id: "r".into(),
+            image: "images/r.png".into(),
+            conversations,
+            spatial,
+            provenance: None,
+        }
+    }
+
+    #[test]
+    fn split_keeps_pairs_truths_and_one_image_marker_per_record() {
+        let parts = record(5).split(2);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            parts.iter().map(|p| p.spatial.len()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        for (k, part) in parts.iter().enumerate() {
+            assert_eq!(part.id, format!("r-{k}"));
+            assert_eq!(part.conversations.len(), 2 * part.spatial.len());
+            let markers = part
+                .conversations
+                .iter()
+                .filter(|t| t.value.contains("<image>"))
+                .count();
+            assert_eq!(markers, 1);
+            assert!(part.conversations[0].value.starts_with("<image>\n"));
+        }
+        assert_eq!(parts[1].conversations[0].value, "<image>\nquestion 2?");
+        assert_eq!(parts[1].conversations[1].value, "answer 2.");
+        assert_eq!(parts[2].spatial[0].truth, Truth::Bool { value: true });
+        assert_eq!(record(2).split(4), vec![record(2)]);
     }
 }

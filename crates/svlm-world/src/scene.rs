@@ -361,6 +361,8 @@ pub struct SceneConfig {
     pub pitch_deg: [f64; 2],
     /// Roll is drawn from `[-max_roll_deg, max_roll_deg]`.
     pub max_roll_deg: f64,
+    /// Objects on the floor are placed at least this far (horizontally) from the camera.
+    pub min_distance: f64,
     /// Objects are placed at most this far (horizontally) from the camera.
     pub max_distance: f64,
     /// Smallest projected size of an object's bounding box (its larger side), as a fraction of the image width,
@@ -385,6 +387,7 @@ impl Default for SceneConfig {
             camera_height: [1.0, 1.8],
             pitch_deg: [10.0, 35.0],
             max_roll_deg: 0.0,
+            min_distance: 0.6,
             max_distance: 5.0,
             min_projected_size: 0.04,
             colors: Vec::new(),
@@ -445,6 +448,15 @@ impl SceneConfig {
         if colors.len() != self.colors.len() {
             return bad(format!("colors {:?} lists a colour twice", self.colors));
         }
+        if !(self.min_distance.is_finite()
+            && self.min_distance >= 0.1
+            && self.min_distance < self.max_distance)
+        {
+            return bad(format!(
+                "min_distance = {} must be >= 0.1 m and below max_distance {}",
+                self.min_distance, self.max_distance
+            ));
+        }
         if !(self.max_distance.is_finite() && self.max_distance >= 1.5) {
             return bad(format!(
                 "max_distance = {} must be >= 1.5 m",
@@ -467,6 +479,7 @@ pub fn scene_seed(base: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Horizontal clearance around the camera that tall objects (reaching within 0.3 m of its height) keep.
 const NEAR_CLEARANCE: f64 = 0.6;
 const FOOTPRINT_MARGIN: f64 = 0.03;
 const IMAGE_MARGIN_PX: f64 = 2.0;
@@ -535,6 +548,11 @@ fn sanitized(config: &SceneConfig) -> SceneConfig {
     } else {
         6.0
     };
+    c.min_distance = if c.min_distance.is_finite() {
+        c.min_distance.clamp(0.1, c.max_distance - 0.1)
+    } else {
+        NEAR_CLEARANCE
+    };
     c
 }
 
@@ -595,10 +613,11 @@ pub(crate) fn projected_size(camera: &Camera, object: &ObjectTruth) -> f64 {
 }
 
 /// A floor point seen at a random pixel below the horizon (biased towards the lower half of the image so that
-/// objects are near enough to read), within `max_distance` of the camera.
+/// objects are near enough to read), between `min_distance` and `max_distance` of the camera.
 fn sample_floor_point<R: Rng + ?Sized>(
     rng: &mut R,
     camera: &Camera,
+    min_distance: f64,
     max_distance: f64,
 ) -> Option<Vector2<f64>> {
     let k = &camera.intrinsics;
@@ -614,8 +633,7 @@ fn sample_floor_point<R: Rng + ?Sized>(
     let s = -origin.z / dir.z;
     let hit = origin + dir * s;
     let horizontal = Vector2::new(hit.x - origin.x, hit.y - origin.y).norm();
-    (horizontal <= max_distance && horizontal >= NEAR_CLEARANCE)
-        .then_some(Vector2::new(hit.x, hit.y))
+    (horizontal <= max_distance && horizontal >= min_distance).then_some(Vector2::new(hit.x, hit.y))
 }
 
 struct Candidate {
@@ -805,7 +823,7 @@ fn try_place<R: Rng + ?Sized>(
         )
     } else {
         (
-            sample_floor_point(rng, camera, config.max_distance)?,
+            sample_floor_point(rng, camera, config.min_distance, config.max_distance)?,
             Support::Floor,
             0.0,
         )

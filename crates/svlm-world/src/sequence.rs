@@ -26,6 +26,10 @@ pub struct SequenceConfig {
     pub gripper_extents: [f64; 3],
     /// Elevation of the approach direction above the horizontal, degrees.
     pub approach_elevation_deg: [f64; 2],
+    /// Gripper and target each show at least this many pixels in every frame (not hidden, not too far), so that
+    /// a measurement from depth and instance masks finds both (the reward annotation's geometry source skips
+    /// objects under 30 pixels).
+    pub min_visible_pixels: usize,
 }
 
 impl Default for SequenceConfig {
@@ -39,6 +43,7 @@ impl Default for SequenceConfig {
             end_gap: [0.005, 0.02],
             gripper_extents: [0.14, 0.09, 0.06],
             approach_elevation_deg: [0.0, 40.0],
+            min_visible_pixels: 30,
         }
     }
 }
@@ -235,9 +240,28 @@ fn try_sequence<R: Rng + ?Sized>(
         previous_gap = gap;
         let mut scene = base.clone();
         scene.objects.push(gripper);
+        if !shows_both(&scene, [id, target.id], config.min_visible_pixels) {
+            return None;
+        }
         frames.push(scene);
     }
     Some(frames)
+}
+
+/// Whether each of `ids` covers at least `min_pixels` pixels of the scene's image, counted on a render at half
+/// the resolution (a quarter of the pixels, so a quarter of the threshold): occlusion by the target or another
+/// object, and distance, both show in the count.
+fn shows_both(scene: &Scene, ids: [u16; 2], min_pixels: usize) -> bool {
+    if min_pixels == 0 {
+        return true;
+    }
+    let mut half = scene.clone();
+    half.camera.intrinsics = scene.camera.intrinsics.scaled(0.5);
+    let instances = crate::render::render(&half).instances;
+    ids.iter().all(|id| {
+        let count = instances.iter().filter(|&&i| i == *id).count();
+        4 * count >= min_pixels
+    })
 }
 
 /// The id of the object a sequence's gripper approaches: the one closest to the gripper in its last frame

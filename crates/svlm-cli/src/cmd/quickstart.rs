@@ -11,8 +11,11 @@
 //!   configs/     base.toml + tiny_cpu.toml (the repository's configs, as embedded in this binary)
 //!   runs/ratio_<r>/   a full training run each (metrics.jsonl, tb/, loss.png, checkpoint-N/)
 //!   eval/ratio_<r>/   spatial/ and general/ reports (report.md, predictions.jsonl, charts)
-//!   reward/      frames/ (a held-out approach sequence, RGB-D), geometry/ and ratio_<r>/ (reward.json, reward.png)
-//!   report.md, report.json, metrics_vs_ratio.png, loss_curves.png
+//!   reward/      seq_<i>/ per held-out approach sequence: frames/ (RGB-D), geometry/ and ratio_<r>/ (reward.json,
+//!                reward.png); geometry.png and ratio_<r>.png (every sequence per source)
+//!   reason/      transcripts of the reasoning demo (multi-step questions about held-out scenes)
+//!   report.md, report.json, metrics_vs_ratio.png, loss_curves.png, scatter_<type>.png (predicted against
+//!   true lengths per quantitative type)
 //! ```
 //!
 //! A rerun reuses finished stages (data and model when their plan is unchanged, finished training runs) and
@@ -445,49 +448,64 @@ fn evaluate_run(
     Ok((spatial, general))
 }
 
-/// Frames of the held-out approach sequence the reward demo annotates.
-const REWARD_FRAMES: usize = 12;
-/// The demo's frames are rendered at least this large so that the gripper has enough depth pixels for the
+/// The reward demo's frames are rendered at least this large so that the gripper has enough depth pixels for the
 /// geometry source; the models see them through their processor (resized to the training size).
-const REWARD_MIN_SIZE: u32 = 128;
+const REWARD_MIN_SIZE: u32 = 256;
 
-/// The reward demo: a held-out approach sequence in the quickstart's world, annotated from exact depth
-/// (geometry) and by every trained model; `reward/<source>/reward.json` + `reward.png` each.
+/// The reward demo: held-out approach sequences in the quickstart's world (different targets and start gaps),
+/// each annotated from exact depth (geometry) and by every trained model through the same code as `svlm reward`;
+/// `reward/seq_<i>/{frames,geometry,ratio_<r>}/` each, and one plot per source over all sequences.
 fn reward_demo(
     out: &Path,
     plan: &Plan,
     runs: &[(f64, PathBuf)],
 ) -> anyhow::Result<Option<report::RewardDemo>> {
     use svlm_reason::reward::{RewardOptions, RewardSource, annotate, write_report};
-    if plan.data.approach_sequences == 0 {
+    if plan.data.reward_sequences == 0 {
         return Ok(None);
     }
     let dir = out.join("reward");
-    let frames_dir = dir.join("frames");
-    let seed = plan.data.reward_seed();
     let mut config = plan.data.sequence_config();
     config.scene.width = config.scene.width.max(REWARD_MIN_SIZE);
     config.scene.height = config.scene.height.max(REWARD_MIN_SIZE);
-    let frames = svlm_world::approach_sequence(seed, REWARD_FRAMES, &config)
-        .with_context(|| format!("held-out approach sequence (seed {seed})"))?;
-    let info = svlm_world::write_sequence_folder(&frames_dir, seed, &frames, || {})
-        .with_context(|| format!("writing {}", frames_dir.display()))?;
-    let task = format!(
-        "distance between the {} and the {}",
-        info.gripper, info.target
-    );
-    let geometry = annotate(
-        &frames_dir,
-        &task,
-        &RewardOptions {
-            source: RewardSource::Geometry,
-            ..RewardOptions::default()
-        },
-        None,
-    )
-    .context("reward from exact depth")?;
-    write_report(&geometry, &dir.join("geometry"))?;
-    let mut models = Vec::new();
+    // Every frame shows gripper and target well enough for the geometry source to measure them.
+    config.min_visible_pixels = RewardOptions::default()
+        .estimate
+        .visibility
+        .min_visible_pixels;
+    let mut sequences = Vec::new();
+    for i in 0..plan.data.reward_sequences {
+        let seed = plan.data.reward_seed(i);
+        let seq_dir = dir.join(format!("seq_{i}"));
+        let frames_dir = seq_dir.join("frames");
+        let frames = svlm_world::approach_sequence(seed, plan.data.reward_frames, &config)
+            .with_context(|| format!("held-out approach sequence {i} (seed {seed})"))?;
+        let info = svlm_world::write_sequence_folder(&frames_dir, seed, &frames, || {})
+            .with_context(|| format!("writing {}", frames_dir.display()))?;
+        let task = format!(
+            "distance between the {} and the {}",
+            info.gripper, info.target
+        );
+        let geometry = annotate(
+            &frames_dir,
+            &task,
+            &RewardOptions {
+                source: RewardSource::Geometry,
+                ..RewardOptions::default()
+            },
+            None,
+        )
+        .with_context(|| format!("reward from exact depth, sequence {i}"))?;
+        write_report(&geometry, &seq_dir.join("geometry"))?;
+        sequences.push(report::RewardSequence {
+            seed,
+            task,
+            target: info.target.clone(),
+            true_gap_m: info.gap_m.clone(),
+            geometry,
+            models: Vec::new(),
+        });
+    }
     for (ratio, run_dir) in runs {
         let (_, checkpoint) = svlm_train::checkpoint::latest_checkpoint(run_dir)
             .with_context(|| format!("no checkpoint in {}", run_dir.display()))?;
@@ -498,17 +516,111 @@ fn reward_demo(
             batch_size: plan.eval_batch_size,
             ..RewardOptions::default()
         };
-        let annotated = annotate(&frames_dir, &task, &options, Some(&mut answerer))
-            .with_context(|| format!("reward from {}", run_dir.display()))?;
-        write_report(&annotated, &dir.join(ratio_label(*ratio)))?;
-        models.push((*ratio, annotated));
+        for (i, sequence) in sequences.iter_mut().enumerate() {
+            let seq_dir = dir.join(format!("seq_{i}"));
+            let annotated = annotate(
+                &seq_dir.join("frames"),
+                &sequence.task,
+                &options,
+                Some(&mut answerer),
+            )
+            .with_context(|| format!("reward from {}, sequence {i}", run_dir.display()))?;
+            write_report(&annotated, &seq_dir.join(ratio_label(*ratio)))?;
+            sequence.models.push((*ratio, annotated));
+        }
     }
-    Ok(Some(report::RewardDemo {
-        task,
-        true_center_distance_m: info.center_distance_m,
-        geometry,
-        models,
-    }))
+    let demo = report::RewardDemo { sequences };
+    report::reward_plots(&demo, &dir)?;
+    Ok(Some(demo))
+}
+
+/// Held-out scenes the reasoning demo asks about.
+const REASON_SCENES: usize = 3;
+
+/// The reasoning demo: composite questions about held-out scenes, planned by the rule-based planner (whose
+/// sub-questions use the training wordings), each sub-question answered by the model and by the exact truth.
+fn reason_demo(
+    out: &Path,
+    plan: &Plan,
+    ratio: f64,
+    run_dir: &Path,
+) -> anyhow::Result<Vec<report::ReasonExample>> {
+    use svlm_reason::oracle::TruthOracle;
+    use svlm_reason::{PlannerOptions, Step, Transcript, answer_with_rules};
+    let (_, checkpoint) = svlm_train::checkpoint::latest_checkpoint(run_dir)
+        .with_context(|| format!("no checkpoint in {}", run_dir.display()))?;
+    let mut model = ModelAnswerer::open(&checkpoint, &out.join("model"), &answer_settings(plan))?;
+    let dir = out.join("reason");
+    let mut examples = Vec::new();
+    for (index, scene) in data::test_scenes(&plan.data, REASON_SCENES) {
+        let names: Vec<&str> = scene.objects.iter().map(|o| o.name.as_str()).collect();
+        let [a, b, ..] = names.as_slice() else {
+            continue;
+        };
+        let image = out
+            .join("data")
+            .join("images")
+            .join(format!("test-{index:06}.png"));
+        let questions = [
+            format!("Which of the {a} and the {b} is closest to the camera?"),
+            format!("Order the {a} and the {b} by height, from tallest"),
+        ];
+        for (k, question) in questions.iter().enumerate() {
+            let mut oracle = TruthOracle::new(0).with_scene(&image, scene.clone());
+            let mut exact = Transcript::new(question, &image, "rules");
+            let exact_answer = answer_with_rules(
+                question,
+                &image,
+                &mut oracle,
+                &PlannerOptions::default(),
+                &mut exact,
+            )
+            .map(|o| o.answer)
+            .with_context(|| format!("exact truth for {question:?}"))?;
+            let mut transcript = Transcript::new(question, &image, "rules");
+            let answer = answer_with_rules(
+                question,
+                &image,
+                &mut model,
+                &PlannerOptions::default(),
+                &mut transcript,
+            );
+            if let Err(e) = &answer {
+                transcript.error = Some(format!("{e:#}"));
+            }
+            transcript.save(&dir.join(format!("test-{index:06}-{k}.json")))?;
+            let vlm_steps = |t: &Transcript| -> Vec<(String, String)> {
+                t.steps
+                    .iter()
+                    .filter_map(|s| match s {
+                        Step::Vlm {
+                            question, answer, ..
+                        } => Some((question.clone(), answer.clone())),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let truths = vlm_steps(&exact);
+            let sub = vlm_steps(&transcript)
+                .into_iter()
+                .zip(truths)
+                .map(|((q, a), (_, t))| report::SubAnswer {
+                    question: q,
+                    answer: a,
+                    truth: t,
+                })
+                .collect();
+            examples.push(report::ReasonExample {
+                image: format!("data/images/test-{index:06}.png"),
+                question: question.clone(),
+                ratio,
+                sub_answers: sub,
+                answer: answer.map_or_else(|e| format!("(no answer: {e:#})"), |o| o.answer),
+                exact_answer,
+            });
+        }
+    }
+    Ok(examples)
 }
 
 fn answer_settings(plan: &Plan) -> AnswerSettings {
@@ -534,11 +646,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("resolving {}", args.out.display()))?;
     let progress = !args.quiet;
     // Stages as they run: data, model, training, evaluation, and the reward demo when the plan has one.
-    let stages = if plan.data.approach_sequences > 0 {
-        5
-    } else {
-        4
-    };
+    let stages = if plan.data.reward_sequences > 0 { 5 } else { 4 };
     let stage = |n: usize, what: String| println!("[{n}/{stages}] {what}");
 
     stage(
@@ -630,6 +738,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("loading {}", path.display()))
     };
     let mut spatial_prior = svlm_eval::PriorBaseline::fit(&load(&files.spatial_train)?);
+    let prior_constants = spatial_prior.length_constants();
     let mut general_prior = svlm_eval::PriorBaseline::fit(&load(&files.general_train)?);
     let prior = report::Prior {
         spatial: spatial_prior.evaluate(&load(&files.spatial_test)?, "answer prior"),
@@ -642,28 +751,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if stages == 5 {
         stage(
             5,
-            "reward demo: a held-out approach sequence, from exact depth and from each model"
-                .into(),
+            format!(
+                "reward demo: {} held-out approach sequences, from exact depth and from each model",
+                plan.data.reward_sequences
+            ),
         );
     }
     let reward = reward_demo(&out, &plan, &runs)?;
     if let Some(demo) = &reward {
-        let rho = |r: &svlm_reason::reward::RewardReport| {
-            r.spearman_rho
-                .map_or("undefined".to_string(), |v| format!("{v:+.3}"))
-        };
+        let rho = |r: Option<f64>| r.map_or("undefined".to_string(), |v| format!("{v:+.3}"));
+        let summaries = demo.summaries();
         println!(
-            "      reward demo ({} frames, {}): Spearman rho from exact depth {}; {}",
-            REWARD_FRAMES,
-            demo.task,
-            rho(&demo.geometry),
-            demo.models
+            "      reward demo ({} sequences of {} frames): mean Spearman rho {}",
+            demo.sequences.len(),
+            plan.data.reward_frames,
+            summaries
                 .iter()
-                .map(|(ratio, r)| format!("ratio {ratio} model {}", rho(r)))
+                .map(|s| format!("{} {}", s.source, rho(s.mean)))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
+    // The reasoning demo with the spatially trained model that reads lengths best.
+    let best = results.iter().filter(|r| r.ratio > 0.0).max_by(|a, b| {
+        let w = |r: &RatioResult| r.spatial.overall.within_2x.over_all.unwrap_or(0.0);
+        w(a).total_cmp(&w(b))
+    });
+    let reasoning = match best {
+        Some(r) => reason_demo(&out, &plan, r.ratio, &r.run_dir)?,
+        None => Vec::new(),
+    };
     let total_seconds = started.elapsed().as_secs_f64();
     let summary = report::Summary {
         plan: plan.clone(),
@@ -671,7 +788,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model_seconds,
         results,
         prior,
+        prior_constants,
         reward,
+        reasoning,
         total_seconds,
     };
     let written = report::write(&out, &summary)?;

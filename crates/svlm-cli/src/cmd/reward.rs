@@ -11,7 +11,7 @@ use svlm_reason::reward::{RewardOptions, RewardSource, annotate, write_report};
 pub enum Source {
     /// Closest-surface distance between the objects' point clouds (needs depth, instance masks, object names).
     Geometry,
-    /// A VLM's answer to "How far is the A from the B?" per frame.
+    /// A VLM's answer to "What is the gap between the A and the B?" per frame (the synthesis wording).
     Vlm,
 }
 

@@ -114,6 +114,16 @@ pub struct Args {
     /// Objects with fewer visible pixels are not asked about.
     #[arg(long, default_value_t = 150)]
     min_visible_pixels: usize,
+    /// Write this many approach sequences instead of scenes: a gripper approaching a target object, every frame
+    /// asking "What is the gap between the gripper and the X?" with the exact closest-surface gap (the question
+    /// `svlm reward --source vlm` asks). Writes OUT/approach.jsonl, OUT/images/ and each sequence's RGB-D folder
+    /// OUT/sequences/seq_NNNN/ (with sequence.json: the task and the exact gaps), ready for `svlm reward`.
+    /// Uses --seed, --image-size and --objects (the gripper comes on top); --plain-numbers as for scenes.
+    #[arg(long, conflicts_with_all = ["rgbd", "images"], value_parser = at_least_one)]
+    approach: Option<usize>,
+    /// Frames per approach sequence (with --approach).
+    #[arg(long, default_value_t = 12, requires = "approach")]
+    approach_frames: usize,
     /// Images per parallel chunk (and per Parquet row group).
     #[arg(long, default_value_t = 64)]
     chunk_size: usize,
@@ -228,7 +238,82 @@ fn photo_source(
     })
 }
 
+/// `--approach N`: approach sequences as records and RGB-D folders.
+fn run_approach(args: &Args, count: usize) -> anyhow::Result<()> {
+    use rayon::prelude::*;
+    let (width, height) = pair::<u32>(&args.image_size, 'x', "--image-size")?;
+    let (lo, hi) = pair::<usize>(&args.objects, '-', "--objects")?;
+    let config = svlm_world::SequenceConfig {
+        scene: svlm_world::SceneConfig {
+            width,
+            height,
+            objects: [lo, hi],
+            ..svlm_world::SequenceConfig::default().scene
+        },
+        ..svlm_world::SequenceConfig::default()
+    };
+    config.validate()?;
+    let style = if args.plain_numbers {
+        svlm_answers::NumberStyle::plain_metric()
+    } else {
+        svlm_answers::NumberStyle::default()
+    };
+    let images = args.out.join("images");
+    std::fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
+    let bar = super::quickstart::progress_bar(count as u64, "approach sequences", !args.quiet);
+    let started = std::time::Instant::now();
+    let records: Vec<Vec<svlm_synth::SpatialRecord>> = (0..count)
+        .into_par_iter()
+        .map(|i| -> anyhow::Result<Vec<svlm_synth::SpatialRecord>> {
+            let seed = svlm_world::scene_seed(args.seed, i as u64);
+            let frames = svlm_world::approach_sequence(seed, args.approach_frames, &config)
+                .with_context(|| format!("approach sequence {i} (seed {seed})"))?;
+            let dir = args.out.join("sequences").join(format!("seq_{i:04}"));
+            svlm_world::write_sequence_folder(&dir, seed, &frames, || {})
+                .with_context(|| format!("writing {}", dir.display()))?;
+            let framed = svlm_synth::approach::approach_records(
+                &frames,
+                &format!("approach-{i:04}"),
+                &style,
+                seed,
+                serde_json::json!({"source": "approach_sequence", "sequence": i, "seed": seed}),
+            )
+            .map_err(|e| anyhow::anyhow!("approach sequence {i} (seed {seed}): {e}"))?;
+            let mut out = Vec::with_capacity(framed.len());
+            for f in framed {
+                let path = args.out.join(&f.record.image);
+                svlm_report::write_atomic(&path, &f.png)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                out.push(f.record);
+            }
+            bar.inc(1);
+            Ok(out)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    bar.finish_and_clear();
+    let mut text = String::new();
+    let mut frames = 0;
+    for record in records.iter().flatten() {
+        text.push_str(&serde_json::to_string(record)?);
+        text.push('\n');
+        frames += 1;
+    }
+    let path = args.out.join("approach.jsonl");
+    svlm_report::write_atomic(&path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "{count} approach sequences, {frames} frames ({:.1} s) -> {} and {}",
+        started.elapsed().as_secs_f64(),
+        path.display(),
+        args.out.join("sequences").display()
+    );
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(count) = args.approach {
+        return run_approach(&args, count);
+    }
     let visibility = VisibilityParams {
         min_visible_pixels: args.min_visible_pixels,
         ..VisibilityParams::default()

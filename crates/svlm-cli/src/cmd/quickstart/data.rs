@@ -11,14 +11,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use svlm_synth::general::{GeneralQaConfig, WORLD_NOUNS, general_qa, general_record};
 use svlm_synth::graph::VisibilityParams;
-use svlm_synth::phrase::short_answer;
-use svlm_synth::pipeline::{encode_png, synthesize_item};
-use svlm_synth::qa::{QaConfig, Quantity};
-use svlm_synth::record::{QuestionKind, Role, TruthSource};
-use svlm_synth::{Item, SpatialQa, SpatialRecord, Truth, Turn, from_world};
+use svlm_synth::pipeline::synthesize_item;
+use svlm_synth::qa::QaConfig;
+use svlm_synth::{Item, SpatialRecord, from_world};
 use svlm_world::{
-    SceneConfig, SequenceConfig, approach_sequence, approach_target, generate_scene, render,
-    scene_seed,
+    SceneConfig, SequenceConfig, approach_sequence, generate_scene, render, scene_seed,
 };
 
 /// What the data stage draws (the `[data]` table of `configs/quickstart/*.toml`, with `--seed`); saved in
@@ -52,12 +49,32 @@ pub struct DataPlan {
     pub questions_per_record: usize,
     pub min_visible_pixels: usize,
     /// Training approach sequences: a gripper moving in a straight line towards an object on the floor,
-    /// `approach_frames` frames each, every frame asking "How far is the gripper from the X?" (centre distance,
-    /// exact). The reward demo asks the trained model the same about a held-out sequence.
+    /// `approach_frames` frames each, every frame asking "What is the gap between the gripper and the X?"
+    /// (closest-surface distance, exact). The reward demo asks the trained models the same about held-out
+    /// sequences.
     #[serde(default)]
     pub approach_sequences: usize,
     #[serde(default)]
     pub approach_frames: usize,
+    /// Held-out approach sequences whose frames join the held-out spatial questions (the "gap" type).
+    #[serde(default)]
+    pub test_approach_sequences: usize,
+    /// Gap between gripper and target in the first frame of a sequence, and in the last, metres.
+    pub approach_start_gap: [f64; 2],
+    pub approach_end_gap: [f64; 2],
+    /// Held-out sequences of the reward demo, and frames each.
+    #[serde(default)]
+    pub reward_sequences: usize,
+    #[serde(default)]
+    pub reward_frames: usize,
+    /// Camera height above the floor and downward pitch, drawn per scene (metres, degrees).
+    pub camera_height: [f64; 2],
+    pub pitch_deg: [f64; 2],
+    /// Objects stand between these horizontal distances from the camera (metres).
+    pub min_distance: f64,
+    pub max_distance: f64,
+    /// Smallest projected size of an object (its bounding box's larger side), as a fraction of the image width.
+    pub min_projected_size: f64,
     /// The colours of the objects (empty = the world's whole palette of 12).
     #[serde(default)]
     pub colors: Vec<svlm_world::Color>,
@@ -80,18 +97,19 @@ impl DataPlan {
             unique_names: true,
             unique_colors: self.distinct_colors,
             // Small objects on the floor only: every object is nameable by colour and noun, none hides behind
-            // furniture. A low, close camera makes them large in the image (at least 30% of its width): how many
-            // pixels an object covers decides whether a tiny from-scratch model learns where it is
-            // (experiments/quickstart.md, binding probes).
+            // furniture. A low camera with a narrow range of heights and pitches ties an object's distance to
+            // where it stands in the image, so distances and sizes can be read from a single view; objects
+            // from a few centimetres to most of a metre stand from half a metre to several metres away.
             table_probability: 0.0,
             furniture_probability: 0.0,
             wall_probability: 0.5,
             hfov_deg: [55.0, 65.0],
-            camera_height: [0.8, 1.2],
-            pitch_deg: [25.0, 40.0],
+            camera_height: self.camera_height,
+            pitch_deg: self.pitch_deg,
             max_roll_deg: 0.0,
-            max_distance: 2.0,
-            min_projected_size: 0.3,
+            min_distance: self.min_distance,
+            max_distance: self.max_distance,
+            min_projected_size: self.min_projected_size,
             colors: self.colors.clone(),
         }
     }
@@ -121,74 +139,57 @@ impl DataPlan {
                 objects: [1, 2],
                 ..self.scene_config()
             },
+            start_gap: self.approach_start_gap,
+            end_gap: self.approach_end_gap,
+            // Gripper and target as visible as any object a question is asked about.
+            min_visible_pixels: self.min_visible_pixels,
             ..SequenceConfig::default()
         }
     }
 
-    /// Seed of the held-out approach sequence the reward demo annotates.
-    pub fn reward_seed(&self) -> u64 {
-        scene_seed(self.test_seed() ^ APPROACH_STREAM, 0)
+    /// Seed of held-out approach sequence `index` of the reward demo.
+    pub fn reward_seed(&self, index: usize) -> u64 {
+        scene_seed(
+            self.test_seed() ^ APPROACH_STREAM ^ REWARD_STREAM,
+            index as u64,
+        )
     }
 }
 
 /// Mixed into the seeds of approach sequences so they never share a stream with the scenes.
 const APPROACH_STREAM: u64 = 0xA99_7C4E;
+/// Mixed into the seeds of the reward demo's sequences, so they differ from the held-out approach frames.
+const REWARD_STREAM: u64 = 0x4E3A_4D;
 
-/// One record per frame of a training approach sequence: "How far is the gripper from the X?" with the exact
-/// centre-to-centre distance (what the synthesis templates mean by "how far is A from B").
+/// The records of approach sequence `index` of a seed stream (`split` "train" or "test"), one per frame
+/// ([`svlm_synth::approach::approach_records`]: the gap question, the exact gap), images written to `images`.
 fn approach_records(
     plan: &DataPlan,
+    split: &str,
+    stream_seed: u64,
     index: usize,
     images: &Path,
 ) -> anyhow::Result<Vec<SpatialRecord>> {
-    let seed = scene_seed(plan.seed ^ APPROACH_STREAM, index as u64);
+    let seed = scene_seed(stream_seed ^ APPROACH_STREAM, index as u64);
     let frames = approach_sequence(seed, plan.approach_frames, &plan.sequence_config())
-        .with_context(|| format!("approach sequence {index} (seed {seed})"))?;
-    let target_id = approach_target(&frames).context("approach sequence without a gripper")?;
-    let style = svlm_answers::NumberStyle::plain_metric();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut records = Vec::with_capacity(frames.len());
-    for (f, scene) in frames.iter().enumerate() {
-        let gripper = scene.objects.iter().find(|o| o.is_gripper);
-        let (Some(gripper), Some(target)) = (gripper, scene.object(target_id)) else {
-            anyhow::bail!("approach sequence {index}, frame {f}: gripper or target missing");
-        };
-        let meters = (gripper.center_point() - target.center_point()).norm();
-        let truth = Truth::Length { meters };
-        let (answer, unit_shown) =
-            short_answer(&truth, &style, &mut rng).context("a length always has a short answer")?;
-        let id = format!("train-approach-{index:05}-{f:02}");
-        let image = format!("images/{id}.png");
-        let png = encode_png(&render(scene).rgb);
-        svlm_report::write_atomic(&images.join(format!("{id}.png")), &png)
-            .with_context(|| format!("writing {image}"))?;
-        let question = svlm_reason::reward::distance_question(&gripper.name, &target.name);
-        records.push(SpatialRecord {
-            id,
-            image,
-            conversations: vec![
-                Turn {
-                    from: Role::Human,
-                    value: format!("<image>\n{question}"),
-                },
-                Turn {
-                    from: Role::Gpt,
-                    value: answer,
-                },
-            ],
-            spatial: vec![SpatialQa {
-                kind: QuestionKind::Quantity(Quantity::Distance),
-                objects: vec![gripper.name.clone(), target.name.clone()],
-                truth,
-                unit_shown,
-                source: TruthSource::Exact,
-            }],
-            provenance: Some(serde_json::json!({
-                "source": "approach_sequence", "split": "train", "sequence": index, "frame": f,
-            })),
-        });
-    }
-    Ok(records)
+        .with_context(|| format!("{split} approach sequence {index} (seed {seed})"))?;
+    let framed = svlm_synth::approach::approach_records(
+        &frames,
+        &format!("{split}-approach-{index:05}"),
+        &svlm_answers::NumberStyle::plain_metric(),
+        seed,
+        serde_json::json!({"source": "approach_sequence", "split": split, "sequence": index}),
+    )
+    .map_err(|e| anyhow::anyhow!("{split} approach sequence {index} (seed {seed}): {e}"))?;
+    framed
+        .into_iter()
+        .map(|f| {
+            let path = images.join(Path::new(&f.record.image).file_name().unwrap_or_default());
+            svlm_report::write_atomic(&path, &f.png)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(f.record)
+        })
+        .collect()
 }
 
 /// Files the data stage writes under `OUT/data`.
@@ -225,9 +226,12 @@ pub struct DataSummary {
     pub general_train_qa: usize,
     pub spatial_test_qa: usize,
     pub general_test_qa: usize,
-    /// Frames of the training approach sequences (one distance question each, counted in the spatial QA).
+    /// Frames of the training approach sequences (one gap question each, counted in the spatial QA).
     #[serde(default)]
     pub approach_frames: usize,
+    /// Frames of the held-out approach sequences (counted in the held-out spatial QA).
+    #[serde(default)]
+    pub test_approach_frames: usize,
     /// Scenes without any spatial question (every pair ambiguous or too small), counted, not written.
     pub scenes_without_spatial_qa: usize,
     pub seconds: f64,
@@ -242,48 +246,6 @@ struct Done {
 struct SceneRecords {
     spatial: Option<SpatialRecord>,
     general: Option<SpatialRecord>,
-}
-
-/// Splits a record into records of at most `k` question/answer pairs about the same image (ids `<id>-<part>`); each
-/// part's first question carries the `<image>` marker.
-fn split_record(record: &SpatialRecord, k: usize) -> Vec<SpatialRecord> {
-    let k = k.max(1);
-    let pairs: Vec<(&[svlm_synth::Turn], &svlm_synth::SpatialQa)> = record
-        .conversations
-        .chunks(2)
-        .zip(&record.spatial)
-        .collect();
-    if pairs.len() <= k {
-        return vec![record.clone()];
-    }
-    pairs
-        .chunks(k)
-        .enumerate()
-        .map(|(part, chunk)| {
-            let mut conversations = Vec::with_capacity(2 * chunk.len());
-            for (i, (turns, _)) in chunk.iter().enumerate() {
-                for turn in turns.iter() {
-                    let mut turn = turn.clone();
-                    let question = turn.value.strip_prefix("<image>\n").unwrap_or(&turn.value);
-                    if turn.from == Role::Human {
-                        turn.value = if i == 0 {
-                            format!("<image>\n{question}")
-                        } else {
-                            question.to_string()
-                        };
-                    }
-                    conversations.push(turn);
-                }
-            }
-            SpatialRecord {
-                id: format!("{}-{part}", record.id),
-                image: record.image.clone(),
-                conversations,
-                spatial: chunk.iter().map(|(_, qa)| (*qa).clone()).collect(),
-                provenance: record.provenance.clone(),
-            }
-        })
-        .collect()
 }
 
 fn scene_records(
@@ -379,28 +341,33 @@ pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Resu
     };
     let train = make("train", plan.seed, plan.train_scenes)?;
     let test = make("test", plan.test_seed(), plan.test_scenes)?;
-    let approach: Vec<SpatialRecord> = (0..plan.approach_sequences)
-        .into_par_iter()
-        .map(|i| approach_records(plan, i, &images))
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    let approach = |split: &str, seed: u64, n: usize| -> anyhow::Result<Vec<SpatialRecord>> {
+        Ok((0..n)
+            .into_par_iter()
+            .map(|i| approach_records(plan, split, seed, i, &images))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect())
+    };
+    let train_approach = approach("train", plan.seed, plan.approach_sequences)?;
+    let test_approach = approach("test", plan.test_seed(), plan.test_approach_sequences)?;
     bar.finish_and_clear();
 
     let qa = |records: &[&SpatialRecord]| records.iter().map(|r| r.spatial.len()).sum::<usize>();
     let split = |records: Vec<&SpatialRecord>| -> Vec<SpatialRecord> {
         records
             .into_iter()
-            .flat_map(|r| split_record(r, plan.questions_per_record))
+            .flat_map(|r| r.split(plan.questions_per_record))
             .collect()
     };
     let mut spatial_train_split = split(spatial(&train));
-    spatial_train_split.extend(approach.iter().cloned());
+    spatial_train_split.extend(train_approach.iter().cloned());
     let general_train_split = split(general(&train));
     let spatial_train: Vec<&SpatialRecord> = spatial_train_split.iter().collect();
     let general_train: Vec<&SpatialRecord> = general_train_split.iter().collect();
-    let (spatial_test, general_test) = (spatial(&test), general(&test));
+    let (mut spatial_test, general_test) = (spatial(&test), general(&test));
+    spatial_test.extend(test_approach.iter());
     write_jsonl(&files.spatial_train, &spatial_train)?;
     write_jsonl(&files.general_train, &general_train)?;
     write_jsonl(&files.spatial_test, &spatial_test)?;
@@ -417,7 +384,8 @@ pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Resu
         general_train_qa: qa(&general_train),
         spatial_test_qa: qa(&spatial_test),
         general_test_qa: qa(&general_test),
-        approach_frames: approach.len(),
+        approach_frames: train_approach.len(),
+        test_approach_frames: test_approach.len(),
         scenes_without_spatial_qa: train
             .iter()
             .chain(&test)
@@ -431,6 +399,19 @@ pub fn build(plan: &DataPlan, files: &DataFiles, progress: bool) -> anyhow::Resu
     };
     svlm_report::write_atomic(&done_path, serde_json::to_string_pretty(&done)?.as_bytes())?;
     Ok(summary)
+}
+
+/// The first `n` held-out scenes (exactly as rendered into `data/images/test-<index>.png`), by index.
+pub fn test_scenes(plan: &DataPlan, n: usize) -> Vec<(usize, svlm_world::Scene)> {
+    let config = plan.scene_config();
+    (0..n.min(plan.test_scenes))
+        .map(|i| {
+            (
+                i,
+                generate_scene(scene_seed(plan.test_seed(), i as u64), &config),
+            )
+        })
+        .collect()
 }
 
 fn spatial(set: &[SceneRecords]) -> Vec<&SpatialRecord> {
@@ -456,65 +437,4 @@ pub fn training_texts(files: &DataFiles) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(texts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use svlm_synth::qa::Relation;
-
-    fn record(n: usize) -> SpatialRecord {
-        let mut conversations = Vec::new();
-        let mut spatial = Vec::new();
-        for i in 0..n {
-            let q = format!("question {i}?");
-            conversations.push(Turn {
-                from: Role::Human,
-                value: if i == 0 { format!("<image>\n{q}") } else { q },
-            });
-            conversations.push(Turn {
-                from: Role::Gpt,
-                value: format!("answer {i}."),
-            });
-            spatial.push(SpatialQa {
-                kind: QuestionKind::Predicate(Relation::Left),
-                objects: vec!["a".into(), "b".into()],
-                truth: Truth::Bool { value: i % 2 == 0 },
-                unit_shown: None,
-                source: TruthSource::Exact,
-            });
-        }
-        SpatialRecord {
-            id: "r".into(),
-            image: "images/r.png".into(),
-            conversations,
-            spatial,
-            provenance: None,
-        }
-    }
-
-    #[test]
-    fn split_keeps_pairs_truths_and_one_image_marker_per_record() {
-        let parts = split_record(&record(5), 2);
-        assert_eq!(parts.len(), 3);
-        assert_eq!(
-            parts.iter().map(|p| p.spatial.len()).collect::<Vec<_>>(),
-            [2, 2, 1]
-        );
-        for (k, part) in parts.iter().enumerate() {
-            assert_eq!(part.id, format!("r-{k}"));
-            assert_eq!(part.conversations.len(), 2 * part.spatial.len());
-            let markers = part
-                .conversations
-                .iter()
-                .filter(|t| t.value.contains("<image>"))
-                .count();
-            assert_eq!(markers, 1);
-            assert!(part.conversations[0].value.starts_with("<image>\n"));
-        }
-        assert_eq!(parts[1].conversations[0].value, "<image>\nquestion 2?");
-        assert_eq!(parts[1].conversations[1].value, "answer 2.");
-        assert_eq!(parts[2].spatial[0].truth, Truth::Bool { value: true });
-        assert_eq!(split_record(&record(2), 4), vec![record(2)]);
-    }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use svlm_eval::truth_text;
-use svlm_report::{LinePlot, Series, markdown_table, write_atomic};
+use svlm_reason::reward::RewardReport;
+use svlm_report::{LinePlot, ScatterPlot, Series, markdown_table, write_atomic};
 use svlm_train::trainer::StepMetrics;
 
 use super::data::DataSummary;
@@ -22,117 +23,520 @@ pub struct Summary {
     pub results: Vec<RatioResult>,
     /// The answer-prior baseline (majority / median answer per question type of the training set, no image).
     pub prior: Prior,
-    /// The reward demo on a held-out approach sequence (absent when the plan has no approach sequences).
+    /// The constant length the prior answers per quantitative type, metres.
+    #[serde(default)]
+    pub prior_constants: BTreeMap<String, f64>,
+    /// The reward demo on held-out approach sequences (absent when the plan has none).
     #[serde(default)]
     pub reward: Option<RewardDemo>,
+    /// Multi-step answers about held-out scenes.
+    #[serde(default)]
+    pub reasoning: Vec<ReasonExample>,
     pub total_seconds: f64,
 }
 
-/// A held-out approach sequence annotated from exact depth and by each trained model.
+/// One held-out approach sequence annotated from exact depth and by each trained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewardSequence {
+    pub seed: u64,
+    pub task: String,
+    pub target: String,
+    /// The exact closest-surface gap per frame (what the models were trained to answer).
+    pub true_gap_m: Vec<f64>,
+    pub geometry: RewardReport,
+    pub models: Vec<(f64, RewardReport)>,
+}
+
+/// The reward demo: held-out approach sequences, each annotated by every source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RewardDemo {
-    pub task: String,
-    /// The exact centre-to-centre distance per frame (what the models were trained to answer).
-    pub true_center_distance_m: Vec<f64>,
-    pub geometry: svlm_reason::reward::RewardReport,
-    pub models: Vec<(f64, svlm_reason::reward::RewardReport)>,
+    pub sequences: Vec<RewardSequence>,
 }
 
-fn rho_text(r: &svlm_reason::reward::RewardReport) -> String {
-    r.spearman_rho.map_or_else(
-        || "undefined (fewer than two readable, non-constant distances)".to_string(),
-        |v| format!("{v:+.3}"),
-    )
+/// Spearman rho of one source over the sequences: mean and worst (highest) over the sequences where it is
+/// defined, and how many those are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RhoSummary {
+    pub source: String,
+    pub mean: Option<f64>,
+    pub worst: Option<f64>,
+    pub defined: usize,
+    pub sequences: usize,
 }
 
-/// The reward section of report.md: Spearman rho per source and the per-frame distances.
+impl RhoSummary {
+    fn of(source: String, rhos: &[Option<f64>]) -> RhoSummary {
+        let defined: Vec<f64> = rhos.iter().flatten().copied().collect();
+        RhoSummary {
+            source,
+            mean: (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64),
+            worst: defined.iter().copied().reduce(f64::max),
+            defined: defined.len(),
+            sequences: rhos.len(),
+        }
+    }
+}
+
+impl RewardDemo {
+    /// Ratios of the models, in the order they were annotated.
+    fn ratios(&self) -> Vec<f64> {
+        self.sequences
+            .first()
+            .map(|s| s.models.iter().map(|(r, _)| *r).collect())
+            .unwrap_or_default()
+    }
+
+    /// Exact depth first, then one summary per model.
+    pub fn summaries(&self) -> Vec<RhoSummary> {
+        let mut out = vec![RhoSummary::of(
+            "exact depth".into(),
+            &self
+                .sequences
+                .iter()
+                .map(|s| s.geometry.spearman_rho)
+                .collect::<Vec<_>>(),
+        )];
+        for (k, ratio) in self.ratios().into_iter().enumerate() {
+            out.push(RhoSummary::of(
+                format!("ratio {ratio} model"),
+                &self
+                    .sequences
+                    .iter()
+                    .map(|s| s.models.get(k).and_then(|(_, r)| r.spearman_rho))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        out
+    }
+}
+
+/// `geometry.png` and `ratio_<r>.png` under `dir`: per source, the distance it gives per frame of every sequence,
+/// beside the exact gap (log scale: gaps fall from tens of centimetres to a few millimetres).
+pub fn reward_plots(demo: &RewardDemo, dir: &Path) -> anyhow::Result<()> {
+    let exact = |plot: LinePlot| {
+        demo.sequences
+            .iter()
+            .enumerate()
+            .fold(plot, |plot, (i, s)| {
+                plot.with_series(Series::new(
+                    format!("seq {i} exact gap"),
+                    s.true_gap_m
+                        .iter()
+                        .enumerate()
+                        .map(|(f, d)| (f as f64, *d))
+                        .collect(),
+                ))
+            })
+    };
+    let measured = |r: &RewardReport| -> Vec<(f64, f64)> {
+        r.frames
+            .iter()
+            .map(|f| (f.index as f64, f.distance_m))
+            .collect()
+    };
+    let mut sources: Vec<(String, String, Vec<&RewardReport>)> = vec![(
+        "geometry".into(),
+        "exact depth".into(),
+        demo.sequences.iter().map(|s| &s.geometry).collect(),
+    )];
+    for (k, ratio) in demo.ratios().into_iter().enumerate() {
+        sources.push((
+            ratio_label(ratio),
+            format!("the spatial ratio {ratio} model"),
+            demo.sequences
+                .iter()
+                .filter_map(|s| s.models.get(k).map(|(_, r)| r))
+                .collect(),
+        ));
+    }
+    for (file, name, reports) in sources {
+        let mut plot = exact(LinePlot::new(
+            format!("Gripper-target gap per frame, from {name}"),
+            "frame",
+            "gap (m), log scale",
+        ));
+        plot.log_y = true;
+        plot.markers = true;
+        for (i, r) in reports.iter().enumerate() {
+            plot = plot.with_series(Series::new(format!("seq {i}: {name}"), measured(r)));
+        }
+        plot.save_png(&dir.join(format!("{file}.png")))?;
+    }
+    Ok(())
+}
+
+fn rho_cell(rho: Option<f64>) -> String {
+    rho.map_or_else(|| "undefined".to_string(), |v| format!("{v:+.3}"))
+}
+
+/// The reward section of report.md: Spearman rho per sequence and source, mean and worst, the plots, and the
+/// per-frame answers of the first sequence.
 fn reward_section(demo: &RewardDemo) -> anyhow::Result<String> {
     let mut md = String::new();
     writeln!(
         md,
-        "\n## Reward annotation on a held-out approach sequence\n"
+        "\n## Reward annotation on held-out approach sequences\n"
     )?;
     writeln!(
         md,
-        "A gripper approaches an object in {} frames of a sequence never trained on; task: \"{}\". Each source \
-         estimates the distance per frame; Spearman rho between frame index and distance is -1 for a distance that \
-         falls at every frame. The models were trained on approach frames answering the centre distance; exact depth \
-         gives the closest-surface gap.\n",
-        demo.true_center_distance_m.len(),
-        demo.task
+        "A gripper approaches an object in {} sequences never trained on (different targets and start gaps). Each \
+         source gives the gripper-target gap per frame: exact depth through the synthesis pipeline's geometry, the \
+         models by answering \"What is the gap between the gripper and the X?\" (the training wording) for every \
+         frame, as `svlm reward --source vlm` does. Spearman rho between frame index and gap is -1 for a gap that \
+         falls at every frame; undefined when fewer than two frames have a length or all lengths are equal.\n",
+        demo.sequences.len()
     )?;
-    let mut rows = vec![vec![
-        "exact depth (geometry)".to_string(),
-        rho_text(&demo.geometry),
-        format!("{}/{}", demo.geometry.n_valid, demo.geometry.n_frames),
-        demo.geometry.strictly_decreasing.to_string(),
-    ]];
-    for (ratio, r) in &demo.models {
-        rows.push(vec![
-            format!("model, spatial ratio {ratio}"),
-            rho_text(r),
-            format!("{}/{}", r.n_valid, r.n_frames),
-            r.strictly_decreasing.to_string(),
-        ]);
-    }
-    md.push_str(&markdown_table(
-        &[
-            "source",
-            "Spearman rho",
-            "frames with a distance",
-            "strictly decreasing",
-        ],
-        &rows,
-    ));
+    let ratios = demo.ratios();
     let mut headers = vec![
-        "frame".to_string(),
-        "true centre distance".to_string(),
-        "exact-depth gap".to_string(),
+        "sequence".to_string(),
+        "target".into(),
+        "exact gap, first -> last frame".into(),
+        "exact depth rho".into(),
     ];
-    headers.extend(
-        demo.models
-            .iter()
-            .map(|(ratio, _)| format!("ratio {ratio} answer")),
-    );
-    let rows: Vec<Vec<String>> = demo
-        .true_center_distance_m
+    headers.extend(ratios.iter().map(|r| format!("ratio {r} model rho")));
+    let mut rows: Vec<Vec<String>> = demo
+        .sequences
         .iter()
         .enumerate()
-        .map(|(i, d)| {
-            let mut row = vec![i.to_string(), format!("{d:.3} m")];
-            row.push(
-                demo.geometry
-                    .frames
-                    .iter()
-                    .find(|f| f.index == i)
-                    .map_or("-".into(), |f| format!("{:.3} m", f.distance_m)),
-            );
-            for (_, r) in &demo.models {
-                let answer = r
-                    .frames
-                    .iter()
-                    .find(|f| f.index == i)
-                    .and_then(|f| f.answer.clone())
-                    .or_else(|| {
-                        r.failed
-                            .iter()
-                            .find(|f| f.index == i)
-                            .map(|f| format!("({})", f.reason))
-                    })
-                    .unwrap_or_else(|| "-".into());
-                row.push(answer);
+        .map(|(i, s)| {
+            let mut row = vec![
+                i.to_string(),
+                s.target.clone(),
+                format!(
+                    "{:.3} m -> {:.3} m ({} frames)",
+                    s.true_gap_m.first().copied().unwrap_or(f64::NAN),
+                    s.true_gap_m.last().copied().unwrap_or(f64::NAN),
+                    s.true_gap_m.len()
+                ),
+                rho_cell(s.geometry.spearman_rho),
+            ];
+            for (_, r) in &s.models {
+                row.push(format!(
+                    "{} ({}/{} read)",
+                    rho_cell(r.spearman_rho),
+                    r.n_valid,
+                    r.n_frames
+                ));
             }
             row
         })
         .collect();
-    writeln!(md)?;
+    for (label, pick) in [
+        (
+            "mean",
+            (|s: &RhoSummary| s.mean) as fn(&RhoSummary) -> Option<f64>,
+        ),
+        ("worst", |s: &RhoSummary| s.worst),
+    ] {
+        let summaries = demo.summaries();
+        let mut row = vec![format!("**{label}**"), String::new(), String::new()];
+        for s in &summaries {
+            row.push(format!(
+                "{} (defined in {}/{})",
+                rho_cell(pick(s)),
+                s.defined,
+                s.sequences
+            ));
+        }
+        rows.push(row);
+    }
     let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
     md.push_str(&markdown_table(&refs, &rows));
+    writeln!(md)?;
+    writeln!(md, "![reward from exact depth](reward/geometry.png)\n")?;
+    for r in &ratios {
+        writeln!(
+            md,
+            "![reward from the ratio {r} model](reward/{}.png)\n",
+            ratio_label(*r)
+        )?;
+    }
+    if let Some(first) = demo.sequences.first() {
+        writeln!(md, "Sequence 0 frame by frame (\"{}\"):\n", first.task)?;
+        let mut headers = vec![
+            "frame".to_string(),
+            "exact gap".into(),
+            "exact-depth gap".into(),
+        ];
+        headers.extend(ratios.iter().map(|r| format!("ratio {r} answer")));
+        let rows: Vec<Vec<String>> = first
+            .true_gap_m
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut row = vec![i.to_string(), format!("{d:.3} m")];
+                row.push(
+                    first
+                        .geometry
+                        .frames
+                        .iter()
+                        .find(|f| f.index == i)
+                        .map_or("-".into(), |f| format!("{:.3} m", f.distance_m)),
+                );
+                for (_, r) in &first.models {
+                    let answer = r
+                        .frames
+                        .iter()
+                        .find(|f| f.index == i)
+                        .and_then(|f| f.answer.clone())
+                        .or_else(|| {
+                            r.failed
+                                .iter()
+                                .find(|f| f.index == i)
+                                .map(|f| format!("({})", f.reason))
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    row.push(answer.replace('|', "/"));
+                }
+                row
+            })
+            .collect();
+        let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        md.push_str(&markdown_table(&refs, &rows));
+    }
     writeln!(
         md,
-        "\nFiles: `reward/frames/` (the RGB-D sequence), `reward/geometry/` and `reward/ratio_*/` (reward.json, \
-         reward.png)."
+        "\nFiles: `reward/seq_<i>/frames/` (the RGB-D sequence with sequence.json), `reward/seq_<i>/geometry/` and \
+         `reward/seq_<i>/ratio_*/` (reward.json, reward.png)."
     )?;
+    Ok(md)
+}
+
+/// One sub-question of a multi-step answer: the model's answer beside the exact one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubAnswer {
+    pub question: String,
+    pub answer: String,
+    pub truth: String,
+}
+
+/// A composite question about a held-out scene, answered through the rule-based planner by a trained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReasonExample {
+    pub image: String,
+    pub question: String,
+    pub ratio: f64,
+    pub sub_answers: Vec<SubAnswer>,
+    pub answer: String,
+    pub exact_answer: String,
+}
+
+fn reason_section(examples: &[ReasonExample]) -> String {
+    let Some(first) = examples.first() else {
+        return String::new();
+    };
+    let mut md = format!(
+        "\n## Multi-step reasoning on held-out scenes\n\n`svlm reason --vlm` with the spatial ratio {} model: the \
+         rule-based planner breaks each question into sub-questions in the training wordings, the model answers \
+         each, and the final answer is composed from its lengths. Beside each sub-answer, the exact truth; the last \
+         column is the answer composed from the exact lengths. Transcripts: `reason/`.\n\n",
+        first.ratio
+    );
+    let rows: Vec<Vec<String>> = examples
+        .iter()
+        .map(|e| {
+            let image = Path::new(&e.image)
+                .file_name()
+                .map_or(e.image.clone(), |f| f.to_string_lossy().into_owned());
+            let subs = e
+                .sub_answers
+                .iter()
+                .map(|s| format!("{} **{}** (exact: {})", s.question, s.answer, s.truth))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            vec![
+                format!("[{image}]({})", e.image),
+                e.question.clone(),
+                subs,
+                e.answer.clone(),
+                e.exact_answer.clone(),
+            ]
+            .into_iter()
+            .map(|c| c.replace('|', "/"))
+            .collect()
+        })
+        .collect();
+    md.push_str(&markdown_table(
+        &[
+            "image",
+            "question",
+            "sub-questions: model answer (exact)",
+            "model's final answer",
+            "from exact lengths",
+        ],
+        &rows,
+    ));
+    md
+}
+
+/// One quantitative question type's numbers for one source.
+struct QuantRow {
+    within_2x: Option<f64>,
+    within_25: Option<f64>,
+    median_rel_error: Option<f64>,
+}
+
+impl QuantRow {
+    fn of(m: &svlm_eval::Metrics) -> QuantRow {
+        QuantRow {
+            within_2x: m.within_2x.over_all,
+            within_25: m.within_25_percent.over_all,
+            median_rel_error: m.abs_rel_error_median,
+        }
+    }
+}
+
+/// Question types with length answers among the held-out questions, with their true values.
+fn quantitative_truths(summary: &Summary) -> BTreeMap<String, Vec<f64>> {
+    let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for p in &summary.prior.spatial.predictions {
+        if let svlm_synth::Truth::Length { meters } = p.truth
+            && meters > 0.0
+        {
+            out.entry(p.kind.clone()).or_default().push(meters);
+        }
+    }
+    out
+}
+
+/// The model within 2x of a spatially trained run against the prior, overall and per quantitative type: the
+/// issue's target is +30 points overall and for at least three types on their own.
+fn quantitative_gains(summary: &Summary, r: &RatioResult) -> (Option<f64>, Vec<(String, f64)>) {
+    let gain = |m: Option<&svlm_eval::Metrics>, p: Option<&svlm_eval::Metrics>| {
+        Some(m?.within_2x.over_all? - p?.within_2x.over_all?)
+    };
+    let overall = gain(
+        Some(&r.spatial.overall),
+        Some(&summary.prior.spatial.overall),
+    );
+    let per_type = quantitative_truths(summary)
+        .keys()
+        .filter_map(|k| {
+            gain(
+                r.spatial.by_type.get(k),
+                summary.prior.spatial.by_type.get(k),
+            )
+            .map(|g| (k.clone(), g))
+        })
+        .collect();
+    (overall, per_type)
+}
+
+/// The per-type quantitative section with one scatter plot per type (`scatter_<type>.png` in `out`).
+fn quantitative_section(summary: &Summary, out: &Path) -> anyhow::Result<String> {
+    let truths = quantitative_truths(summary);
+    if truths.is_empty() {
+        return Ok(String::new());
+    }
+    let mut md = String::from(
+        "\n## Quantitative answers per type\n\nHeld-out length questions per type: the spread of the true values, \
+         then per source the share within [0.5x, 2x] of the truth, within +-25%, and the median relative error \
+         |pred - true| / true (over readable answers; unreadable ones count as misses in the shares). The answer \
+         prior answers one constant per type, the length within [0.5x, 2x] of the most training answers: a model \
+         that does not beat it has not read the length from the image.\n\n",
+    );
+    let mut rows = Vec::new();
+    let fmt_m = |m: f64| {
+        if m < 1.0 {
+            format!("{:.0} cm", 100.0 * m)
+        } else {
+            format!("{m:.2} m")
+        }
+    };
+    let err = |v: Option<f64>| v.map_or("-".to_string(), |e| format!("{:.0}%", 100.0 * e));
+    for (kind, values) in &truths {
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+        let spread = format!("{} - {} ({:.0}x)", fmt_m(lo), fmt_m(hi), hi / lo);
+        let mut push = |source: String, q: QuantRow| {
+            rows.push(vec![
+                kind.clone(),
+                values.len().to_string(),
+                spread.clone(),
+                source,
+                pct(q.within_2x),
+                pct(q.within_25),
+                err(q.median_rel_error),
+            ]);
+        };
+        if let Some(m) = summary.prior.spatial.by_type.get(kind) {
+            let constant = summary
+                .prior_constants
+                .get(kind)
+                .map_or(String::new(), |c| format!(" ({})", fmt_m(*c)));
+            push(format!("answer prior{constant}"), QuantRow::of(m));
+        }
+        for r in &summary.results {
+            if let Some(m) = r.spatial.by_type.get(kind) {
+                push(format!("ratio {} model", r.ratio), QuantRow::of(m));
+            }
+        }
+    }
+    let all = |m: &svlm_eval::Metrics| QuantRow::of(m);
+    let n: usize = truths.values().map(Vec::len).sum();
+    let mut push_all = |source: String, q: QuantRow| {
+        rows.push(vec![
+            "**all lengths**".into(),
+            n.to_string(),
+            String::new(),
+            source,
+            pct(q.within_2x),
+            pct(q.within_25),
+            err(q.median_rel_error),
+        ]);
+    };
+    push_all("answer prior".into(), all(&summary.prior.spatial.overall));
+    for r in &summary.results {
+        push_all(format!("ratio {} model", r.ratio), all(&r.spatial.overall));
+    }
+    md.push_str(&markdown_table(
+        &[
+            "question type",
+            "held-out n",
+            "true values (max/min)",
+            "source",
+            "within [0.5x, 2x]",
+            "within +-25%",
+            "median relative error",
+        ],
+        &rows,
+    ));
+    writeln!(md)?;
+    for kind in truths.keys() {
+        let mut plot = ScatterPlot::new(
+            format!("{kind}: answered against true length"),
+            "true length (m)",
+            "answered length (m)",
+        );
+        if let Some(c) = summary.prior_constants.get(kind) {
+            plot = plot.with_series(Series::new(
+                "answer prior",
+                truths[kind].iter().map(|t| (*t, *c)).collect(),
+            ));
+        }
+        for r in &summary.results {
+            let points: Vec<(f64, f64)> = r
+                .spatial
+                .predictions
+                .iter()
+                .filter(|p| &p.kind == kind)
+                .filter_map(|p| match (p.truth.clone(), p.score.ratio) {
+                    (svlm_synth::Truth::Length { meters }, Some(ratio)) if p.score.is_valid() => {
+                        Some((meters, ratio * meters))
+                    }
+                    _ => None,
+                })
+                .collect();
+            plot = plot.with_series(Series::new(
+                format!("ratio {} model ({} readable)", r.ratio, points.len()),
+                points,
+            ));
+        }
+        let file = format!("scatter_{kind}.png");
+        plot.save_png(&out.join(&file))?;
+        writeln!(md, "![{kind}: answered against true]({file})")?;
+    }
     Ok(md)
 }
 
@@ -231,7 +635,7 @@ fn targets(summary: &Summary) -> Vec<String> {
     let mark = |ok: bool| if ok { "met" } else { "missed" };
     if let Some(w) = with {
         let yes_no = w.spatial.overall.yes_no.over_all.unwrap_or(0.0);
-        let within = w.spatial.overall.within_2x.over_all.unwrap_or(0.0);
+        let within = w.spatial.overall.within_2x.over_all;
         lines.push(format!(
             "- binary predicate (yes/no) accuracy >= 85% with spatial data (ratio {}): {} — {} (\"which\" \
              choices alone: {}; yes/no and \"which\" together: {})",
@@ -241,12 +645,42 @@ fn targets(summary: &Summary) -> Vec<String> {
             pct(w.spatial.overall.which.over_all),
             pct(w.spatial.overall.binary.over_all)
         ));
+        let (overall, per_type) = quantitative_gains(summary, w);
+        let above = per_type.iter().filter(|(_, g)| *g >= 0.30).count();
         lines.push(format!(
-            "- within [0.5x, 2x] >= 60% with spatial data (ratio {}): {} — {}",
+            "- lengths within [0.5x, 2x] at least 30 points above the answer prior, overall and for at least three \
+             types (ratio {}): {} against the prior's {} ({}); types 30 points above: {}/{} ({}) — {}",
             w.ratio,
-            pct(Some(within)),
-            mark(within >= 0.60)
+            pct(within),
+            pct(summary.prior.spatial.overall.within_2x.over_all),
+            overall.map_or("-".into(), |g| format!("{:+.1} points", 100.0 * g)),
+            above,
+            per_type.len(),
+            per_type
+                .iter()
+                .map(|(k, g)| format!("{k} {:+.1}", 100.0 * g))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mark(overall.is_some_and(|g| g >= 0.30) && above >= 3)
         ));
+        if let Some(demo) = &summary.reward {
+            let summaries = demo.summaries();
+            if let Some(s) = summaries
+                .iter()
+                .find(|s| s.source == format!("ratio {} model", w.ratio))
+            {
+                lines.push(format!(
+                    "- reward: mean Spearman rho <= -0.8 over the held-out sequences (ratio {}): mean {}, worst {}, \
+                     defined in {}/{} — {}",
+                    w.ratio,
+                    rho_cell(s.mean),
+                    rho_cell(s.worst),
+                    s.defined,
+                    s.sequences,
+                    mark(s.mean.is_some_and(|m| m <= -0.8) && s.defined == s.sequences)
+                ));
+            }
+        }
         if let Some(z) = without {
             let gz = z.general.overall.accuracy.over_all.unwrap_or(0.0);
             let gw = w.general.overall.accuracy.over_all.unwrap_or(0.0);
@@ -486,12 +920,14 @@ pub fn write(out: &Path, summary: &Summary) -> anyhow::Result<PathBuf> {
          lengths within [0.5x, 2x].\n"
     )?;
     md.push_str(&per_type_table(summary));
+    md.push_str(&quantitative_section(summary, out)?);
     md.push_str(&reasoning_section(summary));
     writeln!(md, "\n## Example answers\n")?;
     md.push_str(&examples(summary, 1));
     if let Some(demo) = &summary.reward {
         md.push_str(&reward_section(demo)?);
     }
+    md.push_str(&reason_section(&summary.reasoning));
     writeln!(md, "\n## Files\n")?;
     for r in &summary.results {
         let label = ratio_label(r.ratio);
