@@ -195,7 +195,7 @@ impl Idefics3 {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => burn::tensor::module::linear(
+            None => crate::nn::linear(
                 hidden,
                 self.model.text_model.embed_tokens.weight.val().transpose(),
                 None,

@@ -738,7 +738,7 @@ impl LlamaForCausalLM {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => burn::tensor::module::linear(
+            None => crate::nn::linear(
                 hidden,
                 self.model.embed_tokens.weight.val().transpose(),
                 None,

@@ -27,12 +27,32 @@ impl Linear {
     }
 
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(
+        linear(
             input,
             self.weight.val().transpose(),
             self.bias.as_ref().map(|b| b.val()),
         )
     }
+}
+
+/// `y = x W + b` for `x: [..., in]`, `W: [in, out]`: the leading dimensions folded into the rows of one
+/// `[rows, in] x [in, out]` product (as PyTorch's `F.linear` does), so the weight is packed once per call and its
+/// gradient is one product, where a product batched over the leading dimensions would repack the weight for every
+/// batch element.
+pub fn linear<const D: usize>(
+    input: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    if D <= 2 {
+        return burn::tensor::module::linear(input, weight, bias);
+    }
+    let dims = input.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let out = burn::tensor::module::linear(input.reshape([rows, dims[D - 1]]), weight, bias);
+    let mut out_dims = dims;
+    out_dims[D - 1] = out.dims()[1];
+    out.reshape(out_dims)
 }
 
 /// Lookup table `[n, d]`.
@@ -136,7 +156,7 @@ impl PatchConv {
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([b, nh * nw, c * p * p]);
         let weight = self.weight.val().reshape([d, c * p * p]);
-        burn::tensor::module::linear(
+        linear(
             patches,
             weight.transpose(),
             self.bias.as_ref().map(|b| b.val()),

@@ -325,7 +325,7 @@ impl PatchEmbed {
     fn forward(&self, patches: Tensor<2>) -> Tensor<2> {
         let [d, c, t, p, q] = self.proj.weight.dims();
         let weight = self.proj.weight.val().reshape([d, c * t * p * q]);
-        burn::tensor::module::linear(patches, weight.transpose(), None)
+        crate::nn::linear(patches, weight.transpose(), None)
     }
 }
 
@@ -751,7 +751,7 @@ impl Qwen2Vl {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => burn::tensor::module::linear(
+            None => crate::nn::linear(
                 hidden,
                 self.model.embed_tokens.weight.val().transpose(),
                 None,

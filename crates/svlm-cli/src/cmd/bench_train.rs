@@ -34,6 +34,11 @@ pub struct Args {
     /// pads each batch to its longest sample, so both sides then process the same batches.
     #[arg(long)]
     pub packing: bool,
+    /// Split each step's batch over this many CPU workers (`train.device = "cpu,cpu,..."`, each worker on its
+    /// share of the cores with `--batch-size / N` samples); the step is the same `--batch-size` samples. Small
+    /// models train fastest with one worker per core; large ones with 1 (every core inside each op).
+    #[arg(long, default_value_t = 1)]
+    pub cpu_workers: usize,
     /// Python with torch + transformers for the reference loop; `none` skips it.
     #[arg(long, default_value = "python3")]
     pub python: String,
@@ -48,6 +53,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             BenchShape::SMOLVLM_256M.name
         )
     })?;
+    anyhow::ensure!(
+        args.cpu_workers >= 1 && args.batch_size.is_multiple_of(args.cpu_workers),
+        "--batch-size {} must be a multiple of --cpu-workers {}",
+        args.batch_size,
+        args.cpu_workers
+    );
     let work = std::path::absolute(args.out.join("work"))?;
     std::fs::create_dir_all(work.join("model"))?;
     std::fs::write(
@@ -66,6 +77,7 @@ max_seq_len = {max_seq_len}
 stage = "full"
 steps = {total}
 batch_size = {batch}
+device = "{devices}"
 packing = {packing}
 [optim]
 lr = 1e-4
@@ -80,12 +92,14 @@ weight = 1.0
 "#,
         model = work.join("model/config.json").display(),
         max_seq_len = shape.max_positions.min(1024),
-        batch = args.batch_size,
+        batch = args.batch_size / args.cpu_workers,
+        devices = vec!["cpu"; args.cpu_workers].join(","),
         packing = args.packing,
         data = data.display(),
     );
     let config = RunConfig::from_toml_str(&text, &work)?;
     let device = svlm_model::resolve_device("cpu")?.autodiff();
+    let replicas = vec![device.clone(); args.cpu_workers - 1];
     let (model, _) = svlm_train::vlm::build_model(&config, &device)?;
     let run_dir = args.out.join("svlm_run");
     svlm_train::train(
@@ -94,7 +108,10 @@ weight = 1.0
         model,
         &WordEncoder(shape),
         &device,
-        &TrainOptions::default(),
+        &TrainOptions {
+            replicas,
+            ..TrainOptions::default()
+        },
     )?;
     let metrics = read_metrics(&run_dir)?;
     let timed: Vec<_> = metrics.iter().filter(|m| m.step > args.warmup).collect();

@@ -18,7 +18,9 @@ use burn::backend::flex::ops::matmul::matmul;
 use burn::tensor::{Bool, Shape, Tensor, activation};
 use rayon::prelude::*;
 
-use super::kernel::{bools, contiguous, dims, exp, f32s, rows_per_task, tensor};
+use super::kernel::{
+    bools, contiguous, dims, dot, exp, f32s, max, rows_per_task, sum, tensor, vectorized,
+};
 use super::ranged::{self, KeyRun};
 use super::route::{
     AdTensor, Route, bool_into_flex, from_ad, from_flex, into_ad, into_flex, route, with_strategy,
@@ -211,22 +213,27 @@ fn softmax_rows(scores: &mut FlexTensor, mask: Option<&FlexTensor>, scale: f32, 
                 let off = mask_row(row, kv * gs, s, t, mb);
                 &m[off..off + t]
             });
-            let mut max = f32::NEG_INFINITY;
-            for (j, x) in xs.iter_mut().enumerate() {
-                *x = if m.is_some_and(|m| m[j] != 0) {
-                    MASKED_SCORE
-                } else {
-                    *x * scale
-                };
-                max = max.max(*x);
-            }
-            // Masked scores give exactly 0 here (unless the whole row is masked: then every score is the max).
-            for x in xs.iter_mut() {
-                *x = exp(*x - max);
-            }
-            let sum: f32 = xs.iter().sum();
-            let inv = 1.0 / sum;
-            xs.iter_mut().for_each(|x| *x *= inv);
+            vectorized(|| {
+                match m {
+                    Some(m) => {
+                        for (x, &masked) in xs.iter_mut().zip(m) {
+                            *x = if masked != 0 {
+                                MASKED_SCORE
+                            } else {
+                                *x * scale
+                            };
+                        }
+                    }
+                    None => xs.iter_mut().for_each(|x| *x *= scale),
+                }
+                let top = max(xs);
+                // Masked scores give exactly 0 here (unless the whole row is masked: then every score is the max).
+                for x in xs.iter_mut() {
+                    *x = exp(*x - top);
+                }
+                let inv = 1.0 / sum(xs);
+                xs.iter_mut().for_each(|x| *x *= inv);
+            })
         });
 }
 
@@ -248,18 +255,18 @@ fn softmax_backward_rows(
         .enumerate()
         .with_min_len(rows_per_task(t))
         .for_each(|(row, (ds, pr))| {
-            let dot: f32 = ds.iter().zip(pr).map(|(d, p)| d * p).sum();
-            for (d, p) in ds.iter_mut().zip(pr) {
-                *d = scale * p * (*d - dot);
-            }
-            if let Some((m, mb)) = mask {
-                let off = mask_row(row, kv * gs, s, t, mb);
-                for (d, &m) in ds.iter_mut().zip(&m[off..off + t]) {
-                    if m != 0 {
-                        *d = 0.0;
+            vectorized(|| {
+                let dp = dot(ds, pr);
+                for (d, p) in ds.iter_mut().zip(pr) {
+                    *d = scale * p * (*d - dp);
+                }
+                if let Some((m, mb)) = mask {
+                    let off = mask_row(row, kv * gs, s, t, mb);
+                    for (d, &m) in ds.iter_mut().zip(&m[off..off + t]) {
+                        *d = if m != 0 { 0.0 } else { *d };
                     }
                 }
-            }
+            })
         });
 }
 

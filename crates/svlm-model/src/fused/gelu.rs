@@ -10,7 +10,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{Tensor, activation};
 use rayon::prelude::*;
 
-use super::kernel::{MIN_TASK, contiguous, dims, exp, f32s, tensor};
+use super::kernel::{MIN_TASK, contiguous, dims, exp, f32s, tensor, vectorized};
 use super::route::{AdTensor, Route, from_ad, from_flex, into_ad, into_flex, route, with_strategy};
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -42,10 +42,12 @@ fn forward(x: &FlexTensor) -> FlexTensor {
     y.par_chunks_mut(MIN_TASK)
         .zip(xs.par_chunks(MIN_TASK))
         .for_each(|(yc, xc)| {
-            for (y, &x) in yc.iter_mut().zip(xc) {
-                let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x * x * x));
-                *y = 0.5 * x * (1.0 + t);
-            }
+            vectorized(|| {
+                for (y, &x) in yc.iter_mut().zip(xc) {
+                    let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x * x * x));
+                    *y = 0.5 * x * (1.0 + t);
+                }
+            })
         });
     tensor(y, &dims(x))
 }
@@ -58,12 +60,14 @@ fn backward(x: &FlexTensor, g: &FlexTensor) -> FlexTensor {
         .zip(xs.par_chunks(MIN_TASK))
         .zip(gs.par_chunks(MIN_TASK))
         .for_each(|((dc, xc), gc)| {
-            for ((d, &x), &g) in dc.iter_mut().zip(xc).zip(gc) {
-                let x2 = x * x;
-                let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x2 * x));
-                let du = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
-                *d = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
-            }
+            vectorized(|| {
+                for ((d, &x), &g) in dc.iter_mut().zip(xc).zip(gc) {
+                    let x2 = x * x;
+                    let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x2 * x));
+                    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
+                    *d = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+                }
+            })
         });
     tensor(dx, &dims(x))
 }

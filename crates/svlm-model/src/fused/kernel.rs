@@ -133,6 +133,71 @@ pub(crate) fn gemm(dst: GemmDst<'_>, a: GemmSrc<'_>, b: GemmSrc<'_>, accumulate:
     }
 }
 
+/// Runs `f` compiled for the widest vector instructions of this CPU, picked at run time (AVX-512 or AVX2 + FMA on
+/// x86-64; the baseline elsewhere): plain loops over slices inside `f`, with the helpers they call inlined, are
+/// auto-vectorized at that width. The crate itself is built for the x86-64 baseline (SSE2), so without this the
+/// kernels' loops run 4 lanes wide at most.
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// Lanes of the partial sums in [`sum`] and [`max`]: one AVX-512 register (two AVX2 ones).
+const LANES: usize = 16;
+
+/// Sum of `xs` over [`LANES`] partial sums (a sequential float sum cannot be vectorized: its order is fixed); the
+/// same order every time, so results are deterministic.
+#[inline(always)]
+pub(crate) fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
+/// Dot product of two slices of one length, in the order of [`sum`].
+#[inline(always)]
+pub(crate) fn dot(xs: &[f32], ys: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let n = xs.len().min(ys.len());
+    let (xs, ys) = (&xs[..n], &ys[..n]);
+    let xc = xs.chunks_exact(LANES);
+    let yc = ys.chunks_exact(LANES);
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in xc.zip(yc) {
+        for ((a, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *a += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Largest element of `xs` (`-inf` when empty), over [`LANES`] partial maxima.
+#[inline(always)]
+pub(crate) fn max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    acc.iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
 /// `e^x` in f32 within 2 ulp of the correctly rounded value, branch-free so that loops over slices vectorize
 /// (libm's `expf` is a scalar call, and takes a slow path for results that underflow, such as masked attention
 /// scores). `x < -87.34` gives 0 and `x > 88.72` gives infinity, as `expf` does up to denormals; NaN stays NaN.

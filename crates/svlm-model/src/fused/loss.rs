@@ -13,7 +13,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::kernel::{contiguous, dims, exp, f32s, rows_per_task, tensor};
+use super::kernel::{contiguous, dims, exp, f32s, max, rows_per_task, tensor, vectorized};
 use super::route::{AdTensor, Route, from_ad, from_flex, into_ad, into_flex, route, with_strategy};
 
 /// Negative log-likelihood `[n]` of `targets` (one per row) under `logits: [n, vocab]`; 0 where a target is
@@ -77,9 +77,19 @@ fn forward(logits: &FlexTensor, targets: &[i64]) -> (FlexTensor, Vec<f32>) {
             if !(0..vocab as i64).contains(&t) {
                 return;
             }
-            let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = xr.iter().map(|&x| exp(x - max)).sum();
-            *l = max + sum.ln();
+            let (top, total) = vectorized(|| {
+                let top = max(xr);
+                let mut acc = [0.0f32; 16];
+                let chunks = xr.chunks_exact(16);
+                let tail: f32 = chunks.remainder().iter().map(|&x| exp(x - top)).sum();
+                for c in chunks {
+                    for (a, &x) in acc.iter_mut().zip(c) {
+                        *a += exp(x - top);
+                    }
+                }
+                (top, acc.iter().sum::<f32>() + tail)
+            });
+            *l = top + total.ln();
             *o = *l - xr[t as usize];
         });
     (tensor(out, &[n]), lse)
@@ -99,9 +109,11 @@ fn backward(logits: &FlexTensor, targets: &[i64], lse: &[f32], g: &FlexTensor) -
             if !(0..vocab as i64).contains(&t) {
                 return;
             }
-            for (d, x) in dr.iter_mut().zip(xr) {
-                *d = g * exp(x - l);
-            }
+            vectorized(|| {
+                for (d, x) in dr.iter_mut().zip(xr) {
+                    *d = g * exp(x - l);
+                }
+            });
             dr[t as usize] -= g;
         });
     tensor(dx, &shape)

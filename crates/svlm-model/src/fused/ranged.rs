@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::kernel::{Gemm, exp, gemm};
+use super::kernel::{Gemm, dot, exp, gemm, max, sum, vectorized};
 
 /// Query rows per block: small enough that a block of a packed row spans few samples, large enough for the
 /// matrix products to run at speed.
@@ -170,16 +170,15 @@ fn softmax_row(row: &mut [f32], run: &KeyRun, k0: usize, scale: f32, t: usize) {
     row[..lo].iter_mut().for_each(|x| *x = 0.0);
     row[hi..].iter_mut().for_each(|x| *x = 0.0);
     let live = &mut row[lo..hi];
-    let mut max = f32::NEG_INFINITY;
-    for x in live.iter_mut() {
-        *x *= scale;
-        max = max.max(*x);
-    }
-    for x in live.iter_mut() {
-        *x = exp(*x - max);
-    }
-    let inv = 1.0 / live.iter().sum::<f32>();
-    live.iter_mut().for_each(|x| *x *= inv);
+    vectorized(|| {
+        live.iter_mut().for_each(|x| *x *= scale);
+        let top = max(live);
+        for x in live.iter_mut() {
+            *x = exp(*x - top);
+        }
+        let inv = 1.0 / sum(live);
+        live.iter_mut().for_each(|x| *x *= inv);
+    })
 }
 
 /// `(dqg, dk, dv)` in the layouts of `qg`, `k`, `v` for the output gradient `g` (grouped like `qg`).
@@ -236,10 +235,12 @@ pub(crate) fn backward(
                         dr.iter_mut().for_each(|x| *x = 0.0);
                         continue;
                     }
-                    let dot: f32 = dr.iter().zip(pr).map(|(a, p)| a * p).sum();
-                    for (x, p) in dr.iter_mut().zip(pr) {
-                        *x = scale * p * (*x - dot);
-                    }
+                    vectorized(|| {
+                        let dp = dot(dr, pr);
+                        for (x, p) in dr.iter_mut().zip(pr) {
+                            *x = scale * p * (*x - dp);
+                        }
+                    })
                 }
                 // dq[r0..r0+n] = ds k[k0..k0+w]
                 gemm(

@@ -9,7 +9,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{Tensor, activation};
 use rayon::prelude::*;
 
-use super::kernel::{MIN_TASK, contiguous, dims, exp, f32s, tensor};
+use super::kernel::{MIN_TASK, contiguous, dims, exp, f32s, tensor, vectorized};
 use super::route::{AdTensor, Route, from_ad, from_flex, into_ad, into_flex, route, with_strategy};
 
 /// `silu(gate) * up` for two tensors of one shape.
@@ -34,6 +34,7 @@ pub fn reference<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
     activation::silu(gate) * up
 }
 
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
@@ -45,9 +46,11 @@ fn forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
         .zip(a.par_chunks(MIN_TASK))
         .zip(b.par_chunks(MIN_TASK))
         .for_each(|((yc, ac), bc)| {
-            for ((y, &a), &b) in yc.iter_mut().zip(ac).zip(bc) {
-                *y = a * sigmoid(a) * b;
-            }
+            vectorized(|| {
+                for ((y, &a), &b) in yc.iter_mut().zip(ac).zip(bc) {
+                    *y = a * sigmoid(a) * b;
+                }
+            })
         });
     tensor(y, &dims(gate))
 }
@@ -63,11 +66,13 @@ fn backward(gate: &FlexTensor, up: &FlexTensor, g: &FlexTensor) -> (FlexTensor, 
         .zip(b.par_chunks(MIN_TASK))
         .zip(g.par_chunks(MIN_TASK))
         .for_each(|((((dac, dbc), ac), bc), gc)| {
-            for ((((da, db), &a), &b), &g) in dac.iter_mut().zip(dbc).zip(ac).zip(bc).zip(gc) {
-                let s = sigmoid(a);
-                *db = g * a * s;
-                *da = g * b * s * (1.0 + a * (1.0 - s));
-            }
+            vectorized(|| {
+                for ((((da, db), &a), &b), &g) in dac.iter_mut().zip(dbc).zip(ac).zip(bc).zip(gc) {
+                    let s = sigmoid(a);
+                    *db = g * a * s;
+                    *da = g * b * s * (1.0 + a * (1.0 - s));
+                }
+            })
         });
     let shape = dims(gate);
     (tensor(da, &shape), tensor(db, &shape))

@@ -156,7 +156,7 @@ pub fn train<M: TrainableModel>(
     let plan = plan_steps(config, &loader, options)?;
     let mut events = EventProcessor::for_run(config, run_dir, plan.total_steps, start_step)?;
     let mut train_step =
-        TrainStep::new(config, &names, device, &options.replicas, plan.total_steps);
+        TrainStep::new(config, &names, device, &options.replicas, plan.total_steps)?;
 
     let eval_batch = config.eval.batch_size.unwrap_or(config.train.batch_size);
     let mut losses = Vec::new();

@@ -48,35 +48,73 @@ fn forward_loss<M: TrainableModel>(
     Ok((nll.sum(), per_sample))
 }
 
+/// One thread pool per data-parallel worker when every device of the run is the CPU, each with an equal share of
+/// the cores (at least one thread): a worker's ops then run on its own threads instead of all workers queueing on
+/// one pool. Small models gain most: an op on a few thousand elements costs less on one thread than it costs to
+/// wake a second, so workers that each own a core run close to `workers` times one core's speed. Empty for
+/// accelerators and single-device runs (ops use the global pool).
+fn cpu_worker_pools(config: &RunConfig) -> Result<Vec<rayon::ThreadPool>, TrainError> {
+    let devices = config.train.devices();
+    let cpu = |d: &String| d.eq_ignore_ascii_case("cpu") || d.eq_ignore_ascii_case("flex");
+    if devices.len() < 2 || !devices.iter().all(cpu) {
+        return Ok(Vec::new());
+    }
+    let threads = (rayon::current_num_threads() / devices.len()).max(1);
+    (0..devices.len())
+        .map(|k| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(move |i| format!("svlm-cpu-worker-{k}-{i}"))
+                .build()
+                .map_err(|e| TrainError::Devices(format!("CPU worker {k}'s thread pool: {e}")))
+        })
+        .collect()
+}
+
 /// Gradients of one round of micro-batches: `round[0]` on `model` (on `device`, in this thread), `round[k]` on
-/// `replicas[k - 1]` (on `replica_devices[k - 1]`, in a thread of its own). Each loss is divided by the step's
-/// supervised-token count, so the summed gradients are those of the whole step's mean loss. Replica gradients are
-/// moved to `device`; results come back in round order.
+/// `replicas[k - 1]` (on `replica_devices[k - 1]`, in a thread of its own); worker `k` runs on `pools[k]` when
+/// there are pools. Each loss is divided by the step's supervised-token count, so the summed gradients are those
+/// of the whole step's mean loss. Replica gradients are moved to `device`; results come back in round order.
 fn micro_batch_grads<M: TrainableModel>(
     model: &M,
     replicas: &[M],
     replica_devices: &[Device],
+    pools: &[rayon::ThreadPool],
     round: &[HostBatch],
     device: &Device,
     supervised: usize,
 ) -> Result<Vec<(GradientsParams, Vec<f32>)>, TrainError> {
-    let one =
+    let one_plain =
         |m: &M, b: &HostBatch, d: &Device| -> Result<(GradientsParams, Vec<f32>), TrainError> {
             let (sum, per_sample) = forward_loss(m, b, d)?;
             let grads =
                 GradientsParams::from_grads(sum.div_scalar(supervised as f64).backward(), m);
             Ok((grads, per_sample))
         };
+    let one = |k: usize,
+               m: &M,
+               b: &HostBatch,
+               d: &Device|
+     -> Result<(GradientsParams, Vec<f32>), TrainError> {
+        match pools.get(k) {
+            Some(pool) => {
+                let m = m.clone();
+                pool.install(move || one_plain(&m, b, d))
+            }
+            None => one_plain(m, b, d),
+        }
+    };
     if round.len() == 1 {
-        return Ok(vec![one(model, &round[0], device)?]);
+        return Ok(vec![one(0, model, &round[0], device)?]);
     }
     std::thread::scope(|scope| {
         let workers: Vec<_> = round[1..]
             .iter()
             .zip(replicas.iter().cloned().zip(replica_devices))
-            .map(|(b, (replica, d))| {
+            .enumerate()
+            .map(|(k, (b, (replica, d)))| {
                 scope.spawn(move || {
-                    one(&replica, b, d).map(|(grads, per_sample)| {
+                    one(k + 1, &replica, b, d).map(|(grads, per_sample)| {
                         (
                             grads.to_device(&device.clone().inner(), &replica),
                             per_sample,
@@ -85,7 +123,7 @@ fn micro_batch_grads<M: TrainableModel>(
                 })
             })
             .collect();
-        let mut out = vec![one(model, &round[0], device)?];
+        let mut out = vec![one(0, model, &round[0], device)?];
         for (k, w) in workers.into_iter().enumerate() {
             let result = w.join().map_err(|_| {
                 TrainError::Model(format!(
@@ -143,6 +181,7 @@ pub struct TrainStep<'a> {
     names: &'a [String],
     device: &'a Device,
     replica_devices: &'a [Device],
+    pools: Vec<rayon::ThreadPool>,
     lrs_base: BTreeMap<Part, f64>,
     total_steps: u64,
     checked_holes: bool,
@@ -156,16 +195,17 @@ impl<'a> TrainStep<'a> {
         device: &'a Device,
         replica_devices: &'a [Device],
         total_steps: u64,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, TrainError> {
+        Ok(Self {
             config,
             names,
             device,
             replica_devices,
+            pools: cpu_worker_pools(config)?,
             lrs_base: part_lrs(&config.optim),
             total_steps,
             checked_holes: false,
-        }
+        })
     }
 
     /// Step `done + 1` on the micro-batches `micro` (together `supervised` supervised tokens, > 0): gradients of
@@ -198,6 +238,7 @@ impl<'a> TrainStep<'a> {
                 &model,
                 &replicas,
                 self.replica_devices,
+                &self.pools,
                 round,
                 self.device,
                 supervised,
