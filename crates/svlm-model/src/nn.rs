@@ -35,16 +35,18 @@ impl Linear {
     }
 }
 
-/// `y = x W + b` for `x: [..., in]`, `W: [in, out]`: the leading dimensions folded into the rows of one
-/// `[rows, in] x [in, out]` product (as PyTorch's `F.linear` does), so the weight is packed once per call and its
-/// gradient is one product, where a product batched over the leading dimensions would repack the weight for every
-/// batch element.
+/// `y = x W + b` for `x: [..., in]`, `W: [in, out]`. In training (a forward under autodiff) the leading
+/// dimensions are folded into the rows of one `[rows, in] x [in, out]` product, as PyTorch's `F.linear` does: the
+/// weight is packed once per call and its gradient is one product, where a product batched over the leading
+/// dimensions repacks the weight for every batch element. Inference keeps the batched product, whose result for
+/// one batch element does not depend on the others (the matmul's blocking follows the row count), so an image
+/// gives the same answer alone or in a batch.
 pub fn linear<const D: usize>(
     input: Tensor<D>,
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<D> {
-    if D <= 2 {
+    if D <= 2 || !crate::fused::under_autodiff(&input) {
         return burn::tensor::module::linear(input, weight, bias);
     }
     let dims = input.dims();

@@ -241,7 +241,7 @@ impl ScatterPlot {
             let (lo, hi) = log_bounds(
                 self.series
                     .iter()
-                    .flat_map(|s| s.points.iter().filter(|p| positive(*p)))
+                    .flat_map(|s| s.points.iter().filter(|p| positive(p)))
                     .flat_map(|&(x, y)| [x, y]),
             );
             let mut chart = ChartBuilder::on(&root)
@@ -293,7 +293,7 @@ impl ScatterPlot {
                     .draw_series(
                         s.points
                             .iter()
-                            .filter(|p| positive(*p))
+                            .filter(|p| positive(p))
                             .map(|p| Circle::new(*p, 3, color.mix(0.6).filled())),
                     )
                     .map_err(plot_err)?

@@ -229,6 +229,8 @@ pub struct TrainConfig {
     /// `cpu`, `cuda`, `cuda:1`, `vulkan`; resolved by `svlm_model::resolve_device`. A comma-separated list
     /// (`cuda:0,cuda:1`) trains data-parallel: each device takes its own micro-batches of every step, and their
     /// gradients are summed on the first device, which holds the optimizer (see [`TrainConfig::devices`]).
+    /// `cpu,cpu` splits the cores into that many workers, each on a thread pool of its own: small models train
+    /// fastest with one worker per core (and `batch_size` divided by the workers, for the same step).
     #[serde(default = "default_device")]
     pub device: String,
     #[serde(default = "default_precision")]

@@ -118,7 +118,8 @@ pub struct Args {
     /// `vulkan` feature). On a GPU, raise --steps: the default budget is sized for 2 CPU cores.
     #[arg(long, value_parser = super::device, default_value = "cpu")]
     pub device: String,
-    /// Training runs at a time (default: the number of cores on the CPU, 1 on a GPU; at most the number of ratios).
+    /// Training runs at a time (default 1). On the CPU the cores are divided among the concurrent runs, and each run
+    /// trains data-parallel over its share.
     #[arg(long)]
     pub jobs: Option<usize>,
     /// No progress bars.
@@ -210,9 +211,35 @@ pub(crate) fn progress_bar(len: u64, message: &str, enabled: bool) -> indicatif:
     bar
 }
 
+/// How many data-parallel CPU workers a training run gets when `threads` cores are its own: the most that divide
+/// the batch evenly (each worker trains on `batch_size / workers` samples of every step on one core, which for a
+/// model this small is faster than every core inside each op). 1 on a GPU.
+fn cpu_workers(plan: &Plan, threads: usize) -> usize {
+    if plan.device != "cpu" {
+        return 1;
+    }
+    (1..=threads.max(1))
+        .rev()
+        .find(|w| plan.batch_size.is_multiple_of(*w))
+        .unwrap_or(1)
+}
+
 /// The run config of one ratio: the repository's `configs/tiny_cpu.toml` (embedded), with this quickstart's
-/// paths, sizes and the spatial weight.
-fn run_config(out: &Path, plan: &Plan, ratio: f64, files: &DataFiles) -> anyhow::Result<RunConfig> {
+/// paths, sizes and the spatial weight; on the CPU the step's batch is split over `workers` data-parallel workers
+/// (`train.device = "cpu,cpu,..."`, the same samples per step).
+fn run_config(
+    out: &Path,
+    plan: &Plan,
+    ratio: f64,
+    files: &DataFiles,
+    workers: usize,
+) -> anyhow::Result<RunConfig> {
+    let workers = workers.max(1);
+    let device = if workers > 1 {
+        vec![plan.device.as_str(); workers].join(",")
+    } else {
+        plan.device.clone()
+    };
     let configs = out.join("configs");
     std::fs::create_dir_all(&configs)?;
     svlm_report::write_atomic(&configs.join("base.toml"), BASE_TOML.as_bytes())?;
@@ -230,8 +257,8 @@ fn run_config(out: &Path, plan: &Plan, ratio: f64, files: &DataFiles) -> anyhow:
         format!("data.sources.general.weight={}", 1.0 - ratio),
         format!("data.sources.spatial.weight={ratio}"),
         format!("train.steps={}", plan.steps),
-        format!("train.device=\"{}\"", plan.device),
-        format!("train.batch_size={}", plan.batch_size),
+        format!("train.device=\"{device}\""),
+        format!("train.batch_size={}", plan.batch_size / workers),
         format!("optim.lr={}", plan.lr),
         format!("optim.warmup_steps={}", plan.warmup_steps),
         format!("checkpoint.every={}", plan.steps.div_ceil(2)),
@@ -270,7 +297,8 @@ struct RunningTrain {
 /// Starts `svlm train` for one ratio, or returns `None` when the run finished earlier. The resolved config is
 /// written to `OUT/configs/<label>.toml` (rerun it by hand with `svlm train --config`). `threads` is the size of
 /// the run's CPU thread pool: the machine's cores divided among the concurrent runs, since pools that together
-/// ask for more threads than there are cores spend their time waiting on each other.
+/// ask for more threads than there are cores spend their time waiting on each other; on the CPU the run splits
+/// them among its data-parallel workers.
 fn start_training(
     out: &Path,
     plan: &Plan,
@@ -278,7 +306,7 @@ fn start_training(
     files: &DataFiles,
     threads: usize,
 ) -> anyhow::Result<Option<RunningTrain>> {
-    let config = run_config(out, plan, ratio, files)?;
+    let config = run_config(out, plan, ratio, files, cpu_workers(plan, threads))?;
     let label = ratio_label(ratio);
     let run_dir = out.join("runs").join(&label);
     let latest = svlm_train::checkpoint::latest_checkpoint(&run_dir);
@@ -338,8 +366,8 @@ fn steps_logged(run_dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Trains every ratio, `jobs` runs at a time (Burn's CPU backend keeps about one core busy on models this small, so
-/// concurrent runs use a multi-core machine fully). Returns the training seconds of each ratio.
+/// Trains every ratio, `jobs` runs at a time, each on its share of the cores. Returns the training seconds of each
+/// ratio.
 fn train_all(
     out: &Path,
     plan: &Plan,
@@ -682,15 +710,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let model_seconds = model_started.elapsed().as_secs_f64();
 
-    let jobs = args.jobs.unwrap_or_else(|| {
-        if plan.device == "cpu" {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(plan.ratios.len())
-        } else {
-            1
-        }
-    });
+    // One run at a time: on the CPU each run trains data-parallel over every core, which keeps all cores busy
+    // to the end (concurrent runs leave cores idle once the shortest one finishes).
+    let jobs = args.jobs.unwrap_or(1);
     stage(
         3,
         format!(

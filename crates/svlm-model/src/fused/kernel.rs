@@ -234,7 +234,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Gemm, exp, gemm};
+    use super::{Gemm, dot, exp, gemm, max, sum, vectorized};
 
     #[test]
     fn gemm_matches_the_naive_product_with_transposed_views_and_accumulation() {
@@ -288,6 +288,42 @@ mod tests {
             x += 0.000_731;
         }
         assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn lane_reductions_match_sequential_ones_at_every_tail_length() {
+        for n in [0usize, 1, 7, 15, 16, 17, 31, 33, 100, 640] {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let ys: Vec<f32> = (0..n)
+                .map(|i| ((i * 13 % 29) as f32 - 14.0) / 3.0)
+                .collect();
+            let want_sum: f64 = xs.iter().map(|&x| f64::from(x)).sum();
+            let want_dot: f64 = xs
+                .iter()
+                .zip(&ys)
+                .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                .sum();
+            let want_max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (s, d, m) = vectorized(|| (sum(&xs), dot(&xs, &ys), max(&xs)));
+            assert!(
+                (f64::from(s) - want_sum).abs() <= 1e-4 * (1.0 + want_sum.abs()),
+                "sum of {n}"
+            );
+            assert!(
+                (f64::from(d) - want_dot).abs() <= 1e-4 * (1.0 + want_dot.abs()),
+                "dot of {n}"
+            );
+            assert_eq!(m, want_max, "max of {n}");
+        }
+        // The largest element wherever it sits, also in the tail.
+        let mut xs = vec![0.0f32; 35];
+        for at in [0, 15, 16, 31, 32, 34] {
+            xs.iter_mut().for_each(|x| *x = -1.0);
+            xs[at] = 2.5;
+            assert_eq!(max(&xs), 2.5, "max at {at}");
+        }
     }
 
     #[test]

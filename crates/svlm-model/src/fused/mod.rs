@@ -25,6 +25,7 @@ pub use layer_norm::layer_norm;
 pub use loss::nll;
 pub use norm::rms_norm;
 pub use rope::rope;
+pub(crate) use route::under_autodiff;
 pub use route::{enabled, runs_fused, set_enabled};
 pub use swiglu::swiglu;
 

@@ -53,6 +53,14 @@ fn classify(d: &DispatchTensor) -> Option<Route> {
     }
 }
 
+/// Whether a tensor lives under autodiff (on any backend): a training forward, where gradients will flow back.
+pub(crate) fn under_autodiff<const D: usize>(t: &Tensor<D>) -> bool {
+    !matches!(
+        t.clone().into_dispatch().autodiff,
+        DispatchAutodiffContext::Disabled
+    )
+}
+
 /// The route all of `tensors` share, if the fused kernels are on, they are f32 and all on one Flex route.
 pub(crate) fn route<const D: usize>(tensors: &[&Tensor<D>]) -> Option<Route> {
     if !enabled() {

@@ -159,7 +159,7 @@ impl DataPlan {
 /// Mixed into the seeds of approach sequences so they never share a stream with the scenes.
 const APPROACH_STREAM: u64 = 0xA99_7C4E;
 /// Mixed into the seeds of the reward demo's sequences, so they differ from the held-out approach frames.
-const REWARD_STREAM: u64 = 0x4E3A_4D;
+const REWARD_STREAM: u64 = 0x004E_3A4D;
 
 /// The records of approach sequence `index` of a seed stream (`split` "train" or "test"), one per frame
 /// ([`svlm_synth::approach::approach_records`]: the gap question, the exact gap), images written to `images`.
