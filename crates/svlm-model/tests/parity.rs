@@ -339,6 +339,105 @@ fn qwen2_vl_matches_transformers() {
     check_gradients("qwen2_vl");
 }
 
+/// Qwen3-VL's DeepStack features (the merged output of the chosen tower blocks) against transformers'.
+fn check_deepstack(name: &str) {
+    let device = Device::flex();
+    let model = load_pretrained(fixture(name), &device).unwrap().model;
+    let reference = Reference::open(name);
+    let patches = reference.image_patches(&device).expect("image patches");
+    let features = model.patch_features(&patches).unwrap();
+    let n = reference
+        .tensors
+        .keys()
+        .filter(|k| k.starts_with("deepstack_features."))
+        .count();
+    assert!(n > 0, "{name}: the reference has no DeepStack features");
+    assert_eq!(
+        features.deepstack.len(),
+        n,
+        "{name}: DeepStack feature count"
+    );
+    for (i, got) in features.deepstack.into_iter().enumerate() {
+        let (want, shape) = reference.floats(&format!("deepstack_features.{i}"));
+        assert_eq!(
+            got.dims().to_vec(),
+            shape,
+            "{name}: DeepStack features {i} shape"
+        );
+        let got: Vec<f32> = got.into_data().convert::<f32>().try_into_vec().unwrap();
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        println!("{name}: max |DeepStack features {i} - transformers| = {diff:e}");
+        assert!(
+            diff <= 1e-4,
+            "{name}: DeepStack features {i} differ by {diff}"
+        );
+    }
+}
+
+#[test]
+fn qwen3_vl_matches_transformers() {
+    check_rope_index("qwen3_vl");
+    check_deepstack("qwen3_vl");
+    check_forward("qwen3_vl");
+    check_batch_greedy("qwen3_vl");
+}
+
+#[test]
+fn qwen3_vl_loss_and_gradients_match_transformers() {
+    check_gradients("qwen3_vl");
+}
+
+#[test]
+fn export_round_trip_is_bitwise_qwen3_vl() {
+    check_round_trip("qwen3_vl", WeightDType::F32);
+    // Saved under transformers 5's names, as `save_pretrained` writes Qwen3-VL.
+    let device = Device::flex();
+    let loaded = load_pretrained(fixture("qwen3_vl"), &device).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("exported");
+    export_hf(&loaded.model, &out, &ExportOptions::default()).unwrap();
+    let exported: Vec<String> = read_checkpoint_dir(&out).unwrap().into_keys().collect();
+    let original: Vec<String> = read_checkpoint_dir(&fixture("qwen3_vl"))
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert_eq!(exported, original, "qwen3_vl: exported tensor names");
+}
+
+#[test]
+fn qwen3_vl_missing_wrong_shaped_and_unexpected_tensors_are_errors_naming_them() {
+    let dir = tampered("qwen3_vl", |t| {
+        t.remove("model.visual.deepstack_merger_list.1.norm.bias")
+            .unwrap();
+        let key = "model.language_model.layers.2.self_attn.q_norm.weight";
+        let (dtype, _, bytes) = t.remove(key).unwrap();
+        let half = bytes.len() / 2;
+        t.insert(key.into(), (dtype, vec![half / 4], bytes[..half].to_vec()));
+        t.insert(
+            "model.visual.extra.weight".into(),
+            (Dtype::F32, vec![1], vec![0; 4]),
+        );
+    });
+    let err = load_pretrained(dir.path(), &Device::flex())
+        .err()
+        .expect("must fail")
+        .to_string();
+    for needle in [
+        "missing",
+        "model.visual.deepstack_merger_list.1.norm.bias",
+        "wrong shapes",
+        "model.language_model.layers.2.self_attn.q_norm.weight",
+        "unexpected",
+        "model.visual.extra.weight",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+}
+
 #[test]
 fn export_round_trip_is_bitwise_qwen2_5_vl() {
     check_round_trip("qwen2_5_vl", WeightDType::F32);
