@@ -4,8 +4,9 @@
 Writes tiny random-weight checkpoints of LlamaForCausalLM (GQA, llama3 rope scaling), Qwen2ForCausalLM (q/k/v bias),
 Idefics3ForConditionalGeneration (SigLIP tower, pixel shuffle, padded tiles),
 LlavaForConditionalGeneration (CLIP tower, vision_feature_layer=-2; SigLIP tower, strategy full),
-Qwen2_5_VLForConditionalGeneration (window attention, RMSNorm + gated MLP tower) and Qwen2VLForConditionalGeneration
-(LayerNorm + GELU tower), both with multimodal rotary positions and images of different sizes, with `save_pretrained`,
+Qwen2_5_VLForConditionalGeneration (window attention, RMSNorm + gated MLP tower), Qwen2VLForConditionalGeneration
+(LayerNorm + GELU tower) and Qwen3VLForConditionalGeneration (learned positions resampled per image, DeepStack, a
+Qwen3 decoder with interleaved multimodal rotary positions), all with images of different sizes, with `save_pretrained`,
 and next to each a `reference.safetensors` holding the inputs and what transformers computes:
 logits, per-layer hidden states, image features, 10 greedy tokens, and for one training step
 the loss and every parameter's gradient (`grad.<parameter name>`).
@@ -35,6 +36,8 @@ from transformers import (
     Qwen2ForCausalLM,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
     SiglipVisionConfig,
 )
 
@@ -320,6 +323,19 @@ def make_qwen2_vl():
     qwen_vl_fixture("qwen2_vl", Qwen2VLForConditionalGeneration, cfg, 15)
 
 
+def make_qwen3_vl():
+    """Qwen3-VL: 3 tower blocks with a 5 x 5 learned position grid (resampled to every image's grid), DeepStack
+    from blocks 0 and 2 into decoder layers 0 and 1 of 3, q/k norms, interleaved mrope_section."""
+    vision = dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=2, patch_size=4, temporal_patch_size=2,
+                  spatial_merge_size=2, out_hidden_size=64, num_position_embeddings=25,
+                  deepstack_visual_indexes=[0, 2])
+    text = dict(QWEN_TEXT, num_hidden_layers=3, head_dim=16,
+                rope_parameters=dict(rope_type="default", rope_theta=10000.0, mrope_section=[2, 3, 3],
+                                     mrope_interleaved=True))
+    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, **QWEN_TOKENS)
+    qwen_vl_fixture("qwen3_vl", Qwen3VLForConditionalGeneration, cfg, 16, labels_after_padding=False)
+
+
 def qwen_image_tokens(h, w, gen):
     """Flattened patches of one random image as Qwen2VLImageProcessor lays them out (merge blocks row-major,
     `[C, T, p, p]` per patch), its `(t, h, w)` grid and its number of image tokens."""
@@ -328,7 +344,10 @@ def qwen_image_tokens(h, w, gen):
     return patches, [1, gh, gw], gh * gw // 4
 
 
-def qwen_vl_fixture(name, cls, cfg, seed):
+def qwen_vl_fixture(name, cls, cfg, seed, labels_after_padding=True):
+    """`labels_after_padding=False` also ignores the label right after a row's left padding: the last padding
+    position predicts it, and transformers' additive mask passes gradient to q and k through that fully masked query
+    row (which svlm does not), so only without it does every gradient compare."""
     torch.manual_seed(seed)
     cfg._attn_implementation = "eager"
     cfg.vision_config._attn_implementation = "eager"
@@ -349,15 +368,22 @@ def qwen_vl_fixture(name, cls, cfg, seed):
                   mm_token_type_ids=types)
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
-        feats = image_features(model.model.get_image_features(pixel_values=pixels, image_grid_thw=grid))
+        vision_out = model.model.get_image_features(pixel_values=pixels, image_grid_thw=grid)
+        feats = image_features(vision_out)
+        deepstack = {f"deepstack_features.{i}": torch.cat(f) for i, f in
+                     enumerate(getattr(vision_out, "deepstack_features", None) or [])}
         position_ids, deltas = model.model.get_rope_index(ids, mm_token_type_ids=types, image_grid_thw=grid,
                                                           attention_mask=mask)
         tokens = greedy(model, **inputs)
-    labels = ids.masked_fill((mask == 0) | (ids == IMAGE_TOKEN), -100)
+    ignored = (mask == 0) | (ids == IMAGE_TOKEN)
+    if not labels_after_padding:
+        ignored[:, 1:] |= mask[:, :-1] == 0
+    labels = ids.masked_fill(ignored, -100)
     loss, grads = training_step(model, inputs, labels)
     tensors = dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=pixels, image_grid_thw=grid,
                    logits=out.logits, image_features=feats.reshape(1, -1, 64), position_ids=position_ids,
                    rope_deltas=deltas, batch_greedy_tokens=tokens, loss=loss)
+    tensors.update(deepstack)
     tensors.update(hidden(out))
     tensors.update(grads)
     save(model, name, tensors, {"transformers": transformers.__version__, "torch": torch.__version__})
@@ -439,17 +465,49 @@ QWEN2_VL_CHAT_TEMPLATE = (
 )
 
 
+# The image and text part of Qwen3-VL-Instruct's chat template (no default system turn).
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\n' }}"
+    "{%- if message.content is string %}{{- message.content }}{%- else %}{%- for content in message.content %}"
+    "{%- if content.type == 'image' or 'image' in content or 'image_url' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif 'text' in content %}{{- content.text }}{%- endif %}{%- endfor %}{%- endif %}"
+    "{{- '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+
+
 def make_qwen2_5_vl_processor():
-    """Tokenizer and processor files for the tiny Qwen2.5-VL model, laid out as the hub folders are (a word-level
-    vocabulary whose `<|image_pad|>`, `<|vision_start|>`... are the model's ids; Qwen2-VL's chat template;
-    `Qwen2VLImageProcessor` with the model's 4-pixel patches and a small pixel budget), and what the processor and
-    greedy `generate` give for one chat turn about the photo: the reference of `svlm ask`."""
+    """Tokenizer and processor files for the tiny Qwen2.5-VL model (Qwen2-VL's chat template, CLIP's mean and std)
+    and its `svlm ask` reference."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
+
+    ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=8 * 8 * 4,
+                                  max_pixels=8 * 8 * 16)
+    qwen_vl_processor("qwen2_5_vl", Qwen2_5_VLProcessor, Qwen2_5_VLForConditionalGeneration, ip,
+                      QWEN2_VL_CHAT_TEMPLATE)
+
+
+def make_qwen3_vl_processor():
+    """Tokenizer and processor files for the tiny Qwen3-VL model (`Qwen3VLProcessor`, the image/text part of
+    Qwen3-VL's chat template, mean and std 0.5) and its `svlm ask` reference."""
+    from transformers import Qwen2VLImageProcessorPil, Qwen3VLProcessor
+
+    ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, image_mean=[0.5, 0.5, 0.5],
+                                  image_std=[0.5, 0.5, 0.5], min_pixels=8 * 8 * 4, max_pixels=8 * 8 * 16)
+    qwen_vl_processor("qwen3_vl", Qwen3VLProcessor, Qwen3VLForConditionalGeneration, ip, QWEN3_VL_CHAT_TEMPLATE)
+
+
+def qwen_vl_processor(name, processor_cls, model_cls, ip, chat_template):
+    """Tokenizer and processor files for a tiny Qwen-VL model, laid out as the hub folders are (a word-level
+    vocabulary whose `<|image_pad|>`, `<|vision_start|>`... are the model's ids; `Qwen2VLImageProcessor` with the
+    model's 4-pixel patches and a small pixel budget), and what the processor and greedy `generate` give for one chat
+    turn about the photo: the reference of `svlm ask`."""
     from PIL import Image
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
+    from transformers import PreTrainedTokenizerFast
     from transformers.processing_utils import ProcessorMixin
 
-    d = OUT / "qwen2_5_vl"
+    d = OUT / name
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     words = ("system You are a helpful assistant user . , ? : how far is the red cube from blue chair table what "
              "color left right of an it meters about cm one two three yes no behind front above below near "
@@ -466,25 +524,23 @@ def make_qwen2_5_vl_processor():
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials + vision])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    padding_side="left")
-    ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=8 * 8 * 4,
-                                  max_pixels=8 * 8 * 16)
-    # The Qwen2-VL video processor needs torchvision, which fixtures are made without: build without it.
+    # The Qwen-VL video processors need torchvision, which fixtures are made without: build without it.
     check = ProcessorMixin.check_argument_for_proper_class
     ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: (
         None if arg is None else check(self, name, arg))
-    processor = Qwen2_5_VLProcessor(image_processor=ip, tokenizer=fast, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    processor = processor_cls(image_processor=ip, tokenizer=fast, chat_template=chat_template)
     ProcessorMixin.check_argument_for_proper_class = check
     fast.save_pretrained(d)
     ip.save_pretrained(d)
     config = json.loads((d / "preprocessor_config.json").read_text())
-    config["processor_class"] = "Qwen2_5_VLProcessor"
+    config["processor_class"] = processor_cls.__name__
     (d / "preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (d / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2_VL_CHAT_TEMPLATE}, indent=2) + "\n")
+    (d / "chat_template.json").write_text(json.dumps({"chat_template": chat_template}, indent=2) + "\n")
     question = "how far is the red cube from the blue chair ?"
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[prompt], images=[Image.open(OUT / "photo.png")], return_tensors="pt")
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(d, attn_implementation="eager").eval()
+    model = model_cls.from_pretrained(d, attn_implementation="eager").eval()
     stop = [vocab["<|im_end|>"]]
     with torch.no_grad():
         gen = model.generate(**inputs, max_new_tokens=12, do_sample=False, eos_token_id=stop, pad_token_id=0)
@@ -495,7 +551,7 @@ def make_qwen2_5_vl_processor():
            "image_grid_thw": inputs["image_grid_thw"].tolist(), "pixel_shape": list(inputs["pixel_values"].shape),
            "tokens": new, "answer": processor.tokenizer.decode(new, skip_special_tokens=True)}
     (d / "ask_reference.json").write_text(json.dumps(ref, indent=1))
-    print(f"qwen2_5_vl processor: {len(ref['input_ids'])} prompt tokens, grid {ref['image_grid_thw']}, "
+    print(f"{name} processor: {len(ref['input_ids'])} prompt tokens, grid {ref['image_grid_thw']}, "
           f"answer {ref['answer']!r}")
 
 
@@ -506,7 +562,7 @@ def check_export(folder, name):
 
     cls = {"llama": LlamaForCausalLM, "idefics3": Idefics3ForConditionalGeneration,
            "llava": LlavaForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
-           "qwen2_vl": Qwen2VLForConditionalGeneration}[name]
+           "qwen2_vl": Qwen2VLForConditionalGeneration, "qwen3_vl": Qwen3VLForConditionalGeneration}[name]
     model = cls.from_pretrained(folder, attn_implementation="eager").eval()
     ref = load_file(str(OUT / name / "reference.safetensors"))
     inputs = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"])
@@ -514,7 +570,7 @@ def check_export(folder, name):
         inputs.update(pixel_values=ref["pixel_values"], pixel_attention_mask=ref["pixel_attention_mask"].bool())
     elif name == "llava":
         inputs.update(pixel_values=ref["pixel_values"][:, 0])
-    elif name in ("qwen2_5_vl", "qwen2_vl"):
+    elif name in ("qwen2_5_vl", "qwen2_vl", "qwen3_vl"):
         inputs.update(pixel_values=ref["pixel_values"], image_grid_thw=ref["image_grid_thw"],
                       mm_token_type_ids=(ref["input_ids"] == IMAGE_TOKEN).long())
     with torch.no_grad():
@@ -532,7 +588,8 @@ if __name__ == "__main__":
         check_export(sys.argv[2], sys.argv[3])
         sys.exit(0)
     single = {"qwen2": [make_qwen2], "llava_siglip": [make_llava_siglip],
-              "qwen2_5_vl": [make_qwen2_5_vl, make_qwen2_5_vl_processor], "qwen2_vl": [make_qwen2_vl]}
+              "qwen2_5_vl": [make_qwen2_5_vl, make_qwen2_5_vl_processor], "qwen2_vl": [make_qwen2_vl],
+              "qwen3_vl": [make_qwen3_vl, make_qwen3_vl_processor]}
     if len(sys.argv) == 2 and sys.argv[1] in single:
         for make in single[sys.argv[1]]:
             make()
@@ -547,3 +604,5 @@ if __name__ == "__main__":
     make_qwen2_5_vl()
     make_qwen2_5_vl_processor()
     make_qwen2_vl()
+    make_qwen3_vl()
+    make_qwen3_vl_processor()

@@ -6,7 +6,8 @@ Builds small processor folders with `save_pretrained` -- an `Idefics3Processor` 
 byte-level BPE with the Idefics3 special tokens), a `LlavaProcessor` (CLIP image processor at 224, llava-1.5-hf's
 real chat template, a tiny BPE with a Llama-style BOS post-processor) and a `Qwen2_5_VLProcessor` (Qwen2-VL's chat
 template, `Qwen2VLImageProcessorPil` with a small pixel budget, a tiny BPE with the Qwen special tokens; its cases in
-`qwen2_vl/reference.json`) -- plus image-processor-only configs (CLIP and
+`qwen2_vl/reference.json`) and a `Qwen3VLProcessor` (the image/text part of Qwen3-VL-Instruct's chat template,
+Qwen3-VL's 16-pixel patches and 0.5 mean/std; `qwen3_vl/reference.json`) -- plus image-processor-only configs (CLIP and
 SigLIP at small sizes, Idefics3 without splitting), and records what transformers computes for real photos
 (scikit-image's astronaut and coffee, resized/cropped small) and a set of strings and chats: token ids, decoded text,
 rendered and expanded prompts, pixel values (.npy, float32), pixel attention masks, tile grids.
@@ -17,6 +18,7 @@ torchvision present so the fixtures always come from the PIL backend.
 
 Run:  python3 scripts/make_processor_fixtures.py            (everything)
       python3 scripts/make_processor_fixtures.py qwen2_vl   (only the Qwen2-VL folder, from the committed images)
+      python3 scripts/make_processor_fixtures.py qwen3_vl   (only the Qwen3-VL folder, likewise)
 Writes: crates/svlm-processor/tests/fixtures/
 """
 
@@ -37,6 +39,7 @@ from transformers import (
     LlavaProcessor,
     PreTrainedTokenizerFast,
     Qwen2_5_VLProcessor,
+    Qwen3VLProcessor,
     Qwen2VLImageProcessorPil,
     SiglipImageProcessorPil,
 )
@@ -107,6 +110,21 @@ QWEN2_VL_CHAT_TEMPLATE = (
     "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# The image and text part of Qwen3-VL-Instruct's chat template (no default system turn; tools, reasoning and videos'
+# timestamps left out).
+QWEN3_VL_CHAT_TEMPLATE = (
+    "{%- set image_count = namespace(value=0) %}{%- set video_count = namespace(value=0) %}"
+    "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\n' }}"
+    "{%- if message.content is string %}{{- message.content }}{%- else %}{%- for content in message.content %}"
+    "{%- if content.type == 'image' or 'image' in content or 'image_url' in content %}"
+    "{%- set image_count.value = image_count.value + 1 %}{%- if add_vision_id %}Picture {{ image_count.value }}: "
+    "{%- endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif content.type == 'video' or 'video' in content %}{%- set video_count.value = video_count.value + 1 %}"
+    "{%- if add_vision_id %}Video {{ video_count.value }}: {%- endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{%- elif 'text' in content %}{{- content.text }}{%- endif %}{%- endfor %}{%- endif %}"
+    "{{- '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
 )
 
 
@@ -441,6 +459,7 @@ def main():
         json.dump(reference, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
     make_qwen2_vl(images)
+    make_qwen3_vl(images)
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"wrote {OUT} ({total / 1e6:.2f} MB)")
 
@@ -448,30 +467,47 @@ def main():
 def make_qwen2_vl(images):
     """A Qwen2.5-VL processor folder with a small pixel budget (patch 14, merge 2: 28-pixel steps, 4 to 16 merged
     patches per image) and what transformers gives for chats with several images of different sizes and a batch."""
-    d = OUT / "qwen2_vl"
+    ip = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
+    make_qwen_vl(images, "qwen2_vl", Qwen2_5_VLProcessor, ip, QWEN2_VL_CHAT_TEMPLATE, {})
+
+
+def make_qwen3_vl(images):
+    """A Qwen3-VL processor folder as the Qwen3-VL hub folders are laid out (`Qwen3VLProcessor`, the fast image
+    processor's name, 16-pixel patches, mean and std 0.5) with a small pixel budget (32-pixel steps, 4 to 16 merged
+    patches per image), and the same cases as Qwen2-VL's."""
+    ip = Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5, 0.5, 0.5],
+                                  image_std=[0.5, 0.5, 0.5], min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 16)
+    make_qwen_vl(images, "qwen3_vl", Qwen3VLProcessor, ip, QWEN3_VL_CHAT_TEMPLATE,
+                 {"image_processor_type": "Qwen2VLImageProcessorFast"})
+
+
+def make_qwen_vl(images, name, processor_cls, ip, chat_template, config_overrides):
+    """A processor folder of the Qwen-VL family and what transformers gives for chats with several images of
+    different sizes and a batch (`<name>/reference.json`)."""
+    d = OUT / name
     if d.exists():
         shutil.rmtree(d)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=train_bpe(QWEN_SPECIALS, 600),
         eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None, padding_side="left",
     )
-    ip = Qwen2VLImageProcessorPil(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16)
-    # The Qwen2-VL video processor needs torchvision, which these fixtures must not have: build without it.
+    # The Qwen-VL video processors need torchvision, which these fixtures must not have: build without it.
     from transformers.processing_utils import ProcessorMixin
 
     check = ProcessorMixin.check_argument_for_proper_class
     ProcessorMixin.check_argument_for_proper_class = lambda self, name, arg: (
         None if arg is None else check(self, name, arg))
-    proc = Qwen2_5_VLProcessor(image_processor=ip, tokenizer=tok, chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    proc = processor_cls(image_processor=ip, tokenizer=tok, chat_template=chat_template)
     ProcessorMixin.check_argument_for_proper_class = check
-    # Saved as the Qwen2.5-VL hub folders are: tokenizer files, `preprocessor_config.json` naming the processor
-    # class, `chat_template.json`.
+    # Saved as the hub folders are: tokenizer files, `preprocessor_config.json` naming the processor class,
+    # `chat_template.json`.
     tok.save_pretrained(d)
     ip.save_pretrained(d)
     config = json.loads((d / "preprocessor_config.json").read_text())
-    config["processor_class"] = "Qwen2_5_VLProcessor"
+    config["processor_class"] = processor_cls.__name__
+    config.update(config_overrides)
     (d / "preprocessor_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (d / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2_VL_CHAT_TEMPLATE}, indent=2) + "\n")
+    (d / "chat_template.json").write_text(json.dumps({"chat_template": chat_template}, indent=2) + "\n")
     astronaut, coffee, gray, rgba = (images[k] for k in ["astronaut.png", "coffee_wide.png", "gray.png", "rgba.png"])
 
     def user(text, n_images=0):
@@ -480,22 +516,23 @@ def make_qwen2_vl(images):
     def assistant(text):
         return {"role": "assistant", "content": [{"type": "text", "text": text}]}
 
-    def case(name, messages, imgs, add_generation_prompt):
+    def case(case_name, messages, imgs, add_generation_prompt):
         prompt = proc.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
         out = proc(text=[prompt], images=imgs or None, return_tensors="np")
-        c = {"name": name, "messages": messages, "add_generation_prompt": add_generation_prompt,
+        c = {"name": case_name, "messages": messages, "add_generation_prompt": add_generation_prompt,
              "images": [img.fixture_name for img in imgs], "prompt": prompt,
              "input_ids": [int(i) for i in out["input_ids"][0]]}
         if imgs:
             pv = np.asarray(out["pixel_values"], dtype=np.float32)
-            np.save(d / f"{name}_pixels.npy", pv)
-            c["pixel_values"] = f"{name}_pixels.npy"
+            np.save(d / f"{case_name}_pixels.npy", pv)
+            c["pixel_values"] = f"{case_name}_pixels.npy"
             c["pixel_shape"] = list(pv.shape)
             c["image_grid_thw"] = np.asarray(out["image_grid_thw"]).tolist()
         return c
 
     chats = [
-        # astronaut 128x128 -> 112x112 (max_pixels), coffee 150x50 -> 140x56, gray 48x32 -> 84x56 (min_pixels).
+        # Qwen2-VL: astronaut 128x128 -> 112x112 (max_pixels), coffee 150x50 -> 140x56, gray 48x32 -> 84x56
+        # (min_pixels).
         case("qwen_two_images", [user("How far is the astronaut from the cup?", 2)], [astronaut, coffee], True),
         case("qwen_multiturn", [user("Describe the image.", 1), assistant("A gray photo."), user("What is left of it?")],
              [gray], True),
@@ -515,8 +552,8 @@ def make_qwen2_vl(images):
                   "pixel_shape": list(np.asarray(batch["pixel_values"]).shape)},
         "image_token_id": proc.image_token_id,
         "smart_resize": [[h, w, *transformers.models.qwen2_vl.image_processing_pil_qwen2_vl.smart_resize(
-            h, w, 28, 28 * 28 * 4, 28 * 28 * 16)] for h, w in [(128, 128), (50, 150), (32, 48), (70, 42), (14, 14),
-                                                                (1000, 30), (98, 98), (42, 42)]],
+            h, w, ip.patch_size * ip.merge_size, ip.size["shortest_edge"], ip.size["longest_edge"])]
+            for h, w in [(128, 128), (50, 150), (32, 48), (70, 42), (14, 14), (1000, 30), (98, 98), (42, 42)]],
     }
     with open(d / "reference.json", "w") as f:
         json.dump(reference, f, ensure_ascii=False, indent=1)
@@ -528,11 +565,11 @@ def make_qwen2_vl(images):
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["qwen2_vl"]:
+    if sys.argv[1:] in (["qwen2_vl"], ["qwen3_vl"]):
         imgs = {}
         for name in ["astronaut.png", "coffee_wide.png", "gray.png", "rgba.png"]:
             imgs[name] = Image.open(OUT / "images" / name)
             imgs[name].fixture_name = name
-        make_qwen2_vl(imgs)
+        {"qwen2_vl": make_qwen2_vl, "qwen3_vl": make_qwen3_vl}[sys.argv[1]](imgs)
     else:
         main()

@@ -1,7 +1,8 @@
 //! Text generation with a KV cache: greedy, temperature and top-p sampling, stop tokens, a batch
 //! of prompts left-padded as HF does (positions from the cumulative attention mask). Image
 //! features are computed once, before the prompt pass. The Qwen2-VL family's prompt pass takes multimodal
-//! positions; each row's next position (its position delta) then carries through the decoding steps.
+//! positions (and Qwen3-VL's DeepStack features, which only image tokens receive); each row's next position (its
+//! position delta) then carries through the decoding steps.
 
 use anyhow::{Context, bail};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -139,7 +140,7 @@ pub fn generate(
         }
         None => None,
     };
-    let embeds = model.embed(input_ids, features.as_ref())?;
+    let (embeds, deepstack) = model.embed(input_ids, features.as_ref())?;
     let mut cache = KvCache::new(text.layers.len());
     let out = match rotary {
         Some(crate::vlm::MultimodalRotary {
@@ -150,7 +151,14 @@ pub fn generate(
             next_position = next_positions;
             let masked =
                 crate::llama::causal_mask(batch, longest, 0, Some(&attention_mask), &device);
-            text.forward_embeds_rotary(embeds, masked, (cos, sin), Some(&mut cache), false)
+            text.forward_embeds_rotary(
+                embeds,
+                masked,
+                (cos, sin),
+                deepstack.as_ref(),
+                Some(&mut cache),
+                false,
+            )
         }
         None => text.forward_embeds(
             embeds,

@@ -212,12 +212,13 @@ pub fn canonical_name(family: Family, key: &str, tied_head: bool) -> Option<Stri
     Some(name)
 }
 
-/// The key transformers 5.23 `save_pretrained` writes for a module path (inverse of
+/// The key transformers 5.23 `save_pretrained` writes for a module path of a model of `config` (inverse of
 /// [`canonical_name`]): LLaVA's tower without the `vision_model.` level, Qwen2-VL's merger MLP as `mlp.0`/`mlp.2`,
-/// all else as is.
-pub fn export_name(family: Family, path: &str) -> String {
-    if family == Family::Qwen2Vl {
-        return crate::qwen2_vl::export_name(path);
+/// Qwen3-VL under `model.visual.` / `model.language_model.`, all else as is.
+pub fn export_name(config: &ModelConfig, path: &str) -> String {
+    let family = config.family();
+    if let ModelConfig::Qwen2Vl(c) = config {
+        return crate::qwen2_vl::export_name(c.version(), path);
     }
     if family == Family::Llava
         && let Some(rest) = path.strip_prefix("vision_tower.vision_model.")
@@ -253,7 +254,8 @@ pub fn apply_checkpoint(
     dtype: WeightDType,
     source: &str,
 ) -> anyhow::Result<()> {
-    let family = model.config().family();
+    let config = model.config();
+    let family = config.family();
     let tied = has_tied_head(model);
     apply_named_checkpoint(
         model,
@@ -262,7 +264,7 @@ pub fn apply_checkpoint(
         source,
         &format!("{family} model"),
         |key| canonical_name(family, key, tied),
-        |path| export_name(family, path),
+        |path| export_name(&config, path),
     )
 }
 
@@ -422,10 +424,10 @@ impl safetensors::View for &OwnedView {
 
 /// The model's parameters as safetensors bytes with HF names, in `dtype`.
 pub fn safetensors_bytes(model: &Vlm, dtype: WeightDType) -> anyhow::Result<Vec<u8>> {
-    let family = model.config().family();
+    let config = model.config();
     let mut views = BTreeMap::new();
     for t in model.collect(None, None, true) {
-        let name = export_name(family, &t.name);
+        let name = export_name(&config, &t.name);
         let shape = t.shape.to_vec();
         let data = burn::store::bridge::into_data(t)
             .map_err(|e| anyhow::anyhow!("reading parameter `{name}`: {e:?}"))?;

@@ -1,5 +1,6 @@
-//! Llama-family decoder (`LlamaForCausalLM`; also Qwen2-style q/k/v bias): GQA, RoPE (default,
-//! linear, llama3), RMSNorm, SwiGLU, tied or untied embeddings, KV cache.
+//! Llama-family decoder (`LlamaForCausalLM`; also Qwen2-style q/k/v bias and Qwen3-style q/k RMSNorm): GQA, RoPE
+//! (default, linear, llama3), RMSNorm, SwiGLU, tied or untied embeddings, KV cache, and DeepStack injection of
+//! visual features after the first layers (Qwen3-VL).
 
 use anyhow::{Context, bail};
 use burn::module::Module;
@@ -132,6 +133,12 @@ impl LlamaConfig {
     /// `attention_bias` covers q/k/v/o.
     fn is_qwen2(&self) -> bool {
         self.model_type.starts_with("qwen2")
+    }
+
+    /// Qwen3 (and the Qwen3-VL decoder, `qwen3_vl_text`) normalize each head's queries and keys (RMSNorm over the
+    /// head dimension, before the rotary positions).
+    fn qk_norm(&self) -> bool {
+        self.model_type.starts_with("qwen3")
     }
 
     fn qkv_bias(&self) -> bool {
@@ -338,6 +345,9 @@ pub struct LlamaAttention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
+    /// Qwen3: RMSNorm of each query / key head (`q_norm`, `k_norm`).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
     #[module(skip)]
     pub heads: usize,
     #[module(skip)]
@@ -389,6 +399,12 @@ impl LlamaAttention {
             k_proj: Linear::new(cfg.hidden_size, kv * d, cfg.qkv_bias(), std, device),
             v_proj: Linear::new(cfg.hidden_size, kv * d, cfg.qkv_bias(), std, device),
             o_proj: Linear::new(h * d, cfg.hidden_size, cfg.o_bias(), std, device),
+            q_norm: cfg
+                .qk_norm()
+                .then(|| RmsNorm::new(d, cfg.rms_norm_eps, device)),
+            k_norm: cfg
+                .qk_norm()
+                .then(|| RmsNorm::new(d, cfg.rms_norm_eps, device)),
             heads: h,
             kv_heads: kv,
             head_dim: d,
@@ -420,8 +436,12 @@ impl LlamaAttention {
             .forward(x)
             .reshape([b, s, kv, d])
             .swap_dims(1, 2);
-        let q = apply_rope(q, cos, sin);
-        let k = apply_rope(k, cos, sin);
+        let norm = |norm: &Option<RmsNorm>, x: Tensor<4>| match norm {
+            Some(n) => n.forward(x),
+            None => x,
+        };
+        let q = apply_rope(norm(&self.q_norm, q), cos, sin);
+        let k = apply_rope(norm(&self.k_norm, k), cos, sin);
         let (k, v) = match cache {
             Some(slot) => {
                 let (k, v) = match slot.take() {
@@ -546,6 +566,33 @@ pub struct LlamaModel {
     pub rope: Rope,
 }
 
+/// Visual features added to the decoder's hidden states at the image-token positions after each of the first
+/// layers (Qwen3-VL's DeepStack): after layer `i < features.len()`, `features[i]` row `k` is added to the `k`-th
+/// image token of the batch (row-major).
+#[derive(Clone, Debug)]
+pub struct Deepstack {
+    /// `[B * S]`: 0 for a token that is no image token, `1 + k` for the `k`-th image token.
+    pub slots: Tensor<1, Int>,
+    /// One `[image tokens, hidden]` per injected layer.
+    pub features: Vec<Tensor<2>>,
+}
+
+impl Deepstack {
+    /// `x: [B, S, hidden]` after layer `layer`, with that layer's features added (unchanged past the last one).
+    fn inject(&self, layer: usize, x: Tensor<3>) -> Tensor<3> {
+        let Some(features) = self.features.get(layer) else {
+            return x;
+        };
+        let [b, s, d] = x.dims();
+        // Row 0 of the table is the zero row every other token reads.
+        let table = Tensor::cat(
+            vec![Tensor::zeros([1, d], &x.device()), features.clone()],
+            0,
+        );
+        x + table.select(0, self.slots.clone()).reshape([b, s, d])
+    }
+}
+
 /// Output of the decoder stack.
 pub struct DecoderOutput {
     /// Final hidden states after the last norm, `[B, S, hidden]`.
@@ -664,16 +711,26 @@ impl LlamaModel {
         output_hidden_states: bool,
     ) -> DecoderOutput {
         let (cos, sin) = self.rope.cos_sin(positions);
-        self.forward_embeds_rotary(embeds, masked, (cos, sin), cache, output_hidden_states)
+        self.forward_embeds_rotary(
+            embeds,
+            masked,
+            (cos, sin),
+            None,
+            cache,
+            output_hidden_states,
+        )
     }
 
     /// Runs the decoder on embeddings `[B, S, hidden]` with an explicit attention mask and rotary tables
-    /// `cos, sin: [B, S, head_dim]` computed by the caller (multimodal positions of the Qwen2-VL family).
+    /// `cos, sin: [B, S, head_dim]` computed by the caller (multimodal positions of the Qwen2-VL family), and
+    /// `deepstack` features added after the first layers. Hidden states are recorded as transformers does: the
+    /// embeddings, then each layer's output before any DeepStack addition, the last one after the final norm.
     pub fn forward_embeds_rotary(
         &self,
         embeds: Tensor<3>,
         masked: Tensor<4, Bool>,
         (cos, sin): (Tensor<3>, Tensor<3>),
+        deepstack: Option<&Deepstack>,
         mut cache: Option<&mut KvCache>,
         output_hidden_states: bool,
     ) -> DecoderOutput {
@@ -684,12 +741,19 @@ impl LlamaModel {
         }
         let mut hidden_states = Vec::new();
         let mut x = embeds;
+        let last = self.layers.len().saturating_sub(1);
         for (i, layer) in self.layers.iter().enumerate() {
-            if output_hidden_states {
+            if output_hidden_states && i == 0 {
                 hidden_states.push(x.clone());
             }
             let slot = cache.as_mut().map(|c| &mut c.layers[i]);
             x = layer.forward(x, &cos, &sin, Some(masked.clone()), slot);
+            if output_hidden_states && i < last {
+                hidden_states.push(x.clone());
+            }
+            if let Some(deepstack) = deepstack {
+                x = deepstack.inject(i, x);
+            }
         }
         let x = self.norm.forward(x);
         if output_hidden_states {

@@ -1,12 +1,17 @@
-//! Qwen2-VL and Qwen2.5-VL (`Qwen2VLForConditionalGeneration`, `Qwen2_5_VLForConditionalGeneration`): a vision
-//! tower over flattened `[C, T, p, p]` patches of images of any size (2D rotary positions; in 2.5 window attention
-//! with full attention in `fullatt_block_indexes`, RMSNorm and a gated MLP; in 2 LayerNorm and a plain MLP), a
-//! merger folding each 2 x 2 block of patches into one image token, and a Qwen2 decoder with multimodal rotary
-//! positions (temporal, height, width position ids per token, split over the rotary dimensions by
-//! `mrope_section`).
+//! Qwen2-VL, Qwen2.5-VL and Qwen3-VL (`Qwen2VLForConditionalGeneration`, `Qwen2_5_VLForConditionalGeneration`,
+//! `Qwen3VLForConditionalGeneration`): a vision tower over flattened `[C, T, p, p]` patches of images of any size
+//! (2D rotary positions; in 2.5 window attention with full attention in `fullatt_block_indexes`, RMSNorm and a
+//! gated MLP; in 2 LayerNorm and a plain MLP; in 3 LayerNorm, a plain MLP and a learned position table resampled
+//! bilinearly to each image's grid), a merger folding each 2 x 2 block of patches into one image token, and a
+//! Qwen2 (Qwen3 in 3: q/k RMSNorm, no biases) decoder with multimodal rotary positions (temporal, height, width
+//! position ids per token, spread over the rotary frequencies by `mrope_section`: in consecutive blocks in 2 and
+//! 2.5, interleaved in 3). Qwen3-VL also merges the output of chosen tower blocks (`deepstack_visual_indexes`)
+//! with merger copies of their own and adds them to the image tokens' hidden states after the first decoder
+//! layers (DeepStack, [`crate::llama::Deepstack`]).
 //!
-//! Module paths are the names `save_pretrained` writes (`visual.*`, `model.*`, `lm_head.weight`); the merger's
-//! `mlp.0` / `mlp.2` are `mlp.linear_1` / `mlp.linear_2` here ([`canonical_name`], [`export_name`]).
+//! Module paths are the names `save_pretrained` writes for Qwen2-VL and Qwen2.5-VL (`visual.*`, `model.*`,
+//! `lm_head.weight`); the merger's `mlp.0` / `mlp.2` are `mlp.linear_1` / `mlp.linear_2` here. Qwen3-VL is saved
+//! with transformers 5's names (`model.visual.*`, `model.language_model.*`) ([`canonical_name`], [`export_name`]).
 
 use anyhow::{Context, bail};
 use burn::module::{Module, Param};
@@ -16,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::llama::{LlamaConfig, LlamaModel, Rope, RopeScaling};
-use crate::nn::{Activation, LayerNorm, Linear, RmsNorm, attention};
+use crate::nn::{Activation, Embedding, LayerNorm, Linear, RmsNorm, attention};
 
 fn default_image_token_id() -> u32 {
     151655
@@ -34,16 +39,20 @@ fn default_model_type() -> String {
     "qwen2_5_vl".into()
 }
 
-/// The two tower variants.
+/// The three model variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QwenVersion {
     /// Qwen2-VL: LayerNorm, `fc1`/`fc2` MLP, full attention in every block.
     V2,
     /// Qwen2.5-VL: RMSNorm, gated MLP, window attention outside `fullatt_block_indexes`.
     V2_5,
+    /// Qwen3-VL: LayerNorm, `linear_fc1`/`linear_fc2` MLP, full attention, learned positions, patch embedding
+    /// bias, DeepStack mergers; a Qwen3 decoder with interleaved multimodal rotary positions.
+    V3,
 }
 
-/// HF `Qwen2VLVisionConfig` / `Qwen2_5_VLVisionConfig` (the keys either spells; unknown keys kept in `extra`).
+/// HF `Qwen2VLVisionConfig` / `Qwen2_5_VLVisionConfig` / `Qwen3VLVisionConfig` (the keys any spells; unknown keys
+/// kept in `extra`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct QwenVisionConfig {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -54,10 +63,10 @@ pub struct QwenVisionConfig {
     /// Qwen2-VL: the tower width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embed_dim: Option<usize>,
-    /// Qwen2.5-VL: the merger's output width.
+    /// Qwen2.5-VL, Qwen3-VL: the merger's output width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out_hidden_size: Option<usize>,
-    /// Qwen2.5-VL: the gated MLP's width.
+    /// Qwen2.5-VL: the gated MLP's width; Qwen3-VL: the MLP's width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediate_size: Option<usize>,
     /// Qwen2-VL: the MLP's width over the tower width.
@@ -77,6 +86,12 @@ pub struct QwenVisionConfig {
     /// Qwen2.5-VL: blocks with full attention (the others attend inside their window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fullatt_block_indexes: Option<Vec<usize>>,
+    /// Qwen3-VL: rows of the learned position table (a square grid, resampled to each image's patch grid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_position_embeddings: Option<usize>,
+    /// Qwen3-VL: the blocks whose output is merged (each by its own merger) into the first decoder layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deepstack_visual_indexes: Option<Vec<usize>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_act: Option<String>,
     #[serde(default = "default_init_range")]
@@ -103,7 +118,7 @@ impl QwenVisionConfig {
     pub fn width(&self, version: QwenVersion) -> usize {
         match version {
             QwenVersion::V2 => self.embed_dim.unwrap_or(1280),
-            QwenVersion::V2_5 => self.hidden_size,
+            QwenVersion::V2_5 | QwenVersion::V3 => self.hidden_size,
         }
     }
 
@@ -111,7 +126,7 @@ impl QwenVisionConfig {
     pub fn out_width(&self, version: QwenVersion) -> usize {
         match version {
             QwenVersion::V2 => self.hidden_size,
-            QwenVersion::V2_5 => self.out_hidden_size.unwrap_or(3584),
+            QwenVersion::V2_5 | QwenVersion::V3 => self.out_hidden_size.unwrap_or(3584),
         }
     }
 
@@ -121,6 +136,24 @@ impl QwenVisionConfig {
                 (self.width(version) as f64 * self.mlp_ratio.unwrap_or(4.0)) as usize
             }
             QwenVersion::V2_5 => self.intermediate_size.unwrap_or(3420),
+            QwenVersion::V3 => self.intermediate_size.unwrap_or(4304),
+        }
+    }
+
+    /// Qwen3-VL: the side of the learned position grid.
+    fn position_side(&self) -> usize {
+        let n = self.num_position_embeddings.unwrap_or(2304);
+        (n as f64).sqrt().round() as usize
+    }
+
+    /// Qwen3-VL: the DeepStack blocks (none in 2 and 2.5).
+    fn deepstack_indexes(&self, version: QwenVersion) -> Vec<usize> {
+        match version {
+            QwenVersion::V3 => self
+                .deepstack_visual_indexes
+                .clone()
+                .unwrap_or_else(|| vec![8, 16, 24]),
+            QwenVersion::V2 | QwenVersion::V2_5 => Vec::new(),
         }
     }
 
@@ -128,6 +161,7 @@ impl QwenVisionConfig {
         let default = match version {
             QwenVersion::V2 => "quick_gelu",
             QwenVersion::V2_5 => "silu",
+            QwenVersion::V3 => "gelu_pytorch_tanh",
         };
         Activation::from_hf(self.hidden_act.as_deref().unwrap_or(default))
     }
@@ -164,6 +198,25 @@ impl QwenVisionConfig {
                 "vision_config: patch_size, spatial_merge_size and temporal_patch_size must be > 0"
             );
         }
+        if version == QwenVersion::V3 {
+            let n = self.num_position_embeddings.unwrap_or(2304);
+            let side = self.position_side();
+            if n == 0 || side * side != n {
+                bail!(
+                    "vision_config: num_position_embeddings {n} is not the square of a grid side"
+                );
+            }
+            if let Some(&i) = self
+                .deepstack_indexes(version)
+                .iter()
+                .find(|&&i| i >= self.depth)
+            {
+                bail!(
+                    "vision_config: deepstack_visual_indexes names block {i} of a tower of depth {}",
+                    self.depth
+                );
+            }
+        }
         if version == QwenVersion::V2_5 {
             let window = self.window_size.unwrap_or(112);
             if window / self.spatial_merge_size / self.patch_size == 0 {
@@ -177,8 +230,9 @@ impl QwenVisionConfig {
     }
 }
 
-/// HF `Qwen2VLConfig` / `Qwen2_5_VLConfig`. Reads both the nested layout transformers 5 writes (`text_config`) and
-/// the flat one of the hub checkpoints (decoder keys at the top level); writes the nested one.
+/// HF `Qwen2VLConfig` / `Qwen2_5_VLConfig` / `Qwen3VLConfig`. Reads both the nested layout transformers 5 writes
+/// (`text_config`) and the flat one of the Qwen2-VL / Qwen2.5-VL hub checkpoints (decoder keys at the top level);
+/// writes the nested one.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Qwen2VlConfig {
     #[serde(default = "default_model_type")]
@@ -218,6 +272,21 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 impl Qwen2VlConfig {
     pub fn from_json(value: &Value) -> anyhow::Result<Self> {
         let mut value = value.clone();
+        // A nested decoder config without its own type gets the model's (`qwen3_vl_text`, which gives it Qwen3's
+        // q/k norms; `qwen2_5_vl_text`, Qwen2's q/k/v biases).
+        let model_type = value
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("qwen2_5_vl")
+            .to_string();
+        if let Some(text) = value.get_mut("text_config").and_then(Value::as_object_mut)
+            && !text.contains_key("model_type")
+        {
+            text.insert(
+                "model_type".into(),
+                Value::from(format!("{model_type}_text")),
+            );
+        }
         if let Some(obj) = value.as_object_mut()
             && !obj.contains_key("text_config")
         {
@@ -227,10 +296,6 @@ impl Qwen2VlConfig {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             // The decoder's own type (`qwen2_5_vl_text`), which gives it Qwen2's q/k/v biases.
-            let model_type = obj
-                .get("model_type")
-                .and_then(Value::as_str)
-                .unwrap_or("qwen2_5_vl");
             text.insert(
                 "model_type".into(),
                 Value::from(format!("{model_type}_text")),
@@ -244,10 +309,10 @@ impl Qwen2VlConfig {
     }
 
     pub fn version(&self) -> QwenVersion {
-        if self.model_type == "qwen2_vl" {
-            QwenVersion::V2
-        } else {
-            QwenVersion::V2_5
+        match self.model_type.as_str() {
+            "qwen2_vl" => QwenVersion::V2,
+            "qwen3_vl" => QwenVersion::V3,
+            _ => QwenVersion::V2_5,
         }
     }
 
@@ -255,7 +320,36 @@ impl Qwen2VlConfig {
         match self.version() {
             QwenVersion::V2 => "Qwen2VLForConditionalGeneration",
             QwenVersion::V2_5 => "Qwen2_5_VLForConditionalGeneration",
+            QwenVersion::V3 => "Qwen3VLForConditionalGeneration",
         }
+    }
+
+    /// The position axis (0 temporal, 1 height, 2 width) each rotary frequency of the decoder turns with. Qwen2-VL
+    /// and 2.5: `mrope_section` consecutive blocks, block `i` on axis `i % 3`. Qwen3-VL interleaves them as its
+    /// text rotary embedding does: frequency `j` is on height when `j % 3 == 1` and `j < 3 * section[1]`, on width
+    /// when `j % 3 == 2` and `j < 3 * section[2]`, else on time.
+    pub fn mrope_axes(&self) -> anyhow::Result<Vec<usize>> {
+        let section = self.mrope_section()?;
+        let half: usize = section.iter().sum();
+        Ok(match self.version() {
+            QwenVersion::V2 | QwenVersion::V2_5 => section
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &len)| std::iter::repeat_n(i % 3, len))
+                .collect(),
+            QwenVersion::V3 => {
+                if section.len() != 3 {
+                    bail!("text config: Qwen3-VL's mrope_section {section:?} must have 3 parts");
+                }
+                (0..half)
+                    .map(|j| match j % 3 {
+                        1 if j < 3 * section[1] => 1,
+                        2 if j < 3 * section[2] => 2,
+                        _ => 0,
+                    })
+                    .collect()
+            }
+        })
     }
 
     /// How the decoder's rotary half-dimensions split over (temporal, height, width) positions.
@@ -278,7 +372,7 @@ impl Qwen2VlConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         self.text_config.validate()?;
         self.vision_config.validate(self.version())?;
-        self.mrope_section()?;
+        self.mrope_axes()?;
         let out = self.vision_config.out_width(self.version());
         if out != self.text_config.hidden_size {
             bail!(
@@ -309,11 +403,12 @@ pub struct ImagePatches {
     pub grid_thw: Vec<[usize; 3]>,
 }
 
-/// `Conv3d` with kernel = stride = `(T, p, p)` and no bias, computed as a linear map of the flattened patches
-/// (weight `[width, C, T, p, p]` as PyTorch stores it).
+/// `Conv3d` with kernel = stride = `(T, p, p)` (a bias in Qwen3-VL only), computed as a linear map of the
+/// flattened patches (weight `[width, C, T, p, p]` as PyTorch stores it).
 #[derive(Module, Debug)]
 pub struct PatchProjection {
     pub weight: Param<Tensor<5>>,
+    pub bias: Option<Param<Tensor<1>>>,
 }
 
 #[derive(Module, Debug)]
@@ -325,11 +420,12 @@ impl PatchEmbed {
     fn forward(&self, patches: Tensor<2>) -> Tensor<2> {
         let [d, c, t, p, q] = self.proj.weight.dims();
         let weight = self.proj.weight.val().reshape([d, c * t * p * q]);
-        crate::nn::linear(patches, weight.transpose(), None)
+        let bias = self.proj.bias.as_ref().map(|b| b.val());
+        crate::nn::linear(patches, weight.transpose(), bias)
     }
 }
 
-/// A tower norm: RMSNorm (2.5) or LayerNorm (2); the variant is not part of the parameter path.
+/// A tower norm: RMSNorm (2.5) or LayerNorm (2, 3); the variant is not part of the parameter path.
 #[derive(Module, Debug)]
 pub enum VisionNorm {
     Rms(RmsNorm),
@@ -339,7 +435,7 @@ pub enum VisionNorm {
 impl VisionNorm {
     fn new(version: QwenVersion, d: usize, device: &Device) -> Self {
         match version {
-            QwenVersion::V2 => Self::Layer(LayerNorm::new(d, 1e-6, device)),
+            QwenVersion::V2 | QwenVersion::V3 => Self::Layer(LayerNorm::new(d, 1e-6, device)),
             QwenVersion::V2_5 => Self::Rms(RmsNorm::new(d, 1e-6, device)),
         }
     }
@@ -369,20 +465,61 @@ pub struct PlainMlp {
     pub act: Activation,
 }
 
-/// A tower MLP: gated (2.5, `gate_proj`/`up_proj`/`down_proj` with biases) or plain (2, `fc1`/`fc2`).
+/// Qwen3-VL's plain MLP, under the names `linear_fc1` / `linear_fc2`.
+#[derive(Module, Debug)]
+pub struct FcMlp {
+    pub linear_fc1: Linear,
+    pub linear_fc2: Linear,
+    #[module(skip)]
+    pub act: Activation,
+}
+
+/// A tower MLP: gated (2.5, `gate_proj`/`up_proj`/`down_proj` with biases) or plain (2, `fc1`/`fc2`; 3,
+/// `linear_fc1`/`linear_fc2`).
 #[derive(Module, Debug)]
 pub enum VisionMlp {
     Gated(GatedMlp),
     Plain(PlainMlp),
+    Fc(FcMlp),
 }
 
 impl VisionMlp {
+    fn new(
+        version: QwenVersion,
+        width: usize,
+        hidden: usize,
+        act: Activation,
+        std: f64,
+        device: &Device,
+    ) -> Self {
+        let linear = |i, o| Linear::new(i, o, true, std, device);
+        match version {
+            QwenVersion::V2_5 => Self::Gated(GatedMlp {
+                gate_proj: linear(width, hidden),
+                up_proj: linear(width, hidden),
+                down_proj: linear(hidden, width),
+                act,
+            }),
+            QwenVersion::V2 => Self::Plain(PlainMlp {
+                fc1: linear(width, hidden),
+                fc2: linear(hidden, width),
+                act,
+            }),
+            QwenVersion::V3 => Self::Fc(FcMlp {
+                linear_fc1: linear(width, hidden),
+                linear_fc2: linear(hidden, width),
+                act,
+            }),
+        }
+    }
+
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
             Self::Gated(m) => m
                 .down_proj
                 .forward(m.act.apply(m.gate_proj.forward(x.clone())) * m.up_proj.forward(x)),
             Self::Plain(m) => m.fc2.forward(m.act.apply(m.fc1.forward(x))),
+            Self::Fc(m) => m.linear_fc2.forward(m.act.apply(m.linear_fc1.forward(x))),
         }
     }
 }
@@ -447,18 +584,96 @@ pub struct MergerMlp {
     pub linear_2: Linear,
 }
 
+/// Qwen2-VL / Qwen2.5-VL's merger: `ln_q`, then `mlp.0`, GELU, `mlp.2` on each 2 x 2 block of patches.
 #[derive(Module, Debug)]
-pub struct PatchMerger {
+pub struct Qwen2Merger {
     pub ln_q: VisionNorm,
     pub mlp: MergerMlp,
+}
+
+/// Qwen3-VL's merger: a LayerNorm `norm` over each patch (the final merger) or over each folded block of patches
+/// (`postshuffle`, the DeepStack mergers), then `linear_fc1`, GELU, `linear_fc2`.
+#[derive(Module, Debug)]
+pub struct Qwen3Merger {
+    pub norm: LayerNorm,
+    pub linear_fc1: Linear,
+    pub linear_fc2: Linear,
+    #[module(skip)]
+    pub postshuffle: bool,
+}
+
+impl Qwen3Merger {
+    fn new(
+        width: usize,
+        unit: usize,
+        out: usize,
+        postshuffle: bool,
+        std: f64,
+        device: &Device,
+    ) -> Self {
+        let merged = width * unit;
+        Self {
+            norm: LayerNorm::new(if postshuffle { merged } else { width }, 1e-6, device),
+            linear_fc1: Linear::new(merged, merged, true, std, device),
+            linear_fc2: Linear::new(merged, out, true, std, device),
+            postshuffle,
+        }
+    }
+
+    /// `x: [N, width]` in tower order -> `[N / unit, out]`.
+    fn forward(&self, x: Tensor<2>, unit: usize) -> Tensor<2> {
+        let [n, width] = x.dims();
+        let folded = if self.postshuffle {
+            self.norm.forward(x.reshape([n / unit, width * unit]))
+        } else {
+            self.norm.forward(x).reshape([n / unit, width * unit])
+        };
+        merger_mlp(folded, &self.linear_fc1, &self.linear_fc2)
+    }
+}
+
+/// The merger's MLP on folded blocks: linear, exact GELU, linear.
+fn merger_mlp(folded: Tensor<2>, fc1: &Linear, fc2: &Linear) -> Tensor<2> {
+    fc2.forward(burn::tensor::activation::gelu(fc1.forward(folded)))
+}
+
+/// The merger of either layout; the variant is not part of the parameter path.
+#[derive(Module, Debug)]
+pub enum PatchMerger {
+    Qwen2(Qwen2Merger),
+    Qwen3(Qwen3Merger),
+}
+
+impl PatchMerger {
+    /// `x: [N, width]` in tower order -> merged image tokens `[N / unit, out]`.
+    fn forward(&self, x: Tensor<2>, unit: usize) -> Tensor<2> {
+        match self {
+            Self::Qwen2(m) => {
+                let [n, width] = x.dims();
+                let folded = m.ln_q.forward(x).reshape([n / unit, width * unit]);
+                merger_mlp(folded, &m.mlp.linear_1, &m.mlp.linear_2)
+            }
+            Self::Qwen3(m) => m.forward(x, unit),
+        }
+    }
 }
 
 /// The vision tower with its merger (`visual.*`).
 #[derive(Module, Debug)]
 pub struct QwenVisionTower {
     pub patch_embed: PatchEmbed,
+    /// Qwen3-VL: the learned `side x side` position table.
+    pub pos_embed: Option<Embedding>,
     pub blocks: Vec<VisionBlock>,
     pub merger: PatchMerger,
+    /// Qwen3-VL: one merger per DeepStack block (empty otherwise).
+    pub deepstack_merger_list: Vec<Qwen3Merger>,
+    /// The blocks whose outputs `deepstack_merger_list` merges, in order.
+    #[module(skip)]
+    pub deepstack_visual_indexes: Vec<usize>,
+    /// Side of the `pos_embed` grid.
+    #[module(skip)]
+    pub position_side: usize,
     #[module(skip)]
     pub version: QwenVersion,
     #[module(skip)]
@@ -505,29 +720,31 @@ impl QwenVisionTower {
                     proj: Linear::new(width, width, true, std, device),
                     heads: v.num_heads,
                 },
-                mlp: match version {
-                    QwenVersion::V2_5 => VisionMlp::Gated(GatedMlp {
-                        gate_proj: Linear::new(width, mlp_width, true, std, device),
-                        up_proj: Linear::new(width, mlp_width, true, std, device),
-                        down_proj: Linear::new(mlp_width, width, true, std, device),
-                        act,
-                    }),
-                    QwenVersion::V2 => VisionMlp::Plain(PlainMlp {
-                        fc1: Linear::new(width, mlp_width, true, std, device),
-                        fc2: Linear::new(mlp_width, width, true, std, device),
-                        act,
-                    }),
-                },
+                mlp: VisionMlp::new(version, width, mlp_width, act, std, device),
             })
             .collect();
-        let merged = width * v.spatial_merge_size * v.spatial_merge_size;
+        let unit = v.spatial_merge_size * v.spatial_merge_size;
+        let merged = width * unit;
         let out = v.out_width(version);
         let full_attention_blocks = match version {
-            QwenVersion::V2 => (0..v.depth).collect(),
+            QwenVersion::V2 | QwenVersion::V3 => (0..v.depth).collect(),
             QwenVersion::V2_5 => v
                 .fullatt_block_indexes
                 .clone()
                 .unwrap_or_else(|| vec![7, 15, 23, 31]),
+        };
+        let deepstack_visual_indexes = v.deepstack_indexes(version);
+        let v3 = version == QwenVersion::V3;
+        let merger = if v3 {
+            PatchMerger::Qwen3(Qwen3Merger::new(width, unit, out, false, std, device))
+        } else {
+            PatchMerger::Qwen2(Qwen2Merger {
+                ln_q: VisionNorm::new(version, width, device),
+                mlp: MergerMlp {
+                    linear_1: Linear::new(merged, merged, true, std, device),
+                    linear_2: Linear::new(merged, out, true, std, device),
+                },
+            })
         };
         Ok(Self {
             patch_embed: PatchEmbed {
@@ -542,16 +759,21 @@ impl QwenVisionTower {
                         ],
                         device,
                     ),
+                    bias: v3.then(|| Initializer::Zeros.init([width], device)),
                 },
             },
+            pos_embed: v3.then(|| {
+                let side = v.position_side();
+                Embedding::new(side * side, width, std, device)
+            }),
             blocks,
-            merger: PatchMerger {
-                ln_q: VisionNorm::new(version, width, device),
-                mlp: MergerMlp {
-                    linear_1: Linear::new(merged, merged, true, std, device),
-                    linear_2: Linear::new(merged, out, true, std, device),
-                },
-            },
+            merger,
+            deepstack_merger_list: deepstack_visual_indexes
+                .iter()
+                .map(|_| Qwen3Merger::new(width, unit, out, true, std, device))
+                .collect(),
+            deepstack_visual_indexes,
+            position_side: v.position_side(),
             version,
             merge: v.spatial_merge_size,
             heads: v.num_heads,
@@ -593,7 +815,7 @@ impl QwenVisionTower {
             }
             let (lh, lw) = (h / m, w / m);
             match self.version {
-                QwenVersion::V2 => {
+                QwenVersion::V2 | QwenVersion::V3 => {
                     unit_order.extend(unit_offset..unit_offset + t * lh * lw);
                 }
                 QwenVersion::V2_5 => {
@@ -615,7 +837,7 @@ impl QwenVisionTower {
             }
             unit_offset += t * lh * lw;
         }
-        if self.version == QwenVersion::V2 {
+        if self.version != QwenVersion::V2_5 {
             windows = full.clone();
         }
         let order: Vec<i64> = unit_order
@@ -653,11 +875,31 @@ impl QwenVisionTower {
         (emb.clone().cos(), emb.sin())
     }
 
-    /// Merged image features `[sum of t * h * w / merge^2, out_width]` of `patches`, in the input order.
-    pub fn forward(&self, patches: &ImagePatches) -> anyhow::Result<Tensor<2>> {
+    /// Qwen3-VL: each patch's learned position `[N, width]` (input order), the `pos_embed` grid resampled to the
+    /// image's patch grid as `F.interpolate(mode="bilinear", align_corners=True)` does, per frame.
+    fn position_embeddings(
+        &self,
+        table: &Embedding,
+        grids: &[[usize; 3]],
+        device: &Device,
+    ) -> Tensor<2> {
+        let (indices, weights) = bilinear_position_taps(grids, self.position_side, self.merge);
+        let n = indices.len() / 4;
+        let [_, width] = table.weight.dims();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(indices, [4 * n]), device);
+        let weights =
+            Tensor::<1>::from_data(TensorData::new(weights, [4 * n]), device).reshape([n, 4, 1]);
+        (table.weight.val().select(0, index).reshape([n, 4, width]) * weights)
+            .sum_dim(1)
+            .reshape([n, width])
+    }
+
+    /// Merged image features `[sum of t * h * w / merge^2, out_width]` of `patches`, in the input order, and the
+    /// DeepStack blocks' merged features of the same shape (Qwen3-VL; none otherwise).
+    pub fn forward(&self, patches: &ImagePatches) -> anyhow::Result<TowerOutput> {
         let device = patches.pixel_values.device();
         let [n, dim] = patches.pixel_values.dims();
-        let [wd, c, t, p, _] = self.patch_embed.proj.weight.dims();
+        let [_, c, t, p, _] = self.patch_embed.proj.weight.dims();
         if dim != c * t * p * p {
             bail!(
                 "pixel values have {dim} values per patch, the tower takes {} (C {c} x T {t} x {p} x {p})",
@@ -684,11 +926,14 @@ impl QwenVisionTower {
         let index = |v: &[i64]| {
             Tensor::<1, Int>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device)
         };
-        let mut x = self
-            .patch_embed
-            .forward(patches.pixel_values.clone())
-            .select(0, index(&layout.order));
+        let mut x = self.patch_embed.forward(patches.pixel_values.clone());
+        if let Some(table) = &self.pos_embed {
+            x = x + self.position_embeddings(table, &patches.grid_thw, &device);
+        }
+        let mut x = x.select(0, index(&layout.order));
         let (cos, sin) = self.rotary(&layout.positions, &device);
+        let unit = m * m;
+        let mut deepstack = Vec::with_capacity(self.deepstack_merger_list.len());
         for (i, block) in self.blocks.iter().enumerate() {
             let segments = if self.full_attention_blocks.contains(&i) {
                 &layout.full
@@ -701,18 +946,76 @@ impl QwenVisionTower {
             x = x + attn;
             let mlp = block.mlp.forward(block.norm2.forward(x.clone()));
             x = x + mlp;
+            let merger = self
+                .deepstack_visual_indexes
+                .iter()
+                .position(|&b| b == i)
+                .and_then(|k| self.deepstack_merger_list.get(k));
+            if let Some(merger) = merger {
+                deepstack.push(
+                    merger
+                        .forward(x.clone(), unit)
+                        .select(0, index(&layout.restore)),
+                );
+            }
         }
         let merged = self
             .merger
-            .ln_q
-            .forward(x)
-            .reshape([n / (m * m), wd * m * m]);
-        let mlp = &self.merger.mlp;
-        let out = mlp
-            .linear_2
-            .forward(burn::tensor::activation::gelu(mlp.linear_1.forward(merged)));
-        Ok(out.select(0, index(&layout.restore)))
+            .forward(x, unit)
+            .select(0, index(&layout.restore));
+        Ok(TowerOutput { merged, deepstack })
     }
+}
+
+/// What the tower gives for a batch of images: `[image tokens, out_width]` each, in input order.
+pub struct TowerOutput {
+    pub merged: Tensor<2>,
+    /// Qwen3-VL: one per DeepStack block, in block order (the order the decoder layers take them).
+    pub deepstack: Vec<Tensor<2>>,
+}
+
+/// Gather indices into a `side x side` table (row-major) and weights, 4 per patch (rows `r0, r0 + 1` times
+/// columns `c0, c0 + 1`), that resample the table to each image's `h x w` patch grid bilinearly with aligned
+/// corners, for every patch in the processor's order (merge block by merge block, each frame alike). In f32 with
+/// the operations of transformers' `get_vision_interpolation_indices_and_weights`, so the weights agree exactly.
+pub fn bilinear_position_taps(
+    grids: &[[usize; 3]],
+    side: usize,
+    merge: usize,
+) -> (Vec<i64>, Vec<f32>) {
+    let axis = |i: usize, size: usize| -> [(i64, f32); 2] {
+        let src = (i as f32 * (side - 1) as f32) / (size.saturating_sub(1).max(1) as f32);
+        let floor = src.floor();
+        let last = side as i64 - 1;
+        [0.0f32, 1.0].map(|offset| {
+            let tap = (floor as i64 + offset as i64).clamp(0, last);
+            let weight = (1.0 - (src - floor - offset).abs()).max(0.0);
+            (tap, weight)
+        })
+    };
+    let mut indices = Vec::new();
+    let mut weights = Vec::new();
+    for &[t, h, w] in grids {
+        for _ in 0..t {
+            for bh in 0..h / merge {
+                for bw in 0..w / merge {
+                    for ih in 0..merge {
+                        for iw in 0..merge {
+                            let rows = axis(bh * merge + ih, h);
+                            let cols = axis(bw * merge + iw, w);
+                            for (r, wr) in rows {
+                                for (c, wc) in cols {
+                                    indices.push(r * side as i64 + c);
+                                    weights.push(wr * wc);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (indices, weights)
 }
 
 /// `Qwen2VLForConditionalGeneration` / `Qwen2_5_VLForConditionalGeneration`.
@@ -723,8 +1026,9 @@ pub struct Qwen2Vl {
     pub lm_head: Option<Linear>,
     #[module(skip)]
     pub config: Qwen2VlConfig,
+    /// The position axis of each rotary frequency ([`Qwen2VlConfig::mrope_axes`]).
     #[module(skip)]
-    pub mrope_section: Vec<usize>,
+    pub mrope_axes: Vec<usize>,
 }
 
 impl Qwen2Vl {
@@ -744,7 +1048,7 @@ impl Qwen2Vl {
                 )
             }),
             config: config.clone(),
-            mrope_section: config.mrope_section()?,
+            mrope_axes: config.mrope_axes()?,
         })
     }
 
@@ -759,13 +1063,13 @@ impl Qwen2Vl {
         }
     }
 
-    /// Image features `[1, image tokens of all images, hidden]`.
-    pub fn image_features(&self, patches: &ImagePatches) -> anyhow::Result<Tensor<3>> {
-        Ok(self.visual.forward(patches)?.unsqueeze_dim(0))
+    /// Image features `[1, image tokens of all images, hidden]`, and the DeepStack features (Qwen3-VL).
+    pub fn image_features(&self, patches: &ImagePatches) -> anyhow::Result<TowerOutput> {
+        self.visual.forward(patches)
     }
 
-    /// Rotary `cos, sin: [B, S, head_dim]` for multimodal positions `[3, B, S]` (temporal, height, width): the
-    /// rotary half-dimensions are split into `mrope_section` parts, part `i` turning with axis `i % 3`.
+    /// Rotary `cos, sin: [B, S, head_dim]` for multimodal positions `[3, B, S]` (temporal, height, width): rotary
+    /// frequency `j` turns with the position on axis `mrope_axes[j]`.
     pub fn mrope(
         &self,
         positions: &[i64],
@@ -778,22 +1082,18 @@ impl Qwen2Vl {
         let pos: Vec<f32> = positions.iter().map(|&p| p as f32).collect();
         let pos = Tensor::<1>::from_data(TensorData::new(pos, [3 * batch * seq]), device)
             .reshape([3, batch, seq, 1]);
-        let inv =
-            Tensor::<1>::from_data(TensorData::new(inv, [half]), device).reshape([1, 1, 1, half]);
-        let freqs = pos * inv;
-        let mut parts = Vec::new();
-        let mut start = 0;
-        for (i, &len) in self.mrope_section.iter().enumerate() {
-            let axis = i % 3;
-            parts.push(
-                freqs
-                    .clone()
-                    .slice([axis..axis + 1, 0..batch, 0..seq, start..start + len])
-                    .reshape([batch, seq, len]),
-            );
-            start += len;
-        }
-        let freqs = Tensor::cat(parts, 2);
+        // Each axis's positions times the frequencies that turn with it (0 elsewhere): the sum over the axes is
+        // every frequency times its own axis's position, exactly (adding zeros rounds nothing).
+        let masked: Vec<f32> = (0..3)
+            .flat_map(|axis| {
+                inv.iter()
+                    .zip(&self.mrope_axes)
+                    .map(move |(&f, &a)| if a == axis { f } else { 0.0 })
+            })
+            .collect();
+        let inv = Tensor::<1>::from_data(TensorData::new(masked, [3 * half]), device)
+            .reshape([3, 1, 1, half]);
+        let freqs = (pos * inv).sum_dim(0).reshape([batch, seq, half]);
         let emb = Tensor::cat(vec![freqs.clone(), freqs], 2);
         (emb.clone().cos(), emb.sin())
     }
@@ -901,10 +1201,24 @@ pub fn canonical_name(key: &str) -> String {
         .replace("visual.merger.mlp.2.", "visual.merger.mlp.linear_2.")
 }
 
-/// The key `save_pretrained` writes for a module path (inverse of [`canonical_name`]).
-pub fn export_name(path: &str) -> String {
-    path.replace("visual.merger.mlp.linear_1.", "visual.merger.mlp.0.")
-        .replace("visual.merger.mlp.linear_2.", "visual.merger.mlp.2.")
+/// The key `save_pretrained` writes for a module path (inverse of [`canonical_name`]): transformers 5.23 saves
+/// Qwen2-VL and Qwen2.5-VL under their legacy names (`visual.*`, `model.*`, the merger's `mlp.0`/`mlp.2`) and
+/// Qwen3-VL under its own (`model.visual.*`, `model.language_model.*`).
+pub fn export_name(version: QwenVersion, path: &str) -> String {
+    match version {
+        QwenVersion::V2 | QwenVersion::V2_5 => path
+            .replace("visual.merger.mlp.linear_1.", "visual.merger.mlp.0.")
+            .replace("visual.merger.mlp.linear_2.", "visual.merger.mlp.2."),
+        QwenVersion::V3 => {
+            if let Some(rest) = path.strip_prefix("visual.") {
+                format!("model.visual.{rest}")
+            } else if let Some(rest) = path.strip_prefix("model.") {
+                format!("model.language_model.{rest}")
+            } else {
+                path.to_string()
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -976,6 +1290,86 @@ mod tests {
         assert!(err.contains("mrope_section"), "{err}");
     }
 
+    fn config(model_type: &str) -> Qwen2VlConfig {
+        Qwen2VlConfig::from_json(&serde_json::json!({
+            "model_type": model_type,
+            "text_config": {"vocab_size": 64, "hidden_size": 64, "intermediate_size": 48, "num_hidden_layers": 1,
+                            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+                            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                                "mrope_section": [2, 3, 3]}},
+            "vision_config": {"depth": 2, "hidden_size": 16, "intermediate_size": 24, "num_heads": 2,
+                              "patch_size": 2, "out_hidden_size": 64, "num_position_embeddings": 16,
+                              "deepstack_visual_indexes": [1]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rotary_frequencies_go_to_axes_in_blocks_or_interleaved() {
+        // Qwen2.5-VL: [2, 3, 3] consecutive blocks of time, height, width.
+        assert_eq!(
+            config("qwen2_5_vl").mrope_axes().unwrap(),
+            vec![0, 0, 1, 1, 1, 2, 2, 2]
+        );
+        // Qwen3-VL: height on 1, 4, 7 (< 9), width on 2, 5 (< 9; 8 is not 2 mod 3), time on the rest.
+        let v3 = config("qwen3_vl");
+        assert_eq!(v3.version(), QwenVersion::V3);
+        assert_eq!(v3.mrope_axes().unwrap(), vec![0, 1, 2, 0, 1, 2, 0, 1]);
+        // The nested decoder config without a type gets the model's, so Qwen3's q/k norms.
+        assert_eq!(v3.text_config.model_type, "qwen3_vl_text");
+    }
+
+    #[test]
+    fn a_position_grid_of_the_image_size_is_read_as_is() {
+        // A 4 x 4 grid on a 4 x 4 table: each patch reads its own row with weight 1, in merge-block order.
+        let (indices, weights) = bilinear_position_taps(&[[1, 4, 4]], 4, 2);
+        let own: Vec<i64> = indices.chunks(4).map(|taps| taps[0]).collect();
+        assert_eq!(&own[..8], &[0, 1, 4, 5, 2, 3, 6, 7]);
+        for w in weights.chunks(4) {
+            assert_eq!(w[0], 1.0, "{w:?}");
+            assert_eq!(w[1..].iter().sum::<f32>(), 0.0, "{w:?}");
+        }
+        // A 2-patch-wide image on a 5-wide table: its columns are the table's first and last.
+        let (indices, weights) = bilinear_position_taps(&[[1, 2, 2]], 5, 2);
+        assert_eq!(indices[4], 4, "patch (0, 1) reads column 4 of row 0");
+        assert_eq!(weights[4], 1.0);
+        // And a missing table row count is refused when not a square.
+        let mut bad = config("qwen3_vl");
+        bad.vision_config.num_position_embeddings = Some(15);
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("num_position_embeddings")
+        );
+        bad.vision_config.num_position_embeddings = Some(16);
+        bad.vision_config.deepstack_visual_indexes = Some(vec![2]);
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("deepstack_visual_indexes")
+        );
+    }
+
+    #[test]
+    fn qwen3_vl_exports_transformers_5_names() {
+        for (path, key) in [
+            (
+                "visual.blocks.0.mlp.linear_fc1.weight",
+                "model.visual.blocks.0.mlp.linear_fc1.weight",
+            ),
+            (
+                "model.layers.0.self_attn.q_norm.weight",
+                "model.language_model.layers.0.self_attn.q_norm.weight",
+            ),
+            ("lm_head.weight", "lm_head.weight"),
+        ] {
+            assert_eq!(export_name(QwenVersion::V3, path), key);
+            assert_eq!(canonical_name(key), path);
+        }
+    }
+
     #[test]
     fn merger_keys_map_both_ways() {
         for key in [
@@ -983,7 +1377,7 @@ mod tests {
             "visual.blocks.0.attn.qkv.bias",
             "model.layers.1.self_attn.q_proj.bias",
         ] {
-            assert_eq!(export_name(&canonical_name(key)), key);
+            assert_eq!(export_name(QwenVersion::V2_5, &canonical_name(key)), key);
         }
         assert_eq!(
             canonical_name("model.visual.merger.mlp.2.bias"),

@@ -1,5 +1,5 @@
 //! The family-agnostic model the trainer, evaluator and CLI use: [`Vlm`] over Idefics3, LLaVA, Qwen2-VL /
-//! Qwen2.5-VL and a text-only Llama, with one batch type, logits, loss and parameter parts.
+//! Qwen2.5-VL / Qwen3-VL and a text-only Llama, with one batch type, logits, loss and parameter parts.
 
 use anyhow::{Context, bail};
 use burn::module::Module;
@@ -7,7 +7,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::idefics3::{Idefics3, Idefics3Config};
-use crate::llama::{DecoderOutput, LlamaConfig, LlamaForCausalLM, LlamaModel, token_ids};
+use crate::llama::{
+    DecoderOutput, Deepstack, LlamaConfig, LlamaForCausalLM, LlamaModel, token_ids,
+};
 use crate::llava::{Llava, LlavaConfig};
 use crate::qwen2_vl::{ImagePatches, Qwen2Vl, Qwen2VlConfig};
 
@@ -21,7 +23,7 @@ pub const IGNORE_INDEX: i64 = -100;
 pub enum Family {
     Idefics3,
     Llava,
-    /// Qwen2-VL and Qwen2.5-VL (`qwen2_vl.rs`; the config's `model_type` picks the tower).
+    /// Qwen2-VL, Qwen2.5-VL and Qwen3-VL (`qwen2_vl.rs`; the config's `model_type` picks the variant).
     Qwen2Vl,
     Llama,
 }
@@ -54,10 +56,11 @@ pub static REGISTRY: [FamilyEntry; 4] = [
     FamilyEntry {
         family: Family::Qwen2Vl,
         name: "qwen2_vl",
-        model_types: &["qwen2_vl", "qwen2_5_vl"],
+        model_types: &["qwen2_vl", "qwen2_5_vl", "qwen3_vl"],
         architectures: &[
             "Qwen2VLForConditionalGeneration",
             "Qwen2_5_VLForConditionalGeneration",
+            "Qwen3VLForConditionalGeneration",
         ],
     },
     FamilyEntry {
@@ -90,7 +93,7 @@ impl Family {
         by(|e| e.model_types, model_type).or_else(|| by(|e| e.architectures, architecture))
     }
 
-    /// "idefics3/smolvlm, llava, qwen2_vl/qwen2_5_vl, llama/qwen2/mistral", for messages.
+    /// "idefics3/smolvlm, llava, qwen2_vl/qwen2_5_vl/qwen3_vl, llama/qwen2/mistral", for messages.
     pub fn supported() -> String {
         REGISTRY
             .iter()
@@ -292,8 +295,9 @@ impl Part {
 }
 
 /// Classifies an HF-style parameter path (`model.vision_model.…`, `multi_modal_projector.…`,
-/// `language_model.…`, `lm_head.weight`; Qwen2-VL's `visual.merger.…` is the connector and the rest of `visual.…`
-/// the vision tower; a leading Burn enum variant such as `Idefics3.`, of any family, is ignored).
+/// `language_model.…`, `lm_head.weight`; Qwen2-VL's `visual.merger.…` (and Qwen3-VL's DeepStack mergers,
+/// `visual.deepstack_merger_list.…`) is the connector and the rest of `visual.…` the vision tower; a leading Burn
+/// enum variant such as `Idefics3.`, of any family, is ignored).
 pub fn part_of(param_path: &str) -> Part {
     // Burn names a parameter of an enum module after the variant (`Idefics3.model...`); HF names are lowercase.
     let path = match param_path.split_once('.') {
@@ -301,7 +305,7 @@ pub fn part_of(param_path: &str) -> Part {
         _ => param_path,
     };
     let path = path.strip_prefix("model.").unwrap_or(path);
-    if path.starts_with("visual.merger.") {
+    if path.starts_with("visual.merger.") || path.starts_with("visual.deepstack_merger_list.") {
         Part::Connector
     } else if path.starts_with("vision_model.")
         || path.starts_with("vision_tower.")
@@ -322,6 +326,14 @@ pub struct MultimodalRotary {
     pub sin: Tensor<3>,
     /// Each row's next position (its length plus its position delta), where generation continues.
     pub next_positions: Vec<i64>,
+}
+
+/// Image features of a batch: `[n_images, tokens_per_image, text_hidden]` (the Qwen2-VL family: `[1, image tokens
+/// of all images, text_hidden]`), and Qwen3-VL's DeepStack features (`[image tokens, text_hidden]` per injected
+/// decoder layer; empty for the other families).
+pub struct ImageFeatures {
+    pub merged: Tensor<3>,
+    pub deepstack: Vec<Tensor<2>>,
 }
 
 /// Logits and, when asked, the decoder hidden states and the image features.
@@ -348,12 +360,17 @@ impl Vlm {
     /// patch features of order 1: trained from scratch, a tiny Idefics3 then learns what is in the image but never
     /// where (measured in transformers and here: the side of a square stays at chance after 1,200 steps with 0.02,
     /// and is learned in 400 with 1.0, PyTorch's own `nn.Embedding` default). Returns false for text-only models
-    /// and for the Qwen2-VL family, whose tower has rotary positions and no position embedding.
+    /// and for Qwen2-VL / Qwen2.5-VL, whose tower has rotary positions and no position embedding (Qwen3-VL's has
+    /// both).
     pub fn reinit_vision_positions(&mut self, std: f64) -> bool {
         let embedding = match self {
             Vlm::Idefics3(m) => &mut m.model.vision_model.embeddings.position_embedding,
             Vlm::Llava(m) => &mut m.vision_tower.vision_model.embeddings.position_embedding,
-            Vlm::Qwen2Vl(_) | Vlm::Llama(_) => return false,
+            Vlm::Qwen2Vl(m) => match &mut m.visual.pos_embed {
+                Some(table) => table,
+                None => return false,
+            },
+            Vlm::Llama(_) => return false,
         };
         let weight = embedding.weight.val();
         let device = weight.device();
@@ -430,10 +447,17 @@ impl Vlm {
         })
     }
 
-    /// Image features `[1, image tokens of all images, text_hidden]` of flattened patches (the Qwen2-VL family).
-    pub fn patch_features(&self, patches: &ImagePatches) -> anyhow::Result<Tensor<3>> {
+    /// Image features `[1, image tokens of all images, text_hidden]` of flattened patches (the Qwen2-VL family),
+    /// with Qwen3-VL's DeepStack features.
+    pub fn patch_features(&self, patches: &ImagePatches) -> anyhow::Result<ImageFeatures> {
         match self {
-            Self::Qwen2Vl(m) => m.image_features(patches),
+            Self::Qwen2Vl(m) => {
+                let out = m.image_features(patches)?;
+                Ok(ImageFeatures {
+                    merged: out.merged.unsqueeze_dim(0),
+                    deepstack: out.deepstack,
+                })
+            }
             other => bail!(
                 "{} takes `[B, N, C, H, W]` pixel values, not flattened patches",
                 other.config().family()
@@ -447,14 +471,17 @@ impl Vlm {
         pixel_values: Option<&Tensor<5>>,
         pixel_attention_mask: Option<&Tensor<4, Int>>,
         image_patches: Option<&ImagePatches>,
-    ) -> anyhow::Result<Option<Tensor<3>>> {
+    ) -> anyhow::Result<Option<ImageFeatures>> {
         match (pixel_values, image_patches) {
             (Some(_), Some(_)) => {
                 bail!("a batch holds either pixel values or image patches, not both")
             }
-            (Some(pixels), None) => {
-                self.image_features(pixels.clone(), pixel_attention_mask.cloned())
-            }
+            (Some(pixels), None) => Ok(self
+                .image_features(pixels.clone(), pixel_attention_mask.cloned())?
+                .map(|merged| ImageFeatures {
+                    merged,
+                    deepstack: Vec::new(),
+                })),
             (None, Some(patches)) => self.patch_features(patches).map(Some),
             (None, None) => Ok(None),
         }
@@ -504,44 +531,73 @@ impl Vlm {
         }))
     }
 
-    /// Token embeddings with image features written into the image-token positions, in order.
-    pub fn embed(
-        &self,
-        input_ids: Tensor<2, Int>,
-        image_features: Option<&Tensor<3>>,
-    ) -> anyhow::Result<Tensor<3>> {
-        let embeds = self.text_model().embed(input_ids.clone());
-        let (Some(features), Some(image_token)) = (image_features, self.image_token_id()) else {
-            return Ok(embeds);
-        };
-        let device = embeds.device();
-        let [b, s, d] = embeds.dims();
+    /// Every token's image slot (row-major): 0 for a token that is no image token, `1 + k` for the `k`-th image
+    /// token, checked against the `n` images x `t` tokens the images give.
+    fn image_slots(
+        input_ids: &Tensor<2, Int>,
+        image_token: u32,
+        [n, t]: [usize; 2],
+    ) -> anyhow::Result<Vec<i64>> {
         let ids: Vec<i64> = input_ids
+            .clone()
             .into_data()
             .convert::<i64>()
             .try_into_vec()
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let [n, t, _] = features.dims();
-        let n_positions = ids.iter().filter(|&&v| v == image_token as i64).count();
-        if n_positions != n * t {
+        let mut next = 0;
+        let slots: Vec<i64> = ids
+            .iter()
+            .map(|&v| {
+                if v == i64::from(image_token) {
+                    next += 1;
+                    next
+                } else {
+                    0
+                }
+            })
+            .collect();
+        if next as usize != n * t {
             bail!(
-                "the prompt has {n_positions} image tokens (id {image_token}) but the images give {} features ({n} images x {t}); check the processor's image token expansion",
+                "the prompt has {next} image tokens (id {image_token}) but the images give {} features ({n} images x {t}); check the processor's image token expansion",
                 n * t
             );
         }
-        let mut next = (b * s) as i64;
-        let index: Vec<i64> = ids
+        Ok(slots)
+    }
+
+    /// Token embeddings with image features written into the image-token positions, in order, and Qwen3-VL's
+    /// DeepStack features placed at the same positions for the decoder.
+    pub fn embed(
+        &self,
+        input_ids: Tensor<2, Int>,
+        image_features: Option<&ImageFeatures>,
+    ) -> anyhow::Result<(Tensor<3>, Option<Deepstack>)> {
+        let embeds = self.text_model().embed(input_ids.clone());
+        let (Some(ImageFeatures { merged, deepstack }), Some(image_token)) =
+            (image_features, self.image_token_id())
+        else {
+            return Ok((embeds, None));
+        };
+        let features = merged;
+        let device = embeds.device();
+        let [b, s, d] = embeds.dims();
+        let [n, t, _] = features.dims();
+        let slots = Self::image_slots(&input_ids, image_token, [n, t])?;
+        let index: Vec<i64> = slots
             .iter()
             .enumerate()
-            .map(|(i, &v)| {
-                if v == image_token as i64 {
-                    next += 1;
-                    next - 1
+            .map(|(i, &slot)| {
+                if slot > 0 {
+                    (b * s) as i64 + slot - 1
                 } else {
                     i as i64
                 }
             })
             .collect();
+        let deepstack = (!deepstack.is_empty()).then(|| Deepstack {
+            slots: Tensor::<1, Int>::from_data(TensorData::new(slots, [b * s]), &device),
+            features: deepstack.clone(),
+        });
         let table = Tensor::cat(
             vec![
                 embeds.reshape([b * s, d]),
@@ -550,7 +606,7 @@ impl Vlm {
             0,
         );
         let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * s]), &device);
-        Ok(table.select(0, index).reshape([b, s, d]))
+        Ok((table.select(0, index).reshape([b, s, d]), deepstack))
     }
 
     /// Full forward: logits `[B, S, vocab]`, plus hidden states when asked.
@@ -586,7 +642,7 @@ impl Vlm {
             batch.pixel_attention_mask.as_ref(),
             batch.image_patches.as_ref(),
         )?;
-        let embeds = self.embed(batch.input_ids.clone(), image_features.as_ref())?;
+        let (embeds, deepstack) = self.embed(batch.input_ids.clone(), image_features.as_ref())?;
         let [b, s, _] = embeds.dims();
         let device = embeds.device();
         // The Qwen2-VL family with images: 3D positions; without images transformers counts 0..S as for the others.
@@ -615,6 +671,7 @@ impl Vlm {
                     embeds,
                     masked,
                     (cos, sin),
+                    deepstack.as_ref(),
                     None,
                     output_hidden_states,
                 )
@@ -637,7 +694,11 @@ impl Vlm {
                 )
             }
         };
-        Ok((last_hidden_state, hidden_states, image_features))
+        Ok((
+            last_hidden_state,
+            hidden_states,
+            image_features.map(|f| f.merged),
+        ))
     }
 
     /// Logits `[B, S, vocab]`. Panics only on a batch that contradicts the model (image token
@@ -827,6 +888,12 @@ mod tests {
             Part::Connector
         );
         assert_eq!(part_of("visual.merger.ln_q.weight"), Part::Connector);
+        // Qwen3-VL: the DeepStack mergers are connector too, its learned positions the tower.
+        assert_eq!(
+            part_of("model.visual.deepstack_merger_list.0.norm.weight"),
+            Part::Connector
+        );
+        assert_eq!(part_of("model.visual.pos_embed.weight"), Part::Vision);
         assert_eq!(
             part_of("model.layers.0.self_attn.q_proj.bias"),
             Part::Language

@@ -1,6 +1,7 @@
 //! One chat turn end to end, as `svlm ask` runs it: svlm-processor (chat template, image
 //! splitting or patches, image tokens) -> image features -> KV-cache greedy generation with stop tokens,
-//! against `Idefics3Processor` / `Qwen2_5_VLProcessor` + `generate` in transformers (`scripts/make_fixtures.py`).
+//! against `Idefics3Processor` / `Qwen2_5_VLProcessor` / `Qwen3VLProcessor` + `generate` in transformers
+//! (`scripts/make_fixtures.py`).
 
 use std::path::{Path, PathBuf};
 
@@ -96,12 +97,22 @@ fn idefics3_chat_turn_matches_transformers() {
 
 #[test]
 fn qwen2_5_vl_chat_turn_matches_transformers() {
+    check_qwen_turn("qwen2_5_vl");
+}
+
+#[test]
+fn qwen3_vl_chat_turn_matches_transformers() {
+    check_qwen_turn("qwen3_vl");
+}
+
+/// A chat turn about the photo (one 1 x 4 x 10 patch grid, 10 image tokens) of a Qwen-VL fixture.
+fn check_qwen_turn(fixture: &str) {
     let Turn {
         dir,
         reference,
         processor,
         inputs,
-    } = Turn::of("qwen2_5_vl");
+    } = Turn::of(fixture);
     let ids = |key: &str| reference_ids(&reference, key);
     assert_eq!(inputs.prompt.matches("<|image_pad|>").count(), 10);
     assert_eq!(inputs.input_ids, ids("input_ids"), "prompt ids");

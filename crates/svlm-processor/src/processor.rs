@@ -474,7 +474,9 @@ fn processor_class(
     match named {
         Some("Idefics3Processor") => ProcessorClass::Idefics3,
         Some("LlavaProcessor") => ProcessorClass::Llava,
-        Some("Qwen2VLProcessor" | "Qwen2_5_VLProcessor") => ProcessorClass::Qwen2Vl,
+        Some("Qwen2VLProcessor" | "Qwen2_5_VLProcessor" | "Qwen3VLProcessor") => {
+            ProcessorClass::Qwen2Vl
+        }
         _ => match kind {
             ImageProcessorKind::Idefics3 => ProcessorClass::Idefics3,
             ImageProcessorKind::Qwen2Vl => ProcessorClass::Qwen2Vl,

@@ -628,8 +628,9 @@ fn llava_token_count_follows_patch_grid_and_strategy() {
     assert_eq!(processor("smolvlm").image_token_count_llava(336, 336), None);
 }
 
-fn qwen_reference() -> Value {
-    let text = std::fs::read_to_string(fixtures().join("qwen2_vl/reference.json")).unwrap();
+/// The reference of a Qwen-VL processor folder (`qwen2_vl`: Qwen2.5-VL's, `qwen3_vl`: Qwen3-VL's).
+fn qwen_reference(folder: &str) -> Value {
+    let text = std::fs::read_to_string(fixtures().join(folder).join("reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -646,8 +647,17 @@ fn grids(v: &Value) -> Vec<[usize; 3]> {
 
 #[test]
 fn qwen2_vl_chats_with_images_of_different_sizes_match_python() {
-    let r = qwen_reference();
-    let p = processor("qwen2_vl");
+    check_qwen_chats("qwen2_vl");
+}
+
+#[test]
+fn qwen3_vl_chats_with_images_of_different_sizes_match_python() {
+    check_qwen_chats("qwen3_vl");
+}
+
+fn check_qwen_chats(folder: &str) {
+    let r = qwen_reference(folder);
+    let p = processor(folder);
     assert_eq!(
         p.tokenizer.token_to_id("<|image_pad|>"),
         Some(r["image_token_id"].as_u64().unwrap() as u32)
@@ -682,7 +692,7 @@ fn qwen2_vl_chats_with_images_of_different_sizes_match_python() {
             [shape[0], shape[1], 1, 1],
             "{name}: patches"
         );
-        let rel = format!("../qwen2_vl/{}", case["pixel_values"].as_str().unwrap());
+        let rel = format!("../{folder}/{}", case["pixel_values"].as_str().unwrap());
         let expected = read_npy(&rel);
         assert_eq!(expected.shape, shape, "{name}");
         assert_close(&out.pixel_values, &expected.f32, name);
@@ -693,8 +703,17 @@ fn qwen2_vl_chats_with_images_of_different_sizes_match_python() {
 
 #[test]
 fn qwen2_vl_batch_pads_left_and_concatenates_patches_like_python() {
-    let r = qwen_reference();
-    let p = processor("qwen2_vl");
+    check_qwen_batch("qwen2_vl");
+}
+
+#[test]
+fn qwen3_vl_batch_pads_left_and_concatenates_patches_like_python() {
+    check_qwen_batch("qwen3_vl");
+}
+
+fn check_qwen_batch(folder: &str) {
+    let r = qwen_reference(folder);
+    let p = processor(folder);
     let case = &r["batch"];
     let names: Vec<&str> = case["images"]
         .as_array()
@@ -734,11 +753,24 @@ fn qwen2_vl_batch_pads_left_and_concatenates_patches_like_python() {
 
 #[test]
 fn qwen2_vl_smart_resize_matches_python() {
-    let r = qwen_reference();
-    let ImageProcessor::Qwen2Vl(ip) = processor("qwen2_vl").image_processor else {
-        panic!("the Qwen2-VL folder must read as a Qwen2-VL image processor")
+    check_qwen_smart_resize("qwen2_vl", (14, 3136, 12544));
+}
+
+#[test]
+fn qwen3_vl_smart_resize_matches_python() {
+    // Qwen3-VL's hub folders name the fast image processor and `Qwen3VLProcessor`: both read as the Qwen2-VL ones.
+    check_qwen_smart_resize("qwen3_vl", (16, 4096, 16384));
+}
+
+fn check_qwen_smart_resize(folder: &str, (patch, min_pixels, max_pixels): (usize, usize, usize)) {
+    let r = qwen_reference(folder);
+    let ImageProcessor::Qwen2Vl(ip) = processor(folder).image_processor else {
+        panic!("{folder} must read as a Qwen2-VL image processor")
     };
-    assert_eq!((ip.min_pixels, ip.max_pixels), (3136, 12544));
+    assert_eq!(
+        (ip.patch_size, ip.min_pixels, ip.max_pixels),
+        (patch, min_pixels, max_pixels)
+    );
     for row in r["smart_resize"].as_array().unwrap() {
         let v = usizes(row);
         assert_eq!(
