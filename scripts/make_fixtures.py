@@ -312,7 +312,7 @@ def make_qwen2_5_vl():
     vision = dict(depth=4, hidden_size=32, intermediate_size=48, num_heads=2, patch_size=4, temporal_patch_size=2,
                   spatial_merge_size=2, window_size=16, out_hidden_size=64, fullatt_block_indexes=[1, 3])
     cfg = Qwen2_5_VLConfig(text_config=dict(QWEN_TEXT), vision_config=vision, **QWEN_TOKENS)
-    qwen_vl_fixture("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, cfg, 14)
+    qwen_vl_fixture("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, cfg, 14, labels_after_padding=False)
 
 
 def make_qwen2_vl():
@@ -320,7 +320,7 @@ def make_qwen2_vl():
     vision = dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=4,
                   temporal_patch_size=2, spatial_merge_size=2)
     cfg = Qwen2VLConfig(text_config=dict(QWEN_TEXT), vision_config=vision, **QWEN_TOKENS)
-    qwen_vl_fixture("qwen2_vl", Qwen2VLForConditionalGeneration, cfg, 15)
+    qwen_vl_fixture("qwen2_vl", Qwen2VLForConditionalGeneration, cfg, 15, labels_after_padding=False)
 
 
 def make_qwen3_vl():
