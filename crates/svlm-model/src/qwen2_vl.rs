@@ -69,9 +69,9 @@ pub struct QwenVisionConfig {
     /// Qwen2.5-VL: the gated MLP's width; Qwen3-VL: the MLP's width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intermediate_size: Option<usize>,
-    /// Qwen2-VL: the MLP's width over the tower width.
+    /// Qwen2-VL: the MLP's width over the tower width (an integer in transformers' config, which refuses `4.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mlp_ratio: Option<f64>,
+    pub mlp_ratio: Option<usize>,
     pub num_heads: usize,
     #[serde(default = "default_channels")]
     pub in_channels: usize,
@@ -132,9 +132,7 @@ impl QwenVisionConfig {
 
     fn mlp_width(&self, version: QwenVersion) -> usize {
         match version {
-            QwenVersion::V2 => {
-                (self.width(version) as f64 * self.mlp_ratio.unwrap_or(4.0)) as usize
-            }
+            QwenVersion::V2 => self.width(version) * self.mlp_ratio.unwrap_or(4),
             QwenVersion::V2_5 => self.intermediate_size.unwrap_or(3420),
             QwenVersion::V3 => self.intermediate_size.unwrap_or(4304),
         }
@@ -1223,6 +1221,19 @@ pub fn export_name(version: QwenVersion, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn qwen2_vl_vision_config_round_trips_mlp_ratio_as_an_integer() {
+        // transformers' Qwen2VLVisionConfig types `mlp_ratio` as an int and refuses an exported `2.0`.
+        let text = r#"{"depth": 1, "hidden_size": 32, "embed_dim": 16, "mlp_ratio": 2, "num_heads": 2,
+                       "patch_size": 4}"#;
+        let config: QwenVisionConfig = serde_json::from_str(text).expect("config");
+        assert_eq!(config.mlp_width(QwenVersion::V2), 32);
+        let written = serde_json::to_value(&config).expect("json");
+        assert_eq!(written["mlp_ratio"], serde_json::json!(2));
+        assert!(written["mlp_ratio"].is_u64());
+    }
+
     use super::*;
 
     #[test]
