@@ -36,6 +36,11 @@ const PALETTE: [RGBColor; 8] = [
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Palette entry of the line (default: the series' position in the plot), so that related series (a
+    /// sequence's truth and a model's answers for it) can share a colour.
+    pub color: Option<usize>,
+    /// A thin line without markers: a reference drawn under the measured series.
+    pub thin: bool,
 }
 
 impl Series {
@@ -43,7 +48,21 @@ impl Series {
         Self {
             name: name.into(),
             points,
+            color: None,
+            thin: false,
         }
+    }
+
+    /// The line in palette colour `index`.
+    pub fn colored(mut self, index: usize) -> Self {
+        self.color = Some(index);
+        self
+    }
+
+    /// A thin reference line without markers.
+    pub fn thin(mut self) -> Self {
+        self.thin = true;
+        self
     }
 }
 
@@ -154,7 +173,8 @@ impl LinePlot {
         Y: Ranged<ValueType = f64>,
     {
         for (i, s) in self.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
+            let color = PALETTE[s.color.unwrap_or(i) % PALETTE.len()];
+            let width = if s.thin { 1 } else { 2 };
             let points: Vec<(f64, f64)> = s
                 .points
                 .iter()
@@ -162,13 +182,13 @@ impl LinePlot {
                 .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0))
                 .collect();
             chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(width)))
                 .map_err(plot_err)?
                 .label(s.name.clone())
                 .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
                 });
-            if self.markers {
+            if self.markers && !s.thin {
                 chart
                     .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
                     .map_err(plot_err)?;

@@ -118,14 +118,18 @@ pub fn reward_plots(demo: &RewardDemo, dir: &Path) -> anyhow::Result<()> {
             .iter()
             .enumerate()
             .fold(plot, |plot, (i, s)| {
-                plot.with_series(Series::new(
-                    format!("seq {i} exact gap"),
-                    s.true_gap_m
-                        .iter()
-                        .enumerate()
-                        .map(|(f, d)| (f as f64, *d))
-                        .collect(),
-                ))
+                plot.with_series(
+                    Series::new(
+                        format!("seq {i} exact gap"),
+                        s.true_gap_m
+                            .iter()
+                            .enumerate()
+                            .map(|(f, d)| (f as f64, *d))
+                            .collect(),
+                    )
+                    .colored(i)
+                    .thin(),
+                )
             })
     };
     let measured = |r: &RewardReport| -> Vec<(f64, f64)> {
@@ -158,7 +162,8 @@ pub fn reward_plots(demo: &RewardDemo, dir: &Path) -> anyhow::Result<()> {
         plot.log_y = true;
         plot.markers = true;
         for (i, r) in reports.iter().enumerate() {
-            plot = plot.with_series(Series::new(format!("seq {i}: {name}"), measured(r)));
+            plot =
+                plot.with_series(Series::new(format!("seq {i}: {name}"), measured(r)).colored(i));
         }
         plot.save_png(&dir.join(format!("{file}.png")))?;
     }
