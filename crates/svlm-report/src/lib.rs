@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::{Context, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -106,62 +107,53 @@ impl LinePlot {
 
     /// Render to a PNG file (written atomically).
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        let buffer = self
-            .render()
-            .with_context(|| format!("drawing chart {:?}", self.title))?;
-        save_rgb_png(path, self.width, self.height, buffer)
+        draw_png(path, self.width, self.height, &self.title, |root| {
+            self.draw(root)
+        })
     }
 
-    fn render(&self) -> Result<Vec<u8>> {
-        ensure_font();
-        let mut buffer = vec![255u8; (self.width * self.height * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut buffer, (self.width, self.height))
-                .into_drawing_area();
-            root.fill(&WHITE).map_err(plot_err)?;
-            let finite: Vec<(f64, f64)> = self
-                .series
-                .iter()
-                .flat_map(|s| s.points.iter().copied())
-                .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0))
-                .collect();
-            let (x_range, y_range) = bounds(&finite);
-            let mut builder = ChartBuilder::on(&root);
-            builder
-                .caption(&self.title, (FONT_FAMILY, 22))
-                .margin(12)
-                .x_label_area_size(42)
-                .y_label_area_size(64);
-            if self.log_y {
-                let (lo, hi) = log_bounds(finite.iter().map(|&(_, y)| y));
-                let mut chart = builder
-                    .build_cartesian_2d(x_range.0..x_range.1, (lo..hi).log_scale())
-                    .map_err(plot_err)?;
-                chart
-                    .configure_mesh()
-                    .x_desc(&self.x_label)
-                    .y_desc(&self.y_label)
-                    .y_label_formatter(&|v| axis_label(*v))
-                    .label_style((FONT_FAMILY, 14))
-                    .draw()
-                    .map_err(plot_err)?;
-                self.draw_series(&mut chart)?;
-            } else {
-                let mut chart = builder
-                    .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
-                    .map_err(plot_err)?;
-                chart
-                    .configure_mesh()
-                    .x_desc(&self.x_label)
-                    .y_desc(&self.y_label)
-                    .label_style((FONT_FAMILY, 14))
-                    .draw()
-                    .map_err(plot_err)?;
-                self.draw_series(&mut chart)?;
-            }
-            root.present().map_err(plot_err)?;
+    fn draw(&self, root: &Canvas<'_>) -> Result<()> {
+        let finite: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_y || *y > 0.0))
+            .collect();
+        let (x_range, y_range) = bounds(&finite);
+        let mut builder = ChartBuilder::on(root);
+        builder
+            .caption(&self.title, (FONT_FAMILY, 22))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64);
+        if self.log_y {
+            let (lo, hi) = log_bounds(finite.iter().map(|&(_, y)| y));
+            let mut chart = builder
+                .build_cartesian_2d(x_range.0..x_range.1, (lo..hi).log_scale())
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .y_label_formatter(&|v| axis_label(*v))
+                .label_style((FONT_FAMILY, 14))
+                .draw()
+                .map_err(plot_err)?;
+            self.draw_series(&mut chart)?;
+        } else {
+            let mut chart = builder
+                .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
+                .map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc(&self.y_label)
+                .label_style((FONT_FAMILY, 14))
+                .draw()
+                .map_err(plot_err)?;
+            self.draw_series(&mut chart)?;
         }
-        Ok(buffer)
+        Ok(())
     }
 
     fn draw_series<'a, X, Y>(
@@ -242,95 +234,83 @@ impl ScatterPlot {
 
     /// Render to a PNG file (written atomically).
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        let buffer = self
-            .render()
-            .with_context(|| format!("drawing chart {:?}", self.title))?;
-        save_rgb_png(path, self.width, self.height, buffer)
+        draw_png(path, self.width, self.height, &self.title, |root| {
+            self.draw(root)
+        })
     }
 
-    fn render(&self) -> Result<Vec<u8>> {
-        ensure_font();
-        let mut buffer = vec![255u8; (self.width * self.height * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut buffer, (self.width, self.height))
-                .into_drawing_area();
-            root.fill(&WHITE).map_err(plot_err)?;
-            let positive =
-                |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && x > 0.0 && y > 0.0;
-            // One range for both axes, so that y = x is the diagonal.
-            let (lo, hi) = log_bounds(
-                self.series
-                    .iter()
-                    .flat_map(|s| s.points.iter().filter(|p| positive(p)))
-                    .flat_map(|&(x, y)| [x, y]),
-            );
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&self.title, (FONT_FAMILY, 22))
-                .margin(12)
-                .x_label_area_size(42)
-                .y_label_area_size(64)
-                .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
-                .map_err(plot_err)?;
+    fn draw(&self, root: &Canvas<'_>) -> Result<()> {
+        let positive = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && x > 0.0 && y > 0.0;
+        // One range for both axes, so that y = x is the diagonal.
+        let (lo, hi) = log_bounds(
+            self.series
+                .iter()
+                .flat_map(|s| s.points.iter().filter(|p| positive(p)))
+                .flat_map(|&(x, y)| [x, y]),
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT_FAMILY, 22))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .x_label_formatter(&|v| axis_label(*v))
+            .y_label_formatter(&|v| axis_label(*v))
+            .label_style((FONT_FAMILY, 14))
+            .draw()
+            .map_err(plot_err)?;
+        let grey = RGBColor(150, 150, 150);
+        chart
+            .draw_series(LineSeries::new(
+                vec![(lo, lo), (hi, hi)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(plot_err)?
+            .label("y = x")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1)));
+        chart
+            .draw_series(LineSeries::new(
+                vec![(lo, 2.0 * lo), (hi / 2.0, hi)],
+                grey.stroke_width(1),
+            ))
+            .map_err(plot_err)?
+            .label("y = 2x and y = x/2")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
+            });
+        chart
+            .draw_series(LineSeries::new(
+                vec![(2.0 * lo, lo), (hi, hi / 2.0)],
+                grey.stroke_width(1),
+            ))
+            .map_err(plot_err)?;
+        for (i, s) in self.series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
             chart
-                .configure_mesh()
-                .x_desc(&self.x_label)
-                .y_desc(&self.y_label)
-                .x_label_formatter(&|v| axis_label(*v))
-                .y_label_formatter(&|v| axis_label(*v))
-                .label_style((FONT_FAMILY, 14))
-                .draw()
-                .map_err(plot_err)?;
-            let grey = RGBColor(150, 150, 150);
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(lo, lo), (hi, hi)],
-                    BLACK.stroke_width(1),
-                ))
+                .draw_series(
+                    s.points
+                        .iter()
+                        .filter(|p| positive(p))
+                        .map(|p| Circle::new(*p, 3, color.mix(0.6).filled())),
+                )
                 .map_err(plot_err)?
-                .label("y = x")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(1))
-                });
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(lo, 2.0 * lo), (hi / 2.0, hi)],
-                    grey.stroke_width(1),
-                ))
-                .map_err(plot_err)?
-                .label("y = 2x and y = x/2")
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(1))
-                });
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(2.0 * lo, lo), (hi, hi / 2.0)],
-                    grey.stroke_width(1),
-                ))
-                .map_err(plot_err)?;
-            for (i, s) in self.series.iter().enumerate() {
-                let color = PALETTE[i % PALETTE.len()];
-                chart
-                    .draw_series(
-                        s.points
-                            .iter()
-                            .filter(|p| positive(p))
-                            .map(|p| Circle::new(*p, 3, color.mix(0.6).filled())),
-                    )
-                    .map_err(plot_err)?
-                    .label(s.name.clone())
-                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FONT_FAMILY, 14))
-                .draw()
-                .map_err(plot_err)?;
-            root.present().map_err(plot_err)?;
+                .label(s.name.clone())
+                .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
         }
-        Ok(buffer)
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT_FAMILY, 14))
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
     }
 }
 
@@ -380,100 +360,91 @@ impl BarChart {
                 self.categories.len()
             );
         }
-        let buffer = self
-            .render()
-            .with_context(|| format!("drawing chart {:?}", self.title))?;
-        save_rgb_png(path, self.width, self.height, buffer)
+        draw_png(path, self.width, self.height, &self.title, |root| {
+            self.draw(root)
+        })
     }
 
-    fn render(&self) -> Result<Vec<u8>> {
-        ensure_font();
-        let mut buffer = vec![255u8; (self.width * self.height * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut buffer, (self.width, self.height))
-                .into_drawing_area();
-            root.fill(&WHITE).map_err(plot_err)?;
-            let data_max = self
-                .groups
-                .iter()
-                .flat_map(|(_, v)| v.iter().copied())
-                .filter(|v| v.is_finite())
-                .fold(0.0f64, f64::max);
-            let y_max = self
-                .y_max
-                .unwrap_or(if data_max > 0.0 { data_max * 1.1 } else { 1.0 });
-            let n_cat = self.categories.len().max(1);
-            let n_groups = self.groups.len().max(1);
-            let label_area = if self.categories.iter().any(|c| c.len() > 8) {
-                110
-            } else {
-                42
-            };
-            let mut chart = ChartBuilder::on(&root)
-                .caption(&self.title, (FONT_FAMILY, 22))
-                .margin(12)
-                .x_label_area_size(label_area)
-                .y_label_area_size(64)
-                .build_cartesian_2d(0.0..n_cat as f64, 0.0..y_max)
-                .map_err(plot_err)?;
+    fn draw(&self, root: &Canvas<'_>) -> Result<()> {
+        let data_max = self
+            .groups
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        let y_max = self
+            .y_max
+            .unwrap_or(if data_max > 0.0 { data_max * 1.1 } else { 1.0 });
+        let n_cat = self.categories.len().max(1);
+        let n_groups = self.groups.len().max(1);
+        let label_area = if self.categories.iter().any(|c| c.len() > 8) {
+            110
+        } else {
+            42
+        };
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT_FAMILY, 22))
+            .margin(12)
+            .x_label_area_size(label_area)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..n_cat as f64, 0.0..y_max)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc(&self.y_label)
+            .label_style((FONT_FAMILY, 14))
+            .draw()
+            .map_err(plot_err)?;
+        let bar_width = 0.8 / n_groups as f64;
+        for (g, (name, values)) in self.groups.iter().enumerate() {
+            let color = PALETTE[g % PALETTE.len()];
             chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(0)
-                .y_desc(&self.y_label)
-                .label_style((FONT_FAMILY, 14))
+                .draw_series(
+                    values
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, v)| v.is_finite())
+                        .map(|(c, v)| {
+                            let x0 = c as f64 + 0.1 + g as f64 * bar_width;
+                            Rectangle::new(
+                                [(x0, 0.0), (x0 + bar_width * 0.95, v.min(y_max))],
+                                color.filled(),
+                            )
+                        }),
+                )
+                .map_err(plot_err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
+        }
+        if self.groups.len() > 1 || self.groups.iter().any(|(n, _)| !n.is_empty()) {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((FONT_FAMILY, 14))
                 .draw()
                 .map_err(plot_err)?;
-            let bar_width = 0.8 / n_groups as f64;
-            for (g, (name, values)) in self.groups.iter().enumerate() {
-                let color = PALETTE[g % PALETTE.len()];
-                chart
-                    .draw_series(
-                        values
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, v)| v.is_finite())
-                            .map(|(c, v)| {
-                                let x0 = c as f64 + 0.1 + g as f64 * bar_width;
-                                Rectangle::new(
-                                    [(x0, 0.0), (x0 + bar_width * 0.95, v.min(y_max))],
-                                    color.filled(),
-                                )
-                            }),
-                    )
-                    .map_err(plot_err)?
-                    .label(name.clone())
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
-                    });
-            }
-            if self.groups.len() > 1 || self.groups.iter().any(|(n, _)| !n.is_empty()) {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font((FONT_FAMILY, 14))
-                    .draw()
-                    .map_err(plot_err)?;
-            }
-            // Category names are drawn by hand under each cluster: plotters' numeric ticks rarely land on cluster centres.
-            let label_style = (FONT_FAMILY, 12)
-                .into_font()
-                .transform(FontTransform::Rotate90)
-                .color(&BLACK);
-            for (i, name) in self.categories.iter().enumerate() {
-                let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
-                root.draw(&Text::new(
-                    name.clone(),
-                    (px - 6, py + 6),
-                    label_style.clone(),
-                ))
-                .map_err(plot_err)?;
-            }
-            root.present().map_err(plot_err)?;
         }
-        Ok(buffer)
+        // Category names are drawn by hand under each cluster: plotters' numeric ticks rarely land on cluster centres.
+        let label_style = (FONT_FAMILY, 12)
+            .into_font()
+            .transform(FontTransform::Rotate90)
+            .color(&BLACK);
+        for (i, name) in self.categories.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            root.draw(&Text::new(
+                name.clone(),
+                (px - 6, py + 6),
+                label_style.clone(),
+            ))
+            .map_err(plot_err)?;
+        }
+        Ok(())
     }
 }
 
@@ -548,6 +519,29 @@ fn axis_label(v: f64) -> String {
     } else {
         text
     }
+}
+
+/// The drawing area every chart draws on: an RGB buffer.
+type Canvas<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// Draws a chart on a white `width x height` canvas and writes it to `path` as a PNG (atomically); `title` names
+/// the chart in errors.
+fn draw_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    title: &str,
+    draw: impl FnOnce(&Canvas<'_>) -> Result<()>,
+) -> Result<()> {
+    ensure_font();
+    let mut buffer = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        draw(&root).with_context(|| format!("drawing chart {title:?}"))?;
+        root.present().map_err(plot_err)?;
+    }
+    save_rgb_png(path, width, height, buffer)
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
