@@ -86,10 +86,31 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
+/// What the rounds of one job did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Survived {
+    /// Kills survived (each followed by its checks and a restart).
+    kills: usize,
+    /// Of those, kills inside a write (at a pause point: files written, not yet renamed into place).
+    in_writes: usize,
+    /// Runs that reached their end and were compared with the uninterrupted result.
+    completed: usize,
+}
+
+impl std::fmt::Display for Survived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} kills ({} inside writes), {} completed runs equal to the uninterrupted one",
+            self.kills, self.in_writes, self.completed
+        )
+    }
+}
+
 /// Rounds of one job: start `next()`, kill it at a random moment (or, every third round, at one of `pauses`),
 /// check `after_kill`, and start again; `after_finish` checks a process that ran to its end and says whether the
 /// job is done (then it also clears the job's output, so the next round starts over). Ends once `rounds` kills
-/// happened and the job was then run to its end; returns the kills survived.
+/// happened and the job was then run to its end.
 #[allow(clippy::too_many_arguments)] // one harness loop: the job, its randomness, its command and its three checks
 fn kill_rounds(
     job: &str,
@@ -100,8 +121,9 @@ fn kill_rounds(
     mut next: impl FnMut() -> Command,
     mut after_kill: impl FnMut(),
     mut after_finish: impl FnMut() -> bool,
-) -> usize {
+) -> Survived {
     let (mut killed, mut round) = (0, 0);
+    let mut survived = Survived::default();
     loop {
         let (delay, pause) = if killed < rounds {
             let pause =
@@ -117,14 +139,19 @@ fn kill_rounds(
         match run_and_kill(next(), delay, pause) {
             Ended::Killed => {
                 killed += 1;
+                survived.kills += 1;
+                survived.in_writes += usize::from(pause.is_some());
                 after_kill();
                 if rounds >= 20 && killed % 10 == 0 {
                     eprintln!("crash harness: {job}: {killed} of {rounds} kills survived");
                 }
             }
             Ended::Finished => {
-                if after_finish() && killed >= rounds {
-                    return killed;
+                if after_finish() {
+                    survived.completed += 1;
+                    if killed >= rounds {
+                        return survived;
+                    }
                 }
             }
         }
@@ -158,7 +185,7 @@ fn assert_checkpoints_complete(run: &Path) {
     }
 }
 
-fn train_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
+fn train_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> Survived {
     let data = tiny_set(&tmp.join("train_data"), 4);
     let steps = 8;
     let config = tiny_config(tmp, &data, steps, 1);
@@ -241,7 +268,7 @@ fn assert_jsonl_whole(dir: &Path) {
     }
 }
 
-fn synth_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
+fn synth_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> Survived {
     let scenes = 6;
     let reference = tmp.join("synth_ref");
     let started = Instant::now();
@@ -302,7 +329,7 @@ fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-fn export_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
+fn export_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> Survived {
     let model = tiny_model();
     let reference = tmp.join("export_ref");
     let started = Instant::now();
@@ -333,7 +360,7 @@ fn export_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
     )
 }
 
-fn eval_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> usize {
+fn eval_rounds(tmp: &Path, rng: &mut ChaCha8Rng, rounds: usize) -> Survived {
     let data = tiny_set(&tmp.join("eval_data"), 4);
     let eval = |out: &Path| {
         strings(&[
@@ -399,8 +426,8 @@ fn harness(rounds: usize, seed: u64) {
     let export = export_rounds(tmp.path(), &mut rng, rounds);
     let eval = eval_rounds(tmp.path(), &mut rng, rounds);
     eprintln!(
-        "crash harness (seed {seed}): rounds survived: train {train}, synth {synth}, export {export}, eval {eval} \
-         in {:.1} s",
+        "crash harness (seed {seed}, {:.1} s):\n  train:  {train}\n  synth:  {synth}\n  export: {export}\n  \
+         eval:   {eval}",
         started.elapsed().as_secs_f64()
     );
 }

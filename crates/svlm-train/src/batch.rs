@@ -47,7 +47,7 @@ impl EncodedSample {
 pub trait SampleEncoder: Send + Sync {
     /// Encode one sample, truncating to `max_seq_len`. An error (e.g. an image that fails to decode) skips the
     /// sample; it is counted and named like a malformed row.
-    fn encode(&self, sample: &Sample, max_seq_len: usize) -> Result<EncodedSample, String>;
+    fn encode(&self, sample: &Sample, max_seq_len: usize) -> anyhow::Result<EncodedSample>;
     /// Token id used for padding.
     fn pad_id(&self) -> u32;
 }

@@ -223,7 +223,7 @@ impl WordEncoder {
 }
 
 impl SampleEncoder for WordEncoder {
-    fn encode(&self, sample: &Sample, max_seq_len: usize) -> Result<EncodedSample, String> {
+    fn encode(&self, sample: &Sample, max_seq_len: usize) -> anyhow::Result<EncodedSample> {
         let mut ids = vec![BOS];
         let mut labels = vec![IGNORE_INDEX];
         let mut pixels = Vec::new();
@@ -240,7 +240,7 @@ impl SampleEncoder for WordEncoder {
                                 .strip_prefix('w')
                                 .and_then(|n| n.parse().ok())
                                 .filter(|&n| n < self.0.vocab)
-                                .ok_or_else(|| format!("word `{w}` is not w<id>"))?;
+                                .ok_or_else(|| anyhow::anyhow!("word `{w}` is not w<id>"))?;
                             ids.push(id);
                             labels.push(if assistant {
                                 i64::from(id)
@@ -253,8 +253,9 @@ impl SampleEncoder for WordEncoder {
                         let image = sample
                             .images
                             .get(image_index)
-                            .ok_or("image marker without image")?
-                            .load()?;
+                            .ok_or_else(|| anyhow::anyhow!("image marker without image"))?
+                            .load()
+                            .map_err(anyhow::Error::msg)?;
                         image_index += 1;
                         for c in 0..3 {
                             for p in image.pixels() {
@@ -283,7 +284,7 @@ impl SampleEncoder for WordEncoder {
             });
         }
         if ids.len() > max_seq_len {
-            return Err(format!("{} tokens > max_seq_len {max_seq_len}", ids.len()));
+            anyhow::bail!("{} tokens > max_seq_len {max_seq_len}", ids.len());
         }
         Ok(EncodedSample {
             source: sample.source,

@@ -1,6 +1,7 @@
 //! Checkpoints: written into a temporary directory beside the final one and renamed into place, so a crash never
 //! leaves a half-written `checkpoint-N`; the last K are kept.
 
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -95,13 +96,13 @@ pub fn save_checkpoint(
     run_dir: &Path,
     step: u64,
     keep_last: usize,
-    fill: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<PathBuf, String> {
+    fill: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<PathBuf> {
     let tmp = run_dir.join(format!(".tmp-checkpoint-{step}-{}", std::process::id()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::remove_dir_all(&tmp).with_context(|| tmp.display().to_string())?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::create_dir_all(&tmp).with_context(|| tmp.display().to_string())?;
     if let Err(e) = fill(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -109,10 +110,10 @@ pub fn save_checkpoint(
     svlm_synth::crash_point::pause_point("checkpoint");
     let final_dir = checkpoint_dir(run_dir, step);
     if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;
+        std::fs::remove_dir_all(&final_dir).with_context(|| final_dir.display().to_string())?;
     }
     std::fs::rename(&tmp, &final_dir)
-        .map_err(|e| format!("rename {} -> {}: {e}", tmp.display(), final_dir.display()))?;
+        .with_context(|| format!("rename {} -> {}", tmp.display(), final_dir.display()))?;
     let all = list_checkpoints(run_dir);
     if all.len() > keep_last {
         for (step, old) in &all[..all.len() - keep_last] {
@@ -260,7 +261,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         for step in [10u64, 20, 30] {
             save_checkpoint(dir.path(), step, 2, |d| {
-                std::fs::write(d.join(STATE_FILE), "{}").map_err(|e| e.to_string())
+                Ok(std::fs::write(d.join(STATE_FILE), "{}")?)
             })
             .expect("save");
         }
@@ -271,8 +272,8 @@ mod tests {
         assert_eq!(steps, vec![20, 30]);
         // A failing fill leaves no trace and no checkpoint-40.
         let err =
-            save_checkpoint(dir.path(), 40, 2, |_| Err("disk full".into())).expect_err("fails");
-        assert_eq!(err, "disk full");
+            save_checkpoint(dir.path(), 40, 2, |_| anyhow::bail!("disk full")).expect_err("fails");
+        assert_eq!(err.to_string(), "disk full");
         assert_eq!(latest_checkpoint(dir.path()).map(|(s, _)| s), Some(30));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .expect("read")
@@ -353,8 +354,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         for step in [1u64, 2, 3] {
             save_checkpoint(dir.path(), step, 1, |d| {
-                std::fs::write(d.join(STATE_FILE), "{}").map_err(|e| e.to_string())?;
-                std::fs::write(d.join(MODEL_FILE), "m").map_err(|e| e.to_string())
+                std::fs::write(d.join(STATE_FILE), "{}")?;
+                Ok(std::fs::write(d.join(MODEL_FILE), "m")?)
             })
             .expect("save");
         }

@@ -232,7 +232,7 @@ impl<'a> Loader<'a> {
         }
     }
 
-    pub fn restore(&mut self, state: LoaderState) -> Result<(), String> {
+    pub fn restore(&mut self, state: LoaderState) -> anyhow::Result<()> {
         self.mixture.set_state(state.mixture)?;
         self.rng = ChaCha8Rng::from_seed(state.rng_seed);
         self.rng.set_word_pos(state.rng_word_pos);
@@ -245,7 +245,7 @@ impl<'a> Loader<'a> {
             for (source, row) in batch {
                 // These rows were read and encoded before the checkpoint; reading them again gives the same samples.
                 let sample = self.data.sources[source].get(row, source).ok_or_else(|| {
-                    format!("pending row {row} of source {source} no longer reads")
+                    anyhow::anyhow!("pending row {row} of source {source} no longer reads")
                 })?;
                 let mut e = self.encoder.encode(&sample, self.max_seq_len)?;
                 e.source = source;
@@ -286,7 +286,7 @@ impl<'a> Loader<'a> {
                         Some(e)
                     }
                     Err(reason) => {
-                        ds.record_bad(sample.origin.clone(), reason);
+                        ds.record_bad(sample.origin.clone(), format!("{reason:#}"));
                         None
                     }
                 },

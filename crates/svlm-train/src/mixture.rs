@@ -88,13 +88,13 @@ impl Mixture {
         &self.state
     }
 
-    pub fn set_state(&mut self, state: MixtureState) -> Result<(), String> {
+    pub fn set_state(&mut self, state: MixtureState) -> anyhow::Result<()> {
         if state.sources.len() != self.sources.len() {
-            return Err(format!(
+            anyhow::bail!(
                 "mixture state has {} sources, the config has {}",
                 state.sources.len(),
                 self.sources.len()
-            ));
+            );
         }
         self.state = state;
         Ok(())

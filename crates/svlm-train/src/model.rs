@@ -18,7 +18,7 @@ pub use svlm_model::Part;
 pub trait TrainableModel: Module + Clone + 'static {
     /// Next-token logits `[batch, seq_len, vocab]` for a batch (images included), on `device`. An error
     /// means the batch contradicts the model (e.g. image tokens vs images) and stops the run.
-    fn logits(&self, batch: &HostBatch, device: &Device) -> Result<Tensor<3>, String>;
+    fn logits(&self, batch: &HostBatch, device: &Device) -> anyhow::Result<Tensor<3>>;
     /// Logits `[n, vocab]` at the flat positions `row * seq_len + pos` only (those whose next token carries loss).
     /// The default computes every position and selects; a model whose output head is large next to its body
     /// overrides it to run the head on these positions alone.
@@ -27,7 +27,7 @@ pub trait TrainableModel: Module + Clone + 'static {
         batch: &HostBatch,
         positions: &[i64],
         device: &Device,
-    ) -> Result<Tensor<2>, String> {
+    ) -> anyhow::Result<Tensor<2>> {
         Ok(rows_at(self.logits(batch, device)?, positions, device))
     }
     /// Whether [`TrainableModel::logits`] honours packed batches ([`HostBatch::packed`]): attention confined to
@@ -40,16 +40,16 @@ pub trait TrainableModel: Module + Clone + 'static {
     fn part_of(&self, path: &str) -> Part;
     /// Write the weights (and whatever rebuilds the model) into a checkpoint directory. The default is Burn's
     /// burnpack record `model.bpk`; svlm-model's VLMs write an HF folder (`config.json` + `model.safetensors`).
-    fn save_weights(&self, dir: &Path) -> Result<(), String> {
+    fn save_weights(&self, dir: &Path) -> anyhow::Result<()> {
         self.clone()
             .save_file(dir.join(crate::checkpoint::MODEL_FILE))
-            .map_err(|e| format!("saving model: {e:?}"))
+            .map_err(|e| anyhow::anyhow!("saving model: {e:?}"))
     }
     /// Load weights written by [`TrainableModel::save_weights`] into this (freshly built) model.
-    fn load_weights(self, dir: &Path) -> Result<Self, String> {
+    fn load_weights(self, dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(crate::checkpoint::MODEL_FILE);
         self.try_load_file(&path)
-            .map_err(|e| format!("{}: {e:?}", path.display()))
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
     }
 }
 

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use anyhow::Context;
+
 use burn::module::{ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -93,7 +95,7 @@ impl AdamW {
     }
 
     /// Save the moments as safetensors (`m.<path>`, `v.<path>`) with the step count in the metadata.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let mut buffers: Vec<(String, Vec<u8>, usize)> = Vec::new();
         for (name, moments) in &self.state {
             for (prefix, t) in [("m", &moments.m), ("v", &moments.v)] {
@@ -101,7 +103,7 @@ impl AdamW {
                     .to_data()
                     .convert::<f32>()
                     .try_into_vec::<f32>()
-                    .map_err(|e| format!("{e:?}"))?;
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
                 buffers.push((format!("{prefix}.{name}"), bytes, values.len()));
             }
@@ -111,28 +113,26 @@ impl AdamW {
             .map(|(n, b, len)| {
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*len], b)
                     .map(|v| (n.clone(), v))
-                    .map_err(|e| e.to_string())
             })
             .collect::<Result<_, _>>()?;
         let metadata =
             std::collections::HashMap::from([("steps".to_string(), self.steps.to_string())]);
-        let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
-        crate::checkpoint::write_atomic(path, &bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let bytes = safetensors::serialize(views, Some(metadata))?;
+        crate::checkpoint::write_atomic(path, &bytes).with_context(|| path.display().to_string())
     }
 
-    pub fn load(&mut self, path: &Path, device: &Device) -> Result<(), String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(&mut self, path: &Path, device: &Device) -> anyhow::Result<()> {
+        let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .with_context(|| path.display().to_string())?;
         let steps = meta
             .metadata()
             .as_ref()
             .and_then(|m| m.get("steps"))
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("{}: no `steps` in the metadata", path.display()))?;
+            .ok_or_else(|| anyhow::anyhow!("{}: no `steps` in the metadata", path.display()))?;
         let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .with_context(|| path.display().to_string())?;
         let mut state: BTreeMap<String, (Option<Tensor<1>>, Option<Tensor<1>>)> = BTreeMap::new();
         for (name, view) in tensors.tensors() {
             let values: Vec<f32> = view
@@ -144,19 +144,24 @@ impl AdamW {
             let t = Tensor::<1>::from_data(TensorData::new(values, [len]), device);
             let (kind, param) = name
                 .split_once('.')
-                .ok_or_else(|| format!("{}: bad tensor name {name}", path.display()))?;
+                .ok_or_else(|| anyhow::anyhow!("{}: bad tensor name {name}", path.display()))?;
             let entry = state.entry(param.to_string()).or_default();
             match kind {
                 "m" => entry.0 = Some(t),
                 "v" => entry.1 = Some(t),
-                _ => return Err(format!("{}: bad tensor name {name}", path.display())),
+                _ => {
+                    return Err(anyhow::anyhow!(
+                        "{}: bad tensor name {name}",
+                        path.display()
+                    ));
+                }
             }
         }
         self.state = state
             .into_iter()
             .map(|(k, (m, v))| match (m, v) {
                 (Some(m), Some(v)) => Ok((k, Moments { m, v })),
-                _ => Err(format!("{}: `{k}` lacks m or v", path.display())),
+                _ => Err(anyhow::anyhow!("{}: `{k}` lacks m or v", path.display())),
             })
             .collect::<Result<_, _>>()?;
         self.steps = steps;

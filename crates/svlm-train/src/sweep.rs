@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{RunDirUse, claim_run_dir, latest_checkpoint, run_files, write_atomic};
@@ -134,22 +135,22 @@ pub fn sweep_files(dir: &Path) -> Vec<String> {
 /// Makes `dir` ready for a sweep, so that a sweep folder only ever holds one sweep (the choices of
 /// [`claim_run_dir`]): `New` refuses a folder that holds a sweep ([`sweep_files`]), `Overwrite` replaces it whole,
 /// `Resume` needs one to continue.
-pub fn claim_sweep_dir(dir: &Path, usage: RunDirUse) -> Result<(), String> {
+pub fn claim_sweep_dir(dir: &Path, usage: RunDirUse) -> anyhow::Result<()> {
     let shown = dir.display();
     let found = sweep_files(dir);
     match usage {
-        RunDirUse::New if !found.is_empty() => Err(format!(
+        RunDirUse::New if !found.is_empty() => Err(anyhow::anyhow!(
             "{shown} holds another sweep ({}): continue it with --resume, or start over with --overwrite (deletes \
              it), or pick another --out",
             found.join(", ")
         )),
-        RunDirUse::Resume if found.is_empty() => Err(format!(
+        RunDirUse::Resume if found.is_empty() => Err(anyhow::anyhow!(
             "{shown} holds no sweep to resume: start it without --resume"
         )),
         RunDirUse::New | RunDirUse::Resume => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{shown}: {e}"))
+            std::fs::create_dir_all(dir).with_context(|| shown.to_string())
         }
-        RunDirUse::Overwrite => claim_run_dir(dir, RunDirUse::Overwrite).map_err(|e| e.to_string()),
+        RunDirUse::Overwrite => Ok(claim_run_dir(dir, RunDirUse::Overwrite)?),
     }
 }
 
@@ -165,9 +166,9 @@ enum PointStart {
 
 /// Decides how a point's run continues. A run trained with another config than the point's now (the sweep file
 /// was edited) is an error: resuming it would mix two configs in one row of the summary.
-fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> Result<PointStart, String> {
+fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> anyhow::Result<PointStart> {
     if !resume || run_files(run_dir).is_empty() {
-        claim_run_dir(run_dir, RunDirUse::Overwrite).map_err(|e| e.to_string())?;
+        claim_run_dir(run_dir, RunDirUse::Overwrite)?;
         return Ok(PointStart::Fresh);
     }
     let saved_path = run_dir.join(crate::checkpoint::CONFIG_FILE);
@@ -175,15 +176,15 @@ fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> Result<Point
         saved.train.device = config.train.device.clone();
         let (saved, wanted) = (saved.to_toml(), config.to_toml());
         if saved.is_ok() && saved.ok() != wanted.ok() {
-            return Err(format!(
+            anyhow::bail!(
                 "{} was trained with another config than the sweep gives this point now; start the sweep over \
                  with --overwrite",
                 run_dir.display()
-            ));
+            );
         }
     }
     let Some((step, _)) = latest_checkpoint(run_dir) else {
-        claim_run_dir(run_dir, RunDirUse::Overwrite).map_err(|e| e.to_string())?;
+        claim_run_dir(run_dir, RunDirUse::Overwrite)?;
         return Ok(PointStart::Fresh);
     };
     let report = std::fs::read_to_string(run_dir.join("report.json"))
@@ -194,21 +195,21 @@ fn point_start(run_dir: &Path, config: &RunConfig, resume: bool) -> Result<Point
             Ok(PointStart::Finished(Box::new(outcome)))
         }
         _ => {
-            claim_run_dir(run_dir, RunDirUse::Resume).map_err(|e| e.to_string())?;
+            claim_run_dir(run_dir, RunDirUse::Resume)?;
             Ok(PointStart::Resume)
         }
     }
 }
 
-/// Run every point with `run_one(config, run_dir, resume)` and write `summary.md`, `summary.csv`, `summary.json`.
-/// A failing point is recorded in the summary and the sweep goes on. With `resume`, finished points keep their
-/// outcome, interrupted ones continue from their newest checkpoint and the others start; claim `out_dir` first
-/// ([`claim_sweep_dir`]).
+/// Train every point ([`crate::vlm::train_config`]) and write `summary.md`, `summary.csv`, `summary.json`. A failing
+/// point is recorded in the summary and the sweep goes on. With `resume`, finished points keep their outcome,
+/// interrupted ones continue from their newest checkpoint and the others start; claim `out_dir` first
+/// ([`claim_sweep_dir`]). `device` overrides every point's `train.device`.
 pub fn run_sweep(
     sweep: &SweepConfig,
     out_dir: &Path,
     resume: bool,
-    mut run_one: impl FnMut(&RunConfig, &Path, bool) -> anyhow::Result<TrainOutcome>,
+    device: Option<&str>,
 ) -> anyhow::Result<Vec<(SweepPoint, Result<TrainOutcome, String>)>> {
     std::fs::create_dir_all(out_dir)?;
     let mut results = Vec::new();
@@ -220,13 +221,16 @@ pub fn run_sweep(
             .map_err(anyhow::Error::from)
             .and_then(|mut config| {
                 config.name = point.label.clone();
-                match point_start(&run_dir, &config, resume).map_err(anyhow::Error::msg)? {
+                if let Some(device) = device {
+                    config.train.device = device.to_string();
+                }
+                match point_start(&run_dir, &config, resume)? {
                     PointStart::Finished(outcome) => {
                         tracing::info!("sweep point {} had finished", point.label);
                         Ok(*outcome)
                     }
-                    PointStart::Resume => run_one(&config, &run_dir, true),
-                    PointStart::Fresh => run_one(&config, &run_dir, false),
+                    PointStart::Resume => crate::vlm::train_config(&config, &run_dir, true),
+                    PointStart::Fresh => crate::vlm::train_config(&config, &run_dir, false),
                 }
             })
             .map_err(|e| format!("{e:#}"));

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use svlm_model::{ModelConfig, Packing, Vlm, VlmBatch, WeightDType};
 use svlm_processor::Processor;
@@ -19,9 +20,9 @@ pub const HF_CONFIG_FILE: &str = "config.json";
 pub const HF_WEIGHTS_FILE: &str = "model.safetensors";
 
 impl TrainableModel for Vlm {
-    fn logits(&self, batch: &HostBatch, device: &Device) -> Result<Tensor<3>, String> {
+    fn logits(&self, batch: &HostBatch, device: &Device) -> anyhow::Result<Tensor<3>> {
         let batch = vlm_batch(self, batch, device);
-        self.try_forward(&batch).map_err(|e| format!("{e:#}"))
+        self.try_forward(&batch)
     }
 
     fn logits_at(
@@ -29,10 +30,8 @@ impl TrainableModel for Vlm {
         batch: &HostBatch,
         positions: &[i64],
         device: &Device,
-    ) -> Result<Tensor<2>, String> {
-        let hidden = self
-            .last_hidden_state(&vlm_batch(self, batch, device))
-            .map_err(|e| format!("{e:#}"))?;
+    ) -> anyhow::Result<Tensor<2>> {
+        let hidden = self.last_hidden_state(&vlm_batch(self, batch, device))?;
         let picked = crate::model::rows_at(hidden, positions, device);
         let logits = self.lm_logits(picked.unsqueeze_dim(0));
         let [_, n, v] = logits.dims();
@@ -47,22 +46,16 @@ impl TrainableModel for Vlm {
         svlm_model::part_of(path)
     }
 
-    fn save_weights(&self, dir: &Path) -> Result<(), String> {
-        let config = self
-            .config()
-            .to_json()
-            .map_err(|e| format!("model config: {e:#}"))?;
-        let text = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
-        crate::checkpoint::write_atomic(&dir.join(HF_CONFIG_FILE), text.as_bytes())
-            .map_err(|e| e.to_string())?;
+    fn save_weights(&self, dir: &Path) -> anyhow::Result<()> {
+        let config = self.config().to_json().context("model config")?;
+        let text = serde_json::to_string_pretty(&config)?;
+        crate::checkpoint::write_atomic(&dir.join(HF_CONFIG_FILE), text.as_bytes())?;
         // f32 whatever the training precision, so a resume continues from the exact weights.
         svlm_model::save_safetensors(self, &dir.join(HF_WEIGHTS_FILE), WeightDType::F32)
-            .map_err(|e| format!("{e:#}"))
     }
 
-    fn load_weights(mut self, dir: &Path) -> Result<Self, String> {
-        svlm_model::load_safetensors(&mut self, &dir.join(HF_WEIGHTS_FILE))
-            .map_err(|e| format!("{e:#}"))?;
+    fn load_weights(mut self, dir: &Path) -> anyhow::Result<Self> {
+        svlm_model::load_safetensors(&mut self, &dir.join(HF_WEIGHTS_FILE))?;
         Ok(self)
     }
 }
@@ -124,21 +117,24 @@ fn find_tokens(haystack: &[u32], needle: &[u32], from: usize) -> Option<usize> {
 }
 
 impl SampleEncoder for ProcessorEncoder {
-    fn encode(&self, sample: &Sample, max_seq_len: usize) -> Result<EncodedSample, String> {
+    fn encode(&self, sample: &Sample, max_seq_len: usize) -> anyhow::Result<EncodedSample> {
         let messages = Self::messages(sample);
         let images = sample
             .images
             .iter()
-            .map(|i| svlm_processor::decode_image(&i.bytes()?).map_err(|e| format!("image: {e}")))
+            .map(|i| {
+                svlm_processor::decode_image(&i.bytes().map_err(anyhow::Error::msg)?)
+                    .map_err(|e| anyhow::anyhow!("image: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let full = self
             .processor
             .apply_chat_template(&messages, false)
-            .map_err(|e| format!("chat template: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("chat template: {e}"))?;
         let processed = self
             .processor
             .process_with(&full, &images, true)
-            .map_err(|e| format!("processor: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("processor: {e}"))?;
         let ids = processed.input_ids;
         let mut labels = vec![IGNORE_INDEX; ids.len()];
         // Each assistant turn is the text between the prompt with a generation prompt and the prompt with the turn.
@@ -150,21 +146,21 @@ impl SampleEncoder for ProcessorEncoder {
             let before = self
                 .processor
                 .apply_chat_template(&messages[..i], true)
-                .map_err(|e| format!("chat template: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("chat template: {e}"))?;
             let through = self
                 .processor
                 .apply_chat_template(&messages[..=i], false)
-                .map_err(|e| format!("chat template: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("chat template: {e}"))?;
             let span = through.strip_prefix(before.as_str()).ok_or_else(|| {
-                format!("the chat template is not prefix-stable at turn {i}: cannot tell which tokens are the answer")
+                anyhow::anyhow!("the chat template is not prefix-stable at turn {i}: cannot tell which tokens are the answer")
             })?;
             let tokens = self
                 .processor
                 .tokenizer
                 .encode(span, false)
-                .map_err(|e| format!("tokenizer: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
             let start = find_tokens(&ids, &tokens, search_from).ok_or_else(|| {
-                format!("assistant turn {i} does not tokenize the same inside the prompt")
+                anyhow::anyhow!("assistant turn {i} does not tokenize the same inside the prompt")
             })?;
             for k in start..start + tokens.len() {
                 labels[k] = i64::from(ids[k]);
@@ -176,7 +172,7 @@ impl SampleEncoder for ProcessorEncoder {
             && let Some(image) = self.image_token_id
             && ids[max_seq_len..].contains(&image)
         {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{} tokens with image tokens past max_seq_len {max_seq_len}",
                 ids.len()
             ));
@@ -201,6 +197,39 @@ impl SampleEncoder for ProcessorEncoder {
     fn pad_id(&self) -> u32 {
         self.pad_id
     }
+}
+
+/// Train the model a run config names in `run_dir`: its devices (`train.device`, a comma-separated list trains
+/// data-parallel; `train.precision = "bf16"` configures every GPU device's float dtype), its model
+/// ([`build_model`]) and its processor's encoder ([`ProcessorEncoder`]). `resume` continues from the newest
+/// checkpoint; claim the folder first ([`crate::checkpoint::claim_run_dir`]).
+pub fn train_config(
+    config: &RunConfig,
+    run_dir: &Path,
+    resume: bool,
+) -> anyhow::Result<crate::TrainOutcome> {
+    let bf16 = config.train.precision == crate::config::Precision::Bf16;
+    let mut devices = Vec::new();
+    for name in config.train.devices() {
+        let mut device = svlm_model::resolve_device(&name)?;
+        if bf16 && !name.eq_ignore_ascii_case("cpu") {
+            device
+                .configure(burn::tensor::FloatDType::BF16)
+                .map_err(|e| anyhow::anyhow!("bf16 on {name}: {e:?}"))?;
+        }
+        devices.push(device.autodiff());
+    }
+    let device = devices.remove(0);
+    let (model, processor_dir) = build_model(config, &device)?;
+    let encoder = ProcessorEncoder::from_dir(&processor_dir)?;
+    let options = crate::TrainOptions {
+        resume,
+        halt_after: None,
+        replicas: devices,
+    };
+    Ok(crate::train(
+        config, run_dir, model, &encoder, &device, &options,
+    )?)
 }
 
 /// The model and its processor folder, as a run config says: pretrained (hub id or folder) or from scratch

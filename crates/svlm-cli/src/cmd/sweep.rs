@@ -39,14 +39,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (false, true) => RunDirUse::Overwrite,
         (false, false) => RunDirUse::New,
     };
-    claim_sweep_dir(&out, usage).map_err(anyhow::Error::msg)?;
-    let results = run_sweep(&sweep, &out, args.resume, |config, run_dir, resume| {
-        let mut config = config.clone();
-        if let Some(d) = &args.device {
-            config.train.device = d.clone();
-        }
-        super::train::train_config(&config, run_dir, resume)
-    })?;
+    claim_sweep_dir(&out, usage)?;
+    let results = run_sweep(&sweep, &out, args.resume, args.device.as_deref())?;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     println!(
         "{} runs ({} failed); summary: {}",

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use svlm_train::checkpoint::{RunDirUse, claim_run_dir};
-use svlm_train::config::{Precision, RunConfig};
-use svlm_train::trainer::{TrainOptions, TrainOutcome};
+use svlm_train::config::RunConfig;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -29,36 +28,6 @@ pub struct Args {
     /// trains data-parallel across those devices.
     #[arg(long, value_parser = super::device_list)]
     pub device: Option<String>,
-}
-
-/// Build the model and encoder a config names and train it in `run_dir`.
-pub fn train_config(
-    config: &RunConfig,
-    run_dir: &std::path::Path,
-    resume: bool,
-) -> anyhow::Result<TrainOutcome> {
-    let bf16 = config.train.precision == Precision::Bf16;
-    let mut devices = Vec::new();
-    for name in config.train.devices() {
-        let mut device = svlm_model::resolve_device(&name)?;
-        if bf16 && !name.eq_ignore_ascii_case("cpu") {
-            device
-                .configure(svlm_model::burn::tensor::FloatDType::BF16)
-                .map_err(|e| anyhow::anyhow!("bf16 on {name}: {e:?}"))?;
-        }
-        devices.push(device.autodiff());
-    }
-    let device = devices.remove(0);
-    let (model, processor_dir) = svlm_train::vlm::build_model(config, &device)?;
-    let encoder = svlm_train::vlm::ProcessorEncoder::from_dir(&processor_dir)?;
-    let options = TrainOptions {
-        resume,
-        halt_after: None,
-        replicas: devices,
-    };
-    Ok(svlm_train::train(
-        config, run_dir, model, &encoder, &device, &options,
-    )?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -91,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (false, false) => RunDirUse::New,
     };
     claim_run_dir(&run_dir, usage).map_err(anyhow::Error::msg)?;
-    let outcome = train_config(&config, &run_dir, resume)?;
+    let outcome = svlm_train::vlm::train_config(&config, &run_dir, resume)?;
     if outcome.losses.is_empty() {
         println!(
             "{} had finished all {} steps; nothing left to train",

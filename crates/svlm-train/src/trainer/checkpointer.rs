@@ -52,7 +52,7 @@ impl<'a> Checkpointer<'a> {
         device: &Device,
     ) -> Result<(M, RunCounters), TrainError> {
         let (_, dir) = checkpoint::latest_checkpoint(self.run_dir).ok_or_else(|| {
-            TrainError::Resume(format!(
+            TrainError::Resume(anyhow::anyhow!(
                 "no complete checkpoint in {}",
                 self.run_dir.display()
             ))
@@ -115,12 +115,11 @@ impl<'a> Checkpointer<'a> {
             |dir| {
                 model.save_weights(dir)?;
                 optim.save(&dir.join(OPTIMIZER_FILE))?;
-                let json = serde_json::to_string_pretty(&state).map_err(|e| e.to_string())?;
-                checkpoint::write_atomic(&dir.join(STATE_FILE), json.as_bytes())
-                    .map_err(|e| e.to_string())?;
-                let toml = config.to_toml().map_err(|e| e.to_string())?;
-                checkpoint::write_atomic(&dir.join(CONFIG_FILE), toml.as_bytes())
-                    .map_err(|e| e.to_string())
+                let json = serde_json::to_string_pretty(&state)?;
+                checkpoint::write_atomic(&dir.join(STATE_FILE), json.as_bytes())?;
+                let toml = config.to_toml()?;
+                checkpoint::write_atomic(&dir.join(CONFIG_FILE), toml.as_bytes())?;
+                Ok(())
             },
         )
         .map_err(TrainError::Checkpoint)?;

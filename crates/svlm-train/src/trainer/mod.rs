@@ -50,12 +50,12 @@ pub enum TrainError {
     },
     #[error("gradient holes: {} trainable parameter(s) received no gradient after the first backward: {}", .0.len(), .0.join(", "))]
     GradientHoles(Vec<String>),
-    #[error("checkpoint: {0}")]
-    Checkpoint(String),
-    #[error("resume: {0}")]
-    Resume(String),
-    #[error("model: {0}")]
-    Model(String),
+    #[error("checkpoint: {0:#}")]
+    Checkpoint(anyhow::Error),
+    #[error("resume: {0:#}")]
+    Resume(anyhow::Error),
+    #[error("model: {0:#}")]
+    Model(anyhow::Error),
     #[error("no usable batch: the data ran out before the first step")]
     NoData,
     #[error("devices: {0}")]

@@ -21,8 +21,9 @@ fn forward_loss<M: TrainableModel>(
     batch: &HostBatch,
     device: &Device,
 ) -> Result<(burn::tensor::Tensor<1>, Vec<f32>), TrainError> {
-    let model_err =
-        |e: String| TrainError::Model(format!("batch of {}: {e}", batch.origins.join(", ")));
+    let model_err = |e: anyhow::Error| {
+        TrainError::Model(e.context(format!("batch of {}", batch.origins.join(", "))))
+    };
     let supervised = model::Supervised::of(batch);
     if supervised.positions.is_empty() {
         // Nothing carries loss: a zero that still reaches every parameter the forward touches.
@@ -126,7 +127,7 @@ fn micro_batch_grads<M: TrainableModel>(
         let mut out = vec![one(0, model, &round[0], device)?];
         for (k, w) in workers.into_iter().enumerate() {
             let result = w.join().map_err(|_| {
-                TrainError::Model(format!(
+                TrainError::Model(anyhow::anyhow!(
                     "the data-parallel worker on device {} panicked",
                     k + 1
                 ))

@@ -69,7 +69,7 @@ impl ModuleMapper for SeededInit {
 }
 
 impl TrainableModel for TinyVlm {
-    fn logits(&self, batch: &HostBatch, device: &Device) -> Result<Tensor<3>, String> {
+    fn logits(&self, batch: &HostBatch, device: &Device) -> anyhow::Result<Tensor<3>> {
         let (b, t) = (batch.batch, batch.seq_len);
         let ids: Vec<i64> = batch.input_ids.iter().map(|&i| i64::from(i)).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, t]), device);
@@ -117,7 +117,7 @@ impl TrainableModel for TinyVlm {
 pub struct ByteEncoder;
 
 impl SampleEncoder for ByteEncoder {
-    fn encode(&self, sample: &Sample, max_seq_len: usize) -> Result<EncodedSample, String> {
+    fn encode(&self, sample: &Sample, max_seq_len: usize) -> anyhow::Result<EncodedSample> {
         let mut ids = vec![BOS];
         let mut labels = vec![IGNORE_INDEX];
         for m in &sample.messages {
@@ -151,7 +151,7 @@ impl SampleEncoder for ByteEncoder {
         }
         let mut pixel_values = Vec::new();
         for image in &sample.images {
-            let rgb = image.load()?;
+            let rgb = image.load().map_err(anyhow::Error::msg)?;
             let small = image::imageops::resize(&rgb, 4, 4, image::imageops::FilterType::Triangle);
             for c in 0..3 {
                 for y in 0..4 {
