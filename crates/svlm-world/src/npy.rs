@@ -44,6 +44,8 @@ pub enum NpyError {
     Dtype(String),
     #[error("shape overflows")]
     Overflow,
+    #[error("shape {height}x{width} holds no pixels")]
+    Empty { height: usize, width: usize },
     #[error("data holds {held} bytes, shape {height}x{width} needs {needed}")]
     ShortData {
         held: usize,
@@ -99,6 +101,9 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         [h, w] | [h, w, 1] => (*h, *w),
         other => return Err(NpyError::Shape(other.to_vec())),
     };
+    if height == 0 || width == 0 {
+        return Err(NpyError::Empty { height, width });
+    }
     let (size, big_endian) = match descr {
         "<f4" | "=f4" => (4, false),
         ">f4" => (4, true),
@@ -107,16 +112,17 @@ pub fn parse_npy(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         other => return Err(NpyError::Dtype(other.to_string())),
     };
     let count = height.checked_mul(width).ok_or(NpyError::Overflow)?;
+    let needed = count.checked_mul(size).ok_or(NpyError::Overflow)?;
     let body = &bytes[header_end..];
-    if body.len() < count * size {
+    if body.len() < needed {
         return Err(NpyError::ShortData {
             held: body.len(),
             height,
             width,
-            needed: count * size,
+            needed,
         });
     }
-    let values: Vec<f32> = body[..count * size]
+    let values: Vec<f32> = body[..needed]
         .chunks_exact(size)
         .map(|c| match (size, big_endian) {
             (4, false) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
@@ -248,5 +254,41 @@ mod tests {
         bytes.extend_from_slice(header.as_bytes());
         bytes.extend_from_slice(&[0; 4]);
         assert!(parse_npy(&bytes).unwrap_err().to_string().contains("dtype"));
+    }
+
+    /// A shape whose element count fits in usize but whose byte count does not (found by the `npy` fuzz target:
+    /// the product wrapped, the length check passed and fewer values than the shape names were read).
+    #[test]
+    fn rejects_a_shape_whose_byte_count_overflows() {
+        for (descr, rows) in [("<f4", 1usize << 62), ("<f8", 1usize << 61)] {
+            let header =
+                format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, 1), }}");
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&[1, 0]);
+            bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.extend_from_slice(&[0; 64]);
+            let err = parse_npy(&bytes).unwrap_err();
+            assert!(matches!(err, NpyError::Overflow), "{descr}: {err}");
+        }
+    }
+
+    /// A zero-sized dimension beside a huge one (found by the `npy` fuzz target: a column-major header with shape
+    /// `(0, 2999999999999)` looped over the empty columns for minutes).
+    #[test]
+    fn rejects_an_empty_shape_at_once() {
+        for order in ["True", "False"] {
+            let header = format!(
+                "{{'descr': '<f4', 'fortran_order': {order}, 'shape': (0, 2999999999999), }}"
+            );
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&[1, 0]);
+            bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            let started = std::time::Instant::now();
+            let err = parse_npy(&bytes).unwrap_err();
+            assert!(matches!(err, NpyError::Empty { .. }), "{order}: {err}");
+            assert!(started.elapsed().as_secs_f64() < 1.0);
+        }
     }
 }
