@@ -387,3 +387,39 @@ fn parquet_records() {
         let _ = svlm_synth::parquet_io::read_parquet(&path);
     });
 }
+
+/// Inputs on which a fuzz target crashed or hung (`fuzz/regressions/<target>/`, also replayed by
+/// `scripts/fuzz.sh`): each is now an error at once, naming the file where the parser reads one.
+#[test]
+fn fuzz_regressions() {
+    let inputs = |target: &str| -> Vec<(String, Vec<u8>)> {
+        let dir = common::repo().join("fuzz/regressions").join(target);
+        let mut found: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), read(&e.path())))
+            .collect();
+        found.sort();
+        assert!(!found.is_empty(), "{}: no inputs", dir.display());
+        found
+    };
+    for (name, bytes) in inputs("npy") {
+        let started = std::time::Instant::now();
+        let result = catch_unwind(|| svlm_world::npy::parse_npy(&bytes));
+        assert!(matches!(result, Ok(Err(_))), "npy/{name}: not an error");
+        assert!(started.elapsed().as_secs_f64() < 1.0, "npy/{name}: slow");
+    }
+    let scratch = Scratch::new();
+    for (name, bytes) in inputs("parquet_records") {
+        let path = scratch.write("shard.parquet", &bytes);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            svlm_synth::parquet_io::read_parquet(&path)
+        }));
+        let err = match result {
+            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Ok(_)) => panic!("parquet_records/{name}: read as a shard"),
+            Err(_) => panic!("parquet_records/{name}: the reader's panic escaped"),
+        };
+        assert!(err.contains("shard.parquet"), "parquet_records/{name}: {err}");
+    }
+}

@@ -1,4 +1,5 @@
-//! Atomic file writes: the one way svlm writes a file.
+//! Atomic file writes: the one way svlm writes a file; and [`contain`], readers of outside files whose panics
+//! become errors.
 //!
 //! A reader never sees a half-written file, and a written file survives a crash: the bytes go to a temporary file in
 //! the target's folder, which is flushed to disk (`fsync`) and renamed over the target; then the folder itself is
@@ -7,6 +8,10 @@
 //! set written on a shared machine is readable by whoever the umask allows.
 //!
 //! Errors name the target path.
+
+pub mod contain;
+
+pub use contain::catch_reader_panic;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

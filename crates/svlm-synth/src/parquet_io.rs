@@ -295,8 +295,14 @@ fn list_strings(list: &ListArray, row: usize) -> Result<Vec<String>> {
     Ok((0..s.len()).map(|i| s.value(i).to_string()).collect())
 }
 
-/// Reads a Parquet shard back into records and image bytes.
+/// Reads a Parquet shard back into records and image bytes. A file the `parquet` crate panics on is an error
+/// naming it ([`svlm_io::catch_reader_panic`]).
 pub fn read_parquet(path: &Path) -> Result<Vec<(SpatialRecord, Vec<u8>)>> {
+    svlm_io::catch_reader_panic(|| read_parquet_records(path))
+        .map_err(|e| anyhow!("{}: malformed Parquet file: {e}", path.display()))?
+}
+
+fn read_parquet_records(path: &Path) -> Result<Vec<(SpatialRecord, Vec<u8>)>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("reading Parquet metadata of {}", path.display()))?

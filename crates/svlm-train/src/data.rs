@@ -489,7 +489,8 @@ impl DataSource {
         use parquet::file::reader::{FileReader, SerializedFileReader};
         let file =
             File::open(self.file(file_index)).map_err(|err| self.open_err(file_index, err))?;
-        let reader = SerializedFileReader::new(file)
+        let reader = svlm_io::catch_reader_panic(|| SerializedFileReader::new(file))
+            .map_err(|e| self.format_err(file_index, format!("malformed Parquet file: {e}")))?
             .map_err(|e| self.format_err(file_index, format!("not a Parquet file: {e}")))?;
         let groups = reader.metadata().num_row_groups();
         for group in 0..groups {
@@ -515,7 +516,26 @@ impl DataSource {
         Ok(())
     }
 
+    /// The rows of one row group. A group the `parquet` crate panics on is a format error naming the file
+    /// ([`svlm_io::catch_reader_panic`]).
     fn decode_parquet_group(
+        &self,
+        file_index: u32,
+        group: u32,
+        source_index: usize,
+    ) -> Result<ParquetGroup, DataError> {
+        svlm_io::catch_reader_panic(|| {
+            self.decode_parquet_group_rows(file_index, group, source_index)
+        })
+        .map_err(|e| {
+            self.format_err(
+                file_index,
+                format!("row group {group}: malformed Parquet: {e}"),
+            )
+        })?
+    }
+
+    fn decode_parquet_group_rows(
         &self,
         file_index: u32,
         group: u32,

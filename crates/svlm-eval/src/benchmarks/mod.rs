@@ -125,8 +125,11 @@ pub fn detect_format(path: &Path) -> Result<BenchmarkFormat> {
     }
     if path.extension().is_some_and(|e| e == "parquet") {
         let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .with_context(|| format!("{}: not a Parquet file", path.display()))?;
+        let builder = svlm_io::catch_reader_panic(|| {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        })
+        .map_err(|e| anyhow::anyhow!("{}: malformed Parquet file: {e}", path.display()))?
+        .with_context(|| format!("{}: not a Parquet file", path.display()))?;
         return Ok(if builder.schema().field_with_name("spatial").is_ok() {
             BenchmarkFormat::Synth
         } else {

@@ -132,7 +132,13 @@ fn row_from_json(v: &Value) -> Row {
     }
 }
 
+/// A file the `parquet` crate panics on is an error naming it ([`svlm_io::catch_reader_panic`]).
 fn read_parquet_rows(path: &Path) -> Result<Vec<(String, Row)>> {
+    svlm_io::catch_reader_panic(|| read_parquet_table(path))
+        .map_err(|e| anyhow::anyhow!("{}: malformed Parquet file: {e}", path.display()))?
+}
+
+fn read_parquet_table(path: &Path) -> Result<Vec<(String, Row)>> {
     let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{}: not a parquet file", path.display()))?

@@ -29,7 +29,13 @@ pub(crate) fn read_rows(path: &Path) -> Result<(Rows, Vec<Skip>)> {
     }
 }
 
+/// A file the `parquet` crate panics on is an error naming it ([`svlm_io::catch_reader_panic`]).
 fn read_parquet(path: &Path) -> Result<Vec<(String, Value)>> {
+    svlm_io::catch_reader_panic(|| read_parquet_values(path))
+        .map_err(|e| anyhow::anyhow!("{}: malformed Parquet file: {e}", path.display()))?
+}
+
+fn read_parquet_values(path: &Path) -> Result<Vec<(String, Value)>> {
     let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{}: not a Parquet file", path.display()))?
