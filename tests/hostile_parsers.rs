@@ -397,7 +397,12 @@ fn fuzz_regressions() {
         let mut found: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .flatten()
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), read(&e.path())))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    read(&e.path()),
+                )
+            })
             .collect();
         found.sort();
         assert!(!found.is_empty(), "{}: no inputs", dir.display());
@@ -420,6 +425,9 @@ fn fuzz_regressions() {
             Ok(Ok(_)) => panic!("parquet_records/{name}: read as a shard"),
             Err(_) => panic!("parquet_records/{name}: the reader's panic escaped"),
         };
-        assert!(err.contains("shard.parquet"), "parquet_records/{name}: {err}");
+        assert!(
+            err.contains("shard.parquet"),
+            "parquet_records/{name}: {err}"
+        );
     }
 }

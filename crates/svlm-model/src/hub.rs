@@ -1,6 +1,6 @@
 //! Where model weights come from: a local HF folder, a `.gguf` file (converted once into a cache
-//! folder), or a Hugging Face Hub repo id (downloaded with `hf-hub` into the standard HF cache, or
-//! read from it alone when `HF_HUB_OFFLINE` is set). Every source ends as an HF folder, so the
+//! folder), or a Hugging Face Hub repo id (downloaded with `hf-hub` into the standard HF cache from
+//! `HF_ENDPOINT`, or read from the cache alone when `HF_HUB_OFFLINE` is set). Every source ends as an HF folder, so the
 //! model loader has one load path.
 
 use std::collections::BTreeSet;
@@ -39,6 +39,11 @@ const GGUF_CONVERSION_VERSION: u32 = 1;
 pub struct HubOptions {
     /// The HF hub cache (`HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
     pub hf_cache: PathBuf,
+    /// The hub to download from (`HF_ENDPOINT`, else `https://huggingface.co`); a mirror serves the same paths.
+    pub endpoint: String,
+    /// Access token for gated and private repos (`HF_TOKEN`, else the `token` file beside the cache that
+    /// `huggingface-cli login` writes).
+    pub token: Option<String>,
     /// Only local files: `HF_HUB_OFFLINE` set to 1/true/yes/on (hf-hub itself ignores it).
     pub offline: bool,
     /// Root of svlm's own cache (`SVLM_CACHE`, else `~/.cache/svlm`); GGUF conversions go to
@@ -67,13 +72,35 @@ fn home_cache() -> PathBuf {
     }
 }
 
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The HF hub cache as huggingface_hub finds it.
+fn hf_hub_cache() -> PathBuf {
+    env_path("HF_HUB_CACHE")
+        .or_else(|| env_path("HF_HOME").map(|home| home.join("hub")))
+        .unwrap_or_else(|| home_cache().join("huggingface").join("hub"))
+}
+
 impl HubOptions {
     pub fn from_env() -> Self {
-        let svlm_cache = std::env::var_os("SVLM_CACHE")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| home_cache().join("svlm"), PathBuf::from);
+        let svlm_cache = env_path("SVLM_CACHE").unwrap_or_else(|| home_cache().join("svlm"));
+        let hf_cache = hf_hub_cache();
+        let token = std::env::var("HF_TOKEN")
+            .ok()
+            .or_else(|| hf_hub::Cache::new(hf_cache.clone()).token())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         Self {
-            hf_cache: hf_hub::resolve_cache_dir(),
+            hf_cache,
+            endpoint: std::env::var("HF_ENDPOINT")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "https://huggingface.co".to_string()),
+            token,
             offline: env_flag("HF_HUB_OFFLINE"),
             svlm_cache,
         }
@@ -114,7 +141,7 @@ pub fn resolve_model_with(
     if options.offline {
         resolve_offline(owner, name, revision, &options.hf_cache)
     } else {
-        download_repo(owner, name, revision, &options.hf_cache)
+        download_repo(owner, name, revision, options)
     }
 }
 
@@ -186,31 +213,53 @@ fn resolve_offline(
     Ok(snapshot)
 }
 
+/// Downloads a repo's config, weights (one file or an index and its shards) and whichever tokenizer, chat
+/// template and processor files it has, into the HF cache; returns the snapshot folder. The repo's file list
+/// (`/api/models/<id>/revision/<revision>`) says which files exist, so a missing optional file costs no request.
 fn download_repo(
     owner: &str,
     name: &str,
     revision: Option<&str>,
-    hf_cache: &Path,
+    options: &HubOptions,
 ) -> Result<PathBuf> {
     let repo_id = format!("{owner}/{name}");
-    let client = hf_hub::HFClient::builder()
-        .cache_dir(hf_cache)
-        .build_sync()
+    let revision = revision.unwrap_or("main");
+    let hf_cache = &options.hf_cache;
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(hf_cache.clone()))
+        .with_endpoint(options.endpoint.clone())
+        .with_token(options.token.clone())
+        .with_progress(true)
+        .build()
         .with_context(|| {
             format!(
                 "creating the Hugging Face Hub client (cache {})",
                 hf_cache.display()
             )
         })?;
-    let repo = client.model(owner, name);
+    let repo = api.repo(hf_hub::Repo::with_revision(
+        repo_id.clone(),
+        hf_hub::RepoType::Model,
+        revision.to_string(),
+    ));
+    let listing = repo.info().with_context(|| {
+        format!(
+            "listing the files of {repo_id} (revision {revision}) on {}",
+            options.endpoint
+        )
+    })?;
+    let present: BTreeSet<&str> = listing
+        .siblings
+        .iter()
+        .map(|s| s.rfilename.as_str())
+        .collect();
     let fetch = |filename: &str| {
-        repo.download_file()
-            .filename(filename)
-            .maybe_revision(revision.map(str::to_string))
-            .send()
+        repo.get(filename)
+            .with_context(|| format!("downloading {filename} of {repo_id} (revision {revision})"))
     };
-    let config =
-        fetch("config.json").with_context(|| format!("downloading config.json of {repo_id}"))?;
+    if !present.contains("config.json") {
+        bail!("{repo_id} (revision {revision}) has no config.json: not a transformers model repo");
+    }
+    let config = fetch("config.json")?;
     let snapshot = config
         .parent()
         .ok_or_else(|| {
@@ -220,29 +269,21 @@ fn download_repo(
             )
         })?
         .to_path_buf();
-
-    match fetch(SAFETENSORS_INDEX) {
-        Ok(index_path) => {
-            for shard in index_shards(&index_path)? {
-                fetch(&shard).with_context(|| format!("downloading {shard} of {repo_id}"))?;
-            }
+    if present.contains(SAFETENSORS_INDEX) {
+        let index_path = fetch(SAFETENSORS_INDEX)?;
+        for shard in index_shards(&index_path)? {
+            fetch(&shard)?;
         }
-        Err(hf_hub::HFError::EntryNotFound { .. }) => {
-            fetch(SAFETENSORS_FILE).with_context(|| {
-                format!("downloading {SAFETENSORS_FILE} of {repo_id} (the repo has no {SAFETENSORS_INDEX} either)")
-            })?;
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("downloading {SAFETENSORS_INDEX} of {repo_id}"));
-        }
+    } else if present.contains(SAFETENSORS_FILE) {
+        fetch(SAFETENSORS_FILE)?;
+    } else {
+        bail!(
+            "{repo_id} (revision {revision}) has neither {SAFETENSORS_FILE} nor {SAFETENSORS_INDEX} (svlm reads \
+             safetensors weights)"
+        );
     }
-    for filename in OPTIONAL_REPO_FILES {
-        match fetch(filename) {
-            Ok(_) | Err(hf_hub::HFError::EntryNotFound { .. }) => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("downloading {filename} of {repo_id}"));
-            }
-        }
+    for filename in OPTIONAL_REPO_FILES.iter().filter(|f| present.contains(*f)) {
+        fetch(filename)?;
     }
     Ok(snapshot)
 }
@@ -386,6 +427,8 @@ mod tests {
     fn options(root: &Path, offline: bool) -> HubOptions {
         HubOptions {
             hf_cache: root.join("hub"),
+            endpoint: "http://127.0.0.1:9".to_string(),
+            token: None,
             offline,
             svlm_cache: root.join("svlm"),
         }

@@ -1006,6 +1006,8 @@ fn gguf_spec_resolves_to_a_cached_conversion_once() {
     let gguf_path = tiny_llama_gguf(tmp.path());
     let options = svlm_model::hub::HubOptions {
         hf_cache: tmp.path().join("hub"),
+        endpoint: "http://127.0.0.1:9".to_string(),
+        token: None,
         offline: true,
         svlm_cache: tmp.path().join("svlm"),
     };
