@@ -129,12 +129,16 @@ impl LinePlot {
         if self.log_y {
             let (lo, hi) = log_bounds(finite.iter().map(|&(_, y)| y));
             let mut chart = builder
-                .build_cartesian_2d(x_range.0..x_range.1, (lo..hi).log_scale())
+                .build_cartesian_2d(
+                    x_range.0..x_range.1,
+                    (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                )
                 .map_err(plot_err)?;
             chart
                 .configure_mesh()
                 .x_desc(&self.x_label)
                 .y_desc(&self.y_label)
+                .x_label_formatter(&|v| axis_label(*v))
                 .y_label_formatter(&|v| axis_label(*v))
                 .label_style((FONT_FAMILY, 14))
                 .draw()
@@ -148,6 +152,8 @@ impl LinePlot {
                 .configure_mesh()
                 .x_desc(&self.x_label)
                 .y_desc(&self.y_label)
+                .x_label_formatter(&|v| axis_label(*v))
+                .y_label_formatter(&|v| axis_label(*v))
                 .label_style((FONT_FAMILY, 14))
                 .draw()
                 .map_err(plot_err)?;
@@ -253,7 +259,10 @@ impl ScatterPlot {
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(64)
-            .build_cartesian_2d((lo..hi).log_scale(), (lo..hi).log_scale())
+            .build_cartesian_2d(
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+            )
             .map_err(plot_err)?;
         chart
             .configure_mesh()
@@ -501,6 +510,24 @@ fn log_bounds(ys: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo, hi)
 }
 
+/// The labelled ticks of a log axis over `lo..hi`: 1, 2 and 5 times each power of ten inside it (only the powers of
+/// ten when the axis spans more than three decades), so that a reader can place a point between two labels.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo && lo.is_finite() && hi.is_finite()) {
+        return Vec::new();
+    }
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let steps: &[f64] = if hi / lo > 1e3 {
+        &[1.0]
+    } else {
+        &[1.0, 2.0, 5.0]
+    };
+    (first..=last)
+        .flat_map(|e| steps.iter().map(move |m| m * 10f64.powi(e)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
+}
+
 /// An axis label with at most three significant digits: "0.5", "2", "120", and "1e-5" / "2.5e6" outside
 /// 0.001..100000. Log-axis key points carry float noise (0.999999998) that the default format prints whole.
 fn axis_label(v: f64) -> String {
@@ -640,6 +667,23 @@ mod tests {
         ] {
             assert_eq!(axis_label(v), want, "{v}");
         }
+    }
+
+    #[test]
+    fn log_ticks_label_one_two_five_per_decade() {
+        assert_eq!(log_ticks(0.15, 2.4), vec![0.2, 0.5, 1.0, 2.0]);
+        assert_eq!(
+            log_ticks(0.08, 12.0),
+            vec![0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
+        );
+        // Over more than three decades, the powers of ten alone.
+        let wide = log_ticks(2e-9, 50.0);
+        assert_eq!(wide.len(), 10, "{wide:?}");
+        assert!(
+            wide.iter()
+                .all(|v| (v.log10() - v.log10().round()).abs() < 1e-9)
+        );
+        assert!(log_ticks(0.0, 1.0).is_empty());
     }
 
     #[test]
