@@ -3,15 +3,8 @@
 //!
 //! Run alone with `cargo test -p svlm-cli --test approach_reward`.
 
-use std::process::Command;
-
-fn svlm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_svlm"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run svlm")
-}
+mod common;
+use common::svlm;
 
 #[test]
 fn approach_sequences_become_gap_records_and_reward_folders() {

@@ -5,15 +5,9 @@
 //! Run alone with `cargo test -p svlm-cli --test eval_benchmarks`.
 
 use std::path::Path;
-use std::process::Command;
 
-fn svlm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_svlm"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run svlm")
-}
+mod common;
+use common::svlm;
 
 #[test]
 fn all_benchmarks_run_report_and_resume() {

@@ -4,15 +4,9 @@
 //! Run alone with `cargo test -p svlm-cli --test quickstart`.
 
 use std::path::Path;
-use std::process::Command;
 
-fn svlm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_svlm"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run svlm")
-}
+mod common;
+use common::svlm;
 
 fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -5,16 +5,9 @@
 //! Run alone with `cargo test -p svlm-cli --test synth_images`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn svlm(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_svlm"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("run svlm")
-}
+mod common;
+use common::svlm;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../svlm-perception/tests/fixtures")

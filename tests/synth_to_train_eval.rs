@@ -5,30 +5,9 @@
 //! Run alone with `cargo test -p svlm-cli --test synth_to_train_eval`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn svlm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_svlm"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("run svlm")
-}
-
-fn ok(run: Output) -> Output {
-    assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    run
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf8 path")
-}
+mod common;
+use common::{ok, path, svlm};
 
 fn synth(out: &Path, shard: &str, format: &str) {
     ok(svlm(&[
