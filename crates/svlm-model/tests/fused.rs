@@ -360,6 +360,14 @@ fn attention_matches_reference() {
     attention_case(2, 4, 4, 9, 9, 16, true, 40);
 }
 
+/// Probabilities of 32 MiB and more are not kept: the kernel recomputes them block by block in the backward pass
+/// (a vision encoder's 1024 patches per image). Grouped KV heads, without a mask and causal.
+#[test]
+fn attention_over_long_rows_recomputes_and_matches_reference() {
+    attention_case(1, 8, 4, 1024, 1024, 16, false, 50);
+    attention_case(1, 16, 2, 1024, 1024, 8, true, 60);
+}
+
 /// Packed rows: causal within each sample, nothing across samples, and a fully masked padding tail in batch 1.
 /// Long enough that the blocked kernel (scores inside each row's run of keys only) takes over from the dense one.
 #[test]

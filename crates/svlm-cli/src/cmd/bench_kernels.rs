@@ -24,6 +24,13 @@ pub struct Args {
     pub seq: usize,
     #[arg(long, default_value_t = 2)]
     pub batch: usize,
+    /// Patches per image of the vision-attention row (SmolVLM-256M's SigLIP at 512 px: 1024, 12 heads of 64).
+    #[arg(long, default_value_t = 1024)]
+    pub vision_patches: usize,
+    #[arg(long, default_value_t = 12)]
+    pub vision_heads: usize,
+    #[arg(long, default_value_t = 64)]
+    pub vision_head_dim: usize,
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     #[arg(long, default_value_t = 7)]
@@ -80,6 +87,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cos = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
     let sin = Tensor::<3>::random([b, s, d], Distribution::Normal(0.0, 1.0), &device);
     let mask = causal(b, s, &device);
+    let (vp, vh, vd) = (args.vision_patches, args.vision_heads, args.vision_head_dim);
+    let vq = random([b, vh, vp, vd], &device);
+    let vk = random([b, vh, vp, vd], &device);
+    let vv = random([b, vh, vp, vd], &device);
+    let vscale = (vd as f64).powf(-0.5);
     let logits = random([b * s, args.vocab], &device);
     let targets: Vec<i64> = (0..b * s)
         .map(|i| ((i * 7919) % args.vocab) as i64)
@@ -102,6 +114,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Box::new(|| {
                 reference::attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()), scale)
                     .sum()
+            }),
+        ),
+        (
+            "attention (vision, no mask)",
+            format!("q, kv [{b},{vh},{vp},{vd}]"),
+            Box::new(|| fused::attention(vq.clone(), vk.clone(), vv.clone(), None, vscale).sum()),
+            Box::new(|| {
+                reference::attention(vq.clone(), vk.clone(), vv.clone(), None, vscale).sum()
             }),
         ),
         (

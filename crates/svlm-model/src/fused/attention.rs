@@ -6,7 +6,10 @@
 //! summed over their query heads by the matmul itself. The softmax rows (scale, mask, normalization) are one
 //! pass each way; the probabilities are kept for the backward pass. When every row's unmasked keys are one
 //! contiguous run and the runs cover at most half of the score matrix (packed rows of several samples), the
-//! blocked kernel of `ranged.rs` computes only the scores inside the runs.
+//! blocked kernel of `ranged.rs` computes only the scores inside the runs. When the probabilities would take
+//! [`RECOMPUTE_MIN_BYTES`] or more (a vision encoder's long rows of patches), the blocked kernel runs over every
+//! key and keeps only each row's softmax statistics; the backward pass recomputes the probabilities block by
+//! block, so neither pass holds the whole score matrix.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -25,6 +28,9 @@ use super::ranged::{self, KeyRun};
 use super::route::{
     AdTensor, Route, bool_into_flex, from_ad, from_flex, into_ad, into_flex, route, with_strategy,
 };
+
+/// Probabilities at least this large (bytes, per call) are recomputed in the backward pass instead of kept.
+const RECOMPUTE_MIN_BYTES: usize = 32 << 20;
 
 /// Score given to masked positions: finite (so fully masked rows stay NaN-free) and representable in bf16.
 pub const MASKED_SCORE: f32 = -1.0e30;
@@ -65,7 +71,7 @@ pub fn attention(
             let (q, k, v) = (into_flex(q), into_flex(k), into_flex(v));
             let (k, v) = (contiguous(k), contiguous(v));
             let qg = grouped(q, kv);
-            let method = Method::choose(&qg, mask.as_ref());
+            let method = Method::choose(&qg, mask.as_ref(), [s, t]);
             from_flex(forward(&qg, &k, &v, mask.as_ref(), &method, scale, [h, s]).0)
         }
         Some(Route::Autodiff(st)) => from_ad(
@@ -132,18 +138,25 @@ fn mask_row(row: usize, rows_per_batch: usize, s: usize, t: usize, mask_batches:
 #[derive(Clone, Debug)]
 enum Method {
     Dense,
-    Ranged(Vec<KeyRun>, ranged::Shape),
+    /// The blocked kernel over each row's key run; `keep` = whether the blocks keep their probabilities.
+    Ranged {
+        runs: Vec<KeyRun>,
+        shape: ranged::Shape,
+        keep: bool,
+    },
 }
 
 impl Method {
-    fn choose(qg: &FlexTensor, mask: Option<&FlexTensor>) -> Self {
-        let Some(mask) = mask else {
-            return Self::Dense;
-        };
+    /// `t`: the number of keys; `s`: query rows per head.
+    fn choose(qg: &FlexTensor, mask: Option<&FlexTensor>, [s, t]: [usize; 2]) -> Self {
         let [b, kv, rows, d]: [usize; 4] = dims(qg).try_into().expect("4D query");
-        let [mb, _, s, t]: [usize; 4] = dims(mask).try_into().expect("4D mask");
-        let Some(runs) = ranged::key_runs(bools(mask), t) else {
-            return Self::Dense;
+        let dense_bytes = b * kv * rows * t * std::mem::size_of::<f32>();
+        let (runs, mask_batches, block) = match mask {
+            None => (ranged::full_runs(s, t), 1, ranged::UNMASKED_BLOCK),
+            Some(mask) => match ranged::key_runs(bools(mask), t) {
+                Some(runs) => (runs, dims(mask)[0], ranged::BLOCK),
+                None => return Self::Dense,
+            },
         };
         let shape = ranged::Shape {
             kv,
@@ -151,10 +164,23 @@ impl Method {
             s,
             t,
             d,
-            mask_batches: mb,
+            mask_batches,
+            block,
         };
-        if shape.density(&runs, b * kv) <= RANGED_MAX_DENSITY {
-            Self::Ranged(runs, shape)
+        let density = shape.density(&runs, b * kv);
+        let kept_bytes = (density * dense_bytes as f64) as usize;
+        if kept_bytes >= RECOMPUTE_MIN_BYTES {
+            Self::Ranged {
+                runs,
+                shape,
+                keep: false,
+            }
+        } else if density <= RANGED_MAX_DENSITY {
+            Self::Ranged {
+                runs,
+                shape,
+                keep: true,
+            }
         } else {
             Self::Dense
         }
@@ -190,8 +216,9 @@ fn forward(
                 Probabilities::Dense(p),
             )
         }
-        Method::Ranged(runs, shape) => {
-            let (out, blocks) = ranged::forward(f32s(qg), f32s(k), f32s(v), runs, *shape, scale);
+        Method::Ranged { runs, shape, keep } => {
+            let (out, blocks) =
+                ranged::forward(f32s(qg), f32s(k), f32s(v), runs, *shape, scale, *keep);
             (
                 tensor(out, &[b, h, s, d]),
                 Probabilities::Ranged(runs.clone(), *shape, blocks),
@@ -213,27 +240,30 @@ fn softmax_rows(scores: &mut FlexTensor, mask: Option<&FlexTensor>, scale: f32, 
                 let off = mask_row(row, kv * gs, s, t, mb);
                 &m[off..off + t]
             });
-            vectorized(|| {
-                match m {
-                    Some(m) => {
-                        for (x, &masked) in xs.iter_mut().zip(m) {
-                            *x = if masked != 0 {
-                                MASKED_SCORE
-                            } else {
-                                *x * scale
-                            };
+            vectorized(
+                #[inline(always)]
+                || {
+                    match m {
+                        Some(m) => {
+                            for (x, &masked) in xs.iter_mut().zip(m) {
+                                *x = if masked != 0 {
+                                    MASKED_SCORE
+                                } else {
+                                    *x * scale
+                                };
+                            }
                         }
+                        None => xs.iter_mut().for_each(|x| *x *= scale),
                     }
-                    None => xs.iter_mut().for_each(|x| *x *= scale),
-                }
-                let top = max(xs);
-                // Masked scores give exactly 0 here (unless the whole row is masked: then every score is the max).
-                for x in xs.iter_mut() {
-                    *x = exp(*x - top);
-                }
-                let inv = 1.0 / sum(xs);
-                xs.iter_mut().for_each(|x| *x *= inv);
-            })
+                    let top = max(xs);
+                    // Masked scores give exactly 0 here (unless the whole row is masked: then every score is the max).
+                    for x in xs.iter_mut() {
+                        *x = exp(*x - top);
+                    }
+                    let inv = 1.0 / sum(xs);
+                    xs.iter_mut().for_each(|x| *x *= inv);
+                },
+            )
         });
 }
 
@@ -255,18 +285,21 @@ fn softmax_backward_rows(
         .enumerate()
         .with_min_len(rows_per_task(t))
         .for_each(|(row, (ds, pr))| {
-            vectorized(|| {
-                let dp = dot(ds, pr);
-                for (d, p) in ds.iter_mut().zip(pr) {
-                    *d = scale * p * (*d - dp);
-                }
-                if let Some((m, mb)) = mask {
-                    let off = mask_row(row, kv * gs, s, t, mb);
-                    for (d, &m) in ds.iter_mut().zip(&m[off..off + t]) {
-                        *d = if m != 0 { 0.0 } else { *d };
+            vectorized(
+                #[inline(always)]
+                || {
+                    let dp = dot(ds, pr);
+                    for (d, p) in ds.iter_mut().zip(pr) {
+                        *d = scale * p * (*d - dp);
                     }
-                }
-            })
+                    if let Some((m, mb)) = mask {
+                        let off = mask_row(row, kv * gs, s, t, mb);
+                        for (d, &m) in ds.iter_mut().zip(&m[off..off + t]) {
+                            *d = if m != 0 { 0.0 } else { *d };
+                        }
+                    }
+                },
+            )
         });
 }
 
@@ -352,7 +385,8 @@ fn autodiff<C: CheckpointStrategy>(
     let (vp, vn) = v.into_parts();
     let qg = grouped(qp, kv);
     let (kp, vp) = (contiguous(kp), contiguous(vp));
-    let method = Method::choose(&qg, mask.as_ref());
+    let t = dims(&kp)[2];
+    let method = Method::choose(&qg, mask.as_ref(), [s, t]);
     let (out, p) = forward(&qg, &kp, &vp, mask.as_ref(), &method, scale, [h, s]);
     match AttentionBackward
         .prepare::<C>([qn, kn, vn])
@@ -373,5 +407,117 @@ fn autodiff<C: CheckpointStrategy>(
             prep.finish(saved, out)
         }
         OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state % 20_001) as f32 / 10_000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// `(out, dq, dk, dv)` of one method on `[b, h, s, d]` queries against `[b, kv, t, d]` keys.
+    fn run(
+        method: &Method,
+        inputs: &[FlexTensor; 4],
+        mask: Option<&FlexTensor>,
+        [h, s]: [usize; 2],
+    ) -> [Vec<f32>; 4] {
+        let [qg, k, v, g] = inputs;
+        let (out, p) = forward(qg, k, v, mask, method, 0.3, [h, s]);
+        let saved = Saved {
+            qg: qg.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            p,
+            mask: mask.cloned(),
+            scale: 0.3,
+            h,
+            s,
+        };
+        let (dq, dk, dv) = backward(saved, g.clone());
+        [&out, &dq, &dk, &dv].map(|t| f32s(&contiguous((*t).clone())).to_vec())
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// The recomputing kernel gives the bits of the kernel that keeps its probabilities, and both match the dense
+    /// product, with and without a causal mask and with grouped KV heads.
+    #[test]
+    fn recomputed_probabilities_give_the_kept_results_bit_for_bit() {
+        let (b, h, kv, s, d) = (2, 4, 2, 77, 8);
+        let t = s;
+        let rows = (h / kv) * s;
+        let qg = tensor(values(b * h * s * d, 1), &[b, kv, rows, d]);
+        let k = tensor(values(b * kv * t * d, 2), &[b, kv, t, d]);
+        let v = tensor(values(b * kv * t * d, 3), &[b, kv, t, d]);
+        let g = tensor(values(b * h * s * d, 4), &[b, h, s, d]);
+        let causal: Vec<bool> = (0..s * t).map(|i| i % t > i / t).collect();
+        let causal = FlexTensor::from_data(burn::tensor::TensorData::new(
+            causal,
+            Shape::from(vec![1, 1, s, t]),
+        ));
+        for mask in [None, Some(&causal)] {
+            let (runs, block) = match mask {
+                None => (ranged::full_runs(s, t), ranged::UNMASKED_BLOCK),
+                Some(m) => (
+                    ranged::key_runs(bools(m), t).expect("causal rows are runs"),
+                    ranged::BLOCK,
+                ),
+            };
+            let shape = ranged::Shape {
+                kv,
+                rows,
+                s,
+                t,
+                d,
+                mask_batches: 1,
+                block,
+            };
+            let ranged = |keep| Method::Ranged {
+                runs: runs.clone(),
+                shape,
+                keep,
+            };
+            let inputs = [qg.clone(), k.clone(), v.clone(), g.clone()];
+            let kept = run(&ranged(true), &inputs, mask, [h, s]);
+            let recomputed = run(&ranged(false), &inputs, mask, [h, s]);
+            let dense = run(&Method::Dense, &inputs, mask, [h, s]);
+            for (i, name) in ["out", "dq", "dk", "dv"].iter().enumerate() {
+                assert_eq!(kept[i], recomputed[i], "{name}, mask {}", mask.is_some());
+                let diff = max_diff(&recomputed[i], &dense[i]);
+                assert!(diff < 1e-5, "{name} against dense: {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn large_probabilities_are_recomputed_and_small_ones_kept() {
+        let method = |b: usize, s: usize| {
+            let qg = tensor(vec![0.0; b * s * 4], &[b, 1, s, 4]);
+            Method::choose(&qg, None, [s, s])
+        };
+        // 1 x 1024 x 1024 floats = 4 MiB: kept, dense.
+        assert!(matches!(method(1, 1024), Method::Dense));
+        // 8 x 1024 x 1024 floats = 32 MiB: recomputed.
+        assert!(matches!(
+            method(8, 1024),
+            Method::Ranged { keep: false, .. }
+        ));
     }
 }

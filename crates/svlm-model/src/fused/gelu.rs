@@ -42,12 +42,15 @@ fn forward(x: &FlexTensor) -> FlexTensor {
     y.par_chunks_mut(MIN_TASK)
         .zip(xs.par_chunks(MIN_TASK))
         .for_each(|(yc, xc)| {
-            vectorized(|| {
-                for (y, &x) in yc.iter_mut().zip(xc) {
-                    let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x * x * x));
-                    *y = 0.5 * x * (1.0 + t);
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (y, &x) in yc.iter_mut().zip(xc) {
+                        let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x * x * x));
+                        *y = 0.5 * x * (1.0 + t);
+                    }
+                },
+            )
         });
     tensor(y, &dims(x))
 }
@@ -60,14 +63,17 @@ fn backward(x: &FlexTensor, g: &FlexTensor) -> FlexTensor {
         .zip(xs.par_chunks(MIN_TASK))
         .zip(gs.par_chunks(MIN_TASK))
         .for_each(|((dc, xc), gc)| {
-            vectorized(|| {
-                for ((d, &x), &g) in dc.iter_mut().zip(xc).zip(gc) {
-                    let x2 = x * x;
-                    let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x2 * x));
-                    let du = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
-                    *d = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for ((d, &x), &g) in dc.iter_mut().zip(xc).zip(gc) {
+                        let x2 = x * x;
+                        let t = tanh(SQRT_2_OVER_PI * (x + CUBIC * x2 * x));
+                        let du = SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
+                        *d = g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+                    }
+                },
+            )
         });
     tensor(dx, &dims(x))
 }

@@ -208,7 +208,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in f32 arithmetic.
     const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(-87.336_55, 88.722_83);
-    let k = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = xc * std::f32::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
     let r = (xc - k * LN2_HI) - k * LN2_LO;
     // e^r on |r| <= ln(2)/2 by its Taylor series to degree 7 (truncation below 6e-9 relative).
     let p = 1.0
@@ -217,19 +218,18 @@ pub(crate) fn exp(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    // 2^k split into two factors so that k = 128 (results near f32::MAX) does not overflow the exponent field.
-    let k = k as i32;
+    // The integer k read from the bits of `shifted` (in [2^23, 2^24), where one unit is one ulp) rather than by a
+    // float-to-int cast, whose saturation and NaN rules keep the loop from vectorizing. 2^k is split into two
+    // factors so that k = 128 (results near f32::MAX) does not overflow the exponent field.
+    let k = shifted.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let half = k >> 1;
-    let scale_a = f32::from_bits(((half + 127) as u32) << 23);
-    let scale_b = f32::from_bits(((k - half + 127) as u32) << 23);
+    // Wrapping arithmetic (k is in [-126, 128] for every finite input): an overflow check would be a branch, and
+    // the dev profile keeps overflow checks on.
+    let scale_a = f32::from_bits((half.wrapping_add(127) as u32) << 23);
+    let scale_b = f32::from_bits((k.wrapping_sub(half).wrapping_add(127) as u32) << 23);
     let y = p * scale_a * scale_b;
-    if x < -87.336_55 {
-        0.0
-    } else if x > 88.722_83 {
-        f32::INFINITY
-    } else {
-        y
-    }
+    let y = if x < -87.336_55 { 0.0 } else { y };
+    if x > 88.722_83 { f32::INFINITY } else { y }
 }
 
 #[cfg(test)]
@@ -306,7 +306,10 @@ mod tests {
                 .map(|(&x, &y)| f64::from(x) * f64::from(y))
                 .sum();
             let want_max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let (s, d, m) = vectorized(|| (sum(&xs), dot(&xs, &ys), max(&xs)));
+            let (s, d, m) = vectorized(
+                #[inline(always)]
+                || (sum(&xs), dot(&xs, &ys), max(&xs)),
+            );
             assert!(
                 (f64::from(s) - want_sum).abs() <= 1e-4 * (1.0 + want_sum.abs()),
                 "sum of {n}"

@@ -77,18 +77,21 @@ fn forward(logits: &FlexTensor, targets: &[i64]) -> (FlexTensor, Vec<f32>) {
             if !(0..vocab as i64).contains(&t) {
                 return;
             }
-            let (top, total) = vectorized(|| {
-                let top = max(xr);
-                let mut acc = [0.0f32; 16];
-                let chunks = xr.chunks_exact(16);
-                let tail: f32 = chunks.remainder().iter().map(|&x| exp(x - top)).sum();
-                for c in chunks {
-                    for (a, &x) in acc.iter_mut().zip(c) {
-                        *a += exp(x - top);
+            let (top, total) = vectorized(
+                #[inline(always)]
+                || {
+                    let top = max(xr);
+                    let mut acc = [0.0f32; 16];
+                    let chunks = xr.chunks_exact(16);
+                    let tail: f32 = chunks.remainder().iter().map(|&x| exp(x - top)).sum();
+                    for c in chunks {
+                        for (a, &x) in acc.iter_mut().zip(c) {
+                            *a += exp(x - top);
+                        }
                     }
-                }
-                (top, acc.iter().sum::<f32>() + tail)
-            });
+                    (top, acc.iter().sum::<f32>() + tail)
+                },
+            );
             *l = top + total.ln();
             *o = *l - xr[t as usize];
         });
@@ -109,11 +112,14 @@ fn backward(logits: &FlexTensor, targets: &[i64], lse: &[f32], g: &FlexTensor) -
             if !(0..vocab as i64).contains(&t) {
                 return;
             }
-            vectorized(|| {
-                for (d, x) in dr.iter_mut().zip(xr) {
-                    *d = g * exp(x - l);
-                }
-            });
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (d, x) in dr.iter_mut().zip(xr) {
+                        *d = g * exp(x - l);
+                    }
+                },
+            );
             dr[t as usize] -= g;
         });
     tensor(dx, &shape)

@@ -4,15 +4,22 @@
 //! samples costs about the sum of its samples' squared lengths instead of the row's squared length.
 //!
 //! Same layout as the dense kernel in `attention.rs`: the grouped query `[B, KV, G * S, D]` against `k, v: [B, KV,
-//! T, D]`, one (batch, KV head) pair per task; the probabilities of each block are kept for the backward pass.
+//! T, D]`, one (batch, KV head) pair per task. For the backward pass each block keeps either its probabilities or,
+//! when those would take too much memory (long dense rows: a vision encoder's 1024 patches), only each row's
+//! maximum and normalizer, from which the backward pass recomputes exactly the same probabilities (the same
+//! product and the same float operations in the same order), as memory-efficient attention does.
 
 use rayon::prelude::*;
 
 use super::kernel::{Gemm, dot, exp, gemm, max, sum, vectorized};
 
-/// Query rows per block: small enough that a block of a packed row spans few samples, large enough for the
-/// matrix products to run at speed.
-const BLOCK: usize = 32;
+/// Query rows per block under a mask: small enough that a block of a packed row spans few samples, large enough
+/// for the matrix products to run at speed.
+pub(crate) const BLOCK: usize = 32;
+
+/// Query rows per block without a mask: every block spans all keys, so larger blocks amortize packing the keys
+/// for each product (a block's scores, 128 x 1024 floats, still fit in L2).
+pub(crate) const UNMASKED_BLOCK: usize = 128;
 
 /// The keys one query row attends: `lo..hi`, or every key with equal weight when the row is fully masked (what
 /// the dense composition gives it).
@@ -21,6 +28,18 @@ pub(crate) struct KeyRun {
     lo: u32,
     hi: u32,
     uniform: bool,
+}
+
+/// The key runs of a call without a mask: every query row attends all `t` keys (`s` rows, shared by the batch).
+pub(crate) fn full_runs(s: usize, t: usize) -> Vec<KeyRun> {
+    vec![
+        KeyRun {
+            lo: 0,
+            hi: t as u32,
+            uniform: false,
+        };
+        s
+    ]
 }
 
 /// Each mask row's key run (`mask: [MB, 1, S, T]`, true = masked, row-major bytes), or `None` if some row's
@@ -57,6 +76,8 @@ pub(crate) struct Shape {
     pub d: usize,
     /// Batches of the mask: 1 (shared by the batch) or B.
     pub mask_batches: usize,
+    /// Query rows per block ([`BLOCK`] or [`UNMASKED_BLOCK`]).
+    pub block: usize,
 }
 
 impl Shape {
@@ -76,7 +97,7 @@ impl Shape {
         for g in 0..groups {
             let mut s0 = 0;
             while s0 < self.s {
-                let n = BLOCK.min(self.s - s0);
+                let n = self.block.max(1).min(self.s - s0);
                 let r0 = g * self.s + s0;
                 let (lo, hi) = (r0..r0 + n)
                     .map(|r| self.run(runs, pair, r))
@@ -100,18 +121,26 @@ impl Shape {
     }
 }
 
-/// One block's probabilities `[rows, keys]`, kept for the backward pass.
+/// What one block keeps for the backward pass.
 #[derive(Clone, Debug)]
 pub(crate) struct Block {
     r0: usize,
     n: usize,
     k0: usize,
     w: usize,
-    p: Vec<f32>,
+    kept: Kept,
+}
+
+#[derive(Clone, Debug)]
+enum Kept {
+    /// The probabilities `[rows, keys]`.
+    Probabilities(Vec<f32>),
+    /// Each row's largest scaled score and inverse normalizer.
+    RowSoftmax(Vec<(f32, f32)>),
 }
 
 /// `out: [pairs * rows * d]` and the blocks of every pair, for the grouped query `qg` and `k`, `v`
-/// (`[pairs * t * d]` each).
+/// (`[pairs * t * d]` each). With `keep_probabilities` false the blocks keep only each row's softmax statistics.
 pub(crate) fn forward(
     qg: &[f32],
     k: &[f32],
@@ -119,6 +148,7 @@ pub(crate) fn forward(
     runs: &[KeyRun],
     shape: Shape,
     scale: f32,
+    keep_probabilities: bool,
 ) -> (Vec<f32>, Vec<Vec<Block>>) {
     let Shape { rows, t, d, .. } = shape;
     let mut out = vec![0.0f32; qg.len()];
@@ -134,17 +164,15 @@ pub(crate) fn forward(
                 .into_iter()
                 .map(|(r0, n, k0, w)| {
                     let mut p = vec![0.0f32; n * w];
-                    // scores = q[r0..r0+n] k[k0..k0+w]^T
-                    gemm(
-                        Gemm::rows(&mut p, n, w),
-                        Gemm::view(&q[r0 * d..], n, d, d, 1),
-                        Gemm::view(&kp[k0 * d..], d, w, 1, d),
-                        false,
-                    );
-                    for (i, pr) in p.chunks_mut(w.max(1)).enumerate() {
-                        let run = shape.run(runs, pair, r0 + i);
-                        softmax_row(pr, run, k0, scale, t);
-                    }
+                    scores(&mut p, q, kp, (r0, n, k0, w), d);
+                    let stats: Vec<(f32, f32)> = p
+                        .chunks_mut(w.max(1))
+                        .enumerate()
+                        .map(|(i, pr)| {
+                            let run = shape.run(runs, pair, r0 + i);
+                            softmax_row(pr, run, k0, scale, t)
+                        })
+                        .collect();
                     // out[r0..r0+n] = p v[k0..k0+w]
                     gemm(
                         Gemm::rows(&mut out[r0 * d..(r0 + n) * d], n, d),
@@ -152,7 +180,12 @@ pub(crate) fn forward(
                         Gemm::view(&vp[k0 * d..], w, d, d, 1),
                         false,
                     );
-                    Block { r0, n, k0, w, p }
+                    let kept = if keep_probabilities {
+                        Kept::Probabilities(p)
+                    } else {
+                        Kept::RowSoftmax(stats)
+                    };
+                    Block { r0, n, k0, w, kept }
                 })
                 .collect()
         })
@@ -160,8 +193,58 @@ pub(crate) fn forward(
     (out, blocks)
 }
 
-/// Scale, mask outside the row's run, softmax over the block's keys `k0..k0 + row.len()`, in place.
-fn softmax_row(row: &mut [f32], run: &KeyRun, k0: usize, scale: f32, t: usize) {
+/// `dst = q[r0..r0+n] k[k0..k0+w]^T`: one block's raw scores.
+fn scores(
+    dst: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    (r0, n, k0, w): (usize, usize, usize, usize),
+    d: usize,
+) {
+    gemm(
+        Gemm::rows(dst, n, w),
+        Gemm::view(&q[r0 * d..], n, d, d, 1),
+        Gemm::view(&k[k0 * d..], d, w, 1, d),
+        false,
+    );
+}
+
+/// Scale, mask outside the row's run, softmax over the block's keys `k0..k0 + row.len()`, in place; returns the
+/// largest scaled score and the inverse normalizer ([`probabilities_row`] rebuilds the row from them).
+fn softmax_row(row: &mut [f32], run: &KeyRun, k0: usize, scale: f32, t: usize) -> (f32, f32) {
+    if run.uniform {
+        row.iter_mut().for_each(|x| *x = 1.0 / t as f32);
+        return (0.0, 0.0);
+    }
+    let (lo, hi) = (run.lo as usize - k0, run.hi as usize - k0);
+    row[..lo].iter_mut().for_each(|x| *x = 0.0);
+    row[hi..].iter_mut().for_each(|x| *x = 0.0);
+    let live = &mut row[lo..hi];
+    vectorized(
+        #[inline(always)]
+        || {
+            live.iter_mut().for_each(|x| *x *= scale);
+            let top = max(live);
+            for x in live.iter_mut() {
+                *x = exp(*x - top);
+            }
+            let inv = 1.0 / sum(live);
+            live.iter_mut().for_each(|x| *x *= inv);
+            (top, inv)
+        },
+    )
+}
+
+/// The probabilities [`softmax_row`] computed from the same raw scores, given its statistics: the same
+/// operations in the same order, so the same bits.
+fn probabilities_row(
+    row: &mut [f32],
+    run: &KeyRun,
+    k0: usize,
+    scale: f32,
+    t: usize,
+    (top, inv): (f32, f32),
+) {
     if run.uniform {
         row.iter_mut().for_each(|x| *x = 1.0 / t as f32);
         return;
@@ -170,15 +253,16 @@ fn softmax_row(row: &mut [f32], run: &KeyRun, k0: usize, scale: f32, t: usize) {
     row[..lo].iter_mut().for_each(|x| *x = 0.0);
     row[hi..].iter_mut().for_each(|x| *x = 0.0);
     let live = &mut row[lo..hi];
-    vectorized(|| {
-        live.iter_mut().for_each(|x| *x *= scale);
-        let top = max(live);
-        for x in live.iter_mut() {
-            *x = exp(*x - top);
-        }
-        let inv = 1.0 / sum(live);
-        live.iter_mut().for_each(|x| *x *= inv);
-    })
+    vectorized(
+        #[inline(always)]
+        || {
+            live.iter_mut().for_each(|x| *x *= scale);
+            for x in live.iter_mut() {
+                *x = exp(*x - top);
+            }
+            live.iter_mut().for_each(|x| *x *= inv);
+        },
+    )
 }
 
 /// `(dqg, dk, dv)` in the layouts of `qg`, `k`, `v` for the output gradient `g` (grouped like `qg`).
@@ -207,13 +291,27 @@ pub(crate) fn backward(
             let kp = &k[pair * t * d..(pair + 1) * t * d];
             let vp = &v[pair * t * d..(pair + 1) * t * d];
             let gp = &g[pair * rows * d..(pair + 1) * rows * d];
+            let mut recomputed = Vec::new();
             for b in blocks {
                 let (r0, n, k0, w) = (b.r0, b.n, b.k0, b.w);
                 let go = &gp[r0 * d..(r0 + n) * d];
+                let p: &[f32] = match &b.kept {
+                    Kept::Probabilities(p) => p,
+                    Kept::RowSoftmax(stats) => {
+                        recomputed.resize(n * w, 0.0);
+                        scores(&mut recomputed, q, kp, (r0, n, k0, w), d);
+                        for (i, (pr, &st)) in recomputed.chunks_mut(w.max(1)).zip(stats).enumerate()
+                        {
+                            let run = shape.run(runs, pair, r0 + i);
+                            probabilities_row(pr, run, k0, scale, t, st);
+                        }
+                        &recomputed
+                    }
+                };
                 // dv[k0..k0+w] += p^T g
                 gemm(
                     Gemm::rows(&mut dv[k0 * d..(k0 + w) * d], w, d),
-                    Gemm::view(&b.p, w, n, 1, w),
+                    Gemm::view(p, w, n, 1, w),
                     Gemm::view(go, n, d, d, 1),
                     true,
                 );
@@ -225,22 +323,21 @@ pub(crate) fn backward(
                     Gemm::view(&vp[k0 * d..], d, w, 1, d),
                     false,
                 );
-                for (i, (dr, pr)) in ds
-                    .chunks_mut(w.max(1))
-                    .zip(b.p.chunks(w.max(1)))
-                    .enumerate()
-                {
+                for (i, (dr, pr)) in ds.chunks_mut(w.max(1)).zip(p.chunks(w.max(1))).enumerate() {
                     let run = shape.run(runs, pair, r0 + i);
                     if run.uniform {
                         dr.iter_mut().for_each(|x| *x = 0.0);
                         continue;
                     }
-                    vectorized(|| {
-                        let dp = dot(dr, pr);
-                        for (x, p) in dr.iter_mut().zip(pr) {
-                            *x = scale * p * (*x - dp);
-                        }
-                    })
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            let dp = dot(dr, pr);
+                            for (x, p) in dr.iter_mut().zip(pr) {
+                                *x = scale * p * (*x - dp);
+                            }
+                        },
+                    )
                 }
                 // dq[r0..r0+n] = ds k[k0..k0+w]
                 gemm(
@@ -327,6 +424,7 @@ mod tests {
             t: s,
             d: 8,
             mask_batches: 1,
+            block: BLOCK,
         };
         let density = shape.density(&runs, 1);
         assert!(density < 0.4, "{density}");

@@ -46,11 +46,14 @@ fn forward(gate: &FlexTensor, up: &FlexTensor) -> FlexTensor {
         .zip(a.par_chunks(MIN_TASK))
         .zip(b.par_chunks(MIN_TASK))
         .for_each(|((yc, ac), bc)| {
-            vectorized(|| {
-                for ((y, &a), &b) in yc.iter_mut().zip(ac).zip(bc) {
-                    *y = a * sigmoid(a) * b;
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for ((y, &a), &b) in yc.iter_mut().zip(ac).zip(bc) {
+                        *y = a * sigmoid(a) * b;
+                    }
+                },
+            )
         });
     tensor(y, &dims(gate))
 }
@@ -66,13 +69,18 @@ fn backward(gate: &FlexTensor, up: &FlexTensor, g: &FlexTensor) -> (FlexTensor, 
         .zip(b.par_chunks(MIN_TASK))
         .zip(g.par_chunks(MIN_TASK))
         .for_each(|((((dac, dbc), ac), bc), gc)| {
-            vectorized(|| {
-                for ((((da, db), &a), &b), &g) in dac.iter_mut().zip(dbc).zip(ac).zip(bc).zip(gc) {
-                    let s = sigmoid(a);
-                    *db = g * a * s;
-                    *da = g * b * s * (1.0 + a * (1.0 - s));
-                }
-            })
+            vectorized(
+                #[inline(always)]
+                || {
+                    for ((((da, db), &a), &b), &g) in
+                        dac.iter_mut().zip(dbc).zip(ac).zip(bc).zip(gc)
+                    {
+                        let s = sigmoid(a);
+                        *db = g * a * s;
+                        *da = g * b * s * (1.0 + a * (1.0 - s));
+                    }
+                },
+            )
         });
     let shape = dims(gate);
     (tensor(da, &shape), tensor(db, &shape))
