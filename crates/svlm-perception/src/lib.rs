@@ -17,7 +17,8 @@
 //!
 //! Box-prompted segmentation ([`sam`]): [`Sam::from_pretrained`] (a `SamModel` folder or hub id), then
 //! [`Sam::segment`]`(photo, boxes)` -> one [`BoxMask`] per box at the photo's size; checked against transformers 5
-//! on a tiny random-weight model (`tests/segmenter_parity.rs`).
+//! on a tiny random-weight model (`tests/segmenter_parity.rs`). SAM 2 ([`sam2`], [`Sam2`]): the same for a
+//! `Sam2Model` folder, single images.
 
 pub mod config;
 pub mod depth;
@@ -29,6 +30,7 @@ pub mod photo;
 pub mod photo_source;
 pub mod preprocess;
 pub mod sam;
+pub mod sam2;
 
 pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
 pub use depth::DepthAnything;
@@ -47,3 +49,4 @@ pub use photo_source::{
 };
 pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};
 pub use sam::{BoxMask, Sam};
+pub use sam2::Sam2;
