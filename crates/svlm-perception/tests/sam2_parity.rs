@@ -392,6 +392,28 @@ fn bad_boxes_configs_and_mismatched_checkpoints_are_clear_errors() {
         assert!(err.contains(part), "{part} not named in: {err}");
     }
 
+    // One copy of the random-Fourier matrix serves both (the original model has one).
+    let dir = common::edited_copy(&model_dir(), &files, |tensors| {
+        let (shape, v) = tensors
+            .remove("prompt_encoder.shared_embedding.positional_embedding")
+            .unwrap();
+        tensors.insert(
+            "shared_image_embedding.positional_embedding".into(),
+            (shape, v),
+        );
+    });
+    let tied = Sam2::load(dir.path(), &Device::flex()).unwrap();
+    assert_eq!(
+        values(tied.model.shared_image_embedding.positional_embedding.val()),
+        values(
+            tied.model
+                .prompt_encoder
+                .shared_embedding
+                .positional_embedding
+                .val()
+        )
+    );
+
     // A config the implementation cannot run names the file and the key.
     let dir = tempfile::tempdir().unwrap();
     let config = std::fs::read_to_string(model_dir().join("config.json")).unwrap();

@@ -36,6 +36,13 @@ pub fn module_path(key: &str) -> Option<String> {
     (!LEFT_OUT.iter().any(|p| key.starts_with(p))).then(|| key.to_string())
 }
 
+/// The two copies of the random-Fourier matrix: the original SAM 2 has one (`pe_layer`), which transformers stores
+/// twice; a checkpoint holding only one of them gives it to both.
+const FOURIER: [&str; 2] = [
+    "shared_image_embedding.positional_embedding",
+    "prompt_encoder.shared_embedding.positional_embedding",
+];
+
 /// Loads checkpoint tensors into `model`, failing with every missing, unexpected and wrong-shaped tensor listed.
 pub fn apply_checkpoint(
     model: &mut Sam2Model,
@@ -43,6 +50,18 @@ pub fn apply_checkpoint(
     dtype: WeightDType,
     source: &str,
 ) -> Result<()> {
+    let [a, b] = FOURIER;
+    let tied;
+    let tensors = match (tensors.get(a), tensors.get(b)) {
+        (Some(t), None) | (None, Some(t)) => {
+            let mut all = tensors.clone();
+            let missing = if all.contains_key(a) { b } else { a };
+            all.insert(missing.to_string(), t.clone());
+            tied = all;
+            &tied
+        }
+        _ => tensors,
+    };
     svlm_model::io::apply_named_checkpoint(
         model,
         tensors,
