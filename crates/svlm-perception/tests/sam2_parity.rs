@@ -430,3 +430,45 @@ fn bad_boxes_configs_and_mismatched_checkpoints_are_clear_errors() {
         "{err}"
     );
 }
+
+/// CPU time of the architecture of `facebook/sam2.1-hiera-tiny` (transformers' defaults: Hiera-T at 1024 px, random
+/// weights: the speed does not depend on them): the image encoder once per photo, the prompt encoder and mask
+/// decoder for 5 boxes.
+/// Run: `cargo test -p svlm-perception --release --test sam2_parity -- --ignored --nocapture hiera_tiny`
+#[test]
+#[ignore]
+fn sam2_hiera_tiny_cpu_throughput() {
+    use std::time::Instant;
+    let config =
+        svlm_perception::sam2::Sam2Config::from_json(&serde_json::json!({"model_type": "sam2"}))
+            .unwrap();
+    let device = Device::flex();
+    let model = svlm_perception::sam2::Sam2Model::new(&config, &device).unwrap();
+    let pixels = Tensor::<4>::zeros([1, 3, 1024, 1024], &device);
+    let boxes = Tensor::<2>::from_data(
+        TensorData::new(
+            (0..5)
+                .flat_map(|i| {
+                    let o = 100.0 * i as f32;
+                    [o, o, o + 300.0, o + 200.0]
+                })
+                .collect::<Vec<f32>>(),
+            [5, 4],
+        ),
+        &device,
+    );
+    let start = Instant::now();
+    let embeddings = model.image_embeddings(pixels);
+    let _ = values(embeddings.image.clone().slice([0..1, 0..1, 0..1, 0..1]));
+    let encoder = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let prediction = model.predict_masks(&embeddings, boxes, &[0; 5], true);
+    let _ = values(prediction.iou_scores);
+    let decoder = start.elapsed().as_secs_f64();
+    eprintln!(
+        "SAM 2.1 Hiera-T architecture, 1024x1024: image encoder {encoder:.1} s, prompt encoder + mask decoder for \
+         5 boxes {:.0} ms; {:.3} photos/s",
+        decoder * 1e3,
+        1.0 / (encoder + decoder)
+    );
+}
