@@ -123,3 +123,55 @@ fn images_need_a_depth_source_and_a_box_source() {
         assert!(stderr.contains(missing), "{stderr}");
     }
 }
+
+/// `--segmenter` takes a SAM or a SAM 2 folder alike (its `model_type` decides) and names it in the shard config.
+#[test]
+fn the_segmenter_flag_loads_sam_and_sam2_folders() {
+    for (model, family) in [("sam/tiny-sam", "SAM "), ("sam2/tiny-sam2", "SAM 2 ")] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let photos = tmp.path().join("photos");
+        std::fs::create_dir_all(&photos).expect("mkdir");
+        std::fs::copy(
+            fixtures().join("middlebury/motorcycle.png"),
+            photos.join("motorcycle.png"),
+        )
+        .expect("copy");
+        let out = tmp.path().join("out");
+        let path = |p: PathBuf| p.to_str().expect("utf8").to_string();
+        let run = svlm(&[
+            "synth",
+            "--images",
+            &path(photos),
+            "--out",
+            &path(out.clone()),
+            "--depth-model",
+            &path(fixtures().join("tiny-depth-anything")),
+            "--detector",
+            &path(fixtures().join("owl/tiny-owlv2")),
+            "--vocab",
+            "a motorcycle,a chair",
+            "--min-score",
+            "0",
+            "--segmenter",
+            &path(fixtures().join(model)),
+            "--quiet",
+        ]);
+        assert!(
+            run.status.success(),
+            "{model}: {}\n{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = std::fs::read_to_string(out.join("shard-00000-of-00001.manifest.json"))
+            .expect("shard manifest");
+        let shard: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let named = shard["config"]["input"]["segmenter"]["segmenter"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(named.starts_with(family), "{model}: {text}");
+        assert!(
+            shard["bad_items"].as_array().is_some_and(Vec::is_empty),
+            "{model}: {text}"
+        );
+    }
+}

@@ -15,9 +15,10 @@
 //! [`OwlDetector::detect`]`(photo, queries, threshold)` -> [`Detection`]s (query, score, box in photo pixels);
 //! checked against transformers 5 on tiny random-weight models (`tests/owl_parity.rs`).
 //!
-//! Box-prompted segmentation ([`sam`]): [`Sam::from_pretrained`] (a `SamModel` folder or hub id), then
-//! [`Sam::segment`]`(photo, boxes)` -> one [`BoxMask`] per box at the photo's size; checked against transformers 5
-//! on a tiny random-weight model (`tests/segmenter_parity.rs`).
+//! Box-prompted segmentation: [`BoxSegmenter::from_pretrained`] (folder or hub id) loads SAM ([`sam`], a
+//! `SamModel` folder) or SAM 2 ([`sam2`], a `Sam2Model` folder, single images) by the config's `model_type`, then
+//! `segment(photo, boxes)` -> one [`BoxMask`] per box at the photo's size; each checked against transformers 5 on
+//! a tiny random-weight model (`tests/segmenter_parity.rs`, `tests/sam2_parity.rs`).
 
 pub mod config;
 pub mod depth;
@@ -29,6 +30,8 @@ pub mod photo;
 pub mod photo_source;
 pub mod preprocess;
 pub mod sam;
+pub mod sam2;
+pub mod segmenter;
 
 pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
 pub use depth::DepthAnything;
@@ -47,3 +50,5 @@ pub use photo_source::{
 };
 pub use preprocess::{DptImageProcessor, PixelValues, resize_depth};
 pub use sam::{BoxMask, Sam};
+pub use sam2::Sam2;
+pub use segmenter::BoxSegmenter;

@@ -25,7 +25,7 @@ use crate::depth::DepthAnything;
 use crate::intrinsics::IntrinsicsOptions;
 use crate::owl::{OwlDetector, suppress_overlaps};
 use crate::photo::{Photo, load_photo, photo_intrinsics};
-use crate::sam::Sam;
+use crate::segmenter::BoxSegmenter;
 
 /// Metric z-depth for a photo, at the photo's size.
 pub trait DepthEstimator: Send + Sync {
@@ -277,17 +277,18 @@ impl OwlBoxes {
     }
 }
 
-/// SAM prompted with each box: the multimask candidate with the highest predicted IoU.
+/// SAM or SAM 2 prompted with each box: the multimask candidate with the highest predicted IoU.
 pub struct SamMasks {
-    model: Mutex<Sam>,
+    model: Mutex<BoxSegmenter>,
     description: serde_json::Value,
 }
 
 impl SamMasks {
-    pub fn new(model: Sam) -> Self {
+    pub fn new(model: impl Into<BoxSegmenter>) -> Self {
+        let model = model.into();
         let description = json!({
-            "segmenter": format!("SAM {}", model.dir.display()),
-            "mask_threshold": model.processor.mask_threshold,
+            "segmenter": format!("{} {}", model.family(), model.dir().display()),
+            "mask_threshold": model.mask_threshold(),
         });
         Self {
             model: Mutex::new(model),

@@ -2,14 +2,14 @@
 //! path (`RgbdSource` on a folder) on a real image: Middlebury 2014 Motorcycle from scikit-image, with the true depth
 //! (from the ground-truth disparity and calibration) substituted for a depth model's. Fixture:
 //! `scripts/make_middlebury_photo_fixture.py`. Object pixels come from the boxes' depth, from masks given as an
-//! instance PNG, or from a (tiny random-weight) SAM segmenter; each goes through the same graph builder.
+//! instance PNG, or from a (tiny random-weight) SAM or SAM 2 segmenter; each goes through the same graph builder.
 
 use std::path::{Path, PathBuf};
 
 use svlm_perception::intrinsics::CameraSpec;
 use svlm_perception::{
-    GivenBoxes, GivenDepth, GivenMasks, IntrinsicsOptions, PhotoSettings, PhotoSource, Sam,
-    SamMasks,
+    BoxSegmenter, GivenBoxes, GivenDepth, GivenMasks, IntrinsicsOptions, PhotoSettings,
+    PhotoSource, Sam, SamMasks,
 };
 use svlm_synth::pipeline::synthesize_item;
 use svlm_synth::qa::QaConfig;
@@ -373,18 +373,19 @@ fn masks_given_as_instance_pngs_give_the_rgbd_paths_qa() {
     assert_ne!(format!("{:?}", by_depth.graph), format!("{:?}", item.graph));
 }
 
-/// Masks from a (tiny random-weight) SAM for the given boxes become the frame's instance image (first mask wins
-/// a pixel) and give the QA of the RGB-D folder holding that instance image.
-#[test]
-fn masks_from_a_segmenter_go_through_the_same_graph_builder() {
+/// Masks from a (tiny random-weight) SAM or SAM 2 for the given boxes become the frame's instance image (first mask
+/// wins a pixel) and give the QA of the RGB-D folder holding that instance image.
+fn segmenter_masks_go_through_the_same_graph_builder(model: &str, family: &str) {
     use burn::tensor::Device;
     let dir = fixture();
-    let sam_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sam/tiny-sam");
+    let model_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(model);
     let device = Device::flex();
+    let load = || BoxSegmenter::load(&model_dir, &device).expect("segmenter fixture");
     let photo = dir.join("motorcycle.png");
-    let source = photo_source(&dir, vec![photo.clone()]).with_segmenter(Box::new(SamMasks::new(
-        Sam::load(&sam_dir, &device).expect("SAM fixture"),
-    )));
+    let source =
+        photo_source(&dir, vec![photo.clone()]).with_segmenter(Box::new(SamMasks::new(load())));
     let (frame, provenance) = source.frame(&photo).expect("frame");
     let instances = frame.instances.expect("instances from the masks");
 
@@ -397,10 +398,7 @@ fn masks_from_a_segmenter_go_through_the_same_graph_builder() {
             [x, y, x + w, y + h]
         })
         .collect();
-    let masks = Sam::load(&sam_dir, &device)
-        .expect("SAM fixture")
-        .segment(&image, &boxes)
-        .expect("masks");
+    let masks = load().segment(&image, &boxes).expect("masks");
     let mut expected = vec![0u16; instances.len()];
     for (k, m) in masks.iter().enumerate() {
         for (slot, &inside) in expected.iter_mut().zip(&m.mask) {
@@ -412,9 +410,23 @@ fn masks_from_a_segmenter_go_through_the_same_graph_builder() {
     assert_eq!(instances, expected);
     assert_eq!(provenance["masks"].as_array().map(Vec::len), Some(5));
     assert!(provenance["masks"][0]["predicted_iou"].is_number());
+    let described = provenance["segmenter"]["segmenter"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(described.starts_with(&format!("{family} ")), "{provenance}");
 
     let tmp = folder_with_instances(&instances);
     assert_same_qa_as_the_folder(tmp.path(), &source, false);
+}
+
+#[test]
+fn masks_from_sam_go_through_the_same_graph_builder() {
+    segmenter_masks_go_through_the_same_graph_builder("sam/tiny-sam", "SAM");
+}
+
+#[test]
+fn masks_from_sam2_go_through_the_same_graph_builder() {
+    segmenter_masks_go_through_the_same_graph_builder("sam2/tiny-sam2", "SAM 2");
 }
 
 fn stem(path: &Path) -> String {

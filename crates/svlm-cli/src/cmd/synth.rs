@@ -49,9 +49,10 @@ pub struct Args {
     /// object files plus a `bbox` each; objects without one are left out).
     #[arg(long, requires = "images")]
     boxes_dir: Option<PathBuf>,
-    /// With --images: box-prompted segmenter (SAM), an HF folder or hub id (facebook/sam-vit-base): each object is
-    /// its box's mask (the candidate with the highest predicted IoU). Without it (or --masks-dir), each object is
-    /// the depth-consistent pixels of its box.
+    /// With --images: box-prompted segmenter, an HF folder or hub id of SAM (facebook/sam-vit-base) or SAM 2 (a
+    /// `Sam2Model` repository), told apart by its config's model_type: each object is its box's mask (the candidate
+    /// with the highest predicted IoU). Without it (or --masks-dir), each object is the depth-consistent pixels of
+    /// its box.
     #[arg(long, requires = "images", conflicts_with = "masks_dir")]
     segmenter: Option<String>,
     /// With --boxes-dir: object masks given per photo, `<stem>.instances.png` (8/16-bit ids, 0 = background) named
@@ -158,9 +159,9 @@ fn photo_source(
     estimate: EstimateParams,
 ) -> anyhow::Result<svlm_perception::PhotoSource> {
     use svlm_perception::{
-        DepthAnything, DepthEstimator, GivenBoxes, GivenDepth, GivenMasks, IntrinsicsOptions,
-        ModelDepth, ObjectDetector, ObjectSegmenter, OwlBoxes, OwlDetector, PhotoSettings,
-        PhotoSource, Sam, SamMasks, list_photos,
+        BoxSegmenter, DepthAnything, DepthEstimator, GivenBoxes, GivenDepth, GivenMasks,
+        IntrinsicsOptions, ModelDepth, ObjectDetector, ObjectSegmenter, OwlBoxes, OwlDetector,
+        PhotoSettings, PhotoSource, SamMasks, list_photos,
     };
     let photos = list_photos(dir)?;
     if photos.is_empty() {
@@ -208,7 +209,7 @@ fn photo_source(
     };
     let segmenter: Option<Box<dyn ObjectSegmenter>> = match (&args.segmenter, &args.masks_dir) {
         (Some(spec), _) => Some(Box::new(SamMasks::new(
-            Sam::from_pretrained(spec, None, &device()?)
+            BoxSegmenter::from_pretrained(spec, None, &device()?)
                 .with_context(|| format!("--segmenter {spec}"))?,
         ))),
         (None, Some(dir)) => Some(Box::new(GivenMasks { dir: dir.clone() })),

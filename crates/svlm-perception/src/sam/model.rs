@@ -23,7 +23,7 @@ use crate::sam::config::{SamConfig, SamMaskDecoderConfig, SamVisionConfig};
 const INIT_STD: f64 = 0.02;
 
 /// LayerNorm over the channels of a `[B, C, H, W]` map (`SamLayerNorm` with `data_format="channels_first"`).
-fn channels_first_norm(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn channels_first_norm(norm: &LayerNorm, x: Tensor<4>) -> Tensor<4> {
     norm.forward(x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
 }
 
@@ -156,7 +156,7 @@ pub struct SamVisionLayer {
 
 /// `[B, H, W, C]` zero-padded at the bottom/right to multiples of `window` and cut into windows:
 /// `[B * nh * nw, window, window, C]` (`window_partition`).
-fn window_partition(x: Tensor<4>, window: usize) -> (Tensor<4>, usize, usize) {
+pub(crate) fn window_partition(x: Tensor<4>, window: usize) -> (Tensor<4>, usize, usize) {
     let [b, h, w, c] = x.dims();
     let (hp, wp) = (h.div_ceil(window) * window, w.div_ceil(window) * window);
     let x = if (hp, wp) != (h, w) {
@@ -175,7 +175,7 @@ fn window_partition(x: Tensor<4>, window: usize) -> (Tensor<4>, usize, usize) {
 }
 
 /// The inverse of [`window_partition`], padding removed: `[B, h, w, C]`.
-fn window_unpartition(
+pub(crate) fn window_unpartition(
     windows: Tensor<4>,
     window: usize,
     padded: (usize, usize),
@@ -564,7 +564,7 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
-    fn new(d_in: usize, d_out: usize, k: usize, device: &Device) -> Self {
+    pub(crate) fn new(d_in: usize, d_out: usize, k: usize, device: &Device) -> Self {
         Self {
             weight: Initializer::Normal {
                 mean: 0.0,
@@ -575,7 +575,7 @@ impl ConvTranspose2d {
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let k = self.weight.dims()[2];
         conv_transpose2d(
             x,

@@ -192,21 +192,7 @@ impl Sam {
         let prediction = self.predict(&inputs, boxes)?;
         let [p, k, h, w] = prediction.masks.dims();
         let scores = read_f32(prediction.iou_scores, "IoU scores")?;
-        // The first highest score, as `argmax`.
-        let best: Vec<usize> = scores
-            .chunks_exact(k)
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::NEG_INFINITY),
-                        |acc, (j, &s)| {
-                            if s > acc.1 { (j, s) } else { acc }
-                        },
-                    )
-                    .0
-            })
-            .collect();
+        let best = best_candidates(&scores, k);
         let flat_index: Vec<i64> = best
             .iter()
             .enumerate()
@@ -260,7 +246,25 @@ impl Sam {
     }
 }
 
-fn read_f32<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
+/// For rows of `k` candidate scores, the index of each row's first highest score (`argmax`).
+pub(crate) fn best_candidates(scores: &[f32], k: usize) -> Vec<usize> {
+    scores
+        .chunks_exact(k)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |acc, (j, &s)| {
+                        if s > acc.1 { (j, s) } else { acc }
+                    },
+                )
+                .0
+        })
+        .collect()
+}
+
+pub(crate) fn read_f32<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .try_into_vec::<f32>()
