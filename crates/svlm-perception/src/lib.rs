@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod depth;
+pub mod depth_pro;
 pub mod dinov2;
 pub mod intrinsics;
 pub mod model;
@@ -32,6 +33,7 @@ pub mod sam;
 
 pub use config::{DepthAnythingConfig, DepthKind, Dinov2Config};
 pub use depth::DepthAnything;
+pub use depth_pro::{DepthPro, DepthProConfig, DepthProPrediction};
 pub use dinov2::Dinov2;
 pub use intrinsics::{
     CameraSpec, IntrinsicsEstimate, IntrinsicsOptions, IntrinsicsSource, estimate_intrinsics,
