@@ -54,6 +54,14 @@ pub struct DepthProPrediction {
     pub focal_length_px: Option<f64>,
 }
 
+impl DepthProPrediction {
+    /// The focal length in pixels the depth corresponds to (it scales with it): the predicted one, or without the
+    /// FoV head the photo's width (transformers' unscaled `1 / inverse depth` is the depth for `f = width`).
+    pub fn depth_focal_px(&self, width: u32) -> Option<f64> {
+        Some(self.focal_length_px.unwrap_or(f64::from(width)))
+    }
+}
+
 /// A Depth Pro model with its image processor, ready to predict.
 pub struct DepthPro {
     pub model: DepthProForDepthEstimation,
