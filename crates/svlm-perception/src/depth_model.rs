@@ -33,21 +33,21 @@ impl From<DepthMap> for EstimatedDepth {
     }
 }
 
-/// A metric depth model of either family.
+/// A metric depth model of either family (boxed: the two differ much in size).
 pub enum DepthModel {
-    DepthAnything(DepthAnything),
-    DepthPro(DepthPro),
+    DepthAnything(Box<DepthAnything>),
+    DepthPro(Box<DepthPro>),
 }
 
 impl From<DepthAnything> for DepthModel {
     fn from(model: DepthAnything) -> Self {
-        Self::DepthAnything(model)
+        Self::DepthAnything(Box::new(model))
     }
 }
 
 impl From<DepthPro> for DepthModel {
     fn from(model: DepthPro) -> Self {
-        Self::DepthPro(model)
+        Self::DepthPro(Box::new(model))
     }
 }
 

@@ -117,7 +117,9 @@ pub fn match_depth_to_intrinsics(
     intrinsics: &IntrinsicsEstimate,
 ) -> Option<f64> {
     let focal = depth_focal_px?;
-    if matches!(intrinsics.source, IntrinsicsSource::PredictedFov { .. }) || !(focal > 0.0) {
+    if matches!(intrinsics.source, IntrinsicsSource::PredictedFov { .. })
+        || !(focal.is_finite() && focal > 0.0)
+    {
         return None;
     }
     let factor = intrinsics.intrinsics.fx / focal;

@@ -211,8 +211,10 @@ fn depth_pro_gives_the_intrinsics_of_photos_without_exif() {
     assert_eq!(lifted.record.processed_size, (64, 64));
 
     // User values win; the depth follows their focal length (depth = focal / (width * inverse depth)).
-    let mut options = IntrinsicsOptions::default();
-    options.folder = Some(CameraSpec::Fov { hfov_deg: 90.0 });
+    let options = IntrinsicsOptions {
+        folder: Some(CameraSpec::Fov { hfov_deg: 90.0 }),
+        ..IntrinsicsOptions::default()
+    };
     let lifted = model.lift_photo(&path, &options).unwrap();
     assert_eq!(lifted.intrinsics.source, IntrinsicsSource::UserFolder);
     let factor = 48.0 / focal;
