@@ -286,24 +286,19 @@ fn base_size(height: usize, width: usize, out_size: usize) -> [usize; 2] {
     [height >> exponent, width >> exponent]
 }
 
-/// The DINOv2 of an encoder (`*.model.*` in the checkpoint): `Dinov2Model`, whose `last_hidden_state` is layer-normed.
+/// `Dinov2Model` on `pixels`: its `hidden_states` (the embeddings, then each layer) and `last_hidden_state` (the
+/// last layer, layer-normed).
+fn run_dinov2(model: &Dinov2Backbone, pixels: Tensor<4>) -> (Vec<Tensor<3>>, Tensor<3>) {
+    let hidden = model.hidden_states(pixels);
+    // `hidden_states` holds at least the embeddings.
+    let last = model.layernorm.forward(hidden[hidden.len() - 1].clone());
+    (hidden, last)
+}
+
+/// The DINOv2 of an encoder (`*.model.*` in the checkpoint).
 #[derive(Module, Debug)]
 pub struct Encoder {
     pub model: Dinov2Backbone,
-}
-
-impl Encoder {
-    /// `hidden_states` (embeddings + each layer) and `last_hidden_state`.
-    fn run(&self, pixels: Tensor<4>) -> (Vec<Tensor<3>>, Tensor<3>) {
-        let hidden = self.model.hidden_states(pixels);
-        let last = hidden
-            .last()
-            .cloned()
-            .map(|h| self.model.layernorm.forward(h));
-        // `hidden_states` always holds the embeddings.
-        let last = last.unwrap_or_else(|| hidden[0].clone());
-        (hidden, last)
-    }
 }
 
 // ---------------------------------------------------------------- encoder
@@ -360,7 +355,7 @@ impl DepthProEncoder {
         let counts: Vec<usize> = patches.iter().map(|t| t.dims()[0]).collect();
         // High resolution first, as the patch encoder's batch.
         let batch = Tensor::cat(patches.into_iter().rev().collect(), 0);
-        let (hidden, last) = self.patch_encoder.run(batch);
+        let (hidden, last) = run_dinov2(&self.patch_encoder.model, batch);
         let [total, t, c] = last.dims();
         let mut features = Vec::with_capacity(1 + counts.len() + self.hooks.len());
         features.push(self.image_features(pixels, b, base));
@@ -389,7 +384,7 @@ impl DepthProEncoder {
 
     fn image_features(&self, pixels: Tensor<4>, batch: usize, base: [usize; 2]) -> Tensor<4> {
         let p = self.patch_size;
-        let (_, last) = self.image_encoder.run(bilinear(pixels, [p, p]));
+        let (_, last) = run_dinov2(&self.image_encoder.model, bilinear(pixels, [p, p]));
         reconstruct_feature_maps(last, batch, 0, base)
     }
 }
@@ -589,15 +584,7 @@ impl FovModel {
     pub fn forward(&self, pixels: Tensor<4>, global: Tensor<4>) -> Tensor<1> {
         let [b, _, h, w] = pixels.dims();
         let p = self.patch_size;
-        let hidden = self
-            .fov_encoder
-            .model
-            .hidden_states(bilinear(pixels, [p, p]));
-        let last = hidden
-            .last()
-            .cloned()
-            .map(|h| self.fov_encoder.model.layernorm.forward(h))
-            .unwrap_or_else(|| hidden[0].clone());
+        let (_, last) = run_dinov2(&self.fov_encoder.model, bilinear(pixels, [p, p]));
         let tokens = self.fov_encoder.neck.forward(last);
         let fov = reconstruct_feature_maps(tokens, b, 0, base_size(h, w, self.out_size));
         let x = fov + activation::relu(self.conv.forward(global));
