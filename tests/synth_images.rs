@@ -1,5 +1,5 @@
-//! `svlm synth --images` end to end through the binary, with the tiny random-weight Depth Anything V2 and OWLv2 of
-//! svlm-perception's parity fixtures: every photo is either synthesized (records that name the models) or listed
+//! `svlm synth --images` end to end through the binary, with the tiny random-weight Depth Anything V2, Depth Pro and
+//! OWLv2 of svlm-perception's parity fixtures: every photo is either synthesized (records that name the models) or listed
 //! as a bad item with its reason. The numbers mean nothing (random weights); the wiring is what is tested.
 //!
 //! Run alone with `cargo test -p svlm-cli --test synth_images`.
@@ -91,6 +91,72 @@ fn photos_go_through_depth_detection_and_synthesis() {
         assert_eq!(r["provenance"]["source"], "photo");
         assert!(r["provenance"]["depth"]["model"].is_string());
         assert!(r["provenance"]["detector"]["detector"].is_string());
+    }
+}
+
+#[test]
+fn depth_pro_is_picked_by_its_config_and_gives_the_intrinsics() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).expect("mkdir");
+    std::fs::copy(fixtures().join("chelsea_small.png"), photos.join("cat.png")).expect("copy");
+    std::fs::write(
+        photos.join("cat.objects.json"),
+        r#"{"objects": [{"id": 1, "name": "cat", "bbox": [10, 8, 50, 40]},
+                        {"id": 2, "name": "sofa", "bbox": [62, 30, 30, 30]}]}"#,
+    )
+    .expect("write");
+    let out = tmp.path().join("out");
+    let depth = fixtures().join("tiny-depth-pro");
+    let run = svlm(&[
+        "synth",
+        "--images",
+        photos.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--depth-model",
+        depth.to_str().expect("utf8"),
+        "--boxes-dir",
+        photos.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("shard-00000-of-00001.manifest.json"))
+        .expect("shard manifest");
+    let shard: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        shard["config"]["input"]["depth"]["model_type"], "depth_pro",
+        "{text}"
+    );
+    assert_eq!(
+        shard["bad_items"].as_array().map(Vec::len),
+        Some(0),
+        "{text}"
+    );
+    let records = std::fs::read_to_string(out.join("shard-00000-of-00001.jsonl")).expect("shard");
+    assert!(
+        !records.trim().is_empty(),
+        "the photo gives questions: {text}"
+    );
+    for line in records.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).expect("record");
+        let p = &r["provenance"];
+        assert_eq!(p["intrinsics"]["source"]["kind"], "predicted_fov", "{p}");
+        assert_eq!(
+            p["intrinsics"]["source"]["hfov_deg"],
+            p["predicted_hfov_deg"]
+        );
+        assert!(
+            p["depth_focal_px"]
+                .as_f64()
+                .is_some_and(|f| (f - p["intrinsics"]["fx"].as_f64().unwrap_or(0.0)).abs() < 1e-3),
+            "{p}"
+        );
     }
 }
 

@@ -1,4 +1,5 @@
-//! Metric depth for photos with a Depth Anything V2 folder or hub id, written as 16-bit PNGs in millimetres.
+//! Metric depth for photos with a Depth Anything V2 or Depth Pro folder or hub id, written as 16-bit PNGs in
+//! millimetres.
 //!
 //! ```text
 //! cargo run --release -p svlm-perception --example depth -- \
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use svlm_perception::{DepthAnything, IntrinsicsOptions};
+use svlm_perception::{DepthModel, IntrinsicsOptions};
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +28,7 @@ fn main() -> Result<()> {
         bail!("usage: depth MODEL OUT_DIR IMAGE... [--device cpu|cuda|vulkan]");
     }
     let device = svlm_model::resolve_device(&device_name)?;
-    let model = DepthAnything::from_pretrained(&args[0], None, &device)?;
+    let model = DepthModel::from_pretrained(&args[0], None, &device)?;
     let out_dir = PathBuf::from(&args[1]);
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let options = IntrinsicsOptions::default();

@@ -1,6 +1,6 @@
 //! Camera intrinsics for photos without calibration: given by the user (per image or per folder), from the
-//! EXIF 35mm-equivalent focal length when the photo has one, else a horizontal field-of-view prior. Every
-//! estimate records where it came from.
+//! EXIF 35mm-equivalent focal length when the photo has one, else the field of view a depth model predicted
+//! (Depth Pro), else a horizontal field-of-view prior. Every estimate records where it came from.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -107,6 +107,8 @@ pub enum IntrinsicsSource {
     UserFolder,
     /// EXIF `FocalLengthIn35mmFilm`.
     Exif35mm { focal_length_35mm: f64 },
+    /// The horizontal field of view the depth model predicted from the image (Depth Pro's FoV head).
+    PredictedFov { hfov_deg: f64 },
     /// The field-of-view prior.
     FovPrior { hfov_deg: f64 },
 }
@@ -118,8 +120,8 @@ pub struct IntrinsicsEstimate {
     pub source: IntrinsicsSource,
 }
 
-/// How intrinsics are chosen: per-image user values, then the folder's, then EXIF (when `use_exif`), then
-/// the field-of-view prior.
+/// How intrinsics are chosen: per-image user values, then the folder's, then EXIF (when `use_exif`), then the
+/// depth model's predicted field of view (when it has one), then the field-of-view prior.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IntrinsicsOptions {
     /// Keyed by the image's file name (as listed in the folder).
@@ -161,12 +163,14 @@ impl IntrinsicsOptions {
     }
 }
 
-/// Intrinsics of image `name` (`width x height`), with `exif` its raw EXIF block if any.
+/// Intrinsics of image `name` (`width x height`), with `exif` its raw EXIF block if any and `predicted_hfov_deg`
+/// the horizontal field of view a depth model predicted for it, if any.
 pub fn estimate_intrinsics(
     name: &str,
     width: u32,
     height: u32,
     exif: Option<&[u8]>,
+    predicted_hfov_deg: Option<f64>,
     options: &IntrinsicsOptions,
 ) -> Result<IntrinsicsEstimate> {
     if let Some(spec) = options.per_image.get(name) {
@@ -193,6 +197,14 @@ pub fn estimate_intrinsics(
             source: IntrinsicsSource::Exif35mm {
                 focal_length_35mm: f35,
             },
+        });
+    }
+    if let Some(hfov_deg) = predicted_hfov_deg {
+        return Ok(IntrinsicsEstimate {
+            intrinsics: CameraSpec::Fov { hfov_deg }
+                .intrinsics(width, height)
+                .context("the predicted field of view")?,
+            source: IntrinsicsSource::PredictedFov { hfov_deg },
         });
     }
     Ok(IntrinsicsEstimate {
@@ -367,21 +379,21 @@ mod tests {
     fn precedence_is_image_folder_exif_prior() {
         let exif = exif_block(true, 26);
         let mut options = IntrinsicsOptions::default();
-        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), &options).unwrap();
+        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), None, &options).unwrap();
         assert_eq!(
             e.source,
             IntrinsicsSource::Exif35mm {
                 focal_length_35mm: 26.0
             }
         );
-        let e = estimate_intrinsics("a.jpg", 640, 480, None, &options).unwrap();
+        let e = estimate_intrinsics("a.jpg", 640, 480, None, None, &options).unwrap();
         assert_eq!(e.source, IntrinsicsSource::FovPrior { hfov_deg: 60.0 });
         assert!((e.intrinsics.horizontal_fov_deg() - 60.0).abs() < 1e-9);
         options.use_exif = false;
-        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), &options).unwrap();
+        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), None, &options).unwrap();
         assert!(matches!(e.source, IntrinsicsSource::FovPrior { .. }));
         options.folder = Some(CameraSpec::Fov { hfov_deg: 90.0 });
-        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), &options).unwrap();
+        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), None, &options).unwrap();
         assert_eq!(e.source, IntrinsicsSource::UserFolder);
         assert!((e.intrinsics.fx - 320.0).abs() < 1e-9);
         options.per_image.insert(
@@ -395,7 +407,7 @@ mod tests {
                 height: None,
             },
         );
-        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), &options).unwrap();
+        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), None, &options).unwrap();
         assert_eq!(e.source, IntrinsicsSource::UserImage);
         assert_eq!(
             (
@@ -406,8 +418,51 @@ mod tests {
             ),
             (500.0, 500.0, 300.0, 239.5)
         );
-        let e = estimate_intrinsics("b.jpg", 640, 480, None, &options).unwrap();
+        let e = estimate_intrinsics("b.jpg", 640, 480, None, None, &options).unwrap();
         assert_eq!(e.source, IntrinsicsSource::UserFolder);
+    }
+
+    #[test]
+    fn a_predicted_field_of_view_comes_after_the_user_and_exif() {
+        let exif = exif_block(true, 26);
+        let mut options = IntrinsicsOptions::default();
+        // No user values, no EXIF: the prediction, not the prior.
+        let e = estimate_intrinsics("a.jpg", 640, 480, None, Some(90.0), &options).unwrap();
+        assert_eq!(e.source, IntrinsicsSource::PredictedFov { hfov_deg: 90.0 });
+        assert!((e.intrinsics.fx - 320.0).abs() < 1e-9);
+        assert_eq!((e.intrinsics.cx, e.intrinsics.cy), (319.5, 239.5));
+        // EXIF wins, unless it is switched off.
+        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), Some(90.0), &options).unwrap();
+        assert!(matches!(e.source, IntrinsicsSource::Exif35mm { .. }));
+        options.use_exif = false;
+        let e = estimate_intrinsics("a.jpg", 640, 480, Some(&exif), Some(90.0), &options).unwrap();
+        assert!(matches!(e.source, IntrinsicsSource::PredictedFov { .. }));
+        // User values win over everything.
+        options.folder = Some(CameraSpec::Fov { hfov_deg: 60.0 });
+        let e = estimate_intrinsics("a.jpg", 640, 480, None, Some(90.0), &options).unwrap();
+        assert_eq!(e.source, IntrinsicsSource::UserFolder);
+        options.per_image.insert(
+            "a.jpg".into(),
+            CameraSpec::Pixels {
+                fx: 500.0,
+                fy: None,
+                cx: None,
+                cy: None,
+                width: None,
+                height: None,
+            },
+        );
+        let e = estimate_intrinsics("a.jpg", 640, 480, None, Some(90.0), &options).unwrap();
+        assert_eq!(e.source, IntrinsicsSource::UserImage);
+        assert_eq!(e.intrinsics.fx, 500.0);
+        // An impossible prediction is an error, not a silent fallback.
+        let options = IntrinsicsOptions::default();
+        assert!(estimate_intrinsics("a.jpg", 640, 480, None, Some(180.0), &options).is_err());
+        let json = serde_json::to_value(IntrinsicsSource::PredictedFov { hfov_deg: 42.0 }).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "predicted_fov", "hfov_deg": 42.0})
+        );
     }
 
     #[test]

@@ -359,7 +359,8 @@ pub struct PreActResidualLayer {
 }
 
 impl PreActResidualLayer {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `x + conv2(relu(conv1(relu(x))))`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = self.convolution1.forward(activation::relu(x.clone()));
         let h = self.convolution2.forward(activation::relu(h));
         h + x

@@ -3,9 +3,10 @@
 //! scene graph the RGB-D path builds (`svlm_synth::source::graph_from_frame`), so a photo with the true depth
 //! substituted for the model's gives exactly the QA of the same RGB-D frame (`tests/photo_pipeline.rs`).
 //!
-//! Depth, boxes and masks come through three small traits, so the models (Depth Anything V2, an open-vocabulary
-//! detector, SAM) and given data (a depth file, COCO-style boxes, instance PNGs) are interchangeable and every
-//! record says which produced it.
+//! Depth, boxes and masks come through three small traits, so the models (Depth Anything V2 or Depth Pro, an
+//! open-vocabulary detector, SAM) and given data (a depth file, COCO-style boxes, instance PNGs) are
+//! interchangeable and every record says which produced it. A depth model that predicts the field of view
+//! (Depth Pro) supplies the intrinsics of photos without user values or an EXIF focal length.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,25 +16,24 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use svlm_geometry::DepthMap;
 use svlm_synth::graph::EstimateParams;
 use svlm_synth::source::graph_from_frame;
 use svlm_synth::{BadItem, Item, ItemSource};
 use svlm_world::{Frame, FrameObject};
 
-use crate::depth::DepthAnything;
+use crate::depth_model::{DepthModel, EstimatedDepth};
 use crate::intrinsics::IntrinsicsOptions;
 use crate::owl::{OwlDetector, suppress_overlaps};
-use crate::photo::{Photo, load_photo, photo_intrinsics};
+use crate::photo::{Photo, load_photo, match_depth_to_intrinsics, photo_intrinsics};
 use crate::segmenter::BoxSegmenter;
 
-/// Metric z-depth for a photo, at the photo's size.
+/// Metric z-depth for a photo, at the photo's size (with the model's camera estimate, if it makes one).
 pub trait DepthEstimator: Send + Sync {
     /// What produced the depth (model folder and settings), recorded per image.
     fn describe(&self) -> serde_json::Value;
-    fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap>;
+    fn depth(&self, path: &Path, image: &RgbImage) -> Result<EstimatedDepth>;
     /// Depth for several photos; models override it with one batched forward pass.
-    fn depth_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<DepthMap>> {
+    fn depth_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<EstimatedDepth>> {
         photos.iter().map(|(p, i)| self.depth(p, i)).collect()
     }
 }
@@ -84,23 +84,20 @@ pub trait ObjectSegmenter: Send + Sync {
     }
 }
 
-/// Depth Anything V2 (metric) on each photo. Burn modules are not shared between threads, so calls take turns;
-/// each prediction uses every core through the backend.
+/// A metric depth model (Depth Anything V2 metric, or Depth Pro with its field of view) on each photo. Burn
+/// modules are not shared between threads, so calls take turns; each prediction uses every core through the
+/// backend.
 pub struct ModelDepth {
-    model: Mutex<DepthAnything>,
+    model: Mutex<DepthModel>,
     description: serde_json::Value,
 }
 
 impl ModelDepth {
-    pub fn new(model: DepthAnything) -> Self {
-        let description = json!({
-            "model": model.dir.display().to_string(),
-            "depth_estimation_type": model.config.depth_estimation_type,
-            "max_depth": model.config.max_depth,
-        });
+    pub fn new(model: impl Into<DepthModel>) -> Self {
+        let model = model.into();
         Self {
+            description: model.describe(),
             model: Mutex::new(model),
-            description,
         }
     }
 }
@@ -110,14 +107,14 @@ impl DepthEstimator for ModelDepth {
         self.description.clone()
     }
 
-    fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap> {
+    fn depth(&self, path: &Path, image: &RgbImage) -> Result<EstimatedDepth> {
         let model = lock(&self.model, "depth model")?;
         model
             .predict(image)
             .with_context(|| format!("depth of {}", path.display()))
     }
 
-    fn depth_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<DepthMap>> {
+    fn depth_batch(&self, photos: &[(&Path, &RgbImage)]) -> Vec<Result<EstimatedDepth>> {
         let batched = lock(&self.model, "depth model").and_then(|model| {
             let images: Vec<RgbImage> = photos.iter().map(|(_, i)| (*i).clone()).collect();
             model.predict_batch(&images)
@@ -142,7 +139,7 @@ impl DepthEstimator for GivenDepth {
         json!({"given_depth": self.dir.display().to_string()})
     }
 
-    fn depth(&self, path: &Path, image: &RgbImage) -> Result<DepthMap> {
+    fn depth(&self, path: &Path, image: &RgbImage) -> Result<EstimatedDepth> {
         let stem = stem_of(path);
         let (_, depth) = svlm_world::read_depth_file(&self.dir, &stem)
             .with_context(|| format!("given depth for {}", path.display()))?;
@@ -155,7 +152,7 @@ impl DepthEstimator for GivenDepth {
             image.width(),
             image.height()
         );
-        Ok(depth)
+        Ok(depth.into())
     }
 }
 
@@ -529,12 +526,13 @@ impl PhotoSource {
         &self,
         path: &Path,
         photo: Photo,
-        depth: Result<DepthMap>,
+        depth: Result<EstimatedDepth>,
         boxes: Result<Vec<NamedBox>>,
         masks: Option<Result<Vec<ObjectMask>>>,
     ) -> FrameResult {
         let bad = |reason: &str, detail: String| bad_item(path, reason, detail);
-        let depth = depth.map_err(|e| bad("depth_failed", format!("{e:#}")))?;
+        let estimated = depth.map_err(|e| bad("depth_failed", format!("{e:#}")))?;
+        let mut depth = estimated.depth;
         let invalid_depth = depth
             .data
             .iter()
@@ -551,9 +549,12 @@ impl PhotoSource {
             &photo,
             depth.width,
             depth.height,
+            estimated.predicted_hfov_deg,
             &self.settings.intrinsics,
         )
         .map_err(|e| bad("intrinsics", format!("{e:#}")))?;
+        let depth_rescaled_by =
+            match_depth_to_intrinsics(&mut depth, estimated.depth_focal_px, &intrinsics);
         let boxes = boxes.map_err(|e| bad("detector_failed", format!("{e:#}")))?;
         if boxes.is_empty() {
             return Err(bad(
@@ -605,6 +606,15 @@ impl PhotoSource {
             "detections": boxes,
             "invalid_depth_pixels": invalid_depth,
         });
+        if let Some(hfov) = estimated.predicted_hfov_deg {
+            provenance["predicted_hfov_deg"] = json!(hfov);
+        }
+        if let Some(focal) = estimated.depth_focal_px {
+            provenance["depth_focal_px"] = json!(focal);
+        }
+        if let Some(factor) = depth_rescaled_by {
+            provenance["depth_rescaled_by"] = json!(factor);
+        }
         let mut notes = Vec::new();
         if let (Some(segmenter), Some(masks), Some((_, overlaps))) =
             (&self.segmenter, &masks, &instances)

@@ -26,12 +26,14 @@ pub struct Args {
     #[arg(long, conflicts_with = "images")]
     rgbd: Option<PathBuf>,
     /// Synthesize from the photos in this folder: metric depth (--depth-model, or --depth-dir files), intrinsics
-    /// (--intrinsics, EXIF, else --fov), named boxes (--detector or --boxes-dir), each object's pixels (--segmenter
+    /// (--intrinsics, EXIF, Depth Pro's predicted field of view, else --fov), named boxes (--detector or --boxes-dir), each object's pixels (--segmenter
     /// or --masks-dir masks, else the depth-consistent pixels inside its box).
     #[arg(long)]
     images: Option<PathBuf>,
-    /// With --images: Depth Anything V2 metric model, an HF folder or hub id
-    /// (depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf; downloaded once into the hub cache).
+    /// With --images: metric depth model, an HF folder or hub id (downloaded once into the hub cache), chosen by
+    /// its config's model_type: Depth Anything V2 metric (depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf)
+    /// or Depth Pro (apple/DepthPro-hf), whose predicted field of view gives the intrinsics of photos without
+    /// --intrinsics or an EXIF focal length (the depth is rescaled to intrinsics from those).
     #[arg(long, requires = "images", conflicts_with = "depth_dir")]
     depth_model: Option<String>,
     /// With --images: depth files instead of a model, `<stem>.depth.png` (mm) / `.depth.npy` / `.depth.tiff` (m).
@@ -62,7 +64,8 @@ pub struct Args {
     /// With --images: intrinsics JSON, `{"folder": {"hfov_deg": 70}, "per_image": {"a.jpg": {"fx": 500}}}`.
     #[arg(long, requires = "images")]
     intrinsics: Option<PathBuf>,
-    /// With --images: horizontal field of view (degrees) assumed when neither --intrinsics nor EXIF gives one.
+    /// With --images: horizontal field of view (degrees) assumed when neither --intrinsics, EXIF nor the depth
+    /// model (Depth Pro) gives one.
     #[arg(long, default_value_t = 60.0)]
     fov: f64,
     /// With --detector: boxes scoring below this are dropped.
@@ -159,7 +162,7 @@ fn photo_source(
     estimate: EstimateParams,
 ) -> anyhow::Result<svlm_perception::PhotoSource> {
     use svlm_perception::{
-        BoxSegmenter, DepthAnything, DepthEstimator, GivenBoxes, GivenDepth, GivenMasks,
+        BoxSegmenter, DepthEstimator, DepthModel, GivenBoxes, GivenDepth, GivenMasks,
         IntrinsicsOptions, ModelDepth, ObjectDetector, ObjectSegmenter, OwlBoxes, OwlDetector,
         PhotoSettings, PhotoSource, SamMasks, list_photos,
     };
@@ -175,7 +178,7 @@ fn photo_source(
         (Some(spec), _) => {
             let device = device()?;
             Box::new(ModelDepth::new(
-                DepthAnything::from_pretrained(spec, None, &device)
+                DepthModel::from_pretrained(spec, None, &device)
                     .with_context(|| format!("--depth-model {spec}"))?,
             ))
         }
