@@ -212,6 +212,16 @@ pub fn evaluate(
     answerer: &mut dyn Answerer,
     options: &EvalOptions,
 ) -> Result<EvalReport> {
+    evaluate_with_progress(set, answerer, options, &mut |_, _| {})
+}
+
+/// [`evaluate`], calling `progress(answered, total)` after every batch (a progress bar's hook).
+pub fn evaluate_with_progress(
+    set: &EvalSet,
+    answerer: &mut dyn Answerer,
+    options: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport> {
     ensure!(options.batch_size > 0, "batch size must be at least 1");
     let started = Instant::now();
     let mut done = match &options.resume_log {
@@ -294,9 +304,7 @@ pub fn evaluate(
                 .and_then(|()| file.sync_data())
                 .with_context(|| format!("appending to {}", path.display()))?;
         }
-        if (b + 1) % 10 == 0 {
-            tracing::info!(done = done.len(), total = set.items.len(), "evaluating");
-        }
+        progress(done.len(), set.items.len());
     }
     let predictions: Vec<Prediction> = set
         .items

@@ -31,7 +31,8 @@ pub use benchmarks::{
 };
 pub use dataset::{EvalItem, EvalSet, Skip};
 pub use evaluate::{
-    Answerer, EvalOptions, FnAnswerer, Prediction, evaluate, rescore_predictions, resume_log,
+    Answerer, EvalOptions, FnAnswerer, Prediction, evaluate, evaluate_with_progress,
+    rescore_predictions, resume_log,
 };
 pub use general::{
     GeneralItem, GeneralPrediction, GeneralReport, evaluate_general, read_general_vqa,

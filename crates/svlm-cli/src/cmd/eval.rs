@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use svlm_eval::answerer::{AnswerSettings, ModelAnswerer};
 use svlm_eval::{
-    Benchmark, EvalOptions, LoadOptions, ReadContext, RunOptions, evaluate, load_bench,
-    load_benchmark, resume_log, run_benchmark, write_leaderboard,
+    Benchmark, EvalOptions, LoadOptions, ReadContext, RunOptions, evaluate_with_progress,
+    load_bench, load_benchmark, resume_log, run_benchmark, write_leaderboard,
 };
 
 use crate::model_args::ModelSpec;
@@ -124,7 +124,25 @@ fn generate_and_score(
         resume_log: Some(resume_log(&args.out, &settings)?),
         ..EvalOptions::default()
     };
-    evaluate(&set, &mut answerer, &options)
+    let bar = progress_bar(set.items.len(), "questions");
+    let report = evaluate_with_progress(&set, &mut answerer, &options, &mut |done, _| {
+        bar.set_position(done as u64)
+    });
+    bar.finish_and_clear();
+    report
+}
+
+/// The bar shown while a model answers `len` questions of `what`.
+fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
 }
 
 fn print_summary(report: &svlm_eval::EvalReport, args: &Args) {
@@ -219,15 +237,7 @@ fn run_benchmarks(args: &Args) -> anyhow::Result<()> {
         if let Some(n) = args.limit {
             set.items.truncate(n);
         }
-        let bar = indicatif::ProgressBar::new(set.items.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {} ({{per_sec}}, eta {{eta}})",
-                benchmark.title()
-            ))
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        let bar = progress_bar(set.items.len(), benchmark.title());
         let out = args.out.join(benchmark.name());
         let report = run_benchmark(&set, &mut answerer, &out, &options, &mut |done, _| {
             bar.set_position(done as u64)
