@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::config::DepthAnythingConfig;
 use crate::depth::DepthAnything;
 use crate::depth_model::DepthModel;
-use crate::depth_pro::{DepthPro, DepthProConfig, DepthProForDepthEstimation, DepthProImageProcessor};
+use crate::depth_pro::{
+    DepthPro, DepthProConfig, DepthProForDepthEstimation, DepthProImageProcessor,
+};
 use crate::model::DepthAnythingModel;
 use crate::owl::{OwlConfig, OwlDetector, OwlForObjectDetection, OwlImageProcessor, OwlTokenizer};
 use crate::preprocess::DptImageProcessor;
@@ -134,7 +136,8 @@ impl FullSizeDepth {
         device.seed(seed);
         Ok(match self {
             Self::DepthAnythingV2Small => {
-                let config = DepthAnythingConfig::from_json(&self.config_json()).with_context(what)?;
+                let config =
+                    DepthAnythingConfig::from_json(&self.config_json()).with_context(what)?;
                 let processor =
                     DptImageProcessor::from_json(&self.preprocessor_json()).with_context(what)?;
                 let model = DepthAnythingModel::new(&config, device).with_context(what)?;
@@ -149,8 +152,8 @@ impl FullSizeDepth {
             }
             Self::DepthPro => {
                 let config = DepthProConfig::from_json(&self.config_json()).with_context(what)?;
-                let processor =
-                    DepthProImageProcessor::from_json(&self.preprocessor_json()).with_context(what)?;
+                let processor = DepthProImageProcessor::from_json(&self.preprocessor_json())
+                    .with_context(what)?;
                 let model = DepthProForDepthEstimation::new(&config, device).with_context(what)?;
                 DepthPro {
                     model,
@@ -347,7 +350,9 @@ mod tests {
         assert_eq!(chars[0], '!');
         // Space is byte 32, the 189th byte CLIP numbers (after the 188 printable ones), shown as U+0120.
         assert_eq!(chars[188 + 32], '\u{120}');
-        let text = clip_bytes_tokenizer_json().expect("tokenizer json").to_string();
+        let text = clip_bytes_tokenizer_json()
+            .expect("tokenizer json")
+            .to_string();
         let tokenizer = OwlTokenizer::from_json_str(&text, 16, "!").expect("tokenizer");
         assert_eq!(tokenizer.pad_id, 0);
         let a = u32::try_from(chars.iter().position(|&c| c == 'a').expect("a")).expect("id");
