@@ -45,7 +45,8 @@ pub struct Args {
     #[arg(long, default_value = "640x480")]
     size: String,
     /// Depth model architecture: depth-anything-v2-small (ViT-S/14, 518 px) or depth-pro (three DINOv2-L
-    /// encoders at 1536 px: minutes per photo on a few CPU cores, for machines with many cores or a GPU build).
+    /// encoders on 1536 px, 35 overlapping 384-px patches per photo: far heavier than the others and not timed on a
+    /// small CPU machine; ask for it explicitly, with few photos).
     #[arg(long, default_value = "depth-anything-v2-small")]
     depth: String,
     /// Detector architecture: owlvit-base32 (ViT-B/32, 768 px) or owlv2-base (ViT-B/16, 960 px: about 40 s per
