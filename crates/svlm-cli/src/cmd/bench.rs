@@ -10,6 +10,9 @@ pub enum Bench {
     Kernels(super::bench_kernels::Args),
     /// Training-loop throughput (samples/s, tokens/s, pad fraction, peak memory).
     Train(super::bench_train::Args),
+    /// Photos/s of each stage of the photo path (depth, detection, segmentation, lifting + geometry + QA) with the
+    /// full-size architectures and random weights.
+    Photos(super::bench_photos::Args),
 }
 
 pub fn run(bench: Bench) -> anyhow::Result<()> {
@@ -18,5 +21,6 @@ pub fn run(bench: Bench) -> anyhow::Result<()> {
         Bench::Model(a) => super::bench_model::run(a),
         Bench::Train(a) => super::bench_train::run(a),
         Bench::Kernels(a) => super::bench_kernels::run(a),
+        Bench::Photos(a) => super::bench_photos::run(a),
     }
 }

@@ -4,6 +4,7 @@ pub mod ask;
 pub mod bench;
 pub mod bench_kernels;
 pub mod bench_model;
+pub mod bench_photos;
 pub mod bench_synth;
 pub mod bench_train;
 pub mod check_device;

@@ -107,6 +107,21 @@ impl OwlTokenizer {
         })
     }
 
+    /// A tokenizer from `tokenizer.json` text, padding with `pad_token` to `max_length`.
+    pub fn from_json_str(text: &str, max_length: usize, pad_token: &str) -> Result<Self> {
+        let tokenizer = text
+            .parse::<Tokenizer>()
+            .map_err(|e| anyhow!("parsing tokenizer.json text: {e}"))?;
+        let pad_id = tokenizer
+            .token_to_id(pad_token)
+            .with_context(|| format!("pad token `{pad_token}` is not in the vocabulary"))?;
+        Ok(Self {
+            tokenizer,
+            max_length,
+            pad_id,
+        })
+    }
+
     /// Token ids of one query with the special tokens, unpadded.
     pub fn tokens(&self, query: &str) -> Result<Vec<u32>> {
         let encoding = self
