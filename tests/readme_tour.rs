@@ -395,7 +395,7 @@ fn every_tour_command_runs_as_documented() {
         "1",
     ]);
 
-    // svlm bench synth | model | train | kernels, each at a tiny size, without the PyTorch reference.
+    // svlm bench synth | model | train | kernels | photos, each at a tiny size, without the PyTorch reference.
     tour.run(&[
         "bench",
         "synth",
@@ -473,6 +473,21 @@ fn every_tour_command_runs_as_documented() {
         "0",
         "--iters",
         "1",
+    ]);
+    let perception_fixtures = repo().join("crates/svlm-perception/tests/fixtures");
+    tour.run(&[
+        "bench",
+        "photos",
+        "--tiny",
+        "--fixtures",
+        path(&perception_fixtures),
+        "--photos",
+        "2",
+        "--batch-size",
+        "2",
+        "--size",
+        "96x64",
+        "--quiet",
     ]);
 
     let missing: Vec<&String> = documented.difference(&tour.ran).collect();
