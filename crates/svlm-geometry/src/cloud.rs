@@ -5,7 +5,8 @@ use nalgebra::{Point3, Vector3};
 use rayon::prelude::*;
 
 use crate::boxes::Aabb;
-use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS};
+use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS, SCAN_MAX_POINTS};
+use crate::simd::vectorized;
 
 /// Camera-frame (or any-frame) points with optional per-point RGB colours (same length when present).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -178,6 +179,26 @@ fn finish_voxels(cloud: &PointCloud, sums: &[(Vector3<f64>, u32)], slots: &[u32]
     PointCloud { points, colors }
 }
 
+/// Per point, `mean_distance` with a scratch buffer: in parallel on large clouds.
+fn mean_distances(
+    points: &[Point3<f64>],
+    k: usize,
+    mean_distance: impl Fn(&mut Vec<(f64, u32)>, &Point3<f64>) -> f64 + Send + Sync,
+) -> Vec<f64> {
+    if points.len() >= PARALLEL_MIN_POINTS {
+        points
+            .par_iter()
+            .map_init(Vec::new, mean_distance)
+            .collect()
+    } else {
+        let mut scratch = Vec::with_capacity(k + 1);
+        points
+            .iter()
+            .map(|p| mean_distance(&mut scratch, p))
+            .collect()
+    }
+}
+
 /// open3d `remove_statistical_outlier`: a point is kept when the mean distance to its `nb_neighbors` nearest
 /// points (itself included) is below `mean + std_ratio * std` of those means over the cloud (sample std).
 /// As in open3d, points whose mean distance is exactly 0 (duplicates) are dropped. Returns the kept cloud and
@@ -191,26 +212,42 @@ pub fn remove_statistical_outliers(
     if nb_neighbors == 0 || std_ratio <= 0.0 || std_ratio.is_nan() {
         return (cloud.clone(), (0..n).collect());
     }
-    let Some(index) = KdIndex::new(&cloud.points) else {
-        return (cloud.clone(), Vec::new());
-    };
-    let mean_distance = |scratch: &mut Vec<(f64, u32)>, p: &Point3<f64>| {
-        index.nearest_k(p, nb_neighbors, scratch);
-        scratch.iter().map(|(d2, _)| d2.sqrt()).sum::<f64>() / scratch.len() as f64
-    };
-    let means: Vec<f64> = if n >= PARALLEL_MIN_POINTS {
-        cloud
-            .points
-            .par_iter()
-            .map_init(Vec::new, mean_distance)
-            .collect()
+    let means: Vec<f64> = if n <= SCAN_MAX_POINTS {
+        let Some(index) = KdIndex::for_radius_search(&cloud.points) else {
+            return (cloud.clone(), Vec::new());
+        };
+        // The same distances as the tree's, in the same (ascending) order: the same sums.
+        let (mut threshold, mut d2, mut nearest) = (f64::INFINITY, Vec::new(), Vec::new());
+        vectorized(
+            #[inline(always)]
+            || {
+                // Plain loops: iterator adapters would be out-of-line functions built for the baseline.
+                let mut means = Vec::with_capacity(n);
+                for p in &cloud.points {
+                    index.scan_nearest_k_distances(
+                        p,
+                        nb_neighbors,
+                        &mut threshold,
+                        &mut d2,
+                        &mut nearest,
+                    );
+                    let mut sum = 0.0;
+                    for &d in &nearest {
+                        sum += f64::from_bits(d).sqrt();
+                    }
+                    means.push(sum / nearest.len() as f64);
+                }
+                means
+            },
+        )
+    } else if let Some(index) = KdIndex::new(&cloud.points) {
+        let mean_distance = |scratch: &mut Vec<(f64, u32)>, p: &Point3<f64>| {
+            index.nearest_k(p, nb_neighbors, scratch);
+            scratch.iter().map(|(d2, _)| d2.sqrt()).sum::<f64>() / scratch.len() as f64
+        };
+        mean_distances(&cloud.points, nb_neighbors, mean_distance)
     } else {
-        let mut scratch = Vec::with_capacity(nb_neighbors + 1);
-        cloud
-            .points
-            .iter()
-            .map(|p| mean_distance(&mut scratch, p))
-            .collect()
+        return (cloud.clone(), Vec::new());
     };
     // open3d counts every point in the denominator but sums only positive means.
     let cloud_mean = means.iter().filter(|&&m| m > 0.0).sum::<f64>() / n as f64;

@@ -28,6 +28,7 @@ mod hull;
 mod kdtree;
 mod pipeline;
 mod plane;
+mod simd;
 
 pub use boxes::{Aabb, Obb, horizontal_basis};
 pub use camera::{
