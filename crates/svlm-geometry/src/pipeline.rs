@@ -117,11 +117,26 @@ pub fn extract_objects(
     instance_ids: &[u16],
     params: &ObjectParams,
 ) -> Result<SceneGeometry, GeometryError> {
+    extract_selected_objects(depth, intrinsics, instance_ids, params, |_| true)
+}
+
+/// [`extract_objects`] for the instance ids `wanted` accepts only: the others are neither filtered nor listed
+/// (in `objects` or `skipped`); the wanted ones come out exactly as from [`extract_objects`].
+pub fn extract_selected_objects(
+    depth: &DepthMap,
+    intrinsics: &Intrinsics,
+    instance_ids: &[u16],
+    params: &ObjectParams,
+    wanted: impl Fn(u16) -> bool,
+) -> Result<SceneGeometry, GeometryError> {
     let instances = depth_to_instance_points(depth, intrinsics, instance_ids, params.stride)?;
     let frame = estimate_frame(depth, intrinsics, instance_ids, params);
     let mut objects = Vec::with_capacity(instances.len());
     let mut skipped = Vec::new();
     for (id, (raw, lift)) in instances {
+        if !wanted(id) {
+            continue;
+        }
         if raw.is_empty() {
             skipped.push((id, SkipReason::NoValidDepth));
             continue;

@@ -2,7 +2,7 @@
 
 use nalgebra::{Point3, UnitQuaternion, Vector3};
 use svlm_geometry::{
-    DepthMap, Intrinsics, ObjectParams, SkipReason, closest_distance, extract_objects,
+    DepthMap, Intrinsics, ObjectParams, SkipReason, closest_distance, extract_selected_objects,
 };
 use svlm_world::{ObjectTruth, Rendered, Scene, closest_surface_distance};
 
@@ -341,17 +341,10 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
     if stats.iter().skip(1).all(|s| s.pixels == 0) {
         return Err(FrameProblem::EmptyMasks);
     }
-    let geometry = extract_objects(
-        input.depth,
-        input.intrinsics,
-        input.instances,
-        &params.geometry,
-    )?;
     let occlusion = occlusion_stats(input.instances, input.depth, 0.02);
-
+    // Visibility and occlusion decide first, so that only the objects asked about get their geometry.
     let mut skips = SkipCounts::new();
-    let mut objects = Vec::new();
-    let mut sparse: Vec<&[Point3<f64>]> = Vec::new();
+    let mut asked: Vec<(u16, &String, usize)> = Vec::new();
     for (id, name) in input.names {
         let Some(pixels) = visible(&stats, *id, &params.visibility, &mut skips) else {
             continue;
@@ -361,8 +354,21 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
             count_skip(&mut skips, "occluded");
             continue;
         }
-        let Some(o) = geometry.objects.iter().find(|o| o.id == *id) else {
-            let reason = match geometry.skipped.iter().find(|(sid, _)| sid == id) {
+        asked.push((*id, name, pixels));
+    }
+    let geometry = extract_selected_objects(
+        input.depth,
+        input.intrinsics,
+        input.instances,
+        &params.geometry,
+        |id| asked.iter().any(|(a, _, _)| *a == id),
+    )?;
+
+    let mut objects = Vec::new();
+    let mut sparse: Vec<&[Point3<f64>]> = Vec::new();
+    for &(id, name, pixels) in &asked {
+        let Some(o) = geometry.objects.iter().find(|o| o.id == id) else {
+            let reason = match geometry.skipped.iter().find(|(sid, _)| *sid == id) {
                 Some((_, SkipReason::NoValidDepth)) => "no_valid_depth",
                 _ => "too_few_points",
             };
@@ -373,7 +379,7 @@ pub fn from_depth(input: &DepthInput, params: &EstimateParams) -> Result<SceneGr
         objects.push(SceneObject {
             name: name.clone(),
             base_name: name.clone(),
-            instance_id: *id as u32,
+            instance_id: id as u32,
             points: o.points.clone(),
             center: o.aabb.center(),
             aabb: Box3 {
