@@ -1,5 +1,4 @@
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use nalgebra::{Point3, Vector3};
 use rayon::prelude::*;
@@ -58,26 +57,51 @@ pub(crate) fn centroid(points: &[Point3<f64>]) -> Option<Point3<f64>> {
     Some(Point3::from(sum / points.len() as f64))
 }
 
-/// Multiplicative hash for packed voxel keys: std's SipHash costs more than the whole voxel loop.
-#[derive(Default)]
-pub(crate) struct VoxelKeyHasher(u64);
-
-impl Hasher for VoxelKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, key: u64) {
-        self.0 = (key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        self.0 ^= self.0 >> 32;
-    }
+/// Dense numbers for packed voxel keys (three 21-bit cell indices, so never `u64::MAX`) in order of first
+/// appearance: an open-addressing table (linear probing, at most half full) sized once for the number of points,
+/// cheaper than a general hash map's entry API for the few thousand keys of a cloud.
+struct KeyTable {
+    keys: Vec<u64>,
+    slots: Vec<u32>,
+    shift: u32,
+    len: u32,
 }
 
-pub(crate) type VoxelMap<V> = HashMap<u64, V, BuildHasherDefault<VoxelKeyHasher>>;
+impl KeyTable {
+    const EMPTY: u64 = u64::MAX;
+
+    /// A table for up to `max_keys` distinct keys.
+    fn new(max_keys: usize) -> Self {
+        let size = (2 * max_keys).next_power_of_two().max(16);
+        KeyTable {
+            keys: vec![Self::EMPTY; size],
+            slots: vec![0; size],
+            shift: 64 - size.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    /// The number of `key`: the existing one, or the next number for a new key.
+    #[inline(always)]
+    fn slot(&mut self, key: u64) -> u32 {
+        let mask = self.keys.len() - 1;
+        let mut i =
+            ((key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> self.shift) as usize;
+        loop {
+            let k = self.keys[i];
+            if k == key {
+                return self.slots[i];
+            }
+            if k == Self::EMPTY {
+                self.keys[i] = key;
+                self.slots[i] = self.len;
+                self.len += 1;
+                return self.slots[i];
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
 
 /// open3d `voxel_down_sample`: one point per occupied voxel, the mean of its points (and colours). Voxels are
 /// anchored at `min_bound - voxel_size / 2` as in open3d; output order is the order voxels are first hit.
@@ -113,20 +137,33 @@ pub fn voxel_downsample_traced(cloud: &PointCloud, voxel_size: f64) -> (PointClo
             *slot_of_key.entry(key).or_insert(next)
         })
     } else {
-        let mut slot_of_key: VoxelMap<u32> = VoxelMap::default();
-        slot_of_key.reserve(cloud.points.len() / 4);
+        // Keys first, in a loop at the CPU's vector width (the divisions dominate), then the table.
+        let mut keys = Vec::with_capacity(cloud.points.len());
+        vectorized(
+            #[inline(always)]
+            || {
+                for p in &cloud.points {
+                    let (rx, ry, rz) = (
+                        (p.x - origin.x) / voxel_size,
+                        (p.y - origin.y) / voxel_size,
+                        (p.z - origin.z) / voxel_size,
+                    );
+                    keys.push(((rx as u64) << 42) | ((ry as u64) << 21) | (rz as u64));
+                }
+            },
+        );
+        let mut table = KeyTable::new(cloud.points.len());
         // Lifted points arrive in raster order, so a point often falls in the previous point's voxel.
         let mut last: Option<(u64, u32)> = None;
-        accumulate(&cloud.points, |p| {
-            let r = (p - origin) / voxel_size;
-            let key = ((r.x as u64) << 42) | ((r.y as u64) << 21) | (r.z as u64);
+        let mut keys = keys.into_iter();
+        accumulate(&cloud.points, |_| {
+            let key = keys.next().unwrap_or(u64::MAX);
             if let Some((last_key, slot)) = last
                 && last_key == key
             {
                 return slot;
             }
-            let next = slot_of_key.len() as u32;
-            let slot = *slot_of_key.entry(key).or_insert(next);
+            let slot = table.slot(key);
             last = Some((key, slot));
             slot
         })
