@@ -1,6 +1,7 @@
 use nalgebra::{Point3, Vector3};
 
 use crate::boxes::Aabb;
+use crate::simd::vectorized;
 
 /// Points per leaf: small enough to prune well, large enough to keep the tree shallow.
 const LEAF_SIZE: usize = 16;
@@ -252,14 +253,32 @@ impl KdIndex {
 
     /// Squared distance to the nearest point, or `bound` when no point is closer than `sqrt(bound)` (pass
     /// infinity for a plain nearest-neighbour query; a finite bound prunes the search).
+    #[inline(always)]
     pub(crate) fn nearest_sq_distance_below(&self, p: &Point3<f64>, bound: f64) -> f64 {
         let q = [p.x, p.y, p.z];
         if self.is_scan() {
-            let mut best = bound;
-            self.scan_distances(&q, |_, distances| {
-                best = distances.iter().fold(best, |best, &d| best.min(d));
-            });
-            return best;
+            // Eight running minima (a minimum does not depend on the order it is taken in, and squared
+            // distances are never NaN or -0), so the loop vectorizes.
+            const LANES: usize = 8;
+            let [xs, ys, zs] = &self.columns;
+            let mut lanes = [bound; LANES];
+            let whole = xs.len() / LANES * LANES;
+            for start in (0..whole).step_by(LANES) {
+                let (x, y, z) = (
+                    &xs[start..start + LANES],
+                    &ys[start..start + LANES],
+                    &zs[start..start + LANES],
+                );
+                for l in 0..LANES {
+                    let (dx, dy, dz) = (x[l] - q[0], y[l] - q[1], z[l] - q[2]);
+                    lanes[l] = lanes[l].min(dx * dx + dy * dy + dz * dz);
+                }
+            }
+            for i in whole..xs.len() {
+                let (dx, dy, dz) = (xs[i] - q[0], ys[i] - q[1], zs[i] - q[2]);
+                lanes[0] = lanes[0].min(dx * dx + dy * dy + dz * dz);
+            }
+            return lanes.iter().fold(bound, |best, &d| best.min(d));
         }
         let (mut off, rd) = self.box_offsets(&q);
         let mut best = bound;
@@ -473,12 +492,17 @@ pub fn closest_distance(a: &[Point3<f64>], b: &[Point3<f64>]) -> f64 {
         .collect();
     order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
     let mut best = f64::INFINITY;
-    for (gap, i) in order {
-        if gap >= best {
-            break;
-        }
-        best = index.nearest_sq_distance_below(&queries[i as usize], best);
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            for (gap, i) in order {
+                if gap >= best {
+                    break;
+                }
+                best = index.nearest_sq_distance_below(&queries[i as usize], best);
+            }
+        },
+    );
     best.sqrt()
 }
 
