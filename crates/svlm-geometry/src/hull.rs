@@ -303,7 +303,8 @@ pub(crate) fn convex_hull_2d(points: &[Point2<f64>]) -> Vec<Point2<f64>> {
 }
 
 fn monotone_chain(mut sorted: Vec<Point2<f64>>) -> Vec<Point2<f64>> {
-    sorted.sort_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
+    // Unstable is the same order: points that compare equal have the same bits (and are deduplicated next).
+    sorted.sort_unstable_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
     sorted.dedup();
     if sorted.len() < 3 {
         return sorted;
