@@ -113,7 +113,17 @@ pub fn voxel_downsample(cloud: &PointCloud, voxel_size: f64) -> PointCloud {
 /// [`voxel_downsample`] plus, for every input point, the index of the output point (voxel) it went into, so
 /// filtering decided on the voxels can be carried back to the full-resolution points.
 pub fn voxel_downsample_traced(cloud: &PointCloud, voxel_size: f64) -> (PointCloud, Vec<u32>) {
-    let Some(bounds) = Aabb::from_points(&cloud.points) else {
+    voxel_downsample_traced_in(cloud, voxel_size, Aabb::from_points(&cloud.points))
+}
+
+/// [`voxel_downsample_traced`] with the cloud's bounds (`Aabb::from_points` of its points) already known: a
+/// caller trying several voxel sizes on one cloud computes them once.
+pub(crate) fn voxel_downsample_traced_in(
+    cloud: &PointCloud,
+    voxel_size: f64,
+    bounds: Option<Aabb>,
+) -> (PointCloud, Vec<u32>) {
+    let Some(bounds) = bounds else {
         let empty = PointCloud {
             points: Vec::new(),
             colors: cloud.colors.as_ref().map(|_| Vec::new()),
