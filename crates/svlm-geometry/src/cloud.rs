@@ -148,17 +148,18 @@ pub(crate) fn voxel_downsample_traced_in(
         })
     } else {
         // Keys first, in a loop at the CPU's vector width (the divisions dominate), then the table.
-        let mut keys = Vec::with_capacity(cloud.points.len());
+        let mut keys = vec![0u64; cloud.points.len()];
         vectorized(
             #[inline(always)]
             || {
-                for p in &cloud.points {
+                // Stores into a sized buffer (a push per point would keep the loop scalar).
+                for (key, p) in keys.iter_mut().zip(&cloud.points) {
                     let (rx, ry, rz) = (
                         (p.x - origin.x) / voxel_size,
                         (p.y - origin.y) / voxel_size,
                         (p.z - origin.z) / voxel_size,
                     );
-                    keys.push(((rx as u64) << 42) | ((ry as u64) << 21) | (rz as u64));
+                    *key = (cell_index(rx) << 42) | (cell_index(ry) << 21) | cell_index(rz);
                 }
             },
         );
@@ -179,6 +180,15 @@ pub(crate) fn voxel_downsample_traced_in(
         })
     };
     (finish_voxels(cloud, &sums, &slots), slots)
+}
+
+/// `r as u64` for `r < 2^52` (cell coordinates here are below 2^21), in operations that vectorize: the saturating
+/// float-to-integer cast keeps a loop scalar. Truncation of `max(r, 0)` is exact; adding 2^52 to that whole
+/// number puts it in the mantissa's low bits exactly.
+#[inline(always)]
+fn cell_index(r: f64) -> u64 {
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    (r.max(0.0).trunc() + TWO_52).to_bits() & ((1u64 << 52) - 1)
 }
 
 /// Per-voxel sums and counts, and each point's voxel; `slot_of` numbers voxels densely in order of first hit.
@@ -377,6 +387,36 @@ mod tests {
                 brute_force_voxel_count(points, voxel),
                 "voxel {voxel}"
             );
+        }
+    }
+
+    #[test]
+    fn cell_index_is_the_saturating_cast() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut values = vec![
+            -5.0,
+            -1.0,
+            -0.5,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            0.5,
+            1.0 - f64::EPSILON / 2.0,
+            1.0,
+            2.5,
+            3.5,
+            (1u64 << 21) as f64 - 0.5,
+            (1u64 << 51) as f64 + 0.5,
+            (1u64 << 52) as f64 - 1.0,
+        ];
+        for _ in 0..100_000 {
+            let whole = rng.random_range(0..(1u64 << 21)) as f64;
+            values.push(whole);
+            values.push(whole + rng.random_range(0.0..1.0));
+            values.push(f64::from_bits(whole.to_bits().wrapping_sub(1)));
+        }
+        for r in values {
+            assert_eq!(cell_index(r), r as u64, "{r}");
         }
     }
 
