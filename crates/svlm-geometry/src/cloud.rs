@@ -1,11 +1,11 @@
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use nalgebra::{Point3, Vector3};
 use rayon::prelude::*;
 
 use crate::boxes::Aabb;
-use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS};
+use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS, SCAN_MAX_POINTS};
+use crate::simd::vectorized;
 
 /// Camera-frame (or any-frame) points with optional per-point RGB colours (same length when present).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,26 +57,51 @@ pub(crate) fn centroid(points: &[Point3<f64>]) -> Option<Point3<f64>> {
     Some(Point3::from(sum / points.len() as f64))
 }
 
-/// Multiplicative hash for packed voxel keys: std's SipHash costs more than the whole voxel loop.
-#[derive(Default)]
-pub(crate) struct VoxelKeyHasher(u64);
-
-impl Hasher for VoxelKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn write_u64(&mut self, key: u64) {
-        self.0 = (key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        self.0 ^= self.0 >> 32;
-    }
+/// Dense numbers for packed voxel keys (three 21-bit cell indices, so never `u64::MAX`) in order of first
+/// appearance: an open-addressing table (linear probing, at most half full) sized once for the number of points,
+/// cheaper than a general hash map's entry API for the few thousand keys of a cloud.
+struct KeyTable {
+    keys: Vec<u64>,
+    slots: Vec<u32>,
+    shift: u32,
+    len: u32,
 }
 
-pub(crate) type VoxelMap<V> = HashMap<u64, V, BuildHasherDefault<VoxelKeyHasher>>;
+impl KeyTable {
+    const EMPTY: u64 = u64::MAX;
+
+    /// A table for up to `max_keys` distinct keys.
+    fn new(max_keys: usize) -> Self {
+        let size = (2 * max_keys).next_power_of_two().max(16);
+        KeyTable {
+            keys: vec![Self::EMPTY; size],
+            slots: vec![0; size],
+            shift: 64 - size.trailing_zeros(),
+            len: 0,
+        }
+    }
+
+    /// The number of `key`: the existing one, or the next number for a new key.
+    #[inline(always)]
+    fn slot(&mut self, key: u64) -> u32 {
+        let mask = self.keys.len() - 1;
+        let mut i =
+            ((key ^ (key >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) >> self.shift) as usize;
+        loop {
+            let k = self.keys[i];
+            if k == key {
+                return self.slots[i];
+            }
+            if k == Self::EMPTY {
+                self.keys[i] = key;
+                self.slots[i] = self.len;
+                self.len += 1;
+                return self.slots[i];
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
 
 /// open3d `voxel_down_sample`: one point per occupied voxel, the mean of its points (and colours). Voxels are
 /// anchored at `min_bound - voxel_size / 2` as in open3d; output order is the order voxels are first hit.
@@ -88,7 +113,17 @@ pub fn voxel_downsample(cloud: &PointCloud, voxel_size: f64) -> PointCloud {
 /// [`voxel_downsample`] plus, for every input point, the index of the output point (voxel) it went into, so
 /// filtering decided on the voxels can be carried back to the full-resolution points.
 pub fn voxel_downsample_traced(cloud: &PointCloud, voxel_size: f64) -> (PointCloud, Vec<u32>) {
-    let Some(bounds) = Aabb::from_points(&cloud.points) else {
+    voxel_downsample_traced_in(cloud, voxel_size, Aabb::from_points(&cloud.points))
+}
+
+/// [`voxel_downsample_traced`] with the cloud's bounds (`Aabb::from_points` of its points) already known: a
+/// caller trying several voxel sizes on one cloud computes them once.
+pub(crate) fn voxel_downsample_traced_in(
+    cloud: &PointCloud,
+    voxel_size: f64,
+    bounds: Option<Aabb>,
+) -> (PointCloud, Vec<u32>) {
+    let Some(bounds) = bounds else {
         let empty = PointCloud {
             points: Vec::new(),
             colors: cloud.colors.as_ref().map(|_| Vec::new()),
@@ -112,25 +147,48 @@ pub fn voxel_downsample_traced(cloud: &PointCloud, voxel_size: f64) -> (PointClo
             *slot_of_key.entry(key).or_insert(next)
         })
     } else {
-        let mut slot_of_key: VoxelMap<u32> = VoxelMap::default();
-        slot_of_key.reserve(cloud.points.len() / 4);
+        // Keys first, in a loop at the CPU's vector width (the divisions dominate), then the table.
+        let mut keys = vec![0u64; cloud.points.len()];
+        vectorized(
+            #[inline(always)]
+            || {
+                // Stores into a sized buffer (a push per point would keep the loop scalar).
+                for (key, p) in keys.iter_mut().zip(&cloud.points) {
+                    let (rx, ry, rz) = (
+                        (p.x - origin.x) / voxel_size,
+                        (p.y - origin.y) / voxel_size,
+                        (p.z - origin.z) / voxel_size,
+                    );
+                    *key = (cell_index(rx) << 42) | (cell_index(ry) << 21) | cell_index(rz);
+                }
+            },
+        );
+        let mut table = KeyTable::new(cloud.points.len());
         // Lifted points arrive in raster order, so a point often falls in the previous point's voxel.
         let mut last: Option<(u64, u32)> = None;
-        accumulate(&cloud.points, |p| {
-            let r = (p - origin) / voxel_size;
-            let key = ((r.x as u64) << 42) | ((r.y as u64) << 21) | (r.z as u64);
+        let mut keys = keys.into_iter();
+        accumulate(&cloud.points, |_| {
+            let key = keys.next().unwrap_or(u64::MAX);
             if let Some((last_key, slot)) = last
                 && last_key == key
             {
                 return slot;
             }
-            let next = slot_of_key.len() as u32;
-            let slot = *slot_of_key.entry(key).or_insert(next);
+            let slot = table.slot(key);
             last = Some((key, slot));
             slot
         })
     };
     (finish_voxels(cloud, &sums, &slots), slots)
+}
+
+/// `r as u64` for `r < 2^52` (cell coordinates here are below 2^21), in operations that vectorize: the saturating
+/// float-to-integer cast keeps a loop scalar. Truncation of `max(r, 0)` is exact; adding 2^52 to that whole
+/// number puts it in the mantissa's low bits exactly.
+#[inline(always)]
+fn cell_index(r: f64) -> u64 {
+    const TWO_52: f64 = 4_503_599_627_370_496.0;
+    (r.max(0.0).trunc() + TWO_52).to_bits() & ((1u64 << 52) - 1)
 }
 
 /// Per-voxel sums and counts, and each point's voxel; `slot_of` numbers voxels densely in order of first hit.
@@ -178,6 +236,26 @@ fn finish_voxels(cloud: &PointCloud, sums: &[(Vector3<f64>, u32)], slots: &[u32]
     PointCloud { points, colors }
 }
 
+/// Per point, `mean_distance` with a scratch buffer: in parallel on large clouds.
+fn mean_distances(
+    points: &[Point3<f64>],
+    k: usize,
+    mean_distance: impl Fn(&mut Vec<(f64, u32)>, &Point3<f64>) -> f64 + Send + Sync,
+) -> Vec<f64> {
+    if points.len() >= PARALLEL_MIN_POINTS {
+        points
+            .par_iter()
+            .map_init(Vec::new, mean_distance)
+            .collect()
+    } else {
+        let mut scratch = Vec::with_capacity(k + 1);
+        points
+            .iter()
+            .map(|p| mean_distance(&mut scratch, p))
+            .collect()
+    }
+}
+
 /// open3d `remove_statistical_outlier`: a point is kept when the mean distance to its `nb_neighbors` nearest
 /// points (itself included) is below `mean + std_ratio * std` of those means over the cloud (sample std).
 /// As in open3d, points whose mean distance is exactly 0 (duplicates) are dropped. Returns the kept cloud and
@@ -191,26 +269,42 @@ pub fn remove_statistical_outliers(
     if nb_neighbors == 0 || std_ratio <= 0.0 || std_ratio.is_nan() {
         return (cloud.clone(), (0..n).collect());
     }
-    let Some(index) = KdIndex::new(&cloud.points) else {
-        return (cloud.clone(), Vec::new());
-    };
-    let mean_distance = |scratch: &mut Vec<(f64, u32)>, p: &Point3<f64>| {
-        index.nearest_k(p, nb_neighbors, scratch);
-        scratch.iter().map(|(d2, _)| d2.sqrt()).sum::<f64>() / scratch.len() as f64
-    };
-    let means: Vec<f64> = if n >= PARALLEL_MIN_POINTS {
-        cloud
-            .points
-            .par_iter()
-            .map_init(Vec::new, mean_distance)
-            .collect()
+    let means: Vec<f64> = if n <= SCAN_MAX_POINTS {
+        let Some(index) = KdIndex::for_radius_search(&cloud.points) else {
+            return (cloud.clone(), Vec::new());
+        };
+        // The same distances as the tree's, in the same (ascending) order: the same sums.
+        let (mut threshold, mut d2, mut nearest) = (f64::INFINITY, Vec::new(), Vec::new());
+        vectorized(
+            #[inline(always)]
+            || {
+                // Plain loops: iterator adapters would be out-of-line functions built for the baseline.
+                let mut means = Vec::with_capacity(n);
+                for p in &cloud.points {
+                    index.scan_nearest_k_distances(
+                        p,
+                        nb_neighbors,
+                        &mut threshold,
+                        &mut d2,
+                        &mut nearest,
+                    );
+                    let mut sum = 0.0;
+                    for &d in &nearest {
+                        sum += f64::from_bits(d).sqrt();
+                    }
+                    means.push(sum / nearest.len() as f64);
+                }
+                means
+            },
+        )
+    } else if let Some(index) = KdIndex::new(&cloud.points) {
+        let mean_distance = |scratch: &mut Vec<(f64, u32)>, p: &Point3<f64>| {
+            index.nearest_k(p, nb_neighbors, scratch);
+            scratch.iter().map(|(d2, _)| d2.sqrt()).sum::<f64>() / scratch.len() as f64
+        };
+        mean_distances(&cloud.points, nb_neighbors, mean_distance)
     } else {
-        let mut scratch = Vec::with_capacity(nb_neighbors + 1);
-        cloud
-            .points
-            .iter()
-            .map(|p| mean_distance(&mut scratch, p))
-            .collect()
+        return (cloud.clone(), Vec::new());
     };
     // open3d counts every point in the denominator but sums only positive means.
     let cloud_mean = means.iter().filter(|&&m| m > 0.0).sum::<f64>() / n as f64;
@@ -293,6 +387,36 @@ mod tests {
                 brute_force_voxel_count(points, voxel),
                 "voxel {voxel}"
             );
+        }
+    }
+
+    #[test]
+    fn cell_index_is_the_saturating_cast() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut values = vec![
+            -5.0,
+            -1.0,
+            -0.5,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            0.5,
+            1.0 - f64::EPSILON / 2.0,
+            1.0,
+            2.5,
+            3.5,
+            (1u64 << 21) as f64 - 0.5,
+            (1u64 << 51) as f64 + 0.5,
+            (1u64 << 52) as f64 - 1.0,
+        ];
+        for _ in 0..100_000 {
+            let whole = rng.random_range(0..(1u64 << 21)) as f64;
+            values.push(whole);
+            values.push(whole + rng.random_range(0.0..1.0));
+            values.push(f64::from_bits(whole.to_bits().wrapping_sub(1)));
+        }
+        for r in values {
+            assert_eq!(cell_index(r), r as u64, "{r}");
         }
     }
 

@@ -2,20 +2,38 @@ use nalgebra::Point3;
 use rayon::prelude::*;
 
 use crate::cloud::PointCloud;
-use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS};
+use crate::kdtree::{KdIndex, PARALLEL_MIN_POINTS, SCAN_MAX_POINTS};
+use crate::simd::vectorized;
 
 /// open3d `cluster_dbscan`: label per point, `None` for noise. A point is core when at least `min_points`
 /// points (itself included) lie strictly within `eps`; clusters are numbered in order of their first core
 /// point's index, and a border point joins the first cluster that reaches it.
 pub fn dbscan(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Option<usize>> {
     let n = points.len();
-    let Some(index) = KdIndex::for_radius_search(points) else {
+    if n == 0 {
         return Vec::new();
-    };
+    }
     if !eps.is_finite() || eps <= 0.0 {
         // No point has a neighbour other than itself.
         return (0..n).map(|i| (min_points <= 1).then_some(i)).collect();
     }
+    if n <= SCAN_MAX_POINTS {
+        return dbscan_small(points, eps, min_points);
+    }
+    match KdIndex::for_radius_search(points) {
+        Some(index) => dbscan_with_index(points, &index, eps, min_points),
+        None => Vec::new(),
+    }
+}
+
+/// [`dbscan`] from neighbour lists found by radius searches on `index` (over `points`), `eps` finite and > 0.
+fn dbscan_with_index(
+    points: &[Point3<f64>],
+    index: &KdIndex,
+    eps: f64,
+    min_points: usize,
+) -> Vec<Option<usize>> {
+    let n = points.len();
     // Neighbour lists in one flat buffer (CSR): `flat[offsets[i]..offsets[i + 1]]` are the neighbours of i.
     let (offsets, flat) = if n >= PARALLEL_MIN_POINTS {
         let lists: Vec<Vec<u32>> = points
@@ -68,6 +86,110 @@ pub fn dbscan(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Option
             let around = neighbours(nb);
             if around.len() >= min_points {
                 stack.extend(around.iter().copied().filter(|&q| labels[q as usize] < 0));
+            }
+        }
+        cluster += 1;
+    }
+    labels
+        .into_iter()
+        .map(|l| (l >= 0).then_some(l as usize))
+        .collect()
+}
+
+/// [`dbscan`] on a small cloud (at most [`SCAN_MAX_POINTS`] points): the neighbour relation as a bit matrix,
+/// each pair's distance computed once (the same expression as the radius scan's, whose value does not depend on
+/// which point is the query), then the same expansion as the general path. Labels do not depend on the order in
+/// which neighbours are visited, so they are the same.
+fn dbscan_small(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Option<usize>> {
+    let n = points.len();
+    let words = n.div_ceil(64);
+    let r2 = eps * eps;
+    let column = |a: usize| -> Vec<f64> { points.iter().map(|p| p[a]).collect() };
+    let (xs, ys, zs) = (column(0), column(1), column(2));
+    // Row i: bit j set when j != i lies strictly within eps of i.
+    let mut rows = vec![0u64; n * words];
+    vectorized(
+        #[inline(always)]
+        || {
+            let mut block = [0.0f64; 64];
+            for i in 0..n {
+                let q = [xs[i], ys[i], zs[i]];
+                for w in (i + 1) / 64..words {
+                    let (lo, hi) = (w * 64, ((w + 1) * 64).min(n));
+                    let out = &mut block[..hi - lo];
+                    for (((d, x), y), z) in out
+                        .iter_mut()
+                        .zip(&xs[lo..hi])
+                        .zip(&ys[lo..hi])
+                        .zip(&zs[lo..hi])
+                    {
+                        let (dx, dy, dz) = (x - q[0], y - q[1], z - q[2]);
+                        *d = dx * dx + dy * dy + dz * dz;
+                    }
+                    let mut bits = 0u64;
+                    for (b, &d) in out.iter().enumerate() {
+                        bits |= u64::from(d < r2) << b;
+                    }
+                    // Only the pairs j > i (w starts at i's next point, so the shift is below 64): the others
+                    // are set from the other point's row.
+                    bits &= u64::MAX << (i + 1).saturating_sub(lo);
+                    rows[i * words + w] |= bits;
+                    let mut rest = bits;
+                    while rest != 0 {
+                        let j = lo + rest.trailing_zeros() as usize;
+                        rows[j * words + i / 64] |= 1u64 << (i % 64);
+                        rest &= rest.wrapping_sub(1);
+                    }
+                }
+            }
+        },
+    );
+    // Neighbour counts include the point itself (its distance 0 is within any positive eps).
+    let count = |i: usize| {
+        1 + rows[i * words..(i + 1) * words]
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum::<usize>()
+    };
+    let push_neighbours = |stack: &mut Vec<u32>, i: usize, labels: &[i64]| {
+        if labels[i] < 0 {
+            stack.push(i as u32);
+        }
+        for (w, &word) in rows[i * words..(i + 1) * words].iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                let j = w * 64 + rest.trailing_zeros() as usize;
+                if labels[j] < 0 {
+                    stack.push(j as u32);
+                }
+                rest &= rest.wrapping_sub(1);
+            }
+        }
+    };
+    const UNDEFINED: i64 = -2;
+    const NOISE: i64 = -1;
+    let mut labels = vec![UNDEFINED; n];
+    let mut cluster = 0i64;
+    let mut stack: Vec<u32> = Vec::new();
+    for seed in 0..n {
+        if labels[seed] != UNDEFINED {
+            continue;
+        }
+        if count(seed) < min_points {
+            labels[seed] = NOISE;
+            continue;
+        }
+        labels[seed] = cluster;
+        stack.clear();
+        push_neighbours(&mut stack, seed, &labels);
+        while let Some(nb) = stack.pop() {
+            let nb = nb as usize;
+            if labels[nb] >= 0 {
+                continue;
+            }
+            labels[nb] = cluster;
+            if count(nb) >= min_points {
+                push_neighbours(&mut stack, nb, &labels);
             }
         }
         cluster += 1;
@@ -150,6 +272,46 @@ mod tests {
         let largest = largest_cluster(&PointCloud::new(points.clone()), 0.05, 5);
         assert!(largest.len() >= 485 && largest.len() <= 500);
         assert!(largest.points.iter().all(|p| p.z > 0.5));
+    }
+
+    #[test]
+    fn small_cloud_bit_matrix_path_labels_like_the_radius_search_path() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for (n, snap, eps, min_points) in [
+            (1, 0.0f64, 0.1, 1),
+            (2, 0.0, 0.1, 2),
+            (63, 0.0, 0.15, 4),
+            (64, 0.05, 0.05, 3),
+            (65, 0.05, 0.1, 5),
+            (200, 0.0, 0.08, 10),
+            (300, 0.02, 0.06, 10),
+            (512, 0.0, 0.05, 10),
+            (512, 0.1, 0.1, 2),
+        ] {
+            let mut points: Vec<Point3<f64>> = (0..n)
+                .map(|i| {
+                    let center = Vector3::new((i % 3) as f64 * 0.6, 0.0, 0.0);
+                    let c = center + Vector3::from_fn(|_, _| rng.random_range(-0.25..0.25));
+                    // Snapped coordinates put many pairs at exactly eps (strictly within: not neighbours).
+                    Point3::from(if snap > 0.0 {
+                        c.map(|x| (x / snap).round() * snap)
+                    } else {
+                        c
+                    })
+                })
+                .collect();
+            if n > 10 {
+                points[7] = points[2];
+            }
+            let tree = KdIndex::new(&points).unwrap();
+            let expected = dbscan_with_index(&points, &tree, eps, min_points);
+            assert_eq!(
+                dbscan(&points, eps, min_points),
+                expected,
+                "n {n} snap {snap} eps {eps}"
+            );
+            assert_eq!(dbscan_small(&points, eps, min_points), expected);
+        }
     }
 
     #[test]

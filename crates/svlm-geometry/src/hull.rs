@@ -242,22 +242,29 @@ fn outside_extreme_octagon(points: &[Point2<f64>]) -> Vec<Point2<f64>> {
     if points.len() < 64 {
         return points.to_vec();
     }
-    // Counter-clockwise: east, north-east, north, north-west, west, south-west, south, south-east.
-    let keys: [fn(&Point2<f64>) -> f64; 8] = [
-        |p| p.x,
-        |p| p.x + p.y,
-        |p| p.y,
-        |p| p.y - p.x,
-        |p| -p.x,
-        |p| -p.x - p.y,
-        |p| -p.y,
-        |p| p.x - p.y,
-    ];
+    // Counter-clockwise: east, north-east, north, north-west, west, south-west, south, south-east. (Written out:
+    // an array of key functions was called through pointers for every point.)
+    #[inline(always)]
+    fn keys(p: &Point2<f64>) -> [f64; 8] {
+        [
+            p.x,
+            p.x + p.y,
+            p.y,
+            p.y - p.x,
+            -p.x,
+            -p.x - p.y,
+            -p.y,
+            p.x - p.y,
+        ]
+    }
     let mut extreme = [points[0]; 8];
+    let mut best = keys(&points[0]);
     for p in &points[1..] {
-        for (e, key) in extreme.iter_mut().zip(&keys) {
-            if key(p) > key(e) {
-                *e = *p;
+        let key = keys(p);
+        for e in 0..8 {
+            if key[e] > best[e] {
+                best[e] = key[e];
+                extreme[e] = *p;
             }
         }
     }
@@ -296,7 +303,8 @@ pub(crate) fn convex_hull_2d(points: &[Point2<f64>]) -> Vec<Point2<f64>> {
 }
 
 fn monotone_chain(mut sorted: Vec<Point2<f64>>) -> Vec<Point2<f64>> {
-    sorted.sort_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
+    // Unstable is the same order: points that compare equal have the same bits (and are deduplicated next).
+    sorted.sort_unstable_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
     sorted.dedup();
     if sorted.len() < 3 {
         return sorted;

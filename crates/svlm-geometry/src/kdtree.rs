@@ -1,6 +1,7 @@
 use nalgebra::{Point3, Vector3};
 
 use crate::boxes::Aabb;
+use crate::simd::vectorized;
 
 /// Points per leaf: small enough to prune well, large enough to keep the tree shallow.
 const LEAF_SIZE: usize = 16;
@@ -29,8 +30,10 @@ pub(crate) struct KdIndex {
 
 /// Up to this many points a linear scan beats the tree for radius and nearest-distance searches: the distance
 /// loop vectorizes and a branch-free compaction keeps the hits, where the tree pays a branchy descent per query.
-/// Synthesis filters objects on at most 300 voxels, so their DBSCAN and the gaps between objects take this path.
-/// (k-nearest is not faster this way: keeping the k best of every point costs more than the tree's pruning.)
+/// Synthesis filters objects on at most 300 voxels, so their outlier removal, DBSCAN and the gaps between objects
+/// take this path. (k-nearest searches scan too, but through [`KdIndex::scan_nearest_k_distances`], which keeps
+/// only the distances under a threshold and sorts those: keeping the k best of every point one by one, as
+/// [`KdIndex::nearest_k`] does on a scan index, costs more than the tree's pruning.)
 pub(crate) const SCAN_MAX_POINTS: usize = 512;
 
 /// Points per block of a scan: distances are computed a block at a time into a small stack buffer.
@@ -38,8 +41,8 @@ const SCAN_BLOCK: usize = 64;
 
 impl KdIndex {
     /// An index for radius and nearest-distance searches: a scan up to [`SCAN_MAX_POINTS`] points, a tree above.
-    /// (k-nearest searches are faster on the tree at every size: use [`Self::new`] for them.) `None` for an empty
-    /// slice.
+    /// (k-nearest searches on a scan index are fast only through [`Self::scan_nearest_k_distances`].) `None` for
+    /// an empty slice.
     pub(crate) fn for_radius_search(points: &[Point3<f64>]) -> Option<Self> {
         if points.is_empty() {
             return None;
@@ -141,6 +144,89 @@ impl KdIndex {
         self.knn(0, self.coords.len(), &q, k, out, &mut off, rd);
     }
 
+    /// The `k` smallest squared distances from `p` to the points of a scan index (itself included), ascending,
+    /// as bits (`f64::to_bits`, which orders non-negative values as numbers) into `out`: the same values as the
+    /// distances [`Self::nearest_k`] gives, tie or no tie. Fewer than `k` when the cloud is smaller.
+    ///
+    /// All distances are computed into `d2` (a vectorized loop); only those at most a threshold are then kept and
+    /// sorted. `threshold` carries a guess across calls (queries in a row have similar k-th distances; start with
+    /// infinity): it is raised until at least `k` distances are within it, which makes the `k` smallest overall
+    /// the `k` smallest kept, and is left at 1.25 times this query's k-th distance.
+    #[inline(always)]
+    pub(crate) fn scan_nearest_k_distances(
+        &self,
+        p: &Point3<f64>,
+        k: usize,
+        threshold: &mut f64,
+        d2: &mut Vec<f64>,
+        out: &mut Vec<u64>,
+    ) {
+        debug_assert!(self.is_scan());
+        let [xs, ys, zs] = &self.columns;
+        let n = xs.len();
+        let k = k.min(n);
+        out.clear();
+        if k == 0 {
+            return;
+        }
+        let q = [p.x, p.y, p.z];
+        d2.resize(n, 0.0);
+        for (((d, x), y), z) in d2.iter_mut().zip(xs).zip(ys).zip(zs) {
+            let (dx, dy, dz) = (x - q[0], y - q[1], z - q[2]);
+            *d = dx * dx + dy * dy + dz * dz;
+        }
+        let mut t = *threshold;
+        if !(t > 0.0) {
+            t = f64::INFINITY;
+        }
+        loop {
+            // Wrapping adds (at most n, no overflow): an overflow-checked add is a branch that keeps the loop scalar
+            // in the dev profile.
+            let mut within = 0u64;
+            for &d in d2.iter() {
+                within = within.wrapping_add(u64::from(d <= t));
+            }
+            if within as usize >= k {
+                break;
+            }
+            t *= 4.0;
+        }
+        // Branch-free compaction of the distances within the threshold.
+        // Branch-free compaction of the distances within the threshold, eight at a time: a mask of the chunk's
+        // hits, then one store per hit.
+        out.resize(n, 0);
+        let buf = &mut out[..];
+        let mut kept = 0usize;
+        let chunks = d2.chunks_exact(8);
+        let rest = chunks.remainder();
+        for (c, chunk) in chunks.enumerate() {
+            let mut hits = 0u32;
+            for (b, &d) in chunk.iter().enumerate() {
+                hits |= u32::from(d <= t) << b;
+            }
+            while hits != 0 {
+                let b = hits.trailing_zeros() as usize;
+                buf[kept] = d2[c * 8 + b].to_bits();
+                kept = kept.wrapping_add(1);
+                hits &= hits.wrapping_sub(1);
+            }
+        }
+        let base = n - rest.len();
+        for (b, &d) in rest.iter().enumerate() {
+            buf[kept] = d2[base + b].to_bits();
+            kept = kept.wrapping_add(usize::from(d <= t));
+        }
+        out.truncate(kept);
+        if kept > 2 * k {
+            out.select_nth_unstable(k - 1);
+            out.truncate(k);
+        }
+        out.sort_unstable();
+        out.truncate(k);
+        let kth = f64::from_bits(out[k - 1]);
+        *threshold = kth * 1.25;
+    }
+
     /// Indices of the points strictly closer than `radius` (nanoflann's radius-search semantics), appended to
     /// `out`.
     pub(crate) fn within(&self, p: &Point3<f64>, radius: f64, out: &mut Vec<u32>) {
@@ -167,14 +253,32 @@ impl KdIndex {
 
     /// Squared distance to the nearest point, or `bound` when no point is closer than `sqrt(bound)` (pass
     /// infinity for a plain nearest-neighbour query; a finite bound prunes the search).
+    #[inline(always)]
     pub(crate) fn nearest_sq_distance_below(&self, p: &Point3<f64>, bound: f64) -> f64 {
         let q = [p.x, p.y, p.z];
         if self.is_scan() {
-            let mut best = bound;
-            self.scan_distances(&q, |_, distances| {
-                best = distances.iter().fold(best, |best, &d| best.min(d));
-            });
-            return best;
+            // Eight running minima (a minimum does not depend on the order it is taken in, and squared
+            // distances are never NaN or -0), so the loop vectorizes.
+            const LANES: usize = 8;
+            let [xs, ys, zs] = &self.columns;
+            let mut lanes = [bound; LANES];
+            let whole = xs.len() / LANES * LANES;
+            for start in (0..whole).step_by(LANES) {
+                let (x, y, z) = (
+                    &xs[start..start + LANES],
+                    &ys[start..start + LANES],
+                    &zs[start..start + LANES],
+                );
+                for l in 0..LANES {
+                    let (dx, dy, dz) = (x[l] - q[0], y[l] - q[1], z[l] - q[2]);
+                    lanes[l] = lanes[l].min(dx * dx + dy * dy + dz * dz);
+                }
+            }
+            for i in whole..xs.len() {
+                let (dx, dy, dz) = (xs[i] - q[0], ys[i] - q[1], zs[i] - q[2]);
+                lanes[0] = lanes[0].min(dx * dx + dy * dy + dz * dz);
+            }
+            return lanes.iter().fold(bound, |best, &d| best.min(d));
         }
         let (mut off, rd) = self.box_offsets(&q);
         let mut best = bound;
@@ -388,12 +492,17 @@ pub fn closest_distance(a: &[Point3<f64>], b: &[Point3<f64>]) -> f64 {
         .collect();
     order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
     let mut best = f64::INFINITY;
-    for (gap, i) in order {
-        if gap >= best {
-            break;
-        }
-        best = index.nearest_sq_distance_below(&queries[i as usize], best);
-    }
+    vectorized(
+        #[inline(always)]
+        || {
+            for (gap, i) in order {
+                if gap >= best {
+                    break;
+                }
+                best = index.nearest_sq_distance_below(&queries[i as usize], best);
+            }
+        },
+    );
     best.sqrt()
 }
 
@@ -470,6 +579,55 @@ mod tests {
         }
         index.nearest_k(&points[0], 5000, &mut found);
         assert_eq!(found.len(), n);
+    }
+
+    #[test]
+    fn scan_k_nearest_distances_equal_the_trees() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (mut found, mut d2, mut bits) = (Vec::new(), Vec::new(), Vec::new());
+        // Tiny clouds (fewer points than k), grid-snapped clouds full of equal distances, duplicates, a sheet.
+        for (n, snap, k) in [
+            (1, 0.0f64, 20),
+            (7, 0.0, 20),
+            (20, 0.0, 20),
+            (21, 0.1, 20),
+            (300, 0.0, 20),
+            (300, 0.05, 20),
+            (512, 0.02, 20),
+            (200, 0.25, 5),
+            (100, 0.0f64, 1),
+        ] {
+            let mut points: Vec<Point3<f64>> = (0..n)
+                .map(|_| {
+                    let mut c = Vector3::new(
+                        rng.random_range(0.0..1.0),
+                        rng.random_range(0.0..0.5),
+                        rng.random_range(0.0..0.02),
+                    );
+                    if snap > 0.0 {
+                        c = c.map(|x| (x / snap).round() * snap);
+                    }
+                    Point3::from(c)
+                })
+                .collect();
+            if n > 10 {
+                points[3] = points[5];
+            }
+            let tree = KdIndex::new(&points).unwrap();
+            let scan = KdIndex::for_radius_search(&points).unwrap();
+            assert!(scan.is_scan());
+            let mut threshold = f64::INFINITY;
+            // Queries in order (the threshold guess carried along), then far away ones that force it up.
+            let far = [Point3::new(3.0, -2.0, 1.0), Point3::new(0.5, 0.25, 0.01)];
+            for q in points.iter().chain(&far) {
+                tree.nearest_k(q, k, &mut found);
+                scan.scan_nearest_k_distances(q, k, &mut threshold, &mut d2, &mut bits);
+                let expected: Vec<f64> = found.iter().map(|(d, _)| *d).collect();
+                let got: Vec<f64> = bits.iter().map(|&b| f64::from_bits(b)).collect();
+                assert_eq!(got, expected, "n {n} snap {snap} k {k} query {q}");
+                assert_eq!(got.len(), k.min(n));
+            }
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod hull;
 mod kdtree;
 mod pipeline;
 mod plane;
+mod simd;
 
 pub use boxes::{Aabb, Obb, horizontal_basis};
 pub use camera::{
@@ -40,7 +41,10 @@ pub use cluster::{cluster_count, dbscan, largest_cluster, largest_label};
 pub use error::GeometryError;
 pub use frame::{CanonicalFrame, canonical_frame, up_for_pitch};
 pub use kdtree::closest_distance;
-pub use pipeline::{ObjectGeometry, ObjectParams, SceneGeometry, SkipReason, extract_objects};
+pub use pipeline::{
+    ObjectGeometry, ObjectParams, SceneGeometry, SkipReason, extract_objects,
+    extract_selected_objects,
+};
 pub use plane::{
     GroundPlaneParams, Plane, find_ground_plane, fit_plane_least_squares, segment_plane,
 };

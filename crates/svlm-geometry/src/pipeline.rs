@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::boxes::{Aabb, Obb};
 use crate::camera::{DepthMap, Intrinsics, LiftStats, depth_to_instance_points, is_valid_depth};
 use crate::cloud::{
-    PointCloud, remove_statistical_outliers, voxel_downsample, voxel_downsample_traced,
+    PointCloud, remove_statistical_outliers, voxel_downsample, voxel_downsample_traced_in,
 };
 use crate::cluster::{dbscan, largest_label};
 use crate::error::GeometryError;
@@ -117,11 +117,26 @@ pub fn extract_objects(
     instance_ids: &[u16],
     params: &ObjectParams,
 ) -> Result<SceneGeometry, GeometryError> {
+    extract_selected_objects(depth, intrinsics, instance_ids, params, |_| true)
+}
+
+/// [`extract_objects`] for the instance ids `wanted` accepts only: the others are neither filtered nor listed
+/// (in `objects` or `skipped`); the wanted ones come out exactly as from [`extract_objects`].
+pub fn extract_selected_objects(
+    depth: &DepthMap,
+    intrinsics: &Intrinsics,
+    instance_ids: &[u16],
+    params: &ObjectParams,
+    wanted: impl Fn(u16) -> bool,
+) -> Result<SceneGeometry, GeometryError> {
     let instances = depth_to_instance_points(depth, intrinsics, instance_ids, params.stride)?;
     let frame = estimate_frame(depth, intrinsics, instance_ids, params);
     let mut objects = Vec::with_capacity(instances.len());
     let mut skipped = Vec::new();
     for (id, (raw, lift)) in instances {
+        if !wanted(id) {
+            continue;
+        }
         if raw.is_empty() {
             skipped.push((id, SkipReason::NoValidDepth));
             continue;
@@ -229,7 +244,8 @@ fn filter_voxels(
     params: &ObjectParams,
 ) -> (PointCloud, f64, VoxelSelection) {
     let mut voxel_size = params.voxel_size;
-    let (mut sparse, mut trace) = voxel_downsample_traced(raw, voxel_size);
+    let bounds = Aabb::from_points(&raw.points);
+    let (mut sparse, mut trace) = voxel_downsample_traced_in(raw, voxel_size, bounds);
     if params.voxel_size > 0.0 && params.max_filter_points > 0 {
         // Surface points scale with 1/voxel^2; a few rounds absorb the voxel grid's granularity.
         for _ in 0..4 {
@@ -237,7 +253,7 @@ fn filter_voxels(
                 break;
             }
             voxel_size *= (sparse.len() as f64 / params.max_filter_points as f64).sqrt() * 1.05;
-            (sparse, trace) = voxel_downsample_traced(raw, voxel_size);
+            (sparse, trace) = voxel_downsample_traced_in(raw, voxel_size, bounds);
         }
     }
     let mut alive: Vec<usize> = (0..sparse.len()).collect();
