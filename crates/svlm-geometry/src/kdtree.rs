@@ -175,10 +175,12 @@ impl KdIndex {
             let (dx, dy, dz) = (x - q[0], y - q[1], z - q[2]);
             *d = dx * dx + dy * dy + dz * dz;
         }
-        let mut t = *threshold;
-        if !(t > 0.0) {
-            t = f64::INFINITY;
-        }
+        // A guess of 0 (a k-th distance of 0: duplicates) or NaN could never be raised: start from infinity.
+        let mut t = if *threshold > 0.0 {
+            *threshold
+        } else {
+            f64::INFINITY
+        };
         loop {
             // Wrapping adds (at most n, no overflow): an overflow-checked add is a branch that keeps the loop scalar
             // in the dev profile.

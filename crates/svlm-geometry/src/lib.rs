@@ -14,8 +14,10 @@
 //! plane on the background and the canonical frame, then per object voxel grid (capped), outlier removal and the
 //! largest cluster decided on the voxels, and centroid / AABB / upright OBB of the surviving full-resolution
 //! points in the canonical frame. Neighbour searches use a small implicit kd-tree built per cloud
-//! (microseconds for per-object clouds; radius and nearest-distance searches on clouds of at most 512 points scan
-//! coordinate columns instead, with the same results); loops go parallel (rayon) only above 20,000 points, since synthesis
+//! (microseconds for per-object clouds); on clouds of at most 512 points (every object's voxels in synthesis) the
+//! outlier removal's k-nearest distances, DBSCAN's neighbour relation and nearest-distance searches scan
+//! coordinate columns instead, with the same results. The hot loops run at the CPU's vector width (runtime
+//! dispatch, same bits at every width); loops go parallel (rayon) only above 20,000 points, since synthesis
 //! already runs one image per core.
 
 mod boxes;

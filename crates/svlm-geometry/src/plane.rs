@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::cloud::{PointCloud, centroid};
 use crate::kdtree::PARALLEL_MIN_POINTS;
+use crate::simd::vectorized;
 
 /// Plane `normal . p + d = 0`, `normal` unit length.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,13 +108,22 @@ pub fn segment_plane_with_probability(
     let samples: Vec<Vec<usize>> = (0..iterations)
         .map(|_| sample_distinct(&mut rng, n, ransac_n))
         .collect();
-    let evaluate = |sample: &Vec<usize>| -> Option<(Plane, usize, f64)> {
+    // A sample with fewer inliers than the best so far cannot win whatever its error: only its (vectorized)
+    // inlier count is taken, not the order-fixed error sum. `beat` is the best count when the batch started
+    // (the best count only grows), so every sample that can win is scored in full, exactly as before.
+    let evaluate = |sample: &Vec<usize>, beat: Option<usize>| -> Option<(Plane, usize, f64)> {
         let plane = if ransac_n == 3 {
             plane_through(&points[sample[0]], &points[sample[1]], &points[sample[2]])?
         } else {
             let chosen: Vec<Point3<f64>> = sample.iter().map(|&i| points[i]).collect();
             fit_plane_least_squares(&chosen)?
         };
+        if let Some(beat) = beat {
+            let count = count_inliers(points, &plane, distance_threshold);
+            if count < beat {
+                return Some((plane, count, f64::NAN));
+            }
+        }
         let (count, sse) = score_plane(points, &plane, distance_threshold);
         Some((plane, count, sse))
     };
@@ -131,10 +141,11 @@ pub fn segment_plane_with_probability(
         if done as f64 > break_iteration {
             break;
         }
+        let beat = best.as_ref().map(|(_, count, _)| *count);
         let results: Vec<Option<(Plane, usize, f64)>> = if chunk > 1 {
-            batch.par_iter().map(evaluate).collect()
+            batch.par_iter().map(|s| evaluate(s, beat)).collect()
         } else {
-            batch.iter().map(evaluate).collect()
+            batch.iter().map(|s| evaluate(s, beat)).collect()
         };
         for (plane, count, sse) in results.into_iter().flatten() {
             let rmse = if count > 0 {
@@ -197,6 +208,23 @@ fn plane_through(a: &Point3<f64>, b: &Point3<f64>, c: &Point3<f64>) -> Option<Pl
         normal,
         d: -normal.dot(&a.coords),
     })
+}
+
+/// The inlier count of [`score_plane`] (the same distances), in a loop at the CPU's vector width.
+fn count_inliers(points: &[Point3<f64>], plane: &Plane, threshold: f64) -> usize {
+    let (nx, ny, nz, d) = (plane.normal.x, plane.normal.y, plane.normal.z, plane.d);
+    vectorized(
+        #[inline(always)]
+        || {
+            // A wrapping add (at most n): an overflow-checked one keeps the loop scalar in the dev profile.
+            let mut count = 0usize;
+            for p in points {
+                let dist = (nx * p.x + ny * p.y + nz * p.z + d).abs();
+                count = count.wrapping_add(usize::from(dist < threshold));
+            }
+            count
+        },
+    )
 }
 
 /// Inlier count and sum of squared inlier distances (strict `<`, as open3d).
@@ -318,6 +346,35 @@ mod tests {
                 Point3::from(-n * d + a * s + b * t + n * e)
             })
             .collect()
+    }
+
+    #[test]
+    fn vectorized_inlier_count_is_the_scores_count() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        // Points snapped to a grid on and around z = 0.5: many distances exactly at the threshold 0.25.
+        let points: Vec<Point3<f64>> = (0..1003)
+            .map(|_| {
+                Point3::from(Vector3::from_fn(|_, _| {
+                    (rng.random_range(0.0..1.0f64) * 8.0).round() / 8.0
+                }))
+            })
+            .collect();
+        for normal in [
+            Vector3::new(0.0, 0.0, 1.0),
+            Vector3::new(0.3, -0.2, 0.9),
+            Vector3::new(1.0, 1.0, 0.0),
+        ] {
+            let plane = Plane {
+                normal: Unit::new_normalize(normal),
+                d: -0.5,
+            };
+            for threshold in [0.0, 0.125, 0.25, 0.3, 2.0] {
+                assert_eq!(
+                    count_inliers(&points, &plane, threshold),
+                    score_plane(&points, &plane, threshold).0
+                );
+            }
+        }
     }
 
     #[test]
