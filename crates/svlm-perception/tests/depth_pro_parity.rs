@@ -3,51 +3,21 @@
 //! errors. Tolerances are relative to the largest magnitude of each reference tensor.
 
 mod common;
+use common::{Reference, values};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor, TensorData};
-use svlm_model::WeightDType;
-use svlm_model::io::{CheckpointTensor, read_safetensors_file};
+use burn::tensor::{Device, Tensor};
 use svlm_perception::DepthPro;
 
 fn model_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-depth-pro")
 }
 
-struct Reference(BTreeMap<String, CheckpointTensor>);
-
-impl Reference {
-    fn open() -> Self {
-        Self(read_safetensors_file(&model_dir().join("reference.safetensors")).unwrap())
-    }
-
-    fn floats(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let t = self
-            .0
-            .get(name)
-            .unwrap_or_else(|| panic!("no `{name}` in reference"));
-        let v = t
-            .to_data(name, WeightDType::F32)
-            .unwrap()
-            .try_into_vec::<f32>()
-            .unwrap();
-        (v, t.shape.clone())
-    }
-
-    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
-        let (v, shape) = self.floats(name);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
+fn reference() -> Reference {
+    Reference::open(&model_dir().join("reference.safetensors"))
 }
 
 /// `t[..., ::3, ::3]`, as the fixture stores the large maps.
@@ -105,7 +75,7 @@ fn load() -> DepthPro {
 #[test]
 fn preprocessing_matches_depth_pro_image_processor() {
     let model = load();
-    let reference = Reference::open();
+    let reference = reference();
     let pixels = model.preprocess(&photo()).unwrap();
     // 96 x 64 -> 64 x 64: bilinear downscale of the normalized image, no antialiasing.
     check(&reference, "pixel_values", pixels, 1e-5);
@@ -115,7 +85,7 @@ fn preprocessing_matches_depth_pro_image_processor() {
 fn features_depth_and_field_of_view_match_transformers() {
     let model = load();
     let device = Device::flex();
-    let reference = Reference::open();
+    let reference = reference();
     let start = Instant::now();
     let out = model
         .model
@@ -152,7 +122,7 @@ fn features_depth_and_field_of_view_match_transformers() {
 #[test]
 fn predict_matches_post_processed_depth_and_focal_length() {
     let model = load();
-    let reference = Reference::open();
+    let reference = reference();
     let image = photo();
     let start = Instant::now();
     let prediction = model.predict(&image).unwrap();

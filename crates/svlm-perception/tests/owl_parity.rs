@@ -2,13 +2,12 @@
 //! on the tiny random-weight models made by `scripts/make_owl_fixtures.py`, and the loader's errors.
 
 mod common;
+use common::{Reference, values};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
-use svlm_model::WeightDType;
-use svlm_model::io::{CheckpointTensor, read_safetensors_file};
+use burn::tensor::{Device, Tensor};
 use svlm_perception::owl::{
     OwlDetector, OwlTokenizer, OwlVersion, TextQueries, clip_box, post_process_object_detection,
 };
@@ -33,42 +32,11 @@ fn v1_dir() -> PathBuf {
     fixtures().join("tiny-owlvit")
 }
 
-struct Reference(BTreeMap<String, CheckpointTensor>);
+fn reference() -> Reference {
+    Reference::open(&fixtures().join("reference.safetensors"))
+}
 
 impl Reference {
-    fn open() -> Self {
-        Self(read_safetensors_file(&fixtures().join("reference.safetensors")).unwrap())
-    }
-
-    fn get(&self, name: &str) -> &CheckpointTensor {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("no `{name}` in reference"))
-    }
-
-    fn floats(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let t = self.get(name);
-        let v = t
-            .to_data(name, WeightDType::F32)
-            .unwrap()
-            .try_into_vec::<f32>()
-            .unwrap();
-        (v, t.shape.clone())
-    }
-
-    fn ints(&self, name: &str) -> Vec<i64> {
-        self.get(name)
-            .bytes()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    }
-
-    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
-        let (v, shape) = self.floats(name);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-
     fn queries(&self) -> TextQueries {
         TextQueries::new(
             self.ints("input_ids"),
@@ -77,13 +45,6 @@ impl Reference {
         )
         .unwrap()
     }
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -112,7 +73,7 @@ fn compare<const D: usize>(reference: &Reference, name: &str, got: Tensor<D>, to
 
 #[test]
 fn tokenizer_matches_the_hf_processor() {
-    let reference = Reference::open();
+    let reference = reference();
     let expected = reference.queries();
     for dir in [v2_dir(), v1_dir()] {
         let model = load(&dir);
@@ -136,7 +97,7 @@ const TOKENIZER_PROBES: [&str; 4] = [
 
 #[test]
 fn tokenizer_json_and_vocab_merges_tokenize_as_transformers() {
-    let reference = Reference::open();
+    let reference = reference();
     let expected: Vec<Vec<u32>> = reference
         .ints("tokenizer_probe_ids")
         .chunks_exact(32)
@@ -173,7 +134,7 @@ fn tokenizer_json_and_vocab_merges_tokenize_as_transformers() {
 #[test]
 fn v2_preprocessing_matches_owlv2_image_processor() {
     let model = load(&v2_dir());
-    let reference = Reference::open();
+    let reference = reference();
     let image = Rgb8::from_image(&photo());
     let pixels = model.processor.preprocess(&image).unwrap();
     let (expected, shape) = reference.floats("pixel_values");
@@ -214,7 +175,7 @@ fn v2_preprocessing_matches_owlv2_image_processor() {
 fn v2_outputs_match_owlv2_for_object_detection() {
     let model = load(&v2_dir());
     let device = Device::flex();
-    let reference = Reference::open();
+    let reference = reference();
     let queries = reference.queries();
     let out = model
         .model
@@ -274,7 +235,7 @@ fn assert_same_detections(
 #[test]
 fn v2_post_processing_and_detect_match_transformers() {
     let model = load(&v2_dir());
-    let reference = Reference::open();
+    let reference = reference();
     let image = photo();
     let (h, w) = (image.height() as usize, image.width() as usize);
     let (threshold, _) = reference.floats("threshold");
@@ -355,7 +316,7 @@ fn v1_matches_owlvit_for_object_detection() {
     assert_eq!(model.version(), OwlVersion::V1);
     assert!(model.model.objectness_head.is_none());
     let device = Device::flex();
-    let reference = Reference::open();
+    let reference = reference();
     let image = photo();
     let pixels = model
         .processor
@@ -398,7 +359,7 @@ fn v1_matches_owlvit_for_object_detection() {
 fn padded_queries_get_the_lowest_logit() {
     let model = load(&v2_dir());
     let device = Device::flex();
-    let reference = Reference::open();
+    let reference = reference();
     let mut queries = reference.queries();
     // A padded query (all pad ids, as a batch filler would be) must never win.
     for v in &mut queries.input_ids[16..32] {

@@ -2,14 +2,13 @@
 //! random-weight metric model made by `scripts/make_perception_fixtures.py`, and the loader's errors.
 
 mod common;
+use common::{Reference, values};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::{Device, Tensor, TensorData};
-use svlm_model::WeightDType;
-use svlm_model::io::{CheckpointTensor, read_safetensors_file};
+use burn::tensor::{Device, Tensor};
 use svlm_perception::{DepthAnything, DepthKind, Dinov2};
 use svlm_processor::Rgb8;
 
@@ -21,37 +20,8 @@ fn model_dir() -> PathBuf {
     fixtures().join("tiny-depth-anything")
 }
 
-struct Reference(BTreeMap<String, CheckpointTensor>);
-
-impl Reference {
-    fn open() -> Self {
-        Self(read_safetensors_file(&fixtures().join("reference.safetensors")).unwrap())
-    }
-
-    fn floats(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let t = self
-            .0
-            .get(name)
-            .unwrap_or_else(|| panic!("no `{name}` in reference"));
-        let v = t
-            .to_data(name, WeightDType::F32)
-            .unwrap()
-            .try_into_vec::<f32>()
-            .unwrap();
-        (v, t.shape.clone())
-    }
-
-    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
-        let (v, shape) = self.floats(name);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
+fn reference() -> Reference {
+    Reference::open(&fixtures().join("reference.safetensors"))
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -75,7 +45,7 @@ fn load() -> DepthAnything {
 #[test]
 fn preprocessing_matches_dpt_image_processor() {
     let model = load();
-    let reference = Reference::open();
+    let reference = reference();
     let (expected, shape) = reference.floats("pixel_values");
     let pixels = model
         .processor
@@ -90,7 +60,7 @@ fn preprocessing_matches_dpt_image_processor() {
 #[test]
 fn downscaling_preprocessing_matches_and_rounds_half_to_even() {
     let model = load();
-    let reference = Reference::open();
+    let reference = reference();
     let (expected, shape) = reference.floats("pixel_values_down");
     let processor = svlm_perception::DptImageProcessor {
         size: (42, 42),
@@ -133,7 +103,7 @@ fn standalone_dinov2_gives_the_backbone_feature_maps() {
     let device = Device::flex();
     let dir = standalone_dinov2(|_| {});
     let dinov2 = Dinov2::load(dir.path(), &device).unwrap();
-    let reference = Reference::open();
+    let reference = reference();
     let hidden = dinov2.hidden_states(reference.tensor("pixel_values", &device));
     assert_eq!(hidden.len(), dinov2.config.num_hidden_layers + 1);
     let stages = dinov2.config.selected_stages().unwrap();
@@ -160,7 +130,7 @@ fn backbone_and_depth_match_transformers() {
     let model = load();
     assert_eq!(model.kind(), DepthKind::Metric);
     let device = Device::flex();
-    let reference = Reference::open();
+    let reference = reference();
     let pixels: Tensor<4> = reference.tensor("pixel_values", &device);
     let out = model.model.forward(pixels);
     assert_eq!(out.feature_maps.len(), 4);
@@ -199,7 +169,7 @@ fn backbone_and_depth_match_transformers() {
 #[test]
 fn predict_matches_post_processed_depth() {
     let model = load();
-    let reference = Reference::open();
+    let reference = reference();
     let image = photo();
     let start = Instant::now();
     let depth = model.predict(&image).unwrap();
@@ -328,7 +298,7 @@ fn relative_models_are_refused_by_predict() {
     let raw = model.predict_raw(&photo()).unwrap();
     assert!(raw.data.iter().all(|v| v.is_finite()));
     // ReLU head: non-negative at the processed size (the bicubic resize may overshoot below 0, as in HF).
-    let reference = Reference::open();
+    let reference = reference();
     let depth = model
         .model
         .forward(reference.tensor("pixel_values", &Device::flex()))

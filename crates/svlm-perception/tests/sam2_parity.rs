@@ -3,13 +3,11 @@
 //! and the loader's errors.
 
 mod common;
+use common::{Reference, values};
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use svlm_model::WeightDType;
-use svlm_model::io::{CheckpointTensor, read_safetensors_file};
 use svlm_perception::{BoxSegmenter, Sam2};
 use svlm_processor::Rgb8;
 
@@ -29,52 +27,8 @@ fn model_dir() -> PathBuf {
     fixtures().join("sam2/tiny-sam2")
 }
 
-struct Reference(BTreeMap<String, CheckpointTensor>);
-
-impl Reference {
-    fn open() -> Self {
-        Self(read_safetensors_file(&fixtures().join("sam2/reference.safetensors")).unwrap())
-    }
-
-    fn get(&self, name: &str) -> &CheckpointTensor {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("no `{name}` in reference"))
-    }
-
-    fn floats(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let t = self.get(name);
-        let v = t
-            .to_data(name, WeightDType::F32)
-            .unwrap()
-            .try_into_vec::<f32>()
-            .unwrap();
-        (v, t.shape.clone())
-    }
-
-    fn ints(&self, name: &str) -> Vec<i64> {
-        self.get(name)
-            .bytes()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    }
-
-    fn bytes(&self, name: &str) -> Vec<u8> {
-        self.get(name).bytes().to_vec()
-    }
-
-    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
-        let (v, shape) = self.floats(name);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
+fn reference() -> Reference {
+    Reference::open(&fixtures().join("sam2/reference.safetensors"))
 }
 
 /// The largest absolute difference, and that relative to the largest reference magnitude.
@@ -116,7 +70,7 @@ fn load() -> Sam2 {
 #[test]
 fn preprocessing_and_boxes_match_sam2_processor() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let inputs = sam
         .processor
         .preprocess(&Rgb8::from_image(&photo()))
@@ -145,7 +99,7 @@ fn downscaling_resize_is_torchvisions_bit_for_bit() {
         .to_rgb8();
     let resized =
         svlm_perception::sam2::resize_bilinear_u8(&Rgb8::from_image(&motorcycle), 128, 128);
-    let reference = Reference::open();
+    let reference = reference();
     let expected = reference.bytes("motorcycle_resized");
     assert_eq!(reference.get("motorcycle_resized").shape, vec![128, 128, 3]);
     let differing = resized
@@ -165,7 +119,7 @@ fn downscaling_resize_is_torchvisions_bit_for_bit() {
 #[test]
 fn backbone_stages_and_fpn_features_match() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let pixels = reference.tensor::<4>("pixel_values", &sam.device);
     let encoder = &sam.model.vision_encoder;
     let stages = encoder.backbone.forward(pixels);
@@ -202,7 +156,7 @@ fn backbone_stages_and_fpn_features_match() {
 #[test]
 fn prompt_encoder_matches() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let boxes = reference
         .tensor::<3>("input_boxes", &sam.device)
         .reshape([4, 4]);
@@ -218,7 +172,7 @@ fn prompt_encoder_matches() {
 #[test]
 fn mask_logits_iou_and_object_scores_match() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let inputs = sam
         .processor
         .preprocess(&Rgb8::from_image(&photo()))
@@ -241,7 +195,7 @@ fn mask_logits_iou_and_object_scores_match() {
 #[test]
 fn single_mask_output_matches() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let inputs = sam
         .processor
         .preprocess(&Rgb8::from_image(&photo()))
@@ -256,7 +210,7 @@ fn single_mask_output_matches() {
 #[test]
 fn final_masks_match_post_processing_and_the_multimask_choice() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let masks = sam.segment(&photo(), &BOXES).unwrap();
     let best = reference.ints("best_mask_index");
     let chosen: Vec<usize> = masks.iter().map(|m| m.candidate).collect();
@@ -291,7 +245,7 @@ fn final_masks_match_post_processing_and_the_multimask_choice() {
 #[test]
 fn upscaled_logits_match_post_process_masks() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     // The reference model's low-resolution masks, each box's chosen candidate.
     let (low, shape) = reference.floats("pred_masks");
     let best = reference.ints("best_mask_index");

@@ -3,13 +3,11 @@
 //! loader's errors.
 
 mod common;
+use common::{Reference, values};
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
-use svlm_model::WeightDType;
-use svlm_model::io::{CheckpointTensor, read_safetensors_file};
 use svlm_perception::Sam;
 use svlm_processor::Rgb8;
 
@@ -29,52 +27,8 @@ fn model_dir() -> PathBuf {
     fixtures().join("sam/tiny-sam")
 }
 
-struct Reference(BTreeMap<String, CheckpointTensor>);
-
-impl Reference {
-    fn open() -> Self {
-        Self(read_safetensors_file(&fixtures().join("sam/reference.safetensors")).unwrap())
-    }
-
-    fn get(&self, name: &str) -> &CheckpointTensor {
-        self.0
-            .get(name)
-            .unwrap_or_else(|| panic!("no `{name}` in reference"))
-    }
-
-    fn floats(&self, name: &str) -> (Vec<f32>, Vec<usize>) {
-        let t = self.get(name);
-        let v = t
-            .to_data(name, WeightDType::F32)
-            .unwrap()
-            .try_into_vec::<f32>()
-            .unwrap();
-        (v, t.shape.clone())
-    }
-
-    fn ints(&self, name: &str) -> Vec<i64> {
-        self.get(name)
-            .bytes()
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect()
-    }
-
-    fn bytes(&self, name: &str) -> Vec<u8> {
-        self.get(name).bytes().to_vec()
-    }
-
-    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
-        let (v, shape) = self.floats(name);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
+fn reference() -> Reference {
+    Reference::open(&fixtures().join("sam/reference.safetensors"))
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -98,7 +52,7 @@ fn load() -> Sam {
 #[test]
 fn preprocessing_and_boxes_match_sam_processor() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let inputs = sam
         .processor
         .preprocess(&Rgb8::from_image(&photo()))
@@ -127,7 +81,7 @@ fn preprocessing_and_boxes_match_sam_processor() {
 #[test]
 fn image_encoder_matches_layer_by_layer() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let device = sam.device.clone();
     let pixels = reference.tensor::<4>("pixel_values", &device);
     let hidden = sam.model.vision_encoder.hidden_states(pixels.clone());
@@ -150,7 +104,7 @@ fn image_encoder_matches_layer_by_layer() {
 #[test]
 fn prompt_encoder_matches() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let device = sam.device.clone();
     let boxes = reference
         .tensor::<3>("input_boxes", &device)
@@ -173,7 +127,7 @@ fn prompt_encoder_matches() {
 #[test]
 fn mask_logits_and_iou_scores_match() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let inputs = sam
         .processor
         .preprocess(&Rgb8::from_image(&photo()))
@@ -202,7 +156,7 @@ fn mask_logits_and_iou_scores_match() {
 #[test]
 fn final_masks_match_post_processing_and_the_multimask_choice() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let masks = sam.segment(&photo(), &BOXES).unwrap();
     let best = reference.ints("best_mask_index");
     let chosen: Vec<usize> = masks.iter().map(|m| m.candidate).collect();
@@ -233,7 +187,7 @@ fn final_masks_match_post_processing_and_the_multimask_choice() {
 #[test]
 fn upscaled_logits_match_post_process_masks() {
     let sam = load();
-    let reference = Reference::open();
+    let reference = reference();
     let device = sam.device.clone();
     let inputs = sam
         .processor
