@@ -212,14 +212,9 @@ fn scores(
 /// Scale, mask outside the row's run, softmax over the block's keys `k0..k0 + row.len()`, in place; returns the
 /// largest scaled score and the inverse normalizer ([`probabilities_row`] rebuilds the row from them).
 fn softmax_row(row: &mut [f32], run: &KeyRun, k0: usize, scale: f32, t: usize) -> (f32, f32) {
-    if run.uniform {
-        row.iter_mut().for_each(|x| *x = 1.0 / t as f32);
+    let Some(live) = live_keys(row, run, k0, t) else {
         return (0.0, 0.0);
-    }
-    let (lo, hi) = (run.lo as usize - k0, run.hi as usize - k0);
-    row[..lo].iter_mut().for_each(|x| *x = 0.0);
-    row[hi..].iter_mut().for_each(|x| *x = 0.0);
-    let live = &mut row[lo..hi];
+    };
     vectorized(
         #[inline(always)]
         || {
@@ -235,6 +230,19 @@ fn softmax_row(row: &mut [f32], run: &KeyRun, k0: usize, scale: f32, t: usize) -
     )
 }
 
+/// The part of a block's row (keys `k0..`) inside the row's run, with the probabilities outside it set: 0, or
+/// `1 / t` everywhere for a fully masked row (then `None`: nothing is left to compute).
+fn live_keys<'a>(row: &'a mut [f32], run: &KeyRun, k0: usize, t: usize) -> Option<&'a mut [f32]> {
+    if run.uniform {
+        row.iter_mut().for_each(|x| *x = 1.0 / t as f32);
+        return None;
+    }
+    let (lo, hi) = (run.lo as usize - k0, run.hi as usize - k0);
+    row[..lo].iter_mut().for_each(|x| *x = 0.0);
+    row[hi..].iter_mut().for_each(|x| *x = 0.0);
+    Some(&mut row[lo..hi])
+}
+
 /// The probabilities [`softmax_row`] computed from the same raw scores, given its statistics: the same
 /// operations in the same order, so the same bits.
 fn probabilities_row(
@@ -245,14 +253,9 @@ fn probabilities_row(
     t: usize,
     (top, inv): (f32, f32),
 ) {
-    if run.uniform {
-        row.iter_mut().for_each(|x| *x = 1.0 / t as f32);
+    let Some(live) = live_keys(row, run, k0, t) else {
         return;
-    }
-    let (lo, hi) = (run.lo as usize - k0, run.hi as usize - k0);
-    row[..lo].iter_mut().for_each(|x| *x = 0.0);
-    row[hi..].iter_mut().for_each(|x| *x = 0.0);
-    let live = &mut row[lo..hi];
+    };
     vectorized(
         #[inline(always)]
         || {
