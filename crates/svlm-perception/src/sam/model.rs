@@ -408,6 +408,22 @@ impl SamPromptEncoder {
 
 // ---------------------------------------------------------------- mask decoder
 
+/// The mask decoder's two-way transformer (`SamAttention`, `SamTwoWayAttentionBlock`, `SamTwoWayTransformer`)
+/// serves SAM and SAM 2, whose checkpoints name two of its parameters differently: the attention output is
+/// `out_proj` in SAM and `o_proj` in SAM 2, the MLP's layers `lin1`/`lin2` in SAM and `proj_in`/`proj_out` in SAM 2.
+/// The modules use `out_proj` and `proj_in`/`proj_out`; this renames the `from -> to` pairs of a name inside the
+/// transformer (other names pass unchanged).
+pub(crate) fn rename_in_two_way_transformer(name: &str, pairs: &[(&str, &str)]) -> String {
+    const TRANSFORMER: &str = "mask_decoder.transformer.";
+    let Some(rest) = name.strip_prefix(TRANSFORMER) else {
+        return name.to_string();
+    };
+    let rest = pairs
+        .iter()
+        .fold(rest.to_string(), |rest, (from, to)| rest.replace(from, to));
+    format!("{TRANSFORMER}{rest}")
+}
+
 /// `SamAttention`: attention whose projections may downsample the width (`internal = hidden / rate`).
 #[derive(Module, Debug)]
 pub struct SamAttention {
@@ -420,7 +436,7 @@ pub struct SamAttention {
 }
 
 impl SamAttention {
-    fn new(hidden: usize, rate: usize, heads: usize, device: &Device) -> Self {
+    pub(crate) fn new(hidden: usize, rate: usize, heads: usize, device: &Device) -> Self {
         let internal = hidden / rate;
         Self {
             q_proj: Linear::new(hidden, internal, true, INIT_STD, device),
@@ -459,7 +475,7 @@ pub struct SamTwoWayAttentionBlock {
     pub layer_norm1: LayerNorm,
     pub cross_attn_token_to_image: SamAttention,
     pub layer_norm2: LayerNorm,
-    pub mlp: SamMlpBlock,
+    pub mlp: SamFeedForward,
     pub layer_norm3: LayerNorm,
     pub layer_norm4: LayerNorm,
     pub cross_attn_image_to_token: SamAttention,
@@ -511,7 +527,7 @@ pub struct SamTwoWayTransformer {
 
 impl SamTwoWayTransformer {
     /// `tokens: [P, N, C]` (they are also the queries' positional embedding), `image, image_pe: [P, g*g, C]`.
-    fn forward(
+    pub(crate) fn forward(
         &self,
         tokens: Tensor<3>,
         image: Tensor<3>,
@@ -528,31 +544,50 @@ impl SamTwoWayTransformer {
     }
 }
 
-/// `SamFeedForward`: ReLU MLP of `num_layers` linear layers.
+/// `SamFeedForward` / `Sam2FeedForward`: `proj_in`, `num_layers - 2` hidden `layers`, `proj_out`, the activation after all but the
+/// last; a sigmoid on the output where `sigmoid_output`.
 #[derive(Module, Debug)]
 pub struct SamFeedForward {
     pub proj_in: Linear,
     pub layers: Vec<Linear>,
     pub proj_out: Linear,
+    #[module(skip)]
+    pub act: Activation,
+    #[module(skip)]
+    pub sigmoid_output: bool,
 }
 
 impl SamFeedForward {
-    fn new(d_in: usize, hidden: usize, d_out: usize, num_layers: usize, device: &Device) -> Self {
+    pub fn new(
+        d_in: usize,
+        hidden: usize,
+        d_out: usize,
+        num_layers: usize,
+        act: Activation,
+        device: &Device,
+    ) -> Self {
         Self {
             proj_in: Linear::new(d_in, hidden, true, INIT_STD, device),
             layers: (0..num_layers.saturating_sub(2))
                 .map(|_| Linear::new(hidden, hidden, true, INIT_STD, device))
                 .collect(),
             proj_out: Linear::new(hidden, d_out, true, INIT_STD, device),
+            act,
+            sigmoid_output: false,
         }
     }
 
-    fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let mut x = activation::relu(self.proj_in.forward(x));
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let mut x = self.act.apply(self.proj_in.forward(x));
         for layer in &self.layers {
-            x = activation::relu(layer.forward(x));
+            x = self.act.apply(layer.forward(x));
         }
-        self.proj_out.forward(x)
+        let x = self.proj_out.forward(x);
+        if self.sigmoid_output {
+            burn::tensor::activation::sigmoid(x)
+        } else {
+            x
+        }
     }
 }
 
@@ -623,7 +658,7 @@ impl SamMaskDecoder {
                     device,
                 ),
                 layer_norm2: LayerNorm::new(c, d.layer_norm_eps, device),
-                mlp: SamMlpBlock::new(c, d.mlp_dim, act, device),
+                mlp: SamFeedForward::new(c, d.mlp_dim, c, 2, act, device),
                 layer_norm3: LayerNorm::new(c, d.layer_norm_eps, device),
                 layer_norm4: LayerNorm::new(c, d.layer_norm_eps, device),
                 cross_attn_image_to_token: SamAttention::new(
@@ -653,13 +688,14 @@ impl SamMaskDecoder {
             upscale_conv2: ConvTranspose2d::new(c / 4, c / 8, 2, device),
             upscale_layer_norm: LayerNorm::new(c / 4, 1e-6, device),
             output_hypernetworks_mlps: (0..tokens)
-                .map(|_| SamFeedForward::new(c, c, c / 8, 3, device))
+                .map(|_| SamFeedForward::new(c, c, c / 8, 3, Activation::Relu, device))
                 .collect(),
             iou_prediction_head: SamFeedForward::new(
                 c,
                 d.iou_head_hidden_dim,
                 tokens,
                 d.iou_head_depth,
+                Activation::Relu,
                 device,
             ),
         })

@@ -12,8 +12,14 @@ use svlm_model::io::{CheckpointTensor, read_checkpoint_dir};
 use svlm_processor::Rgb8;
 
 use super::config::SamConfig;
-use super::model::{MaskPrediction, SamModel};
+use super::model::{MaskPrediction, SamModel, rename_in_two_way_transformer};
 use super::preprocess::{SamImageProcessor, SamInputs};
+
+/// SAM's names of the two-way transformer's MLP layers -> the shared module's.
+const TWO_WAY_NAMES: [(&str, &str); 2] = [
+    (".mlp.lin1.", ".mlp.proj_in."),
+    (".mlp.lin2.", ".mlp.proj_out."),
+];
 
 const TIED_POSITIONAL: &str = "prompt_encoder.shared_embedding.positional_embedding";
 const SHARED_POSITIONAL: &str = "shared_image_embedding.positional_embedding";
@@ -28,7 +34,13 @@ pub fn module_path(key: &str, has_shared: bool) -> Option<String> {
     if key == TIED_POSITIONAL {
         return (!has_shared).then(|| SHARED_POSITIONAL.to_string());
     }
-    Some(key.to_string())
+    Some(rename_in_two_way_transformer(key, &TWO_WAY_NAMES))
+}
+
+/// The checkpoint key of a module path (the inverse of [`module_path`]'s renaming).
+fn checkpoint_name(path: &str) -> String {
+    let back = TWO_WAY_NAMES.map(|(key, path)| (path, key));
+    rename_in_two_way_transformer(path, &back)
 }
 
 /// Loads checkpoint tensors into `model`, failing with every missing, unexpected and wrong-shaped tensor listed.
@@ -46,7 +58,7 @@ pub fn apply_checkpoint(
         source,
         "SAM model",
         |key| module_path(key, has_shared),
-        str::to_string,
+        checkpoint_name,
     )
 }
 
@@ -290,5 +302,18 @@ mod tests {
             module_path("vision_encoder.pos_embed", true).as_deref(),
             Some("vision_encoder.pos_embed")
         );
+    }
+
+    /// The two-way transformer's MLP layers are `lin1`/`lin2` in SAM's checkpoints and `proj_in`/`proj_out` in the
+    /// module it shares with SAM 2; the vision encoder's `lin1`/`lin2` keep their names.
+    #[test]
+    fn two_way_mlp_names_map_both_ways_and_only_in_the_transformer() {
+        let key = "mask_decoder.transformer.layers.1.mlp.lin2.bias";
+        let path = "mask_decoder.transformer.layers.1.mlp.proj_out.bias";
+        assert_eq!(module_path(key, true).as_deref(), Some(path));
+        assert_eq!(checkpoint_name(path), key);
+        let vision = "vision_encoder.layers.0.mlp.lin1.weight";
+        assert_eq!(module_path(vision, true).as_deref(), Some(vision));
+        assert_eq!(checkpoint_name(vision), vision);
     }
 }

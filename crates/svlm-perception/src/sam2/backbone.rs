@@ -11,57 +11,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 use svlm_model::nn::{Activation, LayerNorm, Linear, attention};
 
 use crate::model::Conv2d;
-use crate::sam::model::{window_partition, window_unpartition};
+use crate::sam::model::{SamFeedForward, window_partition, window_unpartition};
 use crate::sam2::config::{HieraBlock, Sam2HieraConfig, Sam2VisionConfig};
 
 pub(crate) const INIT_STD: f64 = 0.02;
-
-/// `Sam2FeedForward`: `proj_in`, `num_layers - 2` hidden `layers`, `proj_out`, the activation after all but the
-/// last; a sigmoid on the output where `sigmoid_output`.
-#[derive(Module, Debug)]
-pub struct Sam2FeedForward {
-    pub proj_in: Linear,
-    pub layers: Vec<Linear>,
-    pub proj_out: Linear,
-    #[module(skip)]
-    pub act: Activation,
-    #[module(skip)]
-    pub sigmoid_output: bool,
-}
-
-impl Sam2FeedForward {
-    pub fn new(
-        d_in: usize,
-        hidden: usize,
-        d_out: usize,
-        num_layers: usize,
-        act: Activation,
-        device: &Device,
-    ) -> Self {
-        Self {
-            proj_in: Linear::new(d_in, hidden, true, INIT_STD, device),
-            layers: (0..num_layers.saturating_sub(2))
-                .map(|_| Linear::new(hidden, hidden, true, INIT_STD, device))
-                .collect(),
-            proj_out: Linear::new(hidden, d_out, true, INIT_STD, device),
-            act,
-            sigmoid_output: false,
-        }
-    }
-
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let mut x = self.act.apply(self.proj_in.forward(x));
-        for layer in &self.layers {
-            x = self.act.apply(layer.forward(x));
-        }
-        let x = self.proj_out.forward(x);
-        if self.sigmoid_output {
-            burn::tensor::activation::sigmoid(x)
-        } else {
-            x
-        }
-    }
-}
 
 /// 2D max pooling of a `[B, H, W, C]` map with kernel = stride = `s`, trailing rows and columns dropped
 /// (`max_pool2d(ceil_mode=False)`).
@@ -132,7 +85,7 @@ pub struct Sam2MultiScaleBlock {
     pub layer_norm1: LayerNorm,
     pub attn: Sam2MultiScaleAttention,
     pub layer_norm2: LayerNorm,
-    pub mlp: Sam2FeedForward,
+    pub mlp: SamFeedForward,
     pub proj: Option<Linear>,
     /// `None`: global attention.
     #[module(skip)]
@@ -152,7 +105,7 @@ impl Sam2MultiScaleBlock {
                 query_stride: block.query_stride,
             },
             layer_norm2: LayerNorm::new(dim_out, config.layer_norm_eps, device),
-            mlp: Sam2FeedForward::new(dim_out, config.mlp_dim(dim_out), dim_out, 2, act, device),
+            mlp: SamFeedForward::new(dim_out, config.mlp_dim(dim_out), dim_out, 2, act, device),
             proj: (dim != dim_out).then(|| Linear::new(dim, dim_out, true, INIT_STD, device)),
             window: block.window,
         })

@@ -12,11 +12,14 @@ use anyhow::Result;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::tensor::{Device, Int, Tensor, TensorData, activation};
-use svlm_model::nn::{Activation, Embedding, LayerNorm, Linear, attention};
+use svlm_model::nn::{Activation, Embedding, LayerNorm};
 
 use crate::model::Conv2d;
-use crate::sam::model::{ConvTranspose2d, SamPositionalEmbedding, channels_first_norm};
-use crate::sam2::backbone::{INIT_STD, Sam2FeedForward, Sam2VisionEncoder};
+use crate::sam::model::{
+    ConvTranspose2d, SamAttention, SamFeedForward, SamPositionalEmbedding, SamTwoWayAttentionBlock,
+    SamTwoWayTransformer, channels_first_norm,
+};
+use crate::sam2::backbone::{INIT_STD, Sam2VisionEncoder};
 use crate::sam2::config::{Sam2Config, Sam2MaskDecoderConfig};
 
 // ---------------------------------------------------------------- prompt encoder
@@ -70,142 +73,22 @@ impl Sam2PromptEncoder {
 
 // ---------------------------------------------------------------- mask decoder
 
-/// `Sam2Attention`: attention whose projections may downsample the width (`internal = hidden / rate`).
-#[derive(Module, Debug)]
-pub struct Sam2Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
-    #[module(skip)]
-    pub heads: usize,
-}
-
-impl Sam2Attention {
-    fn new(hidden: usize, rate: usize, heads: usize, device: &Device) -> Self {
-        let internal = hidden / rate;
-        Self {
-            q_proj: Linear::new(hidden, internal, true, INIT_STD, device),
-            k_proj: Linear::new(hidden, internal, true, INIT_STD, device),
-            v_proj: Linear::new(hidden, internal, true, INIT_STD, device),
-            o_proj: Linear::new(internal, hidden, true, INIT_STD, device),
-            heads,
-        }
-    }
-
-    /// `query: [P, N, C]`, `key`, `value: [P, M, C]` -> `[P, N, C]`.
-    fn forward(&self, query: Tensor<3>, key: Tensor<3>, value: Tensor<3>) -> Tensor<3> {
-        let q = self.q_proj.forward(query);
-        let k = self.k_proj.forward(key);
-        let v = self.v_proj.forward(value);
-        let [p, n, internal] = q.dims();
-        let [_, m, _] = k.dims();
-        let d = internal / self.heads;
-        let split = |t: Tensor<3>, len: usize| t.reshape([p, len, self.heads, d]).swap_dims(1, 2);
-        let out = attention(
-            split(q, n),
-            split(k, m),
-            split(v, m),
-            None,
-            (d as f64).powf(-0.5),
-        );
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([p, n, internal]))
-    }
-}
-
-/// `Sam2TwoWayAttentionBlock`: token self-attention, tokens -> image, ReLU MLP, image -> tokens.
-#[derive(Module, Debug)]
-pub struct Sam2TwoWayAttentionBlock {
-    pub self_attn: Sam2Attention,
-    pub layer_norm1: LayerNorm,
-    pub cross_attn_token_to_image: Sam2Attention,
-    pub layer_norm2: LayerNorm,
-    pub mlp: Sam2FeedForward,
-    pub layer_norm3: LayerNorm,
-    pub layer_norm4: LayerNorm,
-    pub cross_attn_image_to_token: Sam2Attention,
-    #[module(skip)]
-    pub skip_first_layer_pe: bool,
-}
-
-impl Sam2TwoWayAttentionBlock {
-    fn forward(
-        &self,
-        queries: Tensor<3>,
-        keys: Tensor<3>,
-        query_pe: Tensor<3>,
-        key_pe: Tensor<3>,
-    ) -> (Tensor<3>, Tensor<3>) {
-        let queries = if self.skip_first_layer_pe {
-            self.self_attn
-                .forward(queries.clone(), queries.clone(), queries)
-        } else {
-            let q = queries.clone() + query_pe.clone();
-            queries.clone() + self.self_attn.forward(q.clone(), q, queries)
-        };
-        let queries = self.layer_norm1.forward(queries);
-
-        let q = queries.clone() + query_pe.clone();
-        let k = keys.clone() + key_pe.clone();
-        let queries = queries + self.cross_attn_token_to_image.forward(q, k, keys.clone());
-        let queries = self.layer_norm2.forward(queries);
-
-        let queries = queries.clone() + self.mlp.forward(queries);
-        let queries = self.layer_norm3.forward(queries);
-
-        let q = queries.clone() + query_pe;
-        let k = keys.clone() + key_pe;
-        let keys = keys
-            + self
-                .cross_attn_image_to_token
-                .forward(k, q, queries.clone());
-        (queries, self.layer_norm4.forward(keys))
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct Sam2TwoWayTransformer {
-    pub layers: Vec<Sam2TwoWayAttentionBlock>,
-    pub final_attn_token_to_image: Sam2Attention,
-    pub layer_norm_final_attn: LayerNorm,
-}
-
-impl Sam2TwoWayTransformer {
-    /// `tokens: [P, N, C]` (they are also the queries' positional embedding), `image, image_pe: [P, g*g, C]`.
-    fn forward(
-        &self,
-        tokens: Tensor<3>,
-        image: Tensor<3>,
-        image_pe: Tensor<3>,
-    ) -> (Tensor<3>, Tensor<3>) {
-        let (mut queries, mut keys) = (tokens.clone(), image);
-        for layer in &self.layers {
-            (queries, keys) = layer.forward(queries, keys, tokens.clone(), image_pe.clone());
-        }
-        let q = queries.clone() + tokens;
-        let k = keys.clone() + image_pe;
-        let queries = queries + self.final_attn_token_to_image.forward(q, k, keys.clone());
-        (self.layer_norm_final_attn.forward(queries), keys)
-    }
-}
-
 /// `Sam2MaskDecoder`.
 #[derive(Module, Debug)]
 pub struct Sam2MaskDecoder {
     pub iou_token: Embedding,
     pub mask_tokens: Embedding,
     pub obj_score_token: Embedding,
-    pub transformer: Sam2TwoWayTransformer,
+    pub transformer: SamTwoWayTransformer,
     pub upscale_conv1: ConvTranspose2d,
     pub upscale_conv2: ConvTranspose2d,
     pub upscale_layer_norm: LayerNorm,
-    pub output_hypernetworks_mlps: Vec<Sam2FeedForward>,
-    pub iou_prediction_head: Sam2FeedForward,
+    pub output_hypernetworks_mlps: Vec<SamFeedForward>,
+    pub iou_prediction_head: SamFeedForward,
     /// Project the two high-resolution FPN levels to the upscaling widths (`C / 8`, `C / 4`).
     pub conv_s0: Conv2d,
     pub conv_s1: Conv2d,
-    pub pred_obj_score_head: Sam2FeedForward,
+    pub pred_obj_score_head: SamFeedForward,
     /// Single-mask output: `(delta, threshold)` of the stability fallback to the best multimask candidate.
     #[module(skip)]
     pub stability: Option<(f64, f64)>,
@@ -225,16 +108,16 @@ impl Sam2MaskDecoder {
     fn new(d: &Sam2MaskDecoderConfig, device: &Device) -> Self {
         let c = d.hidden_size;
         let tokens = d.num_multimask_outputs + 1;
-        let attn = |rate| Sam2Attention::new(c, rate, d.num_attention_heads, device);
+        let attn = |rate| SamAttention::new(c, rate, d.num_attention_heads, device);
         // `nn.LayerNorm`'s default eps in the two-way transformer, as transformers builds it.
         let norm = || LayerNorm::new(c, 1e-5, device);
         let layers = (0..d.num_hidden_layers)
-            .map(|i| Sam2TwoWayAttentionBlock {
+            .map(|i| SamTwoWayAttentionBlock {
                 self_attn: attn(1),
                 layer_norm1: norm(),
                 cross_attn_token_to_image: attn(d.attention_downsample_rate),
                 layer_norm2: norm(),
-                mlp: Sam2FeedForward::new(
+                mlp: SamFeedForward::new(
                     c,
                     d.mlp_dim,
                     c,
@@ -249,7 +132,7 @@ impl Sam2MaskDecoder {
             })
             .collect();
         let relu_mlp = |d_in, hidden, d_out, depth| {
-            Sam2FeedForward::new(d_in, hidden, d_out, depth, Activation::Relu, device)
+            SamFeedForward::new(d_in, hidden, d_out, depth, Activation::Relu, device)
         };
         let mut iou_prediction_head = relu_mlp(c, d.iou_head_hidden_dim, tokens, d.iou_head_depth);
         iou_prediction_head.sigmoid_output = true;
@@ -257,7 +140,7 @@ impl Sam2MaskDecoder {
             iou_token: Embedding::new(1, c, INIT_STD, device),
             mask_tokens: Embedding::new(tokens, c, INIT_STD, device),
             obj_score_token: Embedding::new(1, c, INIT_STD, device),
-            transformer: Sam2TwoWayTransformer {
+            transformer: SamTwoWayTransformer {
                 layers,
                 final_attn_token_to_image: attn(d.attention_downsample_rate),
                 layer_norm_final_attn: norm(),

@@ -15,6 +15,7 @@ use super::config::Sam2Config;
 use super::model::{Sam2MaskPrediction, Sam2Model};
 use super::preprocess::{Sam2ImageProcessor, Sam2Inputs};
 use crate::sam::BoxMask;
+use crate::sam::model::rename_in_two_way_transformer;
 use crate::sam::segmenter::{best_candidates, read_f32};
 
 /// Checkpoint prefixes of the video-memory modules (`Sam2PreTrainedModel._keys_to_ignore_on_load_unexpected`) and
@@ -31,9 +32,19 @@ const LEFT_OUT: [&str; 8] = [
     "prompt_encoder.mask_embed.",
 ];
 
+/// SAM 2's name of the two-way transformer's attention output -> the shared module's.
+const TWO_WAY_NAMES: [(&str, &str); 1] = [(".o_proj.", ".out_proj.")];
+
 /// The module path of a checkpoint key (`None`: not loaded).
 pub fn module_path(key: &str) -> Option<String> {
-    (!LEFT_OUT.iter().any(|p| key.starts_with(p))).then(|| key.to_string())
+    (!LEFT_OUT.iter().any(|p| key.starts_with(p)))
+        .then(|| rename_in_two_way_transformer(key, &TWO_WAY_NAMES))
+}
+
+/// The checkpoint key of a module path (the inverse of [`module_path`]'s renaming).
+fn checkpoint_name(path: &str) -> String {
+    let back = TWO_WAY_NAMES.map(|(key, path)| (path, key));
+    rename_in_two_way_transformer(path, &back)
 }
 
 /// The two copies of the random-Fourier matrix: the original SAM 2 has one (`pe_layer`), which transformers stores
@@ -69,7 +80,7 @@ pub fn apply_checkpoint(
         source,
         "SAM 2 model",
         module_path,
-        str::to_string,
+        checkpoint_name,
     )
 }
 
@@ -258,6 +269,14 @@ impl Sam2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_way_attention_output_maps_to_the_shared_module_and_back() {
+        let key = "mask_decoder.transformer.layers.0.self_attn.o_proj.weight";
+        let path = "mask_decoder.transformer.layers.0.self_attn.out_proj.weight";
+        assert_eq!(module_path(key).as_deref(), Some(path));
+        assert_eq!(checkpoint_name(path), key);
+    }
 
     #[test]
     fn video_and_mask_prompt_tensors_are_left_out() {
