@@ -333,21 +333,9 @@ fn throughput_518() {
         per * 1e3,
         1.0 / per
     );
-    let config = svlm_perception::DepthAnythingConfig::from_json(&serde_json::json!({
-        "model_type": "depth_anything",
-        "backbone_config": {
-            "model_type": "dinov2", "hidden_size": 384, "num_hidden_layers": 12,
-            "num_attention_heads": 6, "image_size": 518, "patch_size": 14,
-            "out_indices": [3, 6, 9, 12], "reshape_hidden_states": false
-        },
-        "reassemble_hidden_size": 384,
-        "reassemble_factors": [4, 2, 1, 0.5],
-        "neck_hidden_sizes": [48, 96, 192, 384],
-        "fusion_hidden_size": 64,
-        "head_hidden_size": 32,
-        "depth_estimation_type": "metric",
-        "max_depth": 20
-    }))
+    let config = svlm_perception::DepthAnythingConfig::from_json(
+        &svlm_perception::FullSizeDepth::DepthAnythingV2Small.config_json(),
+    )
     .unwrap();
     let small = svlm_perception::DepthAnythingModel::new(&config, &Device::flex()).unwrap();
     let per = seconds_per_forward(&small, 2);
