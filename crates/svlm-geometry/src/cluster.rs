@@ -61,39 +61,19 @@ fn dbscan_with_index(
         (offsets, flat)
     };
     let neighbours = |i: usize| &flat[offsets[i]..offsets[i + 1]];
-    const UNDEFINED: i64 = -2;
-    const NOISE: i64 = -1;
-    let mut labels = vec![UNDEFINED; n];
-    let mut cluster = 0i64;
-    let mut stack: Vec<u32> = Vec::new();
-    for seed in 0..n {
-        if labels[seed] != UNDEFINED {
-            continue;
-        }
-        if neighbours(seed).len() < min_points {
-            labels[seed] = NOISE;
-            continue;
-        }
-        labels[seed] = cluster;
-        stack.clear();
-        stack.extend_from_slice(neighbours(seed));
-        while let Some(nb) = stack.pop() {
-            let nb = nb as usize;
-            if labels[nb] >= 0 {
-                continue;
-            }
-            labels[nb] = cluster;
-            let around = neighbours(nb);
-            if around.len() >= min_points {
-                stack.extend(around.iter().copied().filter(|&q| labels[q as usize] < 0));
-            }
-        }
-        cluster += 1;
-    }
-    labels
-        .into_iter()
-        .map(|l| (l >= 0).then_some(l as usize))
-        .collect()
+    expand_clusters(
+        n,
+        min_points,
+        |i| neighbours(i).len(),
+        |stack, i, labels| {
+            stack.extend(
+                neighbours(i)
+                    .iter()
+                    .copied()
+                    .filter(|&q| labels[q as usize] < 0),
+            )
+        },
+    )
 }
 
 /// [`dbscan`] on a small cloud (at most [`SCAN_MAX_POINTS`] points): the neighbour relation as a bit matrix,
@@ -166,6 +146,18 @@ fn dbscan_small(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Opti
             }
         }
     };
+    expand_clusters(n, min_points, count, push_neighbours)
+}
+
+/// DBSCAN's expansion over a neighbour relation: `count(i)` neighbours of `i` (itself included), and
+/// `push(stack, i, labels)` pushes `i`'s neighbours not yet in a cluster (label < 0). Clusters are numbered in
+/// order of their first core point; a border point joins the first cluster that reaches it.
+fn expand_clusters(
+    n: usize,
+    min_points: usize,
+    count: impl Fn(usize) -> usize,
+    push: impl Fn(&mut Vec<u32>, usize, &[i64]),
+) -> Vec<Option<usize>> {
     const UNDEFINED: i64 = -2;
     const NOISE: i64 = -1;
     let mut labels = vec![UNDEFINED; n];
@@ -181,7 +173,7 @@ fn dbscan_small(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Opti
         }
         labels[seed] = cluster;
         stack.clear();
-        push_neighbours(&mut stack, seed, &labels);
+        push(&mut stack, seed, &labels);
         while let Some(nb) = stack.pop() {
             let nb = nb as usize;
             if labels[nb] >= 0 {
@@ -189,7 +181,7 @@ fn dbscan_small(points: &[Point3<f64>], eps: f64, min_points: usize) -> Vec<Opti
             }
             labels[nb] = cluster;
             if count(nb) >= min_points {
-                push_neighbours(&mut stack, nb, &labels);
+                push(&mut stack, nb, &labels);
             }
         }
         cluster += 1;
