@@ -3,7 +3,7 @@
 //! errors. Tolerances are relative to the largest magnitude of each reference tensor.
 
 mod common;
-use common::{Reference, values};
+use common::{Reference, photo, values};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,12 +60,6 @@ fn check<const D: usize>(reference: &Reference, name: &str, ours: Tensor<D>, rel
         "{name} is all zeros: the comparison means nothing"
     );
     assert!(d <= rel * scale, "{name} differs by {d} (scale {scale})");
-}
-
-fn photo() -> image::RgbImage {
-    image::open(model_dir().join("../chelsea_small.png"))
-        .unwrap()
-        .to_rgb8()
 }
 
 fn load() -> DepthPro {

@@ -2,7 +2,7 @@
 //! random-weight metric model made by `scripts/make_perception_fixtures.py`, and the loader's errors.
 
 mod common;
-use common::{Reference, values};
+use common::{Reference, fixtures, photo, values};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,10 +11,6 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor};
 use svlm_perception::{DepthAnything, DepthKind, Dinov2};
 use svlm_processor::Rgb8;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn model_dir() -> PathBuf {
     fixtures().join("tiny-depth-anything")
@@ -30,12 +26,6 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-fn photo() -> image::RgbImage {
-    image::open(fixtures().join("chelsea_small.png"))
-        .unwrap()
-        .to_rgb8()
 }
 
 fn load() -> DepthAnything {

@@ -3,9 +3,9 @@
 //! and the loader's errors.
 
 mod common;
-use common::{Reference, values};
+use common::{Reference, fixtures, photo, values};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use svlm_perception::{BoxSegmenter, Sam2};
@@ -18,10 +18,6 @@ const BOXES: [[f64; 4]; 4] = [
     [0.0, 0.0, 96.0, 64.0],
     [30.0, 20.0, 34.0, 26.0],
 ];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn model_dir() -> PathBuf {
     fixtures().join("sam2/tiny-sam2")
@@ -55,12 +51,6 @@ fn check<const D: usize>(reference: &Reference, name: &str, actual: Tensor<D>, t
     let (abs, rel) = diffs(&actual, &expected);
     eprintln!("{name}: max |diff| = {abs:e} (relative to the largest value {rel:e})");
     assert!(rel <= tolerance, "{name} differs by {abs} (relative {rel})");
-}
-
-fn photo() -> image::RgbImage {
-    image::open(fixtures().join("chelsea_small.png"))
-        .unwrap()
-        .to_rgb8()
 }
 
 fn load() -> Sam2 {

@@ -3,9 +3,9 @@
 //! loader's errors.
 
 mod common;
-use common::{Reference, values};
+use common::{Reference, fixtures, photo, values};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use svlm_perception::Sam;
@@ -18,10 +18,6 @@ const BOXES: [[f64; 4]; 4] = [
     [0.0, 0.0, 96.0, 64.0],
     [30.0, 20.0, 34.0, 26.0],
 ];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 fn model_dir() -> PathBuf {
     fixtures().join("sam/tiny-sam")
@@ -37,12 +33,6 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-fn photo() -> image::RgbImage {
-    image::open(fixtures().join("chelsea_small.png"))
-        .unwrap()
-        .to_rgb8()
 }
 
 fn load() -> Sam {

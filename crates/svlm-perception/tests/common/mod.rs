@@ -2,12 +2,26 @@
 //! of it, hence the `dead_code` allowances.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::TensorView;
 use svlm_model::WeightDType;
 use svlm_model::io::{CheckpointTensor, read_safetensors_file};
+
+/// `tests/fixtures` of this crate.
+#[allow(dead_code)]
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The committed test photo (`chelsea_small.png`, 96 x 64) every parity fixture script runs on.
+#[allow(dead_code)]
+pub fn photo() -> image::RgbImage {
+    image::open(fixtures().join("chelsea_small.png"))
+        .unwrap()
+        .to_rgb8()
+}
 
 /// A fixture script's reference tensors (a safetensors file), by name.
 #[allow(dead_code)]
