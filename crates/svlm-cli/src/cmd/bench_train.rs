@@ -11,6 +11,9 @@ use svlm_train::bench::{BenchResult, BenchShape, WordEncoder, write_data};
 use svlm_train::config::RunConfig;
 use svlm_train::trainer::{TrainOptions, read_metrics};
 
+/// The PyTorch reference loop, carried in the binary so the bench runs from any folder.
+const TORCH_SCRIPT: &str = include_str!("../../../../scripts/bench_train_torch.py");
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Output folder (work files, results JSON).
@@ -141,8 +144,11 @@ weight = 1.0
         return Ok(());
     }
     let torch_json = std::path::absolute(args.out.join("torch.json"))?;
+    let script = work.join("bench_train_torch.py");
+    std::fs::write(&script, TORCH_SCRIPT)
+        .with_context(|| format!("writing {}", script.display()))?;
     let status = Command::new(&args.python)
-        .arg("scripts/bench_train_torch.py")
+        .arg(&script)
         .args(["--work", &work.display().to_string()])
         .args(["--batch-size", &args.batch_size.to_string()])
         .args([
@@ -153,7 +159,7 @@ weight = 1.0
         ])
         .args(["--json", &torch_json.display().to_string()])
         .status()
-        .with_context(|| format!("running {} scripts/bench_train_torch.py", args.python))?;
+        .with_context(|| format!("running {} {}", args.python, script.display()))?;
     anyhow::ensure!(status.success(), "the PyTorch reference failed ({status})");
     let theirs: BenchResult = serde_json::from_str(&std::fs::read_to_string(&torch_json)?)?;
     println!("PyTorch (CPU):        {theirs:?}");
