@@ -832,7 +832,7 @@ mod tests {
     fn both_recipes_read_and_unknown_keys_are_refused() {
         let default = Preset::Default.recipe().expect("default.toml");
         assert_eq!(default.data.train_scenes, 6000);
-        assert_eq!(default.train.steps, 1600);
+        assert_eq!(default.train.steps, 2600);
         assert_eq!(default.data.colors.len(), 6);
         let ci = Preset::Ci.recipe().expect("ci.toml");
         assert!(ci.data.train_scenes < default.data.train_scenes);
