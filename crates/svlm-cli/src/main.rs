@@ -58,16 +58,21 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     // Burn's CPU backend frees and reallocates the same tensor buffers every op and every step. Returning freed
     // memory to the OS after mimalloc's default 10 ms makes each step fault it in again; never returning it keeps
     // blocks of sizes no later allocation reuses. Freed memory is kept for 2 s: at SmolVLM-256M's size 7.3 GB peak
-    // at 1.2x PyTorch's speed, against 9.3 GB (1.56x) keeping everything and 7.2 GB (0.97x) at 10 ms
+    // at 1.2x PyTorch's speed, against 9.3 GB (1.56x) keeping everything and 7.2 GB (0.97x) at 10 ms. The
+    // quickstart's models peak at a few hundred MB, so it keeps everything (its training ran ~6% faster so)
     // (experiments/bench_train.md). MIMALLOC_PURGE_DELAY (milliseconds, -1: never) overrides this.
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        let delay_ms = match cli.command {
+            Command::Quickstart(_) => -1,
+            _ => 2000,
+        };
         // SAFETY: sets one integer option of the allocator; no memory is touched.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 2000) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay_ms) };
     }
-    let cli = Cli::parse();
     let default_level = match cli.verbose {
         0 => "info",
         1 => "debug",
